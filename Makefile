@@ -1,0 +1,54 @@
+# The two commands of the README: `make run` and `make test`. Everything they need
+# is installed from here, so a fresh Debian/Ubuntu machine with Python 3.11+ works.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := mosquitto mosquitto-clients mbpoll socat libmodbus-dev pkg-config
+ARGS ?=
+
+.PHONY: run test install install-test system-deps lint typecheck pytest bench docs clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+
+install-test: $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+
+# Installs the system packages the tests use when some are missing (needs root).
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing system packages:$$missing (run as root or: sudo apt-get install$$missing)"; exit 1; fi; \
+	fi
+
+run: install
+	$(BIN)/minimeter run $(ARGS)
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install-test
+	$(BIN)/mypy
+
+pytest: install-test system-deps
+	$(BIN)/pytest
+
+test: install-test system-deps lint typecheck pytest
+
+docs: install
+	$(BIN)/minimeter registers --format md > docs/registers.md
+
+bench: install-test system-deps
+	$(MAKE) -C bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

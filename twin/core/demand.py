@@ -1,0 +1,160 @@
+"""Demand: sliding (rolling block), block and thermal, and maximum demand.
+
+Time here is the meter's uptime in integer microseconds, because the Mini Meter
+has no real-time clock: sub-intervals and the 24-hour maximum-demand window run
+on time since power-up. Energy comes in as delivered energy per sample (integer
+nWh); a sample belongs to the sub-interval in which it ends.
+
+- sliding: at each sub-interval close, demand = mean power of the last N
+  sub-intervals (N = subintervals per interval), the Mini Meter's 15 = 3 x 5 min.
+- block: demand = mean power of the interval, updated when the interval closes.
+- thermal: first-order response updated at each sub-interval close with
+  tau = interval / ln 10, so a step reaches 90 % in one interval.
+
+Maximum demand follows the Mini Meter: during the first window after power-up it
+is the largest demand since power-up; after that it changes once per window, to
+the largest demand of the window just ended. A window of 0 keeps the largest
+demand until a reset.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from twin.core.models import DemandConfig, DemandMethod
+from twin.core.types import DemandClosed, IntArray
+
+_US_PER_H = 3_600_000_000
+
+
+@dataclass(slots=True)
+class DemandState:
+    """Mutable demand state; the non-volatile part is persisted by the shell."""
+
+    config: DemandConfig
+    origin_us: int = 0  # uptime at which the sub-interval grid starts
+    partial_nwh: int = 0  # energy of the open sub-interval so far
+    recent_w: deque[float] = field(default_factory=deque)  # closed sub-interval powers
+    closes: int = 0  # sub-intervals closed since power-up / realignment
+    demand_w: float = 0.0
+    max_w: float = 0.0  # shown maximum demand
+    max_at_us: int = 0
+    period_max_w: float = 0.0  # running maximum of the current window
+    period_max_at_us: int = 0
+    window_start_us: int = 0
+
+    @property
+    def valid(self) -> bool:
+        return self.closes >= self.config.subintervals
+
+    def restart(self, uptime_us: int) -> None:
+        """Start a fresh grid at ``uptime_us`` (power-up or reconfiguration)."""
+        self.origin_us = uptime_us
+        self.partial_nwh = 0
+        self.recent_w.clear()
+        self.closes = 0
+        self.demand_w = 0.0
+
+    def power_up(self) -> None:
+        self.restart(0)
+        self.max_w = self.period_max_w = 0.0
+        self.max_at_us = self.period_max_at_us = 0
+        self.window_start_us = 0
+
+    def reset_max(self) -> None:
+        self.max_w = self.period_max_w = 0.0
+        self.max_at_us = self.period_max_at_us = 0
+
+    def elapsed_us(self, uptime_us: int) -> int:
+        return (uptime_us - self.origin_us) % self.config.subinterval_us
+
+    def _next_close_us(self, uptime_us: int) -> int:
+        sub = self.config.subinterval_us
+        return self.origin_us + ((uptime_us - self.origin_us) // sub + 1) * sub
+
+    def advance(
+        self, u0_us: int, dt_us: int, delivered_nwh: IntArray, time0_us: int
+    ) -> list[DemandClosed]:
+        """Feed one powered run of samples starting at uptime ``u0_us``."""
+        m = delivered_nwh.shape[0]
+        end_us = u0_us + m * dt_us
+        events: list[DemandClosed] = []
+        close_us = self._next_close_us(u0_us)
+        if close_us > end_us:
+            self.partial_nwh += int(delivered_nwh.sum())
+            self._roll_window(end_us)
+            return events
+        cum = np.cumsum(delivered_nwh)
+        taken = 0
+        while close_us <= end_us:
+            # The sample ending at or after the boundary closes the sub-interval.
+            j = -(-(close_us - u0_us) // dt_us) - 1
+            upto = int(cum[j])
+            self._close(self.partial_nwh + upto - taken, self.config.subinterval_us, close_us)
+            taken = upto
+            self.partial_nwh = 0
+            events.append(
+                DemandClosed(
+                    time_s=(time0_us + (j + 1) * dt_us) / 1e6,
+                    subinterval_kw=self.recent_w[-1] / 1000.0,
+                    demand_kw=self.demand_w / 1000.0,
+                    demand_max_kw=self.max_w / 1000.0,
+                )
+            )
+            close_us += self.config.subinterval_us
+        self.partial_nwh = int(cum[-1]) - taken
+        self._roll_window(end_us)
+        return events
+
+    def close_now(self, uptime_us: int) -> None:
+        """Close the open sub-interval early and start a new grid (command 21211)."""
+        length = (
+            uptime_us
+            - self.origin_us
+            - ((uptime_us - self.origin_us) // self.config.subinterval_us)
+            * self.config.subinterval_us
+        )
+        if length > 0:
+            self._close(self.partial_nwh, length, uptime_us)
+        self.origin_us = uptime_us
+        self.partial_nwh = 0
+
+    def _close(self, energy_nwh: int, length_us: int, at_us: int) -> None:
+        cfg = self.config
+        power_w = energy_nwh * 3600.0 / (length_us * 1000.0)
+        self.recent_w.append(power_w)
+        while len(self.recent_w) > cfg.subintervals:
+            self.recent_w.popleft()
+        self.closes += 1
+        if cfg.method is DemandMethod.SLIDING:
+            self.demand_w = sum(self.recent_w) / cfg.subintervals
+        elif cfg.method is DemandMethod.BLOCK:
+            if self.closes % cfg.subintervals == 0:
+                self.demand_w = sum(self.recent_w) / cfg.subintervals
+        else:
+            tau_us = cfg.interval_min * 60e6 / math.log(10.0)
+            self.demand_w += (1.0 - math.exp(-length_us / tau_us)) * (power_w - self.demand_w)
+        self._update_max(at_us)
+
+    def _update_max(self, at_us: int) -> None:
+        window_h = self.config.max_window_h
+        if self.demand_w > self.period_max_w:
+            self.period_max_w, self.period_max_at_us = self.demand_w, at_us
+        first_window = window_h == 0 or at_us <= self.window_start_us + window_h * _US_PER_H
+        if first_window and self.window_start_us == 0 and self.period_max_w > self.max_w:
+            self.max_w, self.max_at_us = self.period_max_w, self.period_max_at_us
+        self._roll_window(at_us)
+
+    def _roll_window(self, uptime_us: int) -> None:
+        window_h = self.config.max_window_h
+        if window_h == 0:
+            return
+        window_us = window_h * _US_PER_H
+        while uptime_us >= self.window_start_us + window_us:
+            self.max_w, self.max_at_us = self.period_max_w, self.period_max_at_us
+            self.window_start_us += window_us
+            self.period_max_w, self.period_max_at_us = 0.0, self.window_start_us

@@ -1,0 +1,164 @@
+"""Status bits, error codes and the LCD, as REGISTER_MAP.md defines them.
+
+Status bits are computed per sample as a uint32 array so that error raised and
+cleared events carry the sample they happened in. The error code is the highest
+priority active error (what the LCD error screen shows). The LCD rotates through
+total kWh, max demand, instantaneous kW and (when an error is active) the error
+screen, one screen every ``lcd_screen_s`` of uptime, after a boot screen.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import numpy as np
+import numpy.typing as npt
+
+from twin.core.models import (
+    FREQUENCY_RANGE_HZ,
+    PF_MIN,
+    SUPPLY_MAX_V,
+    SUPPLY_MIN_V,
+    TEMPERATURE_RANGE_C,
+    VOLTAGE_MISSING_BELOW_V,
+)
+
+U32Array = npt.NDArray[np.uint32]
+
+
+class StatusBit(IntEnum):
+    REVERSE_L1 = 0
+    REVERSE_L2 = 1
+    VOLTAGE_MISSING_L1 = 2
+    VOLTAGE_MISSING_L2 = 3
+    UNDER_VOLTAGE = 4
+    OVER_VOLTAGE = 5
+    OVER_CURRENT = 6
+    PF_BELOW_RANGE = 7
+    FREQUENCY_OUT_OF_RANGE = 8
+    TEMPERATURE_OUT_OF_RANGE = 9
+    MEMORY_ERROR = 10
+    CALIBRATION_ERROR = 11
+    BOOTING = 12
+    UNPOWERED = 13
+    MIRROR_INPUT_STALE = 14
+    MIRROR_OUTSIDE_CLASS = 15
+
+
+def _mask(*bits: StatusBit) -> int:
+    return sum(1 << b for b in bits)
+
+
+class ErrorCode(IntEnum):
+    """Error codes, highest priority first; 0 means no error."""
+
+    NONE = 0
+    MEMORY = 1
+    CALIBRATION = 2
+    VOLTAGE_MISSING = 3
+    OVER_VOLTAGE = 4
+    REVERSED_CT = 5
+    OVER_CURRENT = 6
+    PF_BELOW_RANGE = 7
+    FREQUENCY = 8
+    TEMPERATURE = 9
+
+
+#: Which status bits raise each error code, in priority order.
+ERROR_BITS: tuple[tuple[ErrorCode, int], ...] = (
+    (ErrorCode.MEMORY, _mask(StatusBit.MEMORY_ERROR)),
+    (ErrorCode.CALIBRATION, _mask(StatusBit.CALIBRATION_ERROR)),
+    (
+        ErrorCode.VOLTAGE_MISSING,
+        _mask(StatusBit.VOLTAGE_MISSING_L1, StatusBit.VOLTAGE_MISSING_L2, StatusBit.UNDER_VOLTAGE),
+    ),
+    (ErrorCode.OVER_VOLTAGE, _mask(StatusBit.OVER_VOLTAGE)),
+    (ErrorCode.REVERSED_CT, _mask(StatusBit.REVERSE_L1, StatusBit.REVERSE_L2)),
+    (ErrorCode.OVER_CURRENT, _mask(StatusBit.OVER_CURRENT)),
+    (ErrorCode.PF_BELOW_RANGE, _mask(StatusBit.PF_BELOW_RANGE)),
+    (ErrorCode.FREQUENCY, _mask(StatusBit.FREQUENCY_OUT_OF_RANGE)),
+    (ErrorCode.TEMPERATURE, _mask(StatusBit.TEMPERATURE_OUT_OF_RANGE)),
+)
+ERROR_MASK = 0
+for _code, _m in ERROR_BITS:
+    ERROR_MASK |= _m
+
+
+class LcdScreen(IntEnum):
+    OFF = 0
+    BOOT = 1
+    TOTAL_KWH = 2
+    MAX_DEMAND_KW = 3
+    INSTANT_KW = 4
+    ERROR = 5
+
+
+class Indicator(IntEnum):
+    LOAD_LED = 0
+    REVERSE_ARROW = 1
+    L1_SYMBOL = 2
+    L2_SYMBOL = 3
+    L1_BLINK = 4
+    L2_BLINK = 5
+    LCD_ON = 6
+    L1_LEADING = 7
+    L2_LEADING = 8
+
+
+def error_code(bits: int) -> ErrorCode:
+    for code, mask in ERROR_BITS:
+        if bits & mask:
+            return code
+    return ErrorCode.NONE
+
+
+def active_errors(bits: int) -> frozenset[ErrorCode]:
+    return frozenset(code for code, mask in ERROR_BITS if bits & mask)
+
+
+def line_status_bits(
+    elements: int,
+    voltage_v: npt.NDArray[np.float64],
+    current_a: npt.NDArray[np.float64],
+    power_w: npt.NDArray[np.float64],
+    pf_abs: npt.NDArray[np.float64],
+    frequency_hz: npt.NDArray[np.float64],
+    temperature_c: npt.NDArray[np.float64],
+    max_current_a: float,
+    starting_current_a: float,
+) -> U32Array:
+    """Per-sample status bits 0-9 of a powered meter (arrays (2, n) and (n,))."""
+    n = frequency_hz.shape[0]
+    bits = np.zeros(n, dtype=np.int64)
+    for e in range(elements):
+        v = voltage_v[e]
+        bits |= (power_w[e] < 0).astype(np.int64) << StatusBit.REVERSE_L1 + e
+        bits |= (v < VOLTAGE_MISSING_BELOW_V).astype(np.int64) << StatusBit.VOLTAGE_MISSING_L1 + e
+        low = (v >= VOLTAGE_MISSING_BELOW_V) & (v < SUPPLY_MIN_V)
+        bits |= low.astype(np.int64) << StatusBit.UNDER_VOLTAGE
+        bits |= (v > SUPPLY_MAX_V).astype(np.int64) << StatusBit.OVER_VOLTAGE
+        bits |= (current_a[e] > max_current_a).astype(np.int64) << StatusBit.OVER_CURRENT
+        low_pf = (current_a[e] >= starting_current_a) & (pf_abs[e] < PF_MIN)
+        bits |= low_pf.astype(np.int64) << StatusBit.PF_BELOW_RANGE
+    f_lo, f_hi = FREQUENCY_RANGE_HZ
+    bits |= ((frequency_hz < f_lo) | (frequency_hz > f_hi)).astype(np.int64) << (
+        StatusBit.FREQUENCY_OUT_OF_RANGE
+    )
+    t_lo, t_hi = TEMPERATURE_RANGE_C
+    bits |= ((temperature_c < t_lo) | (temperature_c > t_hi)).astype(np.int64) << (
+        StatusBit.TEMPERATURE_OUT_OF_RANGE
+    )
+    return bits.astype(np.uint32)
+
+
+def lcd_screen(
+    powered: bool, booting: bool, uptime_s: float, screen_s: float, bits: int
+) -> LcdScreen:
+    if not powered:
+        return LcdScreen.OFF
+    if booting:
+        return LcdScreen.BOOT
+    screens = [LcdScreen.TOTAL_KWH, LcdScreen.MAX_DEMAND_KW, LcdScreen.INSTANT_KW]
+    if bits & ERROR_MASK:
+        screens.append(LcdScreen.ERROR)
+    return screens[int(uptime_s // screen_s) % len(screens)]
