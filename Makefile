@@ -48,7 +48,7 @@ docs: install
 	$(BIN)/minimeter registers --format md > docs/registers.md
 
 bench: install-test system-deps
-	$(MAKE) -C bench
+	for b in bench/bench_*.py; do $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info
