@@ -3,7 +3,7 @@
 Time here is the meter's uptime in integer microseconds, because the Mini Meter
 has no real-time clock: sub-intervals and the 24-hour maximum-demand window run
 on time since power-up. Energy comes in as delivered energy per sample (integer
-nWh); a sample belongs to the sub-interval in which it ends.
+microjoules); a sample belongs to the sub-interval in which it ends.
 
 - sliding: at each sub-interval close, demand = mean power of the last N
   sub-intervals (N = subintervals per interval), the Mini Meter's 15 = 3 x 5 min.
@@ -37,7 +37,7 @@ class DemandState:
 
     config: DemandConfig
     origin_us: int = 0  # uptime at which the sub-interval grid starts
-    partial_nwh: int = 0  # energy of the open sub-interval so far
+    partial_uj: int = 0  # energy of the open sub-interval so far
     recent_w: deque[float] = field(default_factory=deque)  # closed sub-interval powers
     closes: int = 0  # sub-intervals closed since power-up / realignment
     demand_w: float = 0.0
@@ -54,7 +54,7 @@ class DemandState:
     def restart(self, uptime_us: int) -> None:
         """Start a fresh grid at ``uptime_us`` (power-up or reconfiguration)."""
         self.origin_us = uptime_us
-        self.partial_nwh = 0
+        self.partial_uj = 0
         self.recent_w.clear()
         self.closes = 0
         self.demand_w = 0.0
@@ -77,26 +77,26 @@ class DemandState:
         return self.origin_us + ((uptime_us - self.origin_us) // sub + 1) * sub
 
     def advance(
-        self, u0_us: int, dt_us: int, delivered_nwh: IntArray, time0_us: int
+        self, u0_us: int, dt_us: int, delivered_uj: IntArray, time0_us: int
     ) -> list[DemandClosed]:
         """Feed one powered run of samples starting at uptime ``u0_us``."""
-        m = delivered_nwh.shape[0]
+        m = delivered_uj.shape[0]
         end_us = u0_us + m * dt_us
         events: list[DemandClosed] = []
         close_us = self._next_close_us(u0_us)
         if close_us > end_us:
-            self.partial_nwh += int(delivered_nwh.sum())
+            self.partial_uj += int(delivered_uj.sum())
             self._roll_window(end_us)
             return events
-        cum = np.cumsum(delivered_nwh)
+        cum = np.cumsum(delivered_uj)
         taken = 0
         while close_us <= end_us:
             # The sample ending at or after the boundary closes the sub-interval.
             j = -(-(close_us - u0_us) // dt_us) - 1
             upto = int(cum[j])
-            self._close(self.partial_nwh + upto - taken, self.config.subinterval_us, close_us)
+            self._close(self.partial_uj + upto - taken, self.config.subinterval_us, close_us)
             taken = upto
-            self.partial_nwh = 0
+            self.partial_uj = 0
             events.append(
                 DemandClosed(
                     time_s=(time0_us + (j + 1) * dt_us) / 1e6,
@@ -106,7 +106,7 @@ class DemandState:
                 )
             )
             close_us += self.config.subinterval_us
-        self.partial_nwh = int(cum[-1]) - taken
+        self.partial_uj = int(cum[-1]) - taken
         self._roll_window(end_us)
         return events
 
@@ -119,13 +119,13 @@ class DemandState:
             * self.config.subinterval_us
         )
         if length > 0:
-            self._close(self.partial_nwh, length, uptime_us)
+            self._close(self.partial_uj, length, uptime_us)
         self.origin_us = uptime_us
-        self.partial_nwh = 0
+        self.partial_uj = 0
 
-    def _close(self, energy_nwh: int, length_us: int, at_us: int) -> None:
+    def _close(self, energy_uj: int, length_us: int, at_us: int) -> None:
         cfg = self.config
-        power_w = energy_nwh * 3600.0 / (length_us * 1000.0)
+        power_w = energy_uj / length_us  # uJ per us is W
         self.recent_w.append(power_w)
         while len(self.recent_w) > cfg.subintervals:
             self.recent_w.popleft()

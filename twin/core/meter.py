@@ -8,7 +8,7 @@ samples, however they are split into blocks.
 Per sample: the meter is powered while some line is at or above 102 V. The block
 is cut into runs of constant power state. In a powered run, real power per element
 is P = V·I·cos(phi), zero below the starting current (no creep), scaled by the
-accuracy model; energy per sample is rounded to integer nanowatt-hours, and the
+accuracy model; energy per sample is rounded to integer microjoules (W x us), and the
 registers are exact integer sums of those (Python ints: no overflow, no drift).
 Registration follows the mode: sum_then_clamp (L1+L2, only when positive),
 per_element_clamp, or bidirectional (delivered and received). Pulse outputs,
@@ -110,9 +110,9 @@ class MeterCore:
     # ------------------------------------------------------------ state I/O
 
     def _restore(self, nv: NvState) -> None:
-        self._e_del, self._e_rec = nv.energy_delivered_nwh, nv.energy_received_nwh
-        self._e_l1, self._e_l2 = nv.energy_l1_nwh, nv.energy_l2_nwh
-        self._e_l1_rec, self._e_l2_rec = nv.energy_l1_received_nwh, nv.energy_l2_received_nwh
+        self._e_del, self._e_rec = nv.energy_delivered_uj, nv.energy_received_uj
+        self._e_l1, self._e_l2 = nv.energy_l1_uj, nv.energy_l2_uj
+        self._e_l1_rec, self._e_l2_rec = nv.energy_l1_received_uj, nv.energy_l2_received_uj
         self._pulse_offsets = list(nv.pulse_offsets)
         self._counter_offset = nv.counter_offset
         self._power_ups = nv.power_up_count
@@ -138,12 +138,12 @@ class MeterCore:
         d = self._demand
         c = d.config
         return NvState(
-            energy_delivered_nwh=self._e_del,
-            energy_received_nwh=self._e_rec,
-            energy_l1_nwh=self._e_l1,
-            energy_l2_nwh=self._e_l2,
-            energy_l1_received_nwh=self._e_l1_rec,
-            energy_l2_received_nwh=self._e_l2_rec,
+            energy_delivered_uj=self._e_del,
+            energy_received_uj=self._e_rec,
+            energy_l1_uj=self._e_l1,
+            energy_l2_uj=self._e_l2,
+            energy_l1_received_uj=self._e_l1_rec,
+            energy_l2_received_uj=self._e_l2_rec,
             pulse_offsets=(self._pulse_offsets[0], self._pulse_offsets[1], self._pulse_offsets[2]),
             counter_offset=self._counter_offset,
             demand_max_w=d.max_w,
@@ -181,7 +181,7 @@ class MeterCore:
         p = np.where(amps[: model.elements] >= model.starting_current_a, p, 0.0)
         if self._curve is not None:
             p = p * self._curve.ratio(amps[: model.elements], np.abs(cos_phi[: model.elements]))
-        e = np.rint(p * (dt_us / 3.6)).astype(np.int64)  # nWh per sample and element
+        e = np.rint(p * dt_us).astype(np.int64)  # µJ per sample and element
 
         events: list[Event] = []
         edge_parts: dict[str, list[tuple[FloatArray, BoolArray]]] = {k: [] for k in _OUTPUTS}
@@ -246,10 +246,10 @@ class MeterCore:
             for kh, name in zip(KH_WH, _OUTPUTS, strict=False):
                 edge_parts[name].append(
                     pulses.edges(
-                        e0, delivered, cum, pulses.half_period_nwh(kh), self._time_us, dt_us
+                        e0, delivered, cum, pulses.half_period_uj(kh), self._time_us, dt_us
                     )
                 )
-            half = pulses.half_period_nwh(self.config.model.counter_wh_per_count)
+            half = pulses.half_period_uj(self.config.model.counter_wh_per_count)
             edge_parts["counter"].append(
                 pulses.edges(e0, delivered, cum, half, self._time_us, dt_us)
             )
@@ -431,16 +431,16 @@ class MeterCore:
             model=model.name,
             elements=els,
             powered=powered,
-            energy_delivered_nwh=e_del,
-            energy_received_nwh=self._e_rec,
-            energy_l1_nwh=self._e_l1,
-            energy_l2_nwh=self._e_l2,
-            energy_delivered_wh=e_del // pulses.NWH_PER_WH,
-            energy_received_wh=self._e_rec // pulses.NWH_PER_WH,
-            energy_l1_wh=self._e_l1 // pulses.NWH_PER_WH,
-            energy_l2_wh=self._e_l2 // pulses.NWH_PER_WH,
-            energy_delivered_hwh=e_del // (100 * pulses.NWH_PER_WH),
-            energy_delivered_kwh=e_del / 1e12,
+            energy_delivered_uj=e_del,
+            energy_received_uj=self._e_rec,
+            energy_l1_uj=self._e_l1,
+            energy_l2_uj=self._e_l2,
+            energy_delivered_wh=e_del // pulses.UJ_PER_WH,
+            energy_received_wh=self._e_rec // pulses.UJ_PER_WH,
+            energy_l1_wh=self._e_l1 // pulses.UJ_PER_WH,
+            energy_l2_wh=self._e_l2 // pulses.UJ_PER_WH,
+            energy_delivered_hwh=e_del // (100 * pulses.UJ_PER_WH),
+            energy_delivered_kwh=e_del / (1000 * pulses.UJ_PER_WH),
             power_w=p_total,
             power_l1_w=p1,
             power_l2_w=p2,
@@ -460,7 +460,13 @@ class MeterCore:
             status_bits=bits,
             error_code=int(error_code(bits)),
             lcd_screen=int(
-                lcd_screen(powered, booting, self._uptime_us / 1e6, cfg.lcd_screen_s, bits)
+                lcd_screen(
+                    powered,
+                    booting,
+                    (self._uptime_us - self._boot_us) / 1e6,
+                    cfg.lcd_screen_s,
+                    bits,
+                )
             ),
             indicators=indicators,
             output_states=outputs,

@@ -18,48 +18,48 @@ import numpy as np
 
 from twin.core.types import BoolArray, FloatArray, IntArray
 
-NWH_PER_WH = 1_000_000_000
+UJ_PER_WH = 3_600_000_000  # microjoules: W x us, exact for the usual inputs
 
 
-def half_period_nwh(kh_wh: int) -> int:
-    return kh_wh * NWH_PER_WH // 2
+def half_period_uj(kh_wh: int) -> int:
+    return kh_wh * UJ_PER_WH // 2
 
 
-def closures(energy_nwh: int, kh_wh: int) -> int:
+def closures(energy_uj: int, kh_wh: int) -> int:
     """Closures (open -> closed transitions) since energy zero."""
-    return (energy_nwh // half_period_nwh(kh_wh) + 1) // 2
+    return (energy_uj // half_period_uj(kh_wh) + 1) // 2
 
 
-def is_closed(energy_nwh: int, kh_wh: int) -> bool:
-    return (energy_nwh // half_period_nwh(kh_wh)) % 2 == 1
+def is_closed(energy_uj: int, kh_wh: int) -> bool:
+    return (energy_uj // half_period_uj(kh_wh)) % 2 == 1
 
 
-def counter_counts(energy_nwh: int, wh_per_count: int) -> int:
-    return energy_nwh // (wh_per_count * NWH_PER_WH)
+def counter_counts(energy_uj: int, wh_per_count: int) -> int:
+    return energy_uj // (wh_per_count * UJ_PER_WH)
 
 
-def counter_energised(energy_nwh: int, wh_per_count: int) -> bool:
+def counter_energised(energy_uj: int, wh_per_count: int) -> bool:
     # The counter coil is pulsed once per count; modelled as 50 % duty by energy,
     # closed during the second half of each count like the isolated outputs.
-    return is_closed(energy_nwh, wh_per_count)
+    return is_closed(energy_uj, wh_per_count)
 
 
 def edges(
-    energy0_nwh: int,
-    delivered_nwh: IntArray,
-    cum_nwh: IntArray,
-    half_nwh: int,
+    energy0_uj: int,
+    delivered_uj: IntArray,
+    cum_uj: IntArray,
+    half_uj: int,
     time0_us: int,
     dt_us: int,
 ) -> tuple[FloatArray, BoolArray]:
-    """Times and new states of every crossing of a multiple of ``half_nwh``.
+    """Times and new states of every crossing of a multiple of ``half_uj``.
 
-    ``cum_nwh`` is ``cumsum(delivered_nwh)`` for the run starting at ``energy0_nwh``.
+    ``cum_uj`` is ``cumsum(delivered_uj)`` for the run starting at ``energy0_uj``.
     """
-    _, r0 = divmod(energy0_nwh, 2 * half_nwh)  # keep the parity, work in small numbers
-    k_end = (r0 + cum_nwh) // half_nwh
+    _, r0 = divmod(energy0_uj, 2 * half_uj)  # keep the parity, work in small numbers
+    k_end = (r0 + cum_uj) // half_uj
     k_start = np.empty_like(k_end)
-    k_start[0] = r0 // half_nwh
+    k_start[0] = r0 // half_uj
     k_start[1:] = k_end[:-1]
     crossings = k_end - k_start
     idx = np.flatnonzero(crossings)
@@ -71,8 +71,8 @@ def edges(
     first = np.repeat(k_start[idx] + 1, counts)
     offset = np.arange(sample.shape[0]) - np.repeat(np.cumsum(counts) - counts, counts)
     k = first + offset
-    e_before = r0 + cum_nwh[sample] - delivered_nwh[sample]
-    frac = (k * half_nwh - e_before) / delivered_nwh[sample]
+    e_before = r0 + cum_uj[sample] - delivered_uj[sample]
+    frac = (k * half_uj - e_before) / delivered_uj[sample]
     # Integer microseconds first, so the times do not depend on how blocks were split.
     times = ((time0_us + sample * dt_us) + frac * dt_us) / 1e6
     return times, (k % 2) == 1

@@ -2,7 +2,7 @@
 
 :class:`Snapshot` field names are the register names of REGISTER_MAP.md block A,
 so the register map, MQTT payloads and reports read them by name. Energies are
-whole watt-hours (floor of the exact nWh accumulators, which are kept too).
+whole watt-hours (floor of the exact µJ accumulators, which are kept too).
 :class:`NvState` is what the store persists and what a restart restores.
 """
 
@@ -16,12 +16,12 @@ from typing import Any
 class NvState:
     """Non-volatile registers: survive power loss and process restarts."""
 
-    energy_delivered_nwh: int = 0
-    energy_received_nwh: int = 0
-    energy_l1_nwh: int = 0
-    energy_l2_nwh: int = 0
-    energy_l1_received_nwh: int = 0
-    energy_l2_received_nwh: int = 0
+    energy_delivered_uj: int = 0
+    energy_received_uj: int = 0
+    energy_l1_uj: int = 0
+    energy_l2_uj: int = 0
+    energy_l1_received_uj: int = 0
+    energy_l2_received_uj: int = 0
     pulse_offsets: tuple[int, int, int] = (0, 0, 0)  # closures at the last clear, per Kh
     counter_offset: int = 0
     demand_max_w: float = 0.0
@@ -61,10 +61,10 @@ class Snapshot:
     model: str
     elements: int
     powered: bool
-    energy_delivered_nwh: int
-    energy_received_nwh: int
-    energy_l1_nwh: int
-    energy_l2_nwh: int
+    energy_delivered_uj: int
+    energy_received_uj: int
+    energy_l1_uj: int
+    energy_l2_uj: int
     energy_delivered_wh: int
     energy_received_wh: int
     energy_l1_wh: int

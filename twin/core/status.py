@@ -152,7 +152,7 @@ def line_status_bits(
 
 
 def lcd_screen(
-    powered: bool, booting: bool, uptime_s: float, screen_s: float, bits: int
+    powered: bool, booting: bool, since_boot_s: float, screen_s: float, bits: int
 ) -> LcdScreen:
     if not powered:
         return LcdScreen.OFF
@@ -161,4 +161,4 @@ def lcd_screen(
     screens = [LcdScreen.TOTAL_KWH, LcdScreen.MAX_DEMAND_KW, LcdScreen.INSTANT_KW]
     if bits & ERROR_MASK:
         screens.append(LcdScreen.ERROR)
-    return screens[int(uptime_s // screen_s) % len(screens)]
+    return screens[int(max(since_boot_s, 0.0) // screen_s) % len(screens)]
