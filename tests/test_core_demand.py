@@ -1,0 +1,110 @@
+"""Demand: sliding, block and thermal methods; maximum demand over the runtime window."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from twin.core import (
+    DemandClosed,
+    DemandConfig,
+    DemandMethod,
+    MeterConfig,
+    MeterCore,
+    NewDemandSubinterval,
+    Reconfigure,
+    ResetMaxDemand,
+    SampleBlock,
+)
+
+# 6 kW on a dual-element meter: 120 V x 25 A on each element.
+SIX_KW_AMPS = 25.0
+
+
+def run_step(method: DemandMethod) -> list[DemandClosed]:
+    core = MeterCore(MeterConfig(demand=DemandConfig(method=method)))
+    core.advance(SampleBlock.build(1800, 1.0, voltage_v=120.0, current_a=0.0))
+    events = core.advance(SampleBlock.build(1800, 1.0, voltage_v=120.0, current_a=SIX_KW_AMPS))
+    return [e for e in events if isinstance(e, DemandClosed)]
+
+
+def test_sliding_window_6kw_step_gives_2_4_6() -> None:
+    closes = run_step(DemandMethod.SLIDING)
+    assert [round(c.demand_kw, 9) for c in closes[:4]] == [2.0, 4.0, 6.0, 6.0]
+    assert [c.time_s for c in closes[:3]] == [2100.0, 2400.0, 2700.0]
+
+
+def test_block_method_6kw_at_block_close() -> None:
+    closes = run_step(DemandMethod.BLOCK)
+    assert [round(c.demand_kw, 9) for c in closes[:3]] == [0.0, 0.0, 6.0]
+    assert closes[2].time_s == 2700.0
+
+
+def test_thermal_reaches_90_percent_in_one_interval() -> None:
+    closes = run_step(DemandMethod.THERMAL)
+    assert closes[2].demand_kw == pytest.approx(5.4, rel=1e-9)  # 90 % of 6 kW after 15 min
+    assert closes[5].demand_kw == pytest.approx(5.94, rel=1e-9)  # 99 % after two intervals
+
+
+def test_max_demand_updates_once_per_24h_after_the_first_day() -> None:
+    core = MeterCore(MeterConfig())
+    hour = 3600
+
+    def run(hours: float, amps: float) -> None:
+        core.advance(
+            SampleBlock.build(round(hours * hour / 60), 60.0, voltage_v=120.0, current_a=amps)
+        )
+
+    run(2, 10.0)  # 2.4 kW during the first day: shown at once
+    assert core.snapshot().demand_max_kw == pytest.approx(2.4)
+    run(22, 5.0)  # rest of day 1 lower
+    run(2, 20.0)  # day 2 peak 4.8 kW: not shown before the day ends
+    snap = core.snapshot()
+    assert snap.demand_max_kw == pytest.approx(2.4)
+    run(22, 5.0)
+    snap = core.snapshot()
+    assert snap.demand_max_kw == pytest.approx(4.8)  # the previous window's largest
+    assert snap.demand_max_at_s == 24 * hour + 15 * 60  # first full window after the step
+    run(24, 5.0)  # a quiet day: the shown maximum drops to that day's largest
+    assert core.snapshot().demand_max_kw == pytest.approx(1.2)
+
+
+def test_reset_max_and_new_subinterval_commands() -> None:
+    core = MeterCore(MeterConfig())
+    core.advance(SampleBlock.build(3600, 1.0, voltage_v=120.0, current_a=SIX_KW_AMPS))
+    assert core.snapshot().demand_max_kw == pytest.approx(6.0)
+    core.apply(ResetMaxDemand())
+    assert core.snapshot().demand_max_kw == 0.0
+    core.advance(SampleBlock.build(100, 1.0, voltage_v=120.0, current_a=SIX_KW_AMPS))
+    assert core.snapshot().demand_subinterval_elapsed_s == 100
+    core.apply(NewDemandSubinterval())
+    assert core.snapshot().demand_subinterval_elapsed_s == 0
+    events = core.advance(SampleBlock.build(300, 1.0, voltage_v=120.0, current_a=SIX_KW_AMPS))
+    closes = [e for e in events if isinstance(e, DemandClosed)]
+    assert len(closes) == 1 and closes[0].time_s == pytest.approx(3700.0 + 300.0)
+
+
+def test_demand_valid_after_first_window_and_reconfigure() -> None:
+    core = MeterCore(MeterConfig())
+    core.advance(SampleBlock.build(899, 1.0, voltage_v=120.0, current_a=10.0))
+    assert core.snapshot().demand_valid == 0
+    core.advance(SampleBlock.build(1, 1.0, voltage_v=120.0, current_a=10.0))
+    assert core.snapshot().demand_valid == 1
+    core.apply(Reconfigure(demand_interval_min=30, demand_subintervals=6))
+    snap = core.snapshot()
+    assert snap.demand_config == (30, 6, 0, 24) and snap.demand_valid == 0
+    with pytest.raises(ValueError, match="demand_subintervals"):
+        core.apply(Reconfigure(demand_subintervals=7))
+    assert core.snapshot().demand_config == (30, 6, 0, 24)
+
+
+def test_power_up_restarts_the_runtime_window() -> None:
+    core = MeterCore(MeterConfig())
+    core.advance(SampleBlock.build(3600, 1.0, voltage_v=120.0, current_a=SIX_KW_AMPS))
+    core.advance(SampleBlock.build(60, 1.0, voltage_v=0.0))
+    core.advance(SampleBlock.build(1, 1.0, voltage_v=120.0))
+    snap = core.snapshot()
+    assert snap.demand_max_kw == 0.0 and snap.demand_valid == 0 and snap.uptime_s == 1
+    assert math.isclose(float(np.float64(snap.energy_delivered_uj) / 3.6e9), 6000.0, rel_tol=1e-12)

@@ -1,0 +1,181 @@
+"""Property tests of the core: monotonic energy, split invariance, pulse bound, bad input."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twin.core import MeterConfig, MeterCore, MeterModel, PulseEdges, SampleBlock
+from twin.core.types import Event
+
+SAMPLES = 120
+
+
+@st.composite
+def blocks(draw: st.DrawFn) -> SampleBlock:
+    n = draw(st.integers(1, SAMPLES))
+    floats = st.floats
+    volts = draw(st.lists(floats(0.0, 150.0), min_size=2 * n, max_size=2 * n))
+    amps = draw(st.lists(floats(0.0, 260.0), min_size=2 * n, max_size=2 * n))
+    cos = draw(st.lists(floats(-1.0, 1.0), min_size=2 * n, max_size=2 * n))
+    dt = draw(st.sampled_from([0.1, 0.5, 1.0, 7.0, 60.0]))
+    return SampleBlock.build(
+        n,
+        dt,
+        voltage_v=np.reshape(volts, (2, n)),
+        current_a=np.reshape(amps, (2, n)),
+        cos_phi=np.reshape(cos, (2, n)),
+    )
+
+
+def _slice(block: SampleBlock, a: int, b: int) -> SampleBlock:
+    return SampleBlock.build(
+        b - a,
+        block.dt_s,
+        voltage_v=block.voltage_v[:, a:b],
+        current_a=block.current_a[:, a:b],
+        cos_phi=block.cos_phi[:, a:b],
+        leading=block.leading[:, a:b],
+        frequency_hz=block.frequency_hz[a:b],
+        temperature_c=block.temperature_c[a:b],
+    )
+
+
+def _flatten(events: list[Event]) -> tuple[list[object], dict[str, list[tuple[float, bool]]]]:
+    edges: dict[str, list[tuple[float, bool]]] = {}
+    others: list[object] = []
+    for e in events:
+        if isinstance(e, PulseEdges):
+            edges.setdefault(e.output, []).extend(
+                zip(e.time_s.tolist(), e.closed.tolist(), strict=True)
+            )
+        else:
+            others.append(e)
+    return sorted(others, key=repr), edges
+
+
+@settings(max_examples=60, deadline=None)
+@given(block=blocks(), mode=st.sampled_from([0, 1, 2]))
+def test_one_block_equals_sample_by_sample(block: SampleBlock, mode: int) -> None:
+    cfg = MeterConfig(registration_mode=mode)  # type: ignore[arg-type]
+    whole, split = MeterCore(cfg), MeterCore(cfg)
+    ev_whole = whole.advance(block)
+    ev_split: list[Event] = []
+    for i in range(block.n):
+        ev_split.extend(split.advance(_slice(block, i, i + 1)))
+    assert whole.snapshot() == split.snapshot() or _same_with_nan(whole, split)
+    assert whole.nv_state() == split.nv_state()
+    assert _flatten(ev_whole) == _flatten(ev_split)
+
+
+def _same_with_nan(a: MeterCore, b: MeterCore) -> bool:
+    da, db = a.snapshot().to_dict(), b.snapshot().to_dict()
+    return all(
+        x == y or (isinstance(x, float) and np.isnan(x) and np.isnan(y))
+        for x, y in zip(da.values(), db.values(), strict=True)
+    )
+
+
+@settings(max_examples=40, deadline=None)
+@given(seq=st.lists(blocks(), min_size=1, max_size=5))
+def test_delivered_never_decreases_and_pulses_within_kh(seq: list[SampleBlock]) -> None:
+    core = MeterCore(MeterConfig())
+    last = 0
+    for block in seq:
+        core.advance(block)
+        snap = core.snapshot()
+        assert snap.energy_delivered_uj >= last
+        last = snap.energy_delivered_uj
+        energy_wh = snap.energy_delivered_uj / 3.6e9
+        for kh in (10, 100, 1000):
+            assert abs(getattr(snap, f"pulses_{kh}wh") * kh - energy_wh) <= kh
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"voltage_v": float("nan")}, "voltage_v"),
+        ({"current_a": -1.0}, "current_a"),
+        ({"current_a": float("inf")}, "current_a"),
+        ({"cos_phi": 1.5}, "cos_phi"),
+        ({"frequency_hz": 500.0}, "frequency_hz"),
+        ({"temperature_c": float("-inf")}, "temperature_c"),
+        ({"voltage_v": np.ones(5)}, "voltage_v"),
+    ],
+)
+def test_bad_inputs_name_the_field_and_change_nothing(
+    kwargs: dict[str, object], field: str
+) -> None:
+    core = MeterCore(MeterConfig())
+    core.advance(SampleBlock.build(10, 1.0, voltage_v=120.0, current_a=5.0))
+    before = core.nv_state()
+    with pytest.raises(ValueError, match=field):
+        core.advance(SampleBlock.build(3, 1.0, **kwargs))  # type: ignore[arg-type]
+    assert core.nv_state() == before
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda: SampleBlock.build(0, 1.0), "n"),
+        (lambda: SampleBlock.build(5, 0.0), "dt_s"),
+        (lambda: SampleBlock.build(5, -1.0), "dt_s"),
+        (lambda: SampleBlock.build(5, float("nan")), "dt_s"),
+        (lambda: MeterModel.parse("MMX-200A"), "model"),
+        (lambda: MeterModel.parse("MMD-300A"), "model"),
+        (lambda: MeterModel.parse("MMD-0.1A:0"), "CT primary"),
+        (lambda: MeterModel.parse("MMD-200A:400"), "primary rated"),
+        (lambda: MeterConfig(boot_s=-1), "boot_s"),
+        (lambda: MeterConfig(serial_number=""), "serial_number"),
+    ],
+)
+def test_bad_parameters(call: object, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        call()  # type: ignore[operator]
+
+
+def test_catalog_parses() -> None:
+    m = MeterModel.parse("MMU-0.2A:400/100")
+    assert (m.elements, m.ct_primary_a, m.ct_secondary_ma, m.counter_wh_per_count) == (
+        2,
+        400,
+        200,
+        100,
+    )
+    assert not m.has_12vdc_output and m.max_current_a == pytest.approx(440.0)
+    assert MeterModel.parse("MMS-100A").elements == 1
+
+
+FORBIDDEN = {
+    "asyncio", "socket", "time", "datetime", "random", "os", "pathlib", "io", "yaml",
+    "pymodbus", "aiomqtt", "sqlite3", "threading", "subprocess", "logging", "selectors",
+}  # fmt: skip
+
+
+def test_core_is_pure() -> None:
+    core_dir = pathlib.Path(__file__).parents[1] / "twin" / "core"
+    for path in sorted(core_dir.glob("*.py")):
+        tree = ast.parse(path.read_text(), filename=str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                names = []
+            for name in names:
+                assert name.split(".")[0] not in FORBIDDEN, f"{path.name} imports {name}"
+            if isinstance(node, ast.Name):
+                assert node.id != "open", f"{path.name} opens files"
+            if isinstance(node, ast.Attribute) and node.attr == "random":
+                parent = ast.unparse(node)
+                # Only seeded generators: numpy.random.default_rng(seed).
+                assert parent == "np.random", f"{path.name} uses {parent}"
+        text = path.read_text()
+        for bad in ("np.random.seed", "np.random.rand", "np.random.normal", "np.random.uniform"):
+            assert bad not in text, f"{path.name} uses the global RNG ({bad})"
