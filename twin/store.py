@@ -163,8 +163,13 @@ class Store:
         except sqlite3.DatabaseError as exc:
             problems = [str(exc)]
         if problems != ["ok"]:
+            # quick_check may return one multi-line row: keep the message on one line.
+            lines = [ln for p in problems for ln in p.splitlines() if not ln.startswith("***")]
+            summary = "; ".join(lines[:3]) + (
+                f"; ... {len(lines) - 3} more" if len(lines) > 3 else ""
+            )
             raise StoreError(
-                f"store {self.path}: corrupt (quick_check: {'; '.join(problems[:3])}); "
+                f"store {self.path}: corrupt (quick_check: {summary}); "
                 "left untouched: move it aside or restore a backup"
             )
 
