@@ -307,10 +307,10 @@ class _TcpConnection(asyncio.Protocol):
                 ep = units.get(unit)
                 if ep is not None:
                     pdu = ep.respond(buf[pos + 7 : end])
-                    out.append(buf[pos : pos + 4] + _mbap_tail(len(pdu), unit) + pdu)
+                    out.append(buf[pos : pos + 2] + _mbap_tail(len(pdu), unit) + pdu)
                 elif server.unknown_unit == "exception":
                     pdu = bytes(((buf[pos + 7] | 0x80) & 0xFF, GATEWAY_TARGET_FAILED))
-                    out.append(buf[pos : pos + 4] + _mbap_tail(2, unit) + pdu)
+                    out.append(buf[pos : pos + 2] + _mbap_tail(2, unit) + pdu)
             pos = end
         self._buf = buf[pos:]
         if out and self._transport is not None:
@@ -337,7 +337,7 @@ class _TcpConnection(asyncio.Protocol):
             return
         if resp is None or (action is not None and action.silent):
             return
-        reply = frame[:4] + _mbap_tail(len(resp), unit) + resp
+        reply = frame[:2] + _mbap_tail(len(resp), unit) + resp
         if action is not None and action.replace_with is not None:
             reply = action.replace_with
         if server.trace is not None:
@@ -516,9 +516,9 @@ class ModbusRtuServer:
             self.trace("rx", frame[0], frame, time.time())
         unit, pdu = frame[0], frame[1:-2]
         if unit == 0:  # broadcast: writes act on every meter, nobody answers
-            for ep in self.units.values():
+            for each in self.units.values():
                 if pdu[0] in (6, 16):
-                    ep.respond(pdu)
+                    each.respond(pdu)
             return True
         ep = self.units.get(unit)
         if ep is None:
