@@ -1,0 +1,138 @@
+"""`minimeter simulate PROFILE`: run a profile through the meter, print or write the results.
+
+Options are parsed here once into a :class:`~twin.simulate.SimSettings`; bad input
+(unknown profile or model, bad duration) raises a ConfigError that the CLI prints
+as one line. The summary goes to stdout (JSON with ``--json``), files to ``--out``;
+progress (only on a terminal) and the samples-per-second figure go to stderr, so
+stdout and the files stay byte-identical between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from twin.core import DEFAULT_MODEL, MeterModel
+from twin.errors import ConfigError
+from twin.profile_yaml import parse_duration_s
+from twin.simulate import SimSettings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("profile", metavar="PROFILE", help="shipped profile name or YAML path")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="meter model (default %(default)s)")
+    parser.add_argument(
+        "--duration", help="simulated time, e.g. 90, 15min, 1h, 7d (default: the profile's)"
+    )
+    parser.add_argument("--step", default="1", help="sample period, e.g. 1, 10s (default 1 s)")
+    parser.add_argument(
+        "--interval", default="1min", help="time-series row interval (default 1min)"
+    )
+    parser.add_argument(
+        "--seed", type=int, help="seed: profile noise and a per-meter accuracy curve in class"
+    )
+    parser.add_argument("--out", type=Path, help="write timeseries, events, summary and plots here")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--plot",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write PNG plots into --out (default on)",
+    )
+    parser.add_argument("--edges", action="store_true", help="also log every pulse edge")
+
+
+def _duration(option: str, text: str) -> float:
+    value = parse_duration_s(text)
+    if value is None or value <= 0:
+        raise ConfigError(f"{option}: {text!r} invalid; expected a duration like 90, 15min, 1h, 7d")
+    return value
+
+
+def settings_from_args(args: argparse.Namespace) -> SimSettings:
+    try:
+        model = MeterModel.parse(args.model)
+    except ValueError as exc:
+        raise ConfigError(f"--{exc}") from None
+    return SimSettings(
+        model=model,
+        duration_s=None if args.duration is None else _duration("--duration", args.duration),
+        step_s=_duration("--step", args.step),
+        seed=args.seed,
+        interval_s=_duration("--interval", args.interval),
+        edges=args.edges,
+    )
+
+
+class Progress:
+    """A one-line progress bar on a terminal; silent when stderr is piped."""
+
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 30) -> None:
+        self.stream, self.width = stream, width
+        self.enabled = stream.isatty()
+        self.t0 = time.perf_counter()
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if not self.enabled or (now - self._last < 0.1 and done < total):
+            return
+        self._last = now
+        frac = done / total if total else 1.0
+        bar = "#" * round(frac * self.width)
+        rate = done / max(now - self.t0, 1e-9)
+        self.stream.write(f"\r[{bar:<{self.width}}] {frac:6.1%} {rate / 1e6:6.2f} M samples/s")
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    pulses = summary["pulses"]
+    lines = [
+        f"profile            {summary['profile']} ({summary['model']})",
+        f"duration           {summary['duration_s']:g} s, {summary['samples']} samples",
+        f"energy delivered   {summary['energy_delivered_wh']} Wh "
+        f"(L1 {summary['energy_l1_wh']} Wh, L2 {summary['energy_l2_wh']} Wh)",
+        f"energy received    {summary['energy_received_wh']} Wh",
+        f"pulses 10/100/1000 {pulses['10']} / {pulses['100']} / {pulses['1000']}, "
+        f"counter {summary['counter_counts']}",
+        f"max demand         {summary['demand_max_kw']:.3f} kW "
+        f"(peak {summary['demand_peak_kw']:.3f} kW at {summary['demand_peak_at_s']:g} s)",
+        f"errors seen        {summary['errors_seen'] or 'none'}",
+        f"unpowered          {summary['unpowered_s']:g} s",
+    ]
+    print("\n".join(lines))
+
+
+def main(args: argparse.Namespace) -> int:
+    from twin.profiles import load_profile
+    from twin.report import summary_json, write_all
+    from twin.simulate import simulate
+
+    settings = settings_from_args(args)
+    profile = load_profile(args.profile)
+    progress = Progress()
+    t0 = time.perf_counter()
+    result = simulate(profile, settings, progress=progress)
+    sim_s = time.perf_counter() - t0
+    progress.finish()
+    if args.out is not None:
+        write_all(args.out, result, plots=args.plot)
+    total_s = time.perf_counter() - t0
+    samples = result.summary["samples"]
+    print(
+        f"simulated {samples} samples in {sim_s:.2f} s ({samples / max(sim_s, 1e-9) / 1e6:.2f} "
+        f"M samples/s); {total_s:.2f} s with output",
+        file=sys.stderr,
+    )
+    if args.json:
+        sys.stdout.write(summary_json(result.summary))
+    else:
+        _print_summary(result.summary)
+    return 0
