@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -54,7 +54,9 @@ from twin.core import (
     Snapshot,
 )
 from twin.core.models import SUPPLY_MIN_V
+from twin.drive import drive
 from twin.errors import ConfigError
+from twin.profiles import Profile
 
 FloatArray = npt.NDArray[np.float64]
 OUTPUTS = ("10", "100", "1000", "counter")
@@ -65,19 +67,6 @@ _UJ_PER_WH = 3_600_000_000
 BLOCK_SAMPLES = 3600
 
 ProgressFn = Callable[[int, int], None]
-
-
-class Sampler(Protocol):
-    def block(self, t0_s: float, dt_s: float, n: int) -> SampleBlock: ...
-
-
-class Profile(Protocol):
-    name: str
-
-    @property
-    def duration_s(self) -> float | None: ...
-
-    def sampler(self, seed: int | None = None) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -333,8 +322,6 @@ def simulate(
     profile: Profile, settings: SimSettings, progress: ProgressFn | None = None
 ) -> SimResult:
     """Run ``profile`` through a fresh meter; returns the summary, series and events."""
-    from twin.drive import drive  # the one stepping loop (shared with the live twin)
-
     n = sample_count(profile, settings)
     spr = settings.samples_per_row
     recorder = Recorder(n, settings.step_s, spr, settings.model)
