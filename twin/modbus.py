@@ -35,7 +35,7 @@ import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from pymodbus.framer.rtu import FramerRTU
 
@@ -252,11 +252,11 @@ class _TcpConnection(asyncio.Protocol):
         self._last_rx = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses: duck-typed, same API.
+        self._transport = cast(asyncio.Transport, transport)
         server = self._server
         if len(server.connections) >= server.max_connections:
-            transport.abort()  # refuse cleanly: the client sees a closed connection at once
+            self._transport.abort()  # refuse cleanly: the client sees a closed connection at once
             return
         server.connections.add(self)
         if server.idle_timeout_s:

@@ -1,0 +1,131 @@
+"""`minimeter run`: serve a live meter over Modbus TCP (and RTU) until SIGINT/SIGTERM.
+
+Options are validated into a frozen :class:`~twin.runtime.TwinConfig` once; every
+mistake is a one-line ``ConfigError``/``ServeError`` (exit 1). The first stdout line
+says where the twin serves (tests and scripts wait for it); then a status line every
+few seconds, redrawn in place when stdout is a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal, cast
+
+from twin.errors import ConfigError
+from twin.modbus import SerialSettings
+from twin.runtime import Twin, TwinConfig
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    a = parser.add_argument
+    a("--profile", default="default", help="shipped profile name or a YAML file (default)")
+    a("--model", default="MMD-200A", help="meter model, e.g. MMS-100A, MMD-200A (MMD-200A)")
+    a("--serial-number", default="MM00000001", help="meter serial number (MM00000001)")
+    a("--host", default="127.0.0.1", help="TCP address to listen on (127.0.0.1)")
+    a("--port", type=int, default=5020, help="TCP port, 0 for any free port (5020)")
+    a("--no-tcp", action="store_true", help="serve RTU only")
+    a("--unit", type=int, default=1, help="Modbus unit id 1..247 (1)")
+    a("--speed", type=float, default=1.0, help="meter seconds per wall second (1)")
+    a("--sample", type=float, default=1.0, dest="sample_s", help="meter seconds per sample (1)")
+    a("--tick", type=float, default=0.1, dest="tick_s", help="wall seconds per step (0.1)")
+    a("--until", type=float, default=None, dest="until_s", help="freeze the meter at this time")
+    a("--state-dir", type=Path, default=None, help="durable state (per-user state dir)")
+    a("--no-state", action="store_true", help="keep nothing: a new meter every run")
+    a("--checkpoint-interval", type=float, default=10.0, help="seconds between saves (10)")
+    a("--word-order", choices=("big", "little"), default="big", help="multi-register words")
+    a("--no-sunspec", action="store_true", help="drop the SunSpec block at 40000")
+    a("--allow-writes", action="store_true", help="accept writes to block C")
+    a("--allow-energy-reset", action="store_true", help="accept command 30078 (clear energy)")
+    a("--serial", default=None, metavar="DEVICE", help="also serve Modbus RTU on this device")
+    a("--baud", type=int, default=9600, help="RTU baud rate (9600)")
+    a("--parity", choices=("N", "E", "O"), default="N", help="RTU parity (N)")
+    a("--stopbits", type=int, choices=(1, 2), default=1, help="RTU stop bits (1)")
+    a("--seed", type=int, default=None, help="seed of the profile noise and accuracy curve")
+
+
+def config_from_args(args: argparse.Namespace) -> TwinConfig:
+    from twin.store import default_state_dir
+
+    serial = None
+    if args.serial:
+        parity = cast(Literal["N", "E", "O"], args.parity)
+        stopbits = cast(Literal[1, 2], args.stopbits)
+        serial = SerialSettings(args.serial, args.baud, parity, stopbits)
+    if args.no_state and args.state_dir is not None:
+        raise ConfigError("--no-state and --state-dir exclude each other")
+    state_dir = None if args.no_state else (args.state_dir or default_state_dir())
+    return TwinConfig(
+        profile=args.profile,
+        model=args.model,
+        serial_number=args.serial_number,
+        seed=args.seed,
+        host=args.host,
+        port=None if args.no_tcp else args.port,
+        unit=args.unit,
+        speed=args.speed,
+        tick_s=args.tick_s,
+        sample_s=args.sample_s,
+        until_s=args.until_s,
+        state_dir=state_dir,
+        checkpoint_interval_s=args.checkpoint_interval,
+        word_order=cast(Literal["big", "little"], args.word_order),
+        sunspec=not args.no_sunspec,
+        allow_writes=args.allow_writes,
+        allow_energy_reset=args.allow_energy_reset,
+        serial=serial,
+    )
+
+
+def _where(twin: Twin) -> str:
+    parts = []
+    if twin.tcp is not None:
+        parts.append(f"modbus tcp {twin.tcp.host}:{twin.tcp.port}")
+    if twin.rtu is not None:
+        s = twin.rtu.settings
+        parts.append(f"modbus rtu {s.device} {s.baud} {s.parity}8{s.stopbits}")
+    cfg = twin.config
+    writes = "writes on" if cfg.allow_writes else "read-only"
+    return f"serving {', '.join(parts)} unit {cfg.unit} ({cfg.meter.model.name}, {writes})"
+
+
+def _status_printer(tty: bool) -> Callable[[Twin], None]:
+    def show(twin: Twin) -> None:
+        line = twin.status_line()
+        if tty:
+            sys.stdout.write("\r\x1b[2K" + line)  # redraw in place
+        else:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    return show
+
+
+async def _serve(config: TwinConfig) -> None:
+    async with Twin(config) as twin:
+        print(_where(twin), flush=True)
+        tty = sys.stdout.isatty()
+        try:
+            await twin.run_until_signal(_status_printer(tty))
+        finally:
+            if tty:
+                sys.stdout.write("\n")
+
+
+def _event_loop_runner() -> contextlib.AbstractContextManager[asyncio.Runner]:
+    try:
+        import uvloop
+    except ImportError:  # not on this platform: the stdlib loop is correct, only slower
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+
+def main(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    with _event_loop_runner() as runner:
+        runner.run(_serve(config))
+    return 0
