@@ -122,7 +122,8 @@ async def test_sunspec_walk_agrees_with_block_a(const_profile: str) -> None:
         tot_wh_imp = ((regs[46] << 16) | regs[47]) * 10.0 ** int16(regs[54])
         assert w == pytest.approx(await c.read_float32(20), rel=1e-3)
         assert tot_wh_imp == await c.read_uint(0, 4) == 2400
-    async with Twin(_config(const_profile, sunspec=False)) as twin, MeterClient(port=twin.port) as c:
+    no_sunspec = _config(const_profile, sunspec=False)
+    async with Twin(no_sunspec) as twin, MeterClient(port=twin.port) as c:
         with pytest.raises(ExceptionReply) as exc:
             await c.read_registers(40000, 2)
         assert exc.value.code == 2
