@@ -180,9 +180,11 @@ class Recorder:
             if isinstance(ev, PowerLost):
                 lost_at = ev.time_s
                 self._unpowered_since = ev.time_s
-            elif isinstance(ev, PowerRestored) and self._unpowered_since is not None:
-                self.unpowered_spans.append((self._unpowered_since, ev.time_s))
-                self._unpowered_since = None
+            elif isinstance(ev, PowerRestored):
+                if self._unpowered_since is not None:
+                    self.unpowered_spans.append((self._unpowered_since, ev.time_s))
+                    self._unpowered_since = None
+                self.demand_points.append((ev.time_s, 0.0, 0.0))  # a boot clears demand
             elif isinstance(ev, ErrorRaised | ErrorCleared):
                 if ev.time_s < block_t0_s:
                     # The core stamps the errors cleared by a power loss with time 0;
@@ -203,7 +205,9 @@ class Recorder:
     def _closures(self, ev: PulseEdges) -> None:
         if self.keep_edges:
             self.edges.append(ev)
-        t = ev.time_s[ev.closed]
+        # Pulse registers count closures; the counter register counts completed counts,
+        # i.e. the coil opening at the end of each count.
+        t = ev.time_s[~ev.closed if ev.output == "counter" else ev.closed]
         if t.size == 0:
             return
         # An edge at time t belongs to the row whose interval (start, end] holds t.

@@ -1,0 +1,242 @@
+"""Batch simulation (issue 6): summary equals a live-style run, series, events, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from twin.cli import main as cli_main
+from twin.core import (
+    AccuracyConfig,
+    ErrorCode,
+    MeterConfig,
+    MeterCore,
+    MeterModel,
+    SampleBlock,
+    Snapshot,
+)
+from twin.drive import drive
+from twin.profiles import load_profile
+from twin.simulate import Recorder, SimSettings, make_core, simulate
+
+# A day with every kind of thing the report must follow: outages, a reversed CT,
+# an injected memory error, a demand reset and a clear of the pulse counts.
+BUSY_DAY = """\
+schema: 1
+name: busy-day
+defaults:
+  L1: {voltage: 120, pf: 0.95}
+  L2: {voltage: 120, pf: 0.9}
+segments:
+  - kind: steps
+    steps:
+      - {duration: 6h, L1: {power: 300}, L2: {power: 200}}
+      - {duration: 3h, L1: {power: 2400, pf: 0.99}, L2: {power: 2200}}
+      - {duration: 9h, L1: {power: 500}, L2: {power: 450}}
+      - {duration: 6h, L1: {power: 1700}, L2: {power: 2500, pf: 0.8}}
+events:
+  - {at: 2h, kind: outage, duration: 17min}
+  - {at: 7h, kind: ct_reversed, line: L2, duration: 40min}
+  - {at: 11h, kind: memory_error, duration: 1h}
+  - {at: 13h, kind: demand_reset}
+  - {at: 15h, kind: clear_pulse_counts}
+  - {at: 20h, kind: outage, duration: 3h}
+"""
+
+
+@pytest.fixture(scope="module")
+def busy_day(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("profiles") / "busy-day.yaml"
+    path.write_text(BUSY_DAY)
+    return path
+
+
+def live_run(profile_ref: str | Path, settings: SimSettings, block: int) -> Snapshot:
+    """The live twin's way: a plain core driven a few samples at a time."""
+    profile = load_profile(profile_ref)
+    core = MeterCore(MeterConfig(model=settings.model, accuracy=AccuracyConfig(settings.seed)))
+    n = round(profile.duration_s / settings.step_s)
+    for _ in drive(core, profile.sampler(settings.seed), 0.0, settings.step_s, n, block):
+        pass
+    return core.snapshot()
+
+
+@pytest.mark.parametrize("seed", [None, 7])
+def test_summary_equals_registers_of_a_live_run(busy_day: Path, seed: int | None) -> None:
+    settings = SimSettings(step_s=10.0, seed=seed)
+    summary = simulate(load_profile(busy_day), settings).summary
+    snap = live_run(busy_day, settings, block=7)
+    for key in (
+        "energy_delivered_wh",
+        "energy_received_wh",
+        "energy_l1_wh",
+        "energy_l2_wh",
+        "energy_delivered_uj",
+        "energy_l1_uj",
+        "energy_l2_uj",
+        "counter_counts",
+        "demand_kw",
+        "demand_max_kw",
+        "demand_max_at_s",
+        "error_code",
+        "status_bits",
+        "power_up_count",
+    ):
+        assert summary[key] == getattr(snap, key), key
+    assert summary["pulses"] == {
+        "10": snap.pulses_10wh,
+        "100": snap.pulses_100wh,
+        "1000": snap.pulses_1000wh,
+    }
+    assert summary["energy_delivered_wh"] > 20_000  # the run registered a real day
+    assert summary["pulses"]["10"] < summary["energy_delivered_wh"] // 10  # cleared at 15 h
+    assert summary["errors_seen"] == [ErrorCode.MEMORY, ErrorCode.REVERSED_CT]
+    assert summary["unpowered_s"] == pytest.approx(17 * 60 + 3 * 3600)
+    assert summary["power_up_count"] == 3  # start, and after each outage
+    assert summary["samples"] == 8640 and summary["duration_s"] == 86_400
+
+
+def test_series_ends_on_the_registers_and_follows_events(busy_day: Path) -> None:
+    result = simulate(load_profile(busy_day), SimSettings(step_s=10.0, interval_s=300))
+    cols, summary = result.columns, result.summary
+    assert cols["time_s"].size == 288 and cols["time_s"][-1] == 86_400
+    assert cols["energy_delivered_wh"][-1] * 3.6e9 == pytest.approx(
+        summary["energy_delivered_uj"], abs=1
+    )
+    assert np.all(np.diff(cols["energy_delivered_wh"]) >= -1e-9)  # never counts down
+    # Closures per row add up to the registers: the counter over the day, the pulse
+    # outputs since their clear at 15 h.
+    assert cols["counter_count"].sum() == summary["counter_counts"]
+    after_clear = cols["time_s"] > 15 * 3600
+    for kh in ("10", "100", "1000"):
+        assert cols[f"pulses_{kh}wh_count"][after_clear].sum() == summary["pulses"][kh]
+    assert cols["unpowered_s"].sum() == pytest.approx(summary["unpowered_s"])
+    rows_2h = slice(24, 28)  # 2:00-2:20, the first outage (17 min)
+    assert cols["unpowered_s"][rows_2h].tolist() == [300.0, 300.0, 300.0, 120.0]
+    assert cols["power_w"][25] == 0.0
+    # Mean power of a row in the night step (300 W + 200 W); max demand is the largest demand.
+    assert cols["power_w"][12] == pytest.approx(500.0, rel=1e-9)
+    mem = cols["error_code"][(cols["time_s"] > 11 * 3600) & (cols["time_s"] < 12 * 3600)]
+    assert set(mem.tolist()) == {ErrorCode.MEMORY}
+    assert cols["demand_max_kw"].max() == pytest.approx(
+        max(e.demand_kw for e in result.events if type(e).__name__ == "DemandClosed")
+    )
+
+
+def test_recorder_independent_of_block_split() -> None:
+    """Hand-made blocks: the same samples in different splits give the same series."""
+    rng = np.random.default_rng(3)
+    n, dt = 3 * 3600, 1.0
+    amps = np.repeat(rng.uniform(0.0, 60.0, (2, n // 300)), 300, axis=1)
+    volts = np.full((2, n), 120.0)
+    volts[:, 4000:4500] = 0.0  # an outage
+    cos_phi = np.where(np.arange(n) % 2000 < 100, -0.9, 0.95)  # brief reversals
+
+    def run(sizes: list[int]) -> tuple[dict[str, np.ndarray], Snapshot]:
+        settings = SimSettings(step_s=dt, interval_s=60.0)
+        rec = Recorder(n, dt, settings.samples_per_row, settings.model)
+        core = make_core(settings, rec)
+        i = 0
+        for size in sizes:
+            m = min(size, n - i)
+            core.advance(
+                SampleBlock.build(
+                    m,
+                    dt,
+                    voltage_v=volts[:, i : i + m],
+                    current_a=amps[:, i : i + m],
+                    cos_phi=np.broadcast_to(cos_phi[i : i + m], (2, m)),
+                )
+            )
+            i += m
+        assert i == n
+        return rec.columns(), core.snapshot()
+
+    one, snap = run([n])
+    many, snap2 = run([7, 61, 1000, 3599, *([97] * 64)])
+    assert snap.energy_delivered_uj == snap2.energy_delivered_uj
+    assert one.keys() == many.keys()
+    for key in one:
+        np.testing.assert_allclose(many[key], one[key], rtol=1e-9, atol=1e-6, err_msg=key)
+    assert one["energy_delivered_wh"][-1] * 3.6e9 == pytest.approx(snap.energy_delivered_uj)
+    assert one["unpowered_s"][66:75].sum() == 500.0
+    assert ErrorCode.REVERSED_CT in set(one["error_code"].tolist())
+
+
+def test_cli_writes_deterministic_files(tmp_path: Path, busy_day: Path) -> None:
+    args = [
+        "simulate",
+        str(busy_day),
+        "--step",
+        "10s",
+        "--interval",
+        "5min",
+        "--seed",
+        "5",
+        "--no-plot",
+    ]
+    for out in ("a", "b"):
+        assert cli_main([*args, "--out", str(tmp_path / out)]) == 0
+    for name in ("timeseries.csv", "summary.json", "events.jsonl"):
+        a, b = (tmp_path / d / name for d in ("a", "b"))
+        assert a.read_bytes() == b.read_bytes(), name
+    header = (tmp_path / "a" / "timeseries.csv").read_text().splitlines()[0].split(",")
+    assert header[:4] == ["time_s", "power_l1_w", "power_l2_w", "power_w"]
+    assert all(h.endswith(("_s", "_w", "_wh", "_kw", "_count", "_code")) for h in header)
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["seed"] == 5 and summary["profile"] == "busy-day"
+    events = [json.loads(x) for x in (tmp_path / "a" / "events.jsonl").read_text().splitlines()]
+    kinds = {e["event"] for e in events}
+    assert {"power_lost", "power_restored", "error_raised", "error_cleared"} <= kinds
+    assert {"demand_closed", "max_demand_reset", "counts_cleared"} <= kinds
+    assert "pulse_edge" not in kinds
+    times = [e["time_s"] for e in events]
+    assert times == sorted(times)
+    assert not list((tmp_path / "a").glob("*.png"))
+
+
+def test_cli_json_and_edges(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "o"
+    rc = cli_main(
+        ["simulate", "full-load-then-faults", "--json", "--edges", "--no-plot", "--out", str(out)]
+    )
+    assert rc == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["energy_delivered_wh"] == 4350  # 3.6 kW x 55 min + 1.8 kW x 35 - 10 min
+    assert "\r" not in captured.err and "samples/s" in captured.err  # no bar when piped
+    edges = [
+        json.loads(x)
+        for x in (out / "events.jsonl").read_text().splitlines()
+        if '"pulse_edge"' in x
+    ]
+    closed_1000 = [e for e in edges if e["output"] == "1000" and e["closed"]]
+    assert len(closed_1000) == summary["pulses"]["1000"]
+    assert sum(1 for e in edges if e["output"] == "10" and e["closed"]) == summary["pulses"]["10"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["no-such-profile"], "no such shipped profile"),
+        (["default", "--duration", "soon"], "--duration: 'soon' invalid"),
+        (["default", "--model", "MMX-200A"], "--model: unknown model name"),
+        (["default", "--step", "0"], "--step"),
+    ],
+)
+def test_cli_bad_input_one_line_exit_1(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["simulate", *argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
+
+
+def test_settings_validation() -> None:
+    with pytest.raises(ValueError, match="--interval"):
+        SimSettings(interval_s=0)
+    assert SimSettings(step_s=10, interval_s=60).samples_per_row == 6
+    assert SimSettings(model=MeterModel.parse("MMS-100A")).model.elements == 1
