@@ -12,6 +12,7 @@ Every check names the file, line and key path, and says what was expected.
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -253,14 +254,22 @@ SEGMENT_KINDS: dict[str, Callable[[Ctx, LineDict, Level, Reader], Node]] = {
     "repeat": _repeat,
     "sum": _sum,
 }
+#: Kinds whose parsers live in their own modules (imported on first use).
+LAZY_KINDS = {"daily": "twin.profile_series:parse_daily", "csv": "twin.profile_csv:parse_csv"}
 
 
 def parse_segment(ctx: Ctx, value: Any, base: Level, read: Reader) -> Node:
     data = ctx.mapping(value, "a segment mapping with a kind")
     if "kind" not in data:
         ctx.fail(f"missing required key 'kind'; expected one of {', '.join(SEGMENT_KINDS)}")
-    kind = ctx.at("kind", data).choice(data["kind"], SEGMENT_KINDS)
-    return check_current(ctx, SEGMENT_KINDS[kind](ctx, data, base, read))
+    kind = ctx.at("kind", data).choice(data["kind"], (*SEGMENT_KINDS, *LAZY_KINDS))
+    if kind in LAZY_KINDS:
+        module, func = LAZY_KINDS[kind].split(":")
+        parser = getattr(importlib.import_module(module), func)
+    else:
+        parser = SEGMENT_KINDS[kind]
+    node: Node = parser(ctx, data, base, read)
+    return check_current(ctx, node)
 
 
 # ------------------------------------------------------------------- events

@@ -1,0 +1,262 @@
+"""Time-series segments: daily curves and CSV series (nodes and their YAML parsers).
+
+A daily curve gives per element 24 hourly points of power or current, linear in
+between and wrapping at midnight; optionally a weekend curve (or a weekend factor)
+and 12 monthly factors, interpolated between mid-month days so the season changes
+smoothly. Day number, weekday and season derive from the integer sample time,
+so values never depend on where a block starts; when a block stays inside one day
+the day-level factors are computed once.
+
+A CSV series reads a file beside the profile (see :mod:`twin.profile_csv`) and
+resamples its rows to the sample period by holding each row or interpolating
+linearly; columns it does not have come from the segment's L1/L2 levels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from twin.core.types import FloatArray
+from twin.profile_segments import (
+    DAY_US,
+    HOURS_S,
+    MID_MONTH_DAY,
+    Inputs,
+    Level,
+    Load,
+    element,
+    load_current_bound,
+    pair,
+)
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
+          "september", "october", "november", "december")  # fmt: skip
+MONTH_START_DAY = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Daily:
+    duration_us: int
+    level: Level
+    is_power: bool
+    weekday: tuple[FloatArray | None, FloatArray | None]  # 25 points per line (00..24 h)
+    weekend: tuple[FloatArray | None, FloatArray | None]
+    weekend_factor: float
+    monthly: FloatArray | None  # 14 points over MID_MONTH_DAY
+    start_weekday: int
+    start_day: int  # day of year of t = 0 (0-based)
+
+    def _day_factor(self, day: Any, line: int) -> tuple[Any, Any]:
+        """(is_weekend, seasonal factor) for day numbers (scalar or array)."""
+        weekend = (day + self.start_weekday) % 7 >= 5
+        factor: Any = 1.0
+        if self.monthly is not None:
+            factor = np.interp((day + self.start_day) % 365, MID_MONTH_DAY, self.monthly)
+        return weekend, factor
+
+    def evaluate(self, t0_us: int, dt_us: int, n: int) -> Inputs:
+        t_us = t0_us + np.arange(n, dtype=np.int64) * dt_us
+        first_day, last_day = t0_us // DAY_US, (t0_us + (n - 1) * dt_us) // DAY_US
+        day: Any = first_day if first_day == last_day else t_us // DAY_US
+        tod_s = (t_us - day * DAY_US) / 1e6
+        amounts: list[Any] = []
+        for line, load in enumerate((self.level.l1, self.level.l2)):
+            curve = self.weekday[line]
+            if curve is None:
+                amounts.append(load.current_a if load.power_w is None else load.power_w)
+                continue
+            weekend, factor = self._day_factor(day, line)
+            value = np.interp(tod_s, HOURS_S, curve)
+            other = self.weekend[line]
+            if other is not None:
+                value = np.where(weekend, np.interp(tod_s, HOURS_S, other), value)
+            elif self.weekend_factor != 1.0:
+                value = value * np.where(weekend, self.weekend_factor, 1.0)
+            amounts.append(value * factor if self.monthly is not None else value)
+        cur, cos = [], []
+        for line, load in enumerate((self.level.l1, self.level.l2)):
+            is_power = self.is_power if self.weekday[line] is not None else load.power_w is not None
+            c, k = element(load.voltage_v, amounts[line], is_power, load.pf)
+            cur.append(c)
+            cos.append(k)
+        return Inputs(
+            voltage_v=pair(self.level.l1.voltage_v, self.level.l2.voltage_v, n),
+            current_a=pair(cur[0], cur[1], n),
+            cos_phi=pair(cos[0], cos[1], n),
+            leading=np.array([[self.level.l1.leading], [self.level.l2.leading]]),
+            frequency_hz=np.float64(self.level.frequency_hz),
+            temperature_c=np.float64(self.level.temperature_c),
+        )
+
+    def max_current_a(self) -> float:
+        bound = 0.0
+        season = 1.0 if self.monthly is None else float(self.monthly.max())
+        for line, load in enumerate((self.level.l1, self.level.l2)):
+            curve = self.weekday[line]
+            if curve is None:
+                bound = max(bound, load_current_bound(load))
+                continue
+            peak = float(np.abs(curve).max()) * max(1.0, self.weekend_factor)
+            other = self.weekend[line]
+            if other is not None:
+                peak = max(peak, float(np.abs(other).max()))
+            amount = peak * season
+            probe = Load(load.voltage_v, amount, amount if self.is_power else None, load.pf)
+            bound = max(bound, load_current_bound(probe))
+        return bound
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CsvSeries:
+    """Rows at offsets ``times_s``; ``columns`` maps 'L1.power', 'frequency', ... to values."""
+
+    duration_us: int
+    level: Level
+    times_s: FloatArray
+    columns: dict[str, FloatArray]
+    linear: bool
+
+    def _column(self, name: str, t_s: FloatArray, idx: Any) -> Any:
+        values = self.columns[name]
+        if self.linear:
+            return np.interp(t_s, self.times_s, values)
+        return values[idx]
+
+    def evaluate(self, t0_us: int, dt_us: int, n: int) -> Inputs:
+        t_s = (t0_us + np.arange(n, dtype=np.int64) * dt_us) / 1e6
+        idx = None if self.linear else np.searchsorted(self.times_s, t_s, side="right") - 1
+
+        def get(name: str, default: Any) -> Any:
+            return self._column(name, t_s, idx) if name in self.columns else default
+
+        volts, cur, cos = [], [], []
+        for line, load in (("L1", self.level.l1), ("L2", self.level.l2)):
+            v = get(f"{line}.voltage", load.voltage_v)
+            pf = get(f"{line}.pf", load.pf)
+            if f"{line}.power" in self.columns:
+                c, k = element(v, get(f"{line}.power", 0.0), True, pf)
+            elif f"{line}.current" in self.columns:
+                c, k = element(v, get(f"{line}.current", 0.0), False, pf)
+            else:
+                amount = load.current_a if load.power_w is None else load.power_w
+                c, k = element(v, amount, load.power_w is not None, pf)
+            volts.append(v)
+            cur.append(c)
+            cos.append(k)
+        return Inputs(
+            voltage_v=pair(volts[0], volts[1], n),
+            current_a=pair(cur[0], cur[1], n),
+            cos_phi=pair(cos[0], cos[1], n),
+            leading=np.array([[self.level.l1.leading], [self.level.l2.leading]]),
+            frequency_hz=get("frequency", np.float64(self.level.frequency_hz)),
+            temperature_c=get("temperature", np.float64(self.level.temperature_c)),
+        )
+
+    def max_current_a(self) -> float:
+        bound = 0.0
+        for line, load in (("L1", self.level.l1), ("L2", self.level.l2)):
+            if f"{line}.current" in self.columns:
+                bound = max(bound, float(self.columns[f"{line}.current"].max()))
+                continue
+            power = self.columns.get(f"{line}.power")
+            if power is None:
+                bound = max(bound, load_current_bound(load))
+                continue
+            # The parser keeps voltages >= 60 V and pf >= 0.05 wherever a power is given.
+            volts = self.columns.get(f"{line}.voltage", np.array([load.voltage_v]))
+            pf = self.columns.get(f"{line}.pf", np.array([load.pf]))
+            low = float(volts.min()) * float(pf.min())
+            if low > 0:
+                bound = max(bound, float(np.abs(power).max()) / low)
+        return bound
+
+
+# ------------------------------------------------------------------- parsing
+
+
+def _curve(ctx: Any, value: Any, is_power: bool, points: int) -> FloatArray:
+    from twin.core.models import ABSOLUTE_MAX_CURRENT_A
+    from twin.profile_schema import MAX_POWER_W
+
+    items = ctx.sequence(value, f"a list of {points} numbers")
+    if len(items) != points:
+        ctx.fail(f"{len(items)} values; expected {points}")
+    lo, hi, unit = (
+        (-MAX_POWER_W, MAX_POWER_W, "W") if is_power else (0, ABSOLUTE_MAX_CURRENT_A, "A")
+    )
+    return np.array([ctx.at(k, items).number(v, lo, hi, unit) for k, v in enumerate(items)])
+
+
+def _per_line(ctx: Any, data: Any, key: str, is_power: bool) -> tuple[Any, Any]:
+    c = ctx.at(key, data)
+    lines = c.mapping(data[key], "a mapping of L1 and/or L2 to 24 hourly values")
+    c.keys(lines, ("L1", "L2"))
+    if not lines:
+        c.fail("empty mapping; expected L1 and/or L2 with 24 hourly values")
+    out: list[FloatArray | None] = []
+    for line in ("L1", "L2"):
+        if line in lines:
+            curve = _curve(c.at(line, lines), lines[line], is_power, 24)
+            out.append(np.append(curve, curve[0]))  # wrap at midnight
+        else:
+            out.append(None)
+    return out[0], out[1]
+
+
+def parse_daily(ctx: Any, data: Any, base: Level, read: Any) -> Daily:
+    from twin.profile_schema import _COMMON, POWER_MIN_VOLTAGE_V, parse_level, to_us
+
+    keys = (*_COMMON, "duration", "quantity", "hourly", "weekend", "weekend_factor", "monthly",
+            "start_weekday", "start_month")  # fmt: skip
+    ctx.keys(data, keys, ("duration", "quantity", "hourly"))
+    level = parse_level(ctx, data, base)
+    is_power = ctx.at("quantity", data).choice(data["quantity"], ("power", "current")) == "power"
+    weekday = _per_line(ctx, data, "hourly", is_power)
+    weekend: tuple[Any, Any] = (None, None)
+    if "weekend" in data:
+        if "weekend_factor" in data:
+            ctx.at("weekend_factor", data).fail("given with weekend; expected one of them")
+        weekend = _per_line(ctx, data, "weekend", is_power)
+        for line in (0, 1):
+            if (weekend[line] is None) != (weekday[line] is None):
+                ctx.at("weekend", data).fail(f"L{line + 1}: expected the same lines as hourly")
+    factor = 1.0
+    if "weekend_factor" in data:
+        factor = ctx.at("weekend_factor", data).number(data["weekend_factor"], 0, 10)
+    monthly = None
+    if "monthly" in data:
+        months = _curve(ctx.at("monthly", data), data["monthly"], False, 12)
+        mctx = ctx.at("monthly", data)
+        for k, v in enumerate(months):
+            if v > 10:
+                mctx.at(k, data["monthly"]).fail(f"{v:g} out of range; expected 0..10")
+        monthly = np.concatenate([months[-1:], months, months[:1]])
+    start_weekday = 0
+    if "start_weekday" in data:
+        start_weekday = WEEKDAYS.index(
+            ctx.at("start_weekday", data).choice(data["start_weekday"], WEEKDAYS)
+        )
+    start_day = 0
+    if "start_month" in data:
+        month_name = ctx.at("start_month", data).choice(data["start_month"], MONTHS)
+        start_day = MONTH_START_DAY[MONTHS.index(month_name)]
+    for name, load in (("L1", level.l1), ("L2", level.l2)):
+        if is_power and load.voltage_v < POWER_MIN_VOLTAGE_V:
+            ctx.fail(f"{name}.voltage {load.voltage_v:g} V with a power curve; expected >= 60 V")
+        if is_power and load.pf < 0.05:
+            ctx.fail(f"{name}.pf {load.pf:g} with a power curve; expected >= 0.05")
+    return Daily(
+        duration_us=to_us(ctx.at("duration", data).duration_s(data["duration"])),
+        level=level,
+        is_power=is_power,
+        weekday=weekday,
+        weekend=weekend,
+        weekend_factor=factor,
+        monthly=monthly,
+        start_weekday=start_weekday,
+        start_day=start_day,
+    )
