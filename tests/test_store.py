@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -309,6 +310,27 @@ def test_forced_checkpoint_and_failure_keeps_the_timer(db: Path) -> None:
     with pytest.raises(StoreError, match="checkpoint failed"):
         cp.maybe_checkpoint(9.0, lambda: [("A", _nv(3))])
     assert cp.last_checkpoint_s == 3.0 and cp.checkpoints == 2  # next tick retries
+
+
+def test_checkpoint_in_a_worker_thread_is_not_due_twice(store: Store) -> None:
+    """The runtime's pattern: due() on the event loop, checkpoint() in a worker thread."""
+    cp = Checkpointer(store, 1.0)
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_items() -> list[tuple[str, NvState]]:
+        entered.set()
+        assert release.wait(5)  # an fsync that takes its time
+        return [("A", _nv(1))]
+
+    assert cp.due(0.0)
+    worker = threading.Thread(target=cp.checkpoint, args=(slow_items,), kwargs={"now_s": 0.0})
+    worker.start()
+    assert entered.wait(5)
+    assert not cp.due(5.0)  # in flight: a second save must not be queued
+    release.set()
+    worker.join(5)
+    assert store.load("A") == _nv(1) and cp.checkpoints == 1
+    assert not cp.due(0.5) and cp.due(1.0)
 
 
 # -- state directory -----------------------------------------------------------------------

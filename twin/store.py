@@ -273,6 +273,10 @@ class Checkpointer:
     Pure timing: the caller passes its own clock reading (`now_s`, e.g. loop.time()),
     so tests drive it with a manual clock. `items` is a callable so the fleet's
     NvStates are only gathered when a checkpoint is actually due.
+
+    Thread-safe for the runtime's pattern (`due()` on the loop, `checkpoint()` in a
+    worker thread): checkpoints are serialised, and `due()` is False while one runs, so
+    a slow fsync does not queue a second, overlapping save.
     """
 
     def __init__(self, store: Store, interval_s: float) -> None:
@@ -289,8 +293,13 @@ class Checkpointer:
         self.interval_s = float(interval_s)
         self.last_checkpoint_s: float | None = None
         self.checkpoints = 0
+        self._lock = threading.Lock()  # serialises checkpoints
+        self._count_lock = threading.Lock()  # guards _in_flight (+= is not atomic)
+        self._in_flight = 0
 
     def due(self, now_s: float) -> bool:
+        if self._in_flight:
+            return False
         last = self.last_checkpoint_s
         # A clock that went backwards (a new manual clock) counts as due, not as "wait
         # until it catches up", which could postpone checkpoints indefinitely.
@@ -311,10 +320,17 @@ class Checkpointer:
 
     def checkpoint(self, items: Callable[[], Items] | Items, now_s: float | None = None) -> None:
         """Checkpoint now (clean shutdown, or a forced save); resets the timer if now_s."""
-        self.store.save_many(items() if callable(items) else items)
-        self.checkpoints += 1
-        if now_s is not None:
-            self.last_checkpoint_s = now_s
+        with self._count_lock:  # before the lock: due() says no even while we wait for it
+            self._in_flight += 1
+        try:
+            with self._lock:
+                self.store.save_many(items() if callable(items) else items)
+                self.checkpoints += 1
+                if now_s is not None:
+                    self.last_checkpoint_s = now_s
+        finally:
+            with self._count_lock:
+                self._in_flight -= 1
 
 
 # -- helpers ---------------------------------------------------------------------------
