@@ -24,7 +24,6 @@ import io
 import json
 import math
 import struct
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -196,11 +195,12 @@ def _sunspec_rows() -> list[Register]:
         ("common", _ss.MODEL1_ADDRESS, _ss.MODEL1_POINTS),
         ("ac_meter", _ss.METER_ADDRESS, _ss.METER_POINTS),
     ):
-        for p in points:
-            reg = Register(f"{prefix}.{p.name}", base + p.offset, p.size, p.kind, p.unit, "", "D")
-            rows.append(
-                Register(reg.name, reg.address, reg.count, reg.kind, p.unit, p.description, "D")
+        rows += [
+            Register(
+                f"{prefix}.{p.name}", base + p.offset, p.size, p.kind, p.unit, p.description, "D"
             )
+            for p in points
+        ]
     rows.append(Register("end.ID", _ss.END_ADDRESS, 1, "uint16", "", "end model 0xFFFF", "D"))
     rows.append(Register("end.L", _ss.LAST_ADDRESS, 1, "uint16", "", "end model length 0", "D"))
     return rows
@@ -355,38 +355,28 @@ _A_MASK: Final = tuple(
     {"uint16": 0xFFFF, "uint32": 0xFFFFFFFF, "uint64": 2**64 - 1}.get(r.kind, 0) for r in _A_SORTED
 )
 _C_STRUCT: Final = struct.Struct(">6H" + "x" * 2 * (100 - 6))
-_SWAP_BYTES: Final = sys.byteorder == "little"
 
 
 def _pack_a(values: tuple[float | int, ...], word_order: WordOrder) -> bytes:
     ordered = _A_ORDER(values)
     try:
-        if word_order is WordOrder.BIG:
-            return _A_BIG.pack(*ordered)
-        raw = _A_LITTLE.pack(*ordered)
+        return _pack_ordered(ordered, word_order)
     except struct.error:
         # Slow path, only if a counter outgrew its register: wrap it like a meter would.
         fixed = tuple(
             v & m if m and isinstance(v, int) else v for v, m in zip(ordered, _A_MASK, strict=True)
         )
-        return _pack_a_fixed(fixed, word_order)
-    return _swap_words(raw)
+        return _pack_ordered(fixed, word_order)
 
 
-def _pack_a_fixed(ordered: tuple[float | int, ...], word_order: WordOrder) -> bytes:
+def _pack_ordered(ordered: tuple[float | int, ...], word_order: WordOrder) -> bytes:
     if word_order is WordOrder.BIG:
         return _A_BIG.pack(*ordered)
-    return _swap_words(_A_LITTLE.pack(*ordered))
-
-
-def _swap_words(raw: bytes) -> bytes:
-    # Little-endian packing then swapping the two bytes of every register gives
-    # big-endian registers in least-significant-word-first order.
-    words = array.array("H", raw)
-    if _SWAP_BYTES:
-        words.byteswap()
-        return words.tobytes()
-    raise NotImplementedError("big-endian hosts")  # pragma: no cover
+    # Little-endian packing, then swapping the two bytes of every register, gives
+    # big-endian registers in least-significant-word-first order (on any host).
+    words = array.array("H", _A_LITTLE.pack(*ordered))
+    words.byteswap()
+    return words.tobytes()
 
 
 @lru_cache(maxsize=4096)

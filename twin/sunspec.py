@@ -236,8 +236,8 @@ def _i16(x: float, mult: float) -> int:
     """x scaled by mult, rounded, clamped to int16; NaN -> not implemented."""
     if x != x:
         return _NI
-    v = round(x * mult)
-    return 32767 if v > 32767 else (-32767 if v < -32767 else v)
+    v = x * mult  # clamp before rounding: infinities cannot be rounded
+    return 32767 if v >= 32767 else (-32767 if v <= -32767 else round(v))
 
 
 def meter_model(snap: Snapshot, model: MeterModel, sf: ScaleFactors) -> bytes:
