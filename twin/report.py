@@ -118,6 +118,13 @@ def _time_axis(t_s: npt.NDArray[Any]) -> tuple[float, str]:
     return 1.0, "s"
 
 
+def _duration_text(seconds: float) -> str:
+    for scale, unit in ((86_400.0, "d"), (3600.0, "h"), (60.0, "min")):
+        if seconds >= scale and seconds % scale == 0:
+            return f"{seconds / scale:g} {unit}"
+    return f"{seconds:g} s"
+
+
 def _bin(x: npt.NDArray[Any], k: int, how: str) -> npt.NDArray[np.float64]:
     """Aggregate consecutive groups of k values (the last group may be short)."""
     x = np.asarray(x, dtype=np.float64)
@@ -176,6 +183,10 @@ def write_plots(out_dir: Path, result: SimResult) -> list[Path]:
     cols = result.columns
     t_s = cols["time_s"]
     k = max(1, math.ceil(t_s.size / _PLOT_POINTS))
+    if t_s.size and float(t_s[-1]) > 14 * 86_400:
+        # Past two weeks a daily cycle is a solid smear: show days (mean and range).
+        k = max(k, round(86_400 / result.interval_s))
+    bin_label = "" if k == 1 else f", {_duration_text(k * result.interval_s)} bins"
     scale, unit = _time_axis(t_s)
     t = _bin(t_s, k, "last") / scale
     xlabel = f"time ({unit})"
@@ -200,8 +211,17 @@ def write_plots(out_dir: Path, result: SimResult) -> list[Path]:
 
     fig, ax = figure("Power")
     for key, label in (("power_l1_w", "L1"), ("power_l2_w", "L2"), ("power_w", "total")):
-        ax.plot(t, _bin(cols[key], k, "mean") / 1000.0, label=label, lw=1)
+        (line,) = ax.plot(t, _bin(cols[key], k, "mean") / 1000.0, label=label, lw=1)
+        if k > 1:
+            low = -_bin(-np.asarray(cols[key]), k, "max") / 1000.0
+            high = _bin(cols[key], k, "max") / 1000.0
+            ax.fill_between(t, low, high, color=line.get_color(), alpha=0.15, lw=0)
     ax.set_ylabel("mean power (kW)")
+    if k > 1:
+        ax.set_title(
+            f"line: mean, band: range of the {_duration_text(result.interval_s)} means{bin_label}",
+            fontsize=9,
+        )
     ax.legend(loc="upper right")
     save(fig, ax, "power.png")
 
