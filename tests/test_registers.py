@@ -325,3 +325,12 @@ def test_csv_and_json_list_every_register(capsys: pytest.CaptureFixture[str]) ->
     assert json.loads(capsys.readouterr().out) == data
     with pytest.raises(ConfigError, match="format"):
         render_table("xml")
+
+
+def test_minimeter_registers_prints_the_docs_table(capsys: pytest.CaptureFixture[str]) -> None:
+    from twin.cli import main
+
+    assert main(["registers"]) == 0
+    assert capsys.readouterr().out == render_table("md")
+    assert main(["registers", "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("block,address,count,kind,name,unit,access,")
