@@ -71,7 +71,8 @@ class TwinConfig:
     profile: str = "default"
     model: str = DEFAULT_MODEL
     serial_number: str = "MM00000001"
-    seed: int | None = None
+    seed: int | None = None  # profile noise
+    accuracy_seed: int | None = None  # a per-meter error curve within class; None: ideal
     host: str = "127.0.0.1"
     port: int | None = 5020  # None: no TCP server; 0: an ephemeral port
     unit: int = 1
@@ -109,10 +110,12 @@ class TwinConfig:
             raise ConfigError("nothing to serve: give a TCP --port or a --serial device")
         try:
             model = MeterModel.parse(self.model)
+            # An ideal meter unless asked: a seeded error curve would move the energy
+            # off the profile's integral, which integrators check against.
             meter = MeterConfig(
                 model=model,
                 serial_number=self.serial_number,
-                accuracy=AccuracyConfig(seed=self.seed),
+                accuracy=AccuracyConfig(seed=self.accuracy_seed),
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
@@ -335,10 +338,23 @@ class Twin:
         items = self._nv_items()  # frozen NvState: safe to hand to a thread
         await loop.run_in_executor(None, lambda: cp.checkpoint(items, now_s=now))
 
+    def status_rows(self) -> list[tuple[str, str]]:
+        """What the live status table shows (label, value)."""
+        s = self.snapshot()
+        return [
+            ("meter time", f"{self.meter_time_s:.0f} s"),
+            ("energy delivered", f"{s.energy_delivered_wh} Wh"),
+            ("power", f"{s.power_w:.1f} W  (L1 {s.power_l1_w:.1f}, L2 {s.power_l2_w:.1f})"),
+            ("demand / max", f"{s.demand_kw:.3f} / {s.demand_max_kw:.3f} kW"),
+            ("status bits", f"0x{s.status_bits:08x}  error {s.error_code}"),
+            ("pulses 10/100/1000", f"{s.pulses_10wh} / {s.pulses_100wh} / {s.pulses_1000wh}"),
+            ("power-ups", str(s.power_up_count)),
+        ]
+
     def status_line(self) -> str:
         s = self.snapshot()
         return (
-            f"t={self.meter_time_s:>10.0f}s  E={s.energy_delivered_wh} Wh  "
-            f"P={s.power_w:.1f} W  D={s.demand_kw:.3f} kW  status=0x{s.status_bits:08x}  "
-            f"err={s.error_code}  ups={s.power_up_count}"
+            f"t={self.meter_time_s:.0f}s E={s.energy_delivered_wh}Wh P={s.power_w:.1f}W "
+            f"D={s.demand_kw:.3f}kW status=0x{s.status_bits:08x} err={s.error_code} "
+            f"ups={s.power_up_count}"
         )

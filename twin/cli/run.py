@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--baud", type=int, default=9600, help="RTU baud rate (9600)")
     a("--parity", choices=("N", "E", "O"), default="N", help="RTU parity (N)")
     a("--stopbits", type=int, choices=(1, 2), default=1, help="RTU stop bits (1)")
-    a("--seed", type=int, default=None, help="seed of the profile noise and accuracy curve")
+    a("--seed", type=int, default=None, help="seed of the profile's noise")
+    a("--accuracy-seed", type=int, default=None, help="draw an error curve within class")
 
 
 def config_from_args(args: argparse.Namespace) -> TwinConfig:
@@ -64,6 +65,7 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
         model=args.model,
         serial_number=args.serial_number,
         seed=args.seed,
+        accuracy_seed=args.accuracy_seed,
         host=args.host,
         port=None if args.no_tcp else args.port,
         unit=args.unit,
@@ -94,12 +96,18 @@ def _where(twin: Twin) -> str:
 
 
 def _status_printer(tty: bool) -> Callable[[Twin], None]:
+    drawn = 0
+
     def show(twin: Twin) -> None:
-        line = twin.status_line()
-        if tty:
-            sys.stdout.write("\r\x1b[2K" + line)  # redraw in place
-        else:
-            sys.stdout.write(line + "\n")
+        nonlocal drawn
+        if not tty:
+            sys.stdout.write(twin.status_line() + "\n")
+        else:  # a table redrawn in place: cursor up over the last one, clear to the end
+            rows = twin.status_rows()
+            width = max(len(label) for label, _ in rows)
+            table = "".join(f"  {label:<{width}}  {value}\x1b[K\n" for label, value in rows)
+            sys.stdout.write((f"\x1b[{drawn}F" if drawn else "") + table)
+            drawn = len(rows)
         sys.stdout.flush()
 
     return show
@@ -108,12 +116,7 @@ def _status_printer(tty: bool) -> Callable[[Twin], None]:
 async def _serve(config: TwinConfig) -> None:
     async with Twin(config) as twin:
         print(_where(twin), flush=True)
-        tty = sys.stdout.isatty()
-        try:
-            await twin.run_until_signal(_status_printer(tty))
-        finally:
-            if tty:
-                sys.stdout.write("\n")
+        await twin.run_until_signal(_status_printer(sys.stdout.isatty()))
 
 
 def _event_loop_runner() -> contextlib.AbstractContextManager[asyncio.Runner]:
