@@ -477,7 +477,7 @@ class RegisterImage:
         if address >= 0 and end <= MAIN_REGISTERS:
             return self._main[2 * address : 2 * end]
         block_d = self._sunspec
-        if block_d is not None and address >= _ss.BASE_ADDRESS and end <= 40179:
+        if block_d is not None and address >= _ss.BASE_ADDRESS and end <= _ss.LAST_ADDRESS + 1:
             base = _ss.BASE_ADDRESS
             return block_d[2 * (address - base) : 2 * (end - base)]
         raise ModbusException(ILLEGAL_DATA_ADDRESS, f"registers {address}..{end - 1} undefined")
