@@ -197,3 +197,65 @@ async def test_until_freezes_the_meter(const_profile: str) -> None:
         twin.step(3600)
         assert twin.meter_time_s == 60.0
         assert math.isclose(twin.snapshot().energy_delivered_wh, 40)
+
+
+async def test_accelerated_ticks_checkpoint_while_running(
+    const_profile: str, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from twin.store import Store, store_path
+
+    cfg = TwinConfig(
+        profile=const_profile,
+        port=0,
+        speed=36_000.0,  # 10 h of meter time per wall second
+        tick_s=0.01,
+        state_dir=tmp_path / "state",
+        checkpoint_interval_s=0.05,
+    )
+    async with Twin(cfg) as twin:
+        await asyncio.sleep(0.3)
+        assert twin.meter_time_s >= 3600
+        assert twin.checkpointer is not None and twin.checkpointer.checkpoints >= 2
+        with Store(store_path(tmp_path / "state")) as store:  # a second reader, mid-run
+            saved = store.load("MM00000001")
+        assert saved is not None and saved.energy_delivered_uj > 0
+    with Store(store_path(tmp_path / "state")) as store:
+        final = store.load("MM00000001")
+    assert final is not None
+    # the final checkpoint on stop holds exactly what the meter had registered
+    assert final.energy_delivered_uj == twin.snapshot().energy_delivered_uj
+    assert final.energy_delivered_uj // 3_600_000_000 == twin.snapshot().energy_delivered_wh
+
+
+def test_clocks() -> None:
+    from twin.clock import AcceleratedClock, ManualClock, RealClock, make_clock
+
+    manual = ManualClock()
+    manual.advance(2.5)
+    assert manual.elapsed_s() == 2.5 and not manual.ticks
+    with pytest.raises(ValueError, match="advance"):
+        manual.advance(-1)
+    with pytest.raises(ValueError, match="speed"):
+        AcceleratedClock(0)
+    assert isinstance(make_clock(None), ManualClock)
+    assert isinstance(make_clock(1.0), RealClock)
+    fast = make_clock(1000.0)
+    assert fast.ticks and fast.speed == 1000.0
+
+
+def test_config_validation(const_profile: str) -> None:
+    from twin.errors import ConfigError
+
+    for bad in ({"unit": 0}, {"port": 70000}, {"speed": -1.0}, {"model": "MMX-1"}):
+        with pytest.raises(ConfigError):
+            TwinConfig(profile=const_profile, **bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="nothing to serve"):
+        TwinConfig(profile=const_profile, port=None)
+
+
+async def test_step_needs_a_manual_clock(const_profile: str) -> None:
+    async with Twin(TwinConfig(profile=const_profile, port=0, speed=1.0)) as twin:
+        with pytest.raises(RuntimeError, match="manual clock"):
+            twin.step(1)
