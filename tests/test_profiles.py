@@ -71,7 +71,7 @@ def test_wraps_around(tmp_path: Path) -> None:
 
 
 def test_unknown_shipped_name_lists_the_names() -> None:
-    with pytest.raises(ProfileError, match="no such shipped profile.*default"):
+    with pytest.raises(ProfileError, match=r"no such shipped profile.*default"):
         load_profile("no-such-profile")
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from twin.core.models import ABSOLUTE_MAX_CURRENT_A, ABSOLUTE_MAX_VOLTAGE_V
+from twin.errors import ProfileError
 from twin.profile_schema import (
     _COMMON,
     MAX_POWER_W,
@@ -79,8 +80,6 @@ def _column(label: str, line: int, raw: str) -> tuple[str, float]:
 
 
 def _error(message: str) -> Exception:
-    from twin.errors import ProfileError
-
     return ProfileError(message)
 
 
@@ -166,8 +165,11 @@ def parse_csv(ctx: Ctx, data: LineDict, base: Level, read: Reader) -> CsvSeries:
     name = fctx.text(data["file"], "a CSV file name beside the profile")
     if name.startswith("/") or ".." in name.replace("\\", "/").split("/"):
         fctx.fail(f"{name!r} invalid; expected a file beside the profile")
-    text, label = read(name)
-    times, columns = read_series(text, label)
+    try:
+        text, label = read(name)
+        times, columns = read_series(text, label)
+    except ProfileError as exc:
+        fctx.fail(str(exc))
     linear = True
     if "interpolate" in data:
         linear = (

@@ -246,8 +246,10 @@ def load_profile(ref: str | os.PathLike[str]) -> Profile:
             target = path.parent / name
             try:
                 return target.read_text(encoding="utf-8"), str(target)
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ProfileError(f"{target}: cannot read: {exc}") from None
+            except OSError as exc:
+                raise ProfileError(f"cannot read {target}: {exc.strerror or exc}") from None
+            except UnicodeDecodeError:
+                raise ProfileError(f"cannot read {target}: not UTF-8 text") from None
 
         return _load(raw, text_ref, text_ref, read)
     names = shipped_names()
@@ -263,7 +265,7 @@ def load_profile(ref: str | os.PathLike[str]) -> Profile:
         try:
             return folder.joinpath(name).read_text(encoding="utf-8"), f"profiles/{name}"
         except (OSError, UnicodeDecodeError) as exc:
-            raise ProfileError(f"profiles/{name}: cannot read: {exc}") from None
+            raise ProfileError(f"cannot read profiles/{name}: {exc}") from None
 
     return _load(folder.joinpath(f"{text_ref}.yaml").read_bytes(), label, text_ref, read_shipped)
 
