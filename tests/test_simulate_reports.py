@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from twin.core import AccuracyConfig, MeterConfig, MeterCore, MeterModel
 from twin.drive import drive
-from twin.profiles import load_profile, shipped_names
+from twin.profiles import load_profile
 from twin.report import pulse_rate_per_h, write_all
 from twin.simulate import SimSettings, simulate
 
@@ -29,7 +30,7 @@ POINTS_YAML = (
         for v, a, pf, m in POINTS
     )
 )
-SHIPPED_POINTS = "c12-accuracy-points"
+SHIPPED_POINTS = "c12-accuracy"
 
 
 @pytest.fixture(scope="module")
@@ -44,27 +45,20 @@ def per_point_uj(ref: str | Path, seed: int | None) -> list[tuple[int, float, fl
     profile = load_profile(ref)
     core = MeterCore(MeterConfig(accuracy=AccuracyConfig(seed=seed)))
     sampler = profile.sampler(seed)
+    n_total = round(profile.duration_s)
+    whole = sampler.block(0.0, 1.0, n_total)
+    fields = np.vstack(
+        [whole.voltage_v, whole.current_a, whole.cos_phi, whole.leading, whole.frequency_hz]
+    )
+    bounds = [0, *(np.flatnonzero(np.any(np.diff(fields, axis=1) != 0, axis=0)) + 1), n_total]
     out = []
-    t_s, end_s = 0.0, profile.duration_s
-    while t_s < end_s:
-        probe = sampler.block(t_s, 1.0, 1)
-        n = 1
-        # Extend the point while the inputs stay the same (segments are minutes long).
-        while t_s + n < end_s:
-            nxt = sampler.block(t_s + n, 1.0, 1)
-            if not all(
-                np.array_equal(getattr(nxt, k), getattr(probe, k))
-                for k in ("voltage_v", "current_a", "cos_phi")
-            ):
-                break
-            n += 1
+    for a, b in itertools.pairwise(bounds):
         before = core.snapshot().energy_delivered_uj
-        for _ in drive(core, sampler, t_s, 1.0, n):
+        for _ in drive(core, sampler, float(a), 1.0, int(b - a)):
             pass
-        p_true = float((probe.voltage_v * probe.current_a * probe.cos_phi).sum())
-        pf = float(abs(probe.cos_phi[0, 0]))
-        out.append((core.snapshot().energy_delivered_uj - before, p_true * n * 1e6, pf))
-        t_s += n
+        p_true = float((whole.voltage_v[:, a] * whole.current_a[:, a] * whole.cos_phi[:, a]).sum())
+        pf = float(abs(whole.cos_phi[0, a]))
+        out.append((core.snapshot().energy_delivered_uj - before, p_true * (b - a) * 1e6, pf))
     return out
 
 
@@ -90,17 +84,22 @@ def test_c12_points_with_seed_stay_within_class(points_profile: Path, seed: int)
     assert summary["energy_delivered_uj"] == sum(reg for reg, _, _ in points)
 
 
-@pytest.mark.skipif(SHIPPED_POINTS not in shipped_names(), reason="profile not shipped yet")
-def test_shipped_c12_points_profile() -> None:
+def test_shipped_c12_profile_points() -> None:
+    profile = load_profile(SHIPPED_POINTS)
     ideal = per_point_uj(SHIPPED_POINTS, seed=None)
+    assert len(ideal) == 12
     for reg, true, _ in ideal:
-        assert reg == round(true)
-    for seed in (1, 7):
-        for reg, true, pf in per_point_uj(SHIPPED_POINTS, seed):
-            if true > 0:
-                assert abs(reg / true - 1) * 100 <= (0.5 if pf > 0.99 else 0.75)
-    summary = simulate(load_profile(SHIPPED_POINTS), SimSettings()).summary
-    assert summary["energy_delivered_uj"] == sum(reg for reg, _, _ in ideal)
+        assert reg == round(true)  # exactly V x I x PF x time, both elements
+    result = simulate(profile, SimSettings(interval_s=600))
+    assert result.summary["energy_delivered_uj"] == sum(reg for reg, _, _ in ideal)
+    per_row_wh = np.diff(np.append(0.0, result.columns["energy_delivered_wh"]))
+    np.testing.assert_allclose(per_row_wh, [reg / 3.6e9 for reg, _, _ in ideal], atol=1e-9)
+    for seed in (1, 7, 42):
+        points = per_point_uj(SHIPPED_POINTS, seed)
+        for reg, true, pf in points:
+            assert abs(reg / true - 1) * 100 <= (0.5 if pf > 0.99 else 0.75), (seed, pf, reg / true)
+        summary = simulate(profile, SimSettings(seed=seed)).summary
+        assert summary["energy_delivered_uj"] == sum(reg for reg, _, _ in points)
 
 
 def test_plots_render_and_are_not_blank(tmp_path: Path) -> None:
