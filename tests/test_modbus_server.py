@@ -168,7 +168,11 @@ def test_device_identification_stream_and_individual() -> None:
 async def test_hooks_trace_and_intercept(server: ModbusTcpServer) -> None:
     trace: list[tuple[str, int, bytes]] = []
     server.trace = lambda d, unit, frame, t: trace.append((d, unit, frame))
-    server.interceptor = lambda unit, pdu: Intercept(exception_code=4) if pdu[2] == 8 else None
+
+    def intercept(unit: int, pdu: bytes, conn: int) -> Intercept | None:
+        return Intercept(exception_code=4) if pdu[2] == 8 else None
+
+    server.interceptor = intercept
     reader, writer = await _connect(server)
     writer.write(
         _req(1, 1, struct.pack(">BHH", 3, 8, 4)) + _req(2, 1, struct.pack(">BHH", 3, 0, 4))
@@ -176,7 +180,12 @@ async def test_hooks_trace_and_intercept(server: ModbusTcpServer) -> None:
     assert (await _reply(reader))[2] == b"\x83\x04"
     assert len((await _reply(reader))[2]) == 10
     assert [d for d, _, _ in trace] == ["rx", "tx", "rx", "tx"]
-    server.interceptor = lambda unit, pdu: Intercept(drop_connection=True)
+    server.interceptor = lambda unit, pdu, conn: Intercept(truncate=True, delay_s=0.1)
+    t0 = asyncio.get_running_loop().time()
+    writer.write(_req(3, 1, struct.pack(">BHH", 3, 0, 4)))
+    assert len(await asyncio.wait_for(reader.read(100), 2)) == (7 + 10) // 2  # cut short
+    assert asyncio.get_running_loop().time() - t0 >= 0.09  # and late
+    server.interceptor = lambda unit, pdu, conn: Intercept(drop_connection=True)
     writer.write(_req(3, 1, struct.pack(">BHH", 3, 0, 4)))
     assert await asyncio.wait_for(reader.read(), 2) == b""
     writer.close()
@@ -203,3 +212,56 @@ def test_rtu_request_sizes() -> None:
     assert _rtu_request_size(bytes((1, 0x2B, 0x0E))) == 7
     assert _rtu_request_size(bytes((1, 16, 0))) is None
     assert _rtu_request_size(bytes((1, 0x11))) is None
+
+
+def _rtu(frame: bytes) -> bytes:
+    from pymodbus.framer.rtu import FramerRTU
+
+    return frame + FramerRTU.compute_CRC(frame).to_bytes(2, "big")
+
+
+async def _rtu_reply(master: int, timeout_s: float = 1.0) -> bytes:
+    import os
+
+    loop = asyncio.get_running_loop()
+    data, deadline = b"", loop.time() + timeout_s
+    while loop.time() < deadline:
+        try:
+            data += os.read(master, 512)
+        except BlockingIOError:
+            if data:
+                await asyncio.sleep(0.02)  # let the rest of the frame arrive
+                try:
+                    data += os.read(master, 512)
+                except BlockingIOError:
+                    return data
+            await asyncio.sleep(0.01)
+    return data
+
+
+async def test_rtu_server_on_a_pty() -> None:
+    import os
+
+    from twin.modbus import ModbusRtuServer, SerialSettings
+
+    master, slave = os.openpty()
+    os.set_blocking(master, False)
+    ep = MeterEndpoint(_image(), _ident())
+    srv = ModbusRtuServer({5: ep}, SerialSettings(os.ttyname(slave), 115200, "E", 1))
+    await srv.start()
+    try:
+        good = _rtu(struct.pack(">BBHH", 5, 3, 0, 4))
+        os.write(master, b"\x01\x02\x03" + good[:-1] + b"\x00")  # noise, then a bad CRC
+        assert await _rtu_reply(master, 0.3) == b""  # nothing answers garbage
+        os.write(master, good)
+        reply = await _rtu_reply(master)
+        assert reply == _rtu(bytes((5, 3, 8)) + ep.image.read_registers(0, 4))
+        os.write(master, _rtu(struct.pack(">BBHH", 6, 3, 0, 4)))  # another slave's request
+        assert await _rtu_reply(master, 0.3) == b""
+        srv.interceptor = lambda unit, pdu, conn: Intercept(exception_code=6)
+        os.write(master, good)
+        assert await _rtu_reply(master) == _rtu(bytes((5, 0x83, 6)))
+    finally:
+        await srv.close()
+        os.close(master)
+        os.close(slave)

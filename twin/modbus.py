@@ -179,9 +179,12 @@ class Intercept:
     exception_code: int | None = None
     drop_connection: bool = False
     replace_with: bytes | None = None  # raw bytes sent instead of the frame (garbage)
+    truncate: bool = False  # send the real answer cut short (only the server knows it)
 
 
-Interceptor = Callable[[int, bytes], Intercept | None]  # (unit, request pdu) -> action
+# (unit, request pdu, connection number) -> action; the number is unique per TCP
+# connection (0 on RTU) so "drop after N requests" can count per connection.
+Interceptor = Callable[[int, bytes, int], Intercept | None]
 
 
 # ------------------------------------------------------------------------ TCP
@@ -208,6 +211,7 @@ class ModbusTcpServer:
         self.trace: TraceHook | None = None
         self.interceptor: Interceptor | None = None
         self.connections: set[_TcpConnection] = set()
+        self._connection_count = 0
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -242,7 +246,7 @@ def _ids(server: ModbusTcpServer | ModbusRtuServer) -> str:
 
 
 class _TcpConnection(asyncio.Protocol):
-    __slots__ = ("_buf", "_idle", "_last_rx", "_server", "_transport")
+    __slots__ = ("_buf", "_idle", "_last_rx", "_server", "_transport", "number")
 
     def __init__(self, server: ModbusTcpServer) -> None:
         self._server = server
@@ -250,6 +254,8 @@ class _TcpConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._last_rx = 0.0
+        server._connection_count += 1
+        self.number = server._connection_count
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: duck-typed, same API.
@@ -322,7 +328,8 @@ class _TcpConnection(asyncio.Protocol):
         unit, pdu = frame[6], frame[7:]
         if server.trace is not None:
             server.trace("rx", unit, frame, time.time())
-        action = server.interceptor(unit, pdu) if server.interceptor is not None else None
+        interceptor = server.interceptor
+        action = interceptor(unit, pdu, self.number) if interceptor is not None else None
         ep = server.units.get(unit)
         if action is not None and action.exception_code is not None:
             resp: bytes | None = bytes(((pdu[0] | 0x80) & 0xFF, action.exception_code))
@@ -340,6 +347,8 @@ class _TcpConnection(asyncio.Protocol):
         reply = frame[:2] + _mbap_tail(len(resp), unit) + resp
         if action is not None and action.replace_with is not None:
             reply = action.replace_with
+        elif action is not None and action.truncate:
+            reply = reply[: max(1, len(reply) // 2)]
         if server.trace is not None:
             server.trace("tx", unit, reply, time.time())
         if action is not None and action.delay_s > 0:
@@ -445,6 +454,7 @@ class ModbusRtuServer:
         self.units = units
         self.settings = settings
         self.trace: TraceHook | None = None
+        self.interceptor: Interceptor | None = None
         self._fd: int | None = None
         self._buf = b""
         self._silence: asyncio.TimerHandle | None = None
@@ -523,11 +533,28 @@ class ModbusRtuServer:
         ep = self.units.get(unit)
         if ep is None:
             return True  # another slave's request
-        body = bytes((unit,)) + ep.respond(pdu)
+        action = self.interceptor(unit, pdu, 0) if self.interceptor is not None else None
+        if action is not None and (action.silent or action.drop_connection):
+            return True  # a serial line has no connection to drop: the slave stays mute
+        if action is not None and action.exception_code is not None:
+            resp = bytes(((pdu[0] | 0x80) & 0xFF, action.exception_code))
+        else:
+            resp = ep.respond(pdu)
+        body = bytes((unit,)) + resp
         out = body + FramerRTU.compute_CRC(body).to_bytes(2, "big")
+        if action is not None and action.replace_with is not None:
+            out = action.replace_with
+        elif action is not None and action.truncate:
+            out = out[: max(1, len(out) // 2)]
+        if action is not None and action.delay_s > 0:
+            asyncio.get_running_loop().call_later(action.delay_s, self._send, unit, out)
+        else:
+            self._send(unit, out)
+        return True
+
+    def _send(self, unit: int, out: bytes) -> None:
         if self.trace is not None:
             self.trace("tx", unit, out, time.time())
         if self._fd is not None:
             with contextlib.suppress(BlockingIOError, OSError):
                 os.write(self._fd, out)
-        return True
