@@ -240,3 +240,50 @@ def test_settings_validation() -> None:
         SimSettings(interval_s=0)
     assert SimSettings(step_s=10, interval_s=60).samples_per_row == 6
     assert SimSettings(model=MeterModel.parse("MMS-100A")).model.elements == 1
+
+
+def test_errors_cleared_by_an_outage_carry_the_outage_time(tmp_path: Path) -> None:
+    path = tmp_path / "rev-then-outage.yaml"
+    path.write_text(
+        "schema: 1\nname: rev-then-outage\nsegments:\n  - kind: constant\n    duration: 2h\n"
+        "    L1: {voltage: 120, current: 10, pf: 1.0}\n"
+        "    L2: {voltage: 120, current: 10, pf: 1.0}\n"
+        "events:\n  - {at: 30min, kind: ct_reversed, line: L2, duration: 1h}\n"
+        "  - {at: 1h, kind: outage, duration: 10min}\n"
+    )
+    result = simulate(load_profile(path), SimSettings(step_s=10.0))
+    errs = [
+        (type(e).__name__, e.time_s)
+        for e in result.events
+        if type(e).__name__ in ("ErrorRaised", "ErrorCleared")
+    ]
+    # Raised at 30 min, cleared by the outage at 1 h (the core stamps that 0 s), raised
+    # again at power-up after 10 min, cleared when the CT is put back at 1 h 30 min.
+    assert errs == [
+        ("ErrorRaised", 1800.0),
+        ("ErrorCleared", 3600.0),
+        ("ErrorRaised", 4200.0),
+        ("ErrorCleared", 5400.0),
+    ]
+    codes = result.columns["error_code"]
+    assert set(codes[31:59].tolist()) == {ErrorCode.REVERSED_CT} and codes[65] == 0
+
+
+def test_progress_bar_only_on_a_terminal() -> None:
+    import io
+
+    from twin.cli.simulate import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, pipe = Tty(), io.StringIO()
+    for stream in (tty, pipe):
+        bar = Progress(stream)
+        bar(50, 100)
+        bar(100, 100)
+        bar.finish()
+    assert pipe.getvalue() == ""
+    assert "100.0%" in tty.getvalue() and "\r[" in tty.getvalue()
+    assert tty.getvalue().endswith("\n")

@@ -140,11 +140,11 @@ class Recorder:
         self.power_sum_w[:els, rows] += np.add.reduceat(p, starts, axis=1)
         self._energies(p * (block.dt_s * 1e6), starts, rows, before, after)
         self.done += n
-        self._events(events, block_t0_s=before.time_s)
+        self._events(events)
         self.demand_points.append((after.time_s, after.demand_kw, after.demand_max_kw))
 
     def command(self, events: list[Event], after: Snapshot) -> None:
-        self._events(events, block_t0_s=after.time_s)
+        self._events(events)
         self.demand_points.append((after.time_s, after.demand_kw, after.demand_max_kw))
 
     def _energies(
@@ -171,8 +171,8 @@ class Recorder:
             hi = int(getattr(after, f"energy_{name}_uj"))
             self.energy_uj[name][rows] = _spread(est, starts, ends, lo, hi)
 
-    def _events(self, events: Iterable[Event], block_t0_s: float) -> None:
-        lost_at = block_t0_s
+    def _events(self, events: Iterable[Event]) -> None:
+        lost_at = -math.inf
         for ev in events:
             if isinstance(ev, PulseEdges):
                 self._closures(ev)
@@ -186,9 +186,9 @@ class Recorder:
                     self._unpowered_since = None
                 self.demand_points.append((ev.time_s, 0.0, 0.0))  # a boot clears demand
             elif isinstance(ev, ErrorRaised | ErrorCleared):
-                if ev.time_s < block_t0_s:
-                    # The core stamps the errors cleared by a power loss with time 0;
-                    # they happen at the loss.
+                if ev.time_s < lost_at:
+                    # The core stamps the errors cleared by a power loss with time 0
+                    # (they follow the PowerLost in the list); they happen at the loss.
                     ev = type(ev)(time_s=lost_at, code=ev.code, name=ev.name)
                 if isinstance(ev, ErrorRaised):
                     self._active |= 1 << ev.code
