@@ -259,3 +259,18 @@ async def test_step_needs_a_manual_clock(const_profile: str) -> None:
     async with Twin(TwinConfig(profile=const_profile, port=0, speed=1.0)) as twin:
         with pytest.raises(RuntimeError, match="manual clock"):
             twin.step(1)
+
+
+async def test_reserved_read_zero_and_not_available_values(const_profile: str) -> None:
+    async with (
+        Twin(_config(const_profile, model="MMS-100A")) as twin,
+        MeterClient(port=twin.port) as c,
+    ):
+        twin.step(60)
+        assert await c.read_registers(79, 21) == [0] * 21  # reserved tail of block A
+        assert await c.read_registers(107, 1) == [0]  # reserved inside block B
+        assert await c.read_registers(28, 2) == [0x7FC0, 0x0000]  # L2 volts: NaN, 1 element
+        assert await c.read_registers(102, 1) == [1]  # elements
+        with pytest.raises(ExceptionReply) as exc:
+            await c.read_bits(2, 30, 4)  # discrete inputs are 0..31
+        assert exc.value.code == 2
