@@ -225,6 +225,9 @@ def test_cli_json_and_edges(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         (["default", "--duration", "soon"], "--duration: 'soon' invalid"),
         (["default", "--model", "MMX-200A"], "--model: unknown model name"),
         (["default", "--step", "0"], "--step"),
+        (["default", "--seed", "-1"], "--seed: -1 out of range"),
+        (["default", "--duration", "3650d", "--interval", "1s"], "use a longer --interval"),
+        (["default", "--out", "/proc/no/such/dir"], "--out: cannot create"),
     ],
 )
 def test_cli_bad_input_one_line_exit_1(

@@ -90,12 +90,16 @@ def summary_json(summary: dict[str, Any]) -> str:
     return json.dumps(summary, indent=2) + "\n"
 
 
-def write_all(out_dir: Path, result: SimResult, plots: bool = True) -> list[Path]:
-    """Write every file of a run into ``out_dir``; returns the paths written."""
+def prepare_out_dir(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"--out: cannot create {out_dir}: {exc.strerror}") from None
+
+
+def write_all(out_dir: Path, result: SimResult, plots: bool = True) -> list[Path]:
+    """Write every file of a run into ``out_dir``; returns the paths written."""
+    prepare_out_dir(out_dir)
     written = [out_dir / "timeseries.csv", out_dir / "events.jsonl", out_dir / "summary.json"]
     write_csv(written[0], result.columns)
     write_events(written[1], result.events, result.edges)

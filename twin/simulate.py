@@ -66,6 +66,8 @@ _UJ_PER_WH = 3_600_000_000
 #: keep that under 10 % of a year's run while registers stay exact every hour.
 BLOCK_SAMPLES = 3600
 
+#: The series is held in memory (about 130 bytes a row): ten years of minutes.
+MAX_ROWS = 5_256_000
 ProgressFn = Callable[[int, int], None]
 
 
@@ -85,6 +87,8 @@ class SimSettings:
             raise ConfigError(f"--step: {self.step_s:g} s out of range; expected 0.001..86400 s")
         if not (math.isfinite(self.interval_s) and self.interval_s > 0):
             raise ConfigError(f"--interval: {self.interval_s:g} s invalid; expected > 0 s")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise ConfigError(f"--seed: {self.seed} out of range; expected 0..2^63-1")
         if self.duration_s is not None and not (
             math.isfinite(self.duration_s) and self.duration_s >= self.step_s
         ):
@@ -328,6 +332,11 @@ def simulate(
     """Run ``profile`` through a fresh meter; returns the summary, series and events."""
     n = sample_count(profile, settings)
     spr = settings.samples_per_row
+    if n // spr > MAX_ROWS:
+        raise ConfigError(
+            f"--interval: {settings.interval_s:g} s gives {n // spr:,} rows; expected at most "
+            f"{MAX_ROWS:,} (use a longer --interval)"
+        )
     recorder = Recorder(n, settings.step_s, spr, settings.model)
     recorder.keep_edges = settings.edges
     core = make_core(settings, recorder)

@@ -112,11 +112,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from twin.profiles import load_profile
-    from twin.report import summary_json, write_all
+    from twin.report import prepare_out_dir, summary_json, write_all
     from twin.simulate import simulate
 
     settings = settings_from_args(args)
     profile = load_profile(args.profile)
+    if args.out is not None:
+        prepare_out_dir(args.out)  # fail before a long run, not after it
     progress = Progress()
     t0 = time.perf_counter()
     result = simulate(profile, settings, progress=progress)
