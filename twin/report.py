@@ -242,8 +242,24 @@ def write_plots(out_dir: Path, result: SimResult) -> list[Path]:
     save(fig, ax, "energy.png")
 
     fig, ax = figure("Demand")
-    ax.step(t, _bin(cols["demand_kw"], k, "max"), where="post", label="demand", lw=1)
-    ax.step(t, _bin(cols["demand_max_kw"], k, "last"), where="post", label="max demand", lw=1.5)
+    ax.step(
+        t,
+        _bin(cols["demand_max_kw"], k, "last"),
+        where="post",
+        label="max demand",
+        lw=3,
+        alpha=0.5,
+        color="tab:orange",
+    )
+    demand_label = "demand" if k == 1 else "demand (largest per bin)"
+    ax.step(
+        t,
+        _bin(cols["demand_kw"], k, "max"),
+        where="post",
+        label=demand_label,
+        lw=1,
+        color="tab:blue",
+    )
     ax.set_ylabel("demand (kW)")
     ax.legend(loc="upper right")
     save(fig, ax, "demand.png")
@@ -257,7 +273,8 @@ def write_plots(out_dir: Path, result: SimResult) -> list[Path]:
     )
     for ax, (key, label) in zip(axes, outputs, strict=True):
         rate_h, window_s = pulse_rate_per_h(cols[key], result.interval_s)
-        ax.plot(t, _bin(rate_h, k, "mean"), lw=1, label=f"{label} (mean over {window_s:g} s)")
+        window = _duration_text(window_s) if window_s < 3600 else f"{window_s / 3600:.3g} h"
+        ax.plot(t, _bin(rate_h, k, "mean"), lw=1, label=f"{label} (mean over {window})")
         ax.set_ylabel("pulses/h")
         ax.legend(loc="upper right")
     save(fig, axes, "pulses.png")

@@ -103,7 +103,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"pulses 10/100/1000 {pulses['10']} / {pulses['100']} / {pulses['1000']}, "
         f"counter {summary['counter_counts']}",
         f"max demand         {summary['demand_max_kw']:.3f} kW "
-        f"(peak {summary['demand_peak_kw']:.3f} kW at {summary['demand_peak_at_s']:g} s)",
+        f"(peak {summary['demand_peak_kw']:.3f} kW at {summary['demand_peak_at_s']:.0f} s)",
         f"errors seen        {summary['errors_seen'] or 'none'}",
         f"unpowered          {summary['unpowered_s']:g} s",
     ]
