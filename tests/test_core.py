@@ -260,3 +260,11 @@ def test_accuracy_curve_within_class_and_calibration_error() -> None:
     core = meter(accuracy=AccuracyConfig(calibration_error_pct=3.0))
     core.advance(SampleBlock.build(3600, 1.0, voltage_v=120.0, current_a=30.0))
     assert core.snapshot().energy_delivered_wh == pytest.approx(7200 * 1.03, abs=1)
+
+
+def test_errors_cleared_by_a_power_loss_carry_the_loss_time() -> None:
+    core = meter()
+    core.advance(SampleBlock.build(100, 1.0, voltage_v=120.0, current_a=10.0, cos_phi=[1.0, -1.0]))
+    events = core.advance(SampleBlock.build(10, 1.0, voltage_v=0.0))
+    cleared = [e for e in events if isinstance(e, ErrorCleared)]
+    assert [(e.time_s, e.code) for e in cleared] == [(100.0, ErrorCode.REVERSED_CT)]

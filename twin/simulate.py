@@ -176,13 +176,11 @@ class Recorder:
             self.energy_uj[name][rows] = _spread(est, starts, ends, lo, hi)
 
     def _events(self, events: Iterable[Event]) -> None:
-        lost_at = -math.inf
         for ev in events:
             if isinstance(ev, PulseEdges):
                 self._closures(ev)
                 continue
             if isinstance(ev, PowerLost):
-                lost_at = ev.time_s
                 self._unpowered_since = ev.time_s
             elif isinstance(ev, PowerRestored):
                 if self._unpowered_since is not None:
@@ -190,10 +188,6 @@ class Recorder:
                     self._unpowered_since = None
                 self.demand_points.append((ev.time_s, 0.0, 0.0))  # a boot clears demand
             elif isinstance(ev, ErrorRaised | ErrorCleared):
-                if ev.time_s < lost_at:
-                    # The core stamps the errors cleared by a power loss with time 0
-                    # (they follow the PowerLost in the list); they happen at the loss.
-                    ev = type(ev)(time_s=lost_at, code=ev.code, name=ev.name)
                 if isinstance(ev, ErrorRaised):
                     self._active |= 1 << ev.code
                     self.errors_seen.add(ev.code)

@@ -209,7 +209,10 @@ class MeterCore:
             self._powered = False
             events.append(PowerLost(time_s=self._time_us / 1e6))
         self._set_bits(
-            np.array([self._injected_bits() | 1 << StatusBit.UNPOWERED], np.uint32), 0, events, 0
+            np.array([self._injected_bits() | 1 << StatusBit.UNPOWERED], np.uint32),
+            self._time_us,
+            events,
+            0,
         )
         self._time_us += m * dt_us
 
