@@ -47,11 +47,22 @@ def main() -> None:
     cumsum_s = time.perf_counter() - start
 
     rate = samples / core_s
-    print(f"core: {samples:,} samples (dual element, 1 s) in {core_s:.2f} s = {rate / 1e6:.2f} M samples/s")
-    print(f"      {snap.energy_delivered_wh:,} Wh, {edges:,} pulse edges, {snap.pulses_10wh:,} 10 Wh pulses")
-    print(f"numpy.cumsum over {samples:,} float64: {cumsum_s:.3f} s ({samples / cumsum_s / 1e6:.0f} M/s)")
-    print(f"core time / cumsum time = {core_s / cumsum_s:.1f}x; target >= 5 M samples/s: "
-          f"{'met' if rate >= 5e6 else 'NOT met'}")
+    print(
+        f"core: {samples:,} samples (dual element, 1 s) in {core_s:.2f} s"
+        f" = {rate / 1e6:.2f} M samples/s"
+    )
+    print(
+        f"      {snap.energy_delivered_wh:,} Wh, {edges:,} pulse edges,"
+        f" {snap.pulses_10wh:,} 10 Wh pulses"
+    )
+    print(
+        f"numpy.cumsum over {samples:,} float64: {cumsum_s:.3f} s"
+        f" ({samples / cumsum_s / 1e6:.0f} M/s)"
+    )
+    print(
+        f"core time / cumsum time = {core_s / cumsum_s:.1f}x; target >= 5 M samples/s: "
+        f"{'met' if rate >= 5e6 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from twin.core import (
     PowerLost,
     PowerRestored,
     PulseEdges,
+    Registration,
     RegistrationMode,
     SampleBlock,
     StatusBit,
@@ -268,3 +269,20 @@ def test_errors_cleared_by_a_power_loss_carry_the_loss_time() -> None:
     events = core.advance(SampleBlock.build(10, 1.0, voltage_v=0.0))
     cleared = [e for e in events if isinstance(e, ErrorCleared)]
     assert [(e.time_s, e.code) for e in cleared] == [(100.0, ErrorCode.REVERSED_CT)]
+
+
+def test_registration_series_sums_to_the_registers() -> None:
+    core = MeterCore(
+        MeterConfig(registration_mode=RegistrationMode.BIDIRECTIONAL), emit_series=True
+    )
+    volts = np.where(np.arange(600) % 200 < 150, 120.0, 0.0)  # an outage every 200 s
+    amps = np.vstack([np.linspace(1.0, 60.0, 600), np.full(600, 20.0)])
+    events = core.advance(
+        SampleBlock.build(600, 1.0, voltage_v=volts, current_a=amps, cos_phi=[1.0, -1.0])
+    )
+    (reg,) = [e for e in events if isinstance(e, Registration)]
+    snap = core.snapshot()
+    assert int(reg.delivered_uj.sum()) == snap.energy_delivered_uj
+    assert int(reg.received_uj.sum()) == snap.energy_received_uj > 0
+    assert int(reg.l1_uj.sum()) == snap.energy_l1_uj
+    assert not reg.power_w[:, volts == 0].any() and reg.power_w.shape == (2, 600)

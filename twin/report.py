@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from twin.core import ErrorCleared, ErrorCode, ErrorRaised, Event, PulseEdges
+from twin.core import ErrorCleared, ErrorCode, ErrorRaised, PulseEdges, ScalarEvent
 from twin.errors import ConfigError
 from twin.simulate import SimResult
 
@@ -64,12 +64,12 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
-def event_dict(ev: Event) -> dict[str, Any]:
+def event_dict(ev: ScalarEvent) -> dict[str, Any]:
     fields = {k: getattr(ev, k) for k in type(ev).__slots__ if k != "time_s"}
     return {"time_s": ev.time_s, "event": _snake(type(ev).__name__), **fields}
 
 
-def write_events(path: Path, events: list[Event], edges: list[PulseEdges]) -> None:
+def write_events(path: Path, events: list[ScalarEvent], edges: list[PulseEdges]) -> None:
     """JSON lines in time order; pulse edges (if any were kept) merged in."""
     lines = [json.dumps(event_dict(ev)) for ev in events]
     times = [ev.time_s for ev in events]

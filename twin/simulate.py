@@ -49,11 +49,11 @@ from twin.core import (
     PowerLost,
     PowerRestored,
     PulseEdges,
-    RegistrationMode,
+    Registration,
     SampleBlock,
+    ScalarEvent,
     Snapshot,
 )
-from twin.core.models import SUPPLY_MIN_V
 from twin.drive import drive
 from twin.errors import ConfigError
 from twin.profiles import Profile
@@ -114,7 +114,7 @@ class Recorder:
         self.energy_uj = {name: np.zeros(self.rows) for name in ENERGIES}
         self.closures = np.zeros((len(OUTPUTS), self.rows), np.int64)
         self.demand_points: list[tuple[float, float, float]] = [(0.0, 0.0, 0.0)]
-        self.events: list[Event] = []  # everything but pulse edges, time order
+        self.events: list[ScalarEvent] = []  # everything but pulse edges and series, time order
         self.edges: list[PulseEdges] = []
         self.keep_edges = False
         self.error_points: list[tuple[float, int]] = [(0.0, 0)]  # (t, bitmask of codes)
@@ -130,19 +130,24 @@ class Recorder:
     def block(
         self, block: SampleBlock, events: list[Event], before: Snapshot, after: Snapshot
     ) -> None:
-        """Record one block the core advanced over (vectorised over its samples)."""
+        """Record one block from the core's own per-sample registration (no second metrology)."""
+        reg = next(e for e in events if isinstance(e, Registration))
         n, i0, els = block.n, self.done, self.model.elements
-        volts, amps = block.voltage_v[:els], block.current_a[:els]
-        supply = volts.max(axis=0) >= SUPPLY_MIN_V
-        p = np.where((amps >= self.model.starting_current_a) & supply, volts * amps, 0.0)
-        p = p * block.cos_phi[:els]
         k0 = (-i0) % self.spr
         starts = np.arange(k0, n, self.spr)
         if k0 or starts.size == 0:
             starts = np.concatenate(([0], starts))
         rows = (i0 + starts) // self.spr
-        self.power_sum_w[:els, rows] += np.add.reduceat(p, starts, axis=1)
-        self._energies(p * (block.dt_s * 1e6), starts, rows, before, after)
+        self.power_sum_w[:els, rows] += np.add.reduceat(reg.power_w, starts, axis=1)
+        per_sample = {
+            "delivered": reg.delivered_uj,
+            "received": reg.received_uj,
+            "l1": reg.l1_uj,
+            "l2": reg.l2_uj,
+        }
+        for name, series in per_sample.items():
+            lo = int(getattr(before, f"energy_{name}_uj"))
+            self.energy_uj[name][rows] = lo + np.cumsum(np.add.reduceat(series, starts))
         self.done += n
         self._events(events)
         self.demand_points.append((after.time_s, after.demand_kw, after.demand_max_kw))
@@ -151,35 +156,13 @@ class Recorder:
         self._events(events)
         self.demand_points.append((after.time_s, after.demand_kw, after.demand_max_kw))
 
-    def _energies(
-        self, e_uj: FloatArray, starts: Any, rows: Any, before: Snapshot, after: Snapshot
-    ) -> None:
-        e1 = e_uj[0]
-        e2 = e_uj[1] if e_uj.shape[0] == 2 else np.zeros_like(e1)
-        net = e1 + e2
-        mode = RegistrationMode(before.registration_mode)
-        if mode is RegistrationMode.PER_ELEMENT_CLAMP:
-            delivered = np.maximum(e1, 0) + np.maximum(e2, 0)
-        else:
-            delivered = np.maximum(net, 0)
-        received = np.maximum(-net, 0) if mode is RegistrationMode.BIDIRECTIONAL else None
-        estimates = {
-            "delivered": delivered,
-            "received": received,
-            "l1": np.maximum(e1, 0),
-            "l2": np.maximum(e2, 0),
-        }
-        ends = np.append(starts[1:], e_uj.shape[1])
-        for name, est in estimates.items():
-            lo = int(getattr(before, f"energy_{name}_uj"))
-            hi = int(getattr(after, f"energy_{name}_uj"))
-            self.energy_uj[name][rows] = _spread(est, starts, ends, lo, hi)
-
     def _events(self, events: Iterable[Event]) -> None:
         for ev in events:
             if isinstance(ev, PulseEdges):
                 self._closures(ev)
                 continue
+            if isinstance(ev, Registration):
+                continue  # recorded by block()
             if isinstance(ev, PowerLost):
                 self._unpowered_since = ev.time_s
             elif isinstance(ev, PowerRestored):
@@ -259,20 +242,6 @@ class Recorder:
         return np.asarray(np.interp(t, xp, fp, left=0.0, right=float(lengths.sum())))
 
 
-def _spread(est: FloatArray | None, starts: Any, ends: Any, lo: int, hi: int) -> FloatArray:
-    """Cumulative register (µJ) at each row end of a block that went from lo to hi."""
-    if hi == lo:
-        return np.full(starts.shape, float(lo))
-    seg = np.add.reduceat(est, starts) if est is not None else np.zeros(starts.shape)
-    total = float(seg.sum())
-    if total > 0:
-        cum = lo + np.cumsum(seg) * ((hi - lo) / total)
-    else:  # registered with no measured power (should not happen): spread by time
-        cum = lo + (hi - lo) * (ends / ends[-1])
-    cum[-1] = float(hi)
-    return cum
-
-
 def _lowest_code(masks: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """Highest-priority (lowest numbered) active error code per mask; 0 for none."""
     low = masks & -masks
@@ -300,7 +269,7 @@ class _RecordingCore(MeterCore):
 class SimResult:
     summary: dict[str, Any]
     columns: dict[str, npt.NDArray[Any]]
-    events: list[Event]
+    events: list[ScalarEvent]
     edges: list[PulseEdges]
     unpowered_spans: list[tuple[float, float]]
     interval_s: float
@@ -308,7 +277,7 @@ class SimResult:
 
 def make_core(settings: SimSettings, recorder: Recorder) -> MeterCore:
     config = MeterConfig(model=settings.model, accuracy=AccuracyConfig(seed=settings.seed))
-    core = _RecordingCore(config, emit_edges=True)
+    core = _RecordingCore(config, emit_edges=True, emit_series=True)
     core.recorder = recorder
     return core
 

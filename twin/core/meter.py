@@ -72,6 +72,7 @@ from twin.core.types import (
     PowerRestored,
     PulseEdges,
     Reconfigure,
+    Registration,
     ResetMaxDemand,
     SampleBlock,
 )
@@ -94,9 +95,11 @@ class MeterCore:
         *,
         start_time_s: float = 0.0,
         emit_edges: bool = True,
+        emit_series: bool = False,
     ) -> None:
         self.config = config or MeterConfig()
         self.emit_edges = emit_edges
+        self.emit_series = emit_series
         self._curve = ErrorCurve.from_config(self.config.accuracy, self.config.model)
         self._time_us = round(start_time_s * 1e6)
         self._boot_us = round(self.config.boot_s * 1e6)
@@ -185,13 +188,28 @@ class MeterCore:
 
         events: list[Event] = []
         edge_parts: dict[str, list[tuple[FloatArray, BoolArray]]] = {k: [] for k in _OUTPUTS}
+        # Per-sample registered energy (delivered, received, L1, L2) when asked for.
+        series = np.zeros((4, block.n), np.int64) if self.emit_series else None
+        time0_us = self._time_us
         change = np.flatnonzero(supply[1:] != supply[:-1]) + 1
         bounds = [0, *change.tolist(), block.n]
         for a, b in itertools.pairwise(bounds):
             if supply[a]:
-                self._run_powered(block, p, e, a, b, dt_us, events, edge_parts)
+                self._run_powered(block, p, e, a, b, dt_us, events, edge_parts, series)
             else:
                 self._run_unpowered(b - a, dt_us, events)
+        if series is not None:
+            events.append(
+                Registration(
+                    time0_s=time0_us / 1e6,
+                    dt_s=dt_us / 1e6,
+                    power_w=np.where(supply, p, 0.0),
+                    delivered_uj=series[0],
+                    received_uj=series[1],
+                    l1_uj=series[2],
+                    l2_uj=series[3],
+                )
+            )
         for name in _OUTPUTS:
             parts = edge_parts[name]
             if parts:
@@ -226,6 +244,7 @@ class MeterCore:
         dt_us: int,
         events: list[Event],
         edge_parts: dict[str, list[tuple[FloatArray, BoolArray]]],
+        series: IntArray | None,
     ) -> None:
         els = self.config.model.elements
         if not self._powered:
@@ -280,14 +299,23 @@ class MeterCore:
             bits[:n_boot] |= np.uint32(1 << StatusBit.BOOTING)
         self._set_bits(bits, self._time_us, events, dt_us)
 
+        l1 = np.maximum(e1, 0)
+        l2 = np.maximum(e2, 0)
+        received = np.maximum(-net, 0) if self._mode is RegistrationMode.BIDIRECTIONAL else None
         self._e_del += int(cum[-1])
-        self._e_l1 += int(np.maximum(e1, 0).sum())
+        self._e_l1 += int(l1.sum())
         self._e_l1_rec += int(np.maximum(-e1, 0).sum())
         if els == 2:
-            self._e_l2 += int(np.maximum(e2, 0).sum())
+            self._e_l2 += int(l2.sum())
             self._e_l2_rec += int(np.maximum(-e2, 0).sum())
-        if self._mode is RegistrationMode.BIDIRECTIONAL:
-            self._e_rec += int(np.maximum(-net, 0).sum())
+        if received is not None:
+            self._e_rec += int(received.sum())
+        if series is not None:
+            series[0, a:b] = delivered
+            series[2, a:b] = l1
+            series[3, a:b] = l2
+            if received is not None:
+                series[1, a:b] = received
         self._uptime_us += m * dt_us
         self._time_us += m * dt_us
         i = b - 1

@@ -206,6 +206,23 @@ class PulseEdges:
         return int(self.time_s.shape[0])
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Registration:
+    """Per-sample registration of one block (only when the core is asked for it).
+
+    ``power_w`` is the measured power per element (zero while unpowered); the
+    energies are the integer microjoules each register gained in each sample.
+    """
+
+    time0_s: float
+    dt_s: float
+    power_w: FloatArray  # (elements, n)
+    delivered_uj: IntArray
+    received_uj: IntArray
+    l1_uj: IntArray
+    l2_uj: IntArray
+
+
 @dataclass(frozen=True, slots=True)
 class DemandClosed:
     time_s: float
@@ -250,9 +267,9 @@ class CountsCleared:
     what: str  # "pulses" or "energy"
 
 
-Event = (
-    PulseEdges
-    | DemandClosed
+#: Events that are one moment each (what an event log holds).
+ScalarEvent = (
+    DemandClosed
     | ErrorRaised
     | ErrorCleared
     | PowerLost
@@ -260,3 +277,5 @@ Event = (
     | MaxDemandReset
     | CountsCleared
 )
+#: Everything advance() and apply() return: scalar events plus per-block arrays.
+Event = PulseEdges | Registration | ScalarEvent
