@@ -27,6 +27,7 @@ from twin.core import (
     StatusBit,
 )
 from twin.errors import ConfigError
+from twin.register_docs import render_table
 from twin.registers import (
     BLOCK_RANGES,
     EXTRA_DEFAULTS,
@@ -39,7 +40,6 @@ from twin.registers import (
     device_identification,
     encode,
     field_names,
-    render_table,
 )
 
 ORDERS = [WordOrder.BIG, WordOrder.LITTLE]

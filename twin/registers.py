@@ -19,9 +19,6 @@ Writes (block C) are validated whole by :func:`decode_write` into core commands.
 from __future__ import annotations
 
 import array
-import csv
-import io
-import json
 import math
 import struct
 from collections.abc import Mapping, Sequence
@@ -32,7 +29,7 @@ from operator import attrgetter, itemgetter
 from typing import Final
 
 from twin import sunspec as _ss
-from twin.core import ErrorCode, MeterConfig, MeterModel, Snapshot, StatusBit
+from twin.core import MeterConfig, MeterModel, Snapshot
 from twin.core.types import (
     ClearEnergy,
     ClearPulseCounts,
@@ -577,103 +574,3 @@ def _check_config(cfg: Mapping[str, int]) -> None:
         raise bad(f"demand_max_window_h {window}; expected 0 or 1..168")
     if cfg.get("registration_mode", 0) > 2:
         raise bad("registration_mode; expected 0..2")
-
-
-# ------------------------------------------------------------------ docs
-
-_BLOCK_TITLES: Final = {
-    "A": "Block A — live data, 0–99 (read-only)",
-    "B": "Block B — identity, 100–199 (read-only)",
-    "C": "Block C — configuration and commands, 200–299",
-    "D": "Block D — SunSpec, 40000–40178 (on by default, `--no-sunspec` drops it)",
-}
-CONVENTIONS: Final = """\
-- Addresses are 0-based PDU addresses; the "4xxxx" column is address + 40001. SunSpec
-  documents number block D 1-based: their register 40001 is our address 40000.
-- FC03 (holding) and FC04 (input) serve the identical map. FC02 discrete inputs 0–31
-  mirror `status_bits`; FC01 coils 0–3 mirror `output_states` (read-only).
-- Multi-register numbers are big-endian, most significant word first. `--word-order
-  little` swaps the word order of every multi-register number of blocks A–C; strings
-  and the SunSpec block D are never swapped (SunSpec fixes big-endian).
-- Not available: float32 NaN 0x7FC00000, uint16 0xFFFF, uint32 0xFFFFFFFF; in block D
-  the SunSpec "not implemented" values (int16 and sunssf 0x8000, acc32 0).
-- A read touching an address outside the blocks answers exception 02; reserved
-  addresses inside a block read 0; a count of 0 or over 125 answers exception 03.
-- Writes: only block C, only when the server runs with writes enabled (else 01);
-  02 for a read-only or undefined address (a write partly outside 200–205 too);
-  03 for a value out of range, an unknown command, a command register written together
-  with other registers, or 30078 while energy reset is locked. A multi-register write
-  is validated as a whole; a refused write changes nothing.
-- SunSpec: model 201 for single-element meters, 202 for dual; phase A = L1, B = L2.
-  W positive = delivered (import); VAR positive lagging; PF in percent with the sign
-  of W. TotWhImp = `energy_delivered_wh`, TotWhExp = `energy_received_wh`, in
-  Wh × 10^TotWh_SF, TotWh_SF the smallest exponent ≥ 0 keeping five years at full
-  rated power below 2^32 (0 for the 100 A and 200 A models); accumulators never
-  decrease except by an energy clear and roll over modulo 2^32. A_SF and W_SF are
-  the smallest exponents keeping twice the rated value within int16; V_SF −1,
-  Hz_SF −2, PF_SF −1.
-"""
-
-
-def _access(r: Register) -> str:
-    if r.name == "command":
-        return "W"
-    return "R/W" if r.writable else "R"
-
-
-def render_table(fmt: str = "md") -> str:
-    """The map as Markdown (this is docs/registers.md), CSV or JSON."""
-    columns = ("block", "address", "count", "kind", "name", "unit", "access", "description")
-    rows = [
-        (r.block, r.address, r.count, r.kind, r.name, r.unit, _access(r), r.description)
-        for r in REGISTERS
-    ]
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(rows)
-        return out.getvalue()
-    if fmt == "json":
-        return json.dumps([dict(zip(columns, row, strict=True)) for row in rows], indent=1) + "\n"
-    if fmt != "md":
-        raise ConfigError(f"format: {fmt!r} unknown; expected md, csv or json")
-    lines = [
-        f"# Register map v{MAP_VERSION}",
-        "",
-        "Generated from `twin/registers.py` by `minimeter registers --format md` (`make docs`);",
-        "do not edit by hand: a test fails when this file and the code disagree.",
-        "",
-        "## Conventions",
-        "",
-        CONVENTIONS,
-    ]
-    for block, title in _BLOCK_TITLES.items():
-        lines += [
-            f"## {title}",
-            "",
-            "| addr | 4xxxx | regs | type | name | unit | access | meaning |",
-        ]
-        lines.append("|---|---|---|---|---|---|---|---|")
-        for r in REGISTERS:
-            if r.block == block:
-                ref = "—" if block == "D" else r.address + 40001
-                cells = (r.address, ref, r.count, r.kind, f"`{r.name}`", r.unit)
-                row = " | ".join(str(c) for c in cells)
-                lines.append(f"| {row} | {_access(r)} | {r.description} |")
-        lines.append("")
-    lines += ["## Status bits (`status_bits`, FC02 inputs)", "", "| bit | meaning |", "|---|---|"]
-    lines += [f"| {int(b)} | {b.name.lower()} |" for b in StatusBit]
-    lines += ["", "## Error codes (`error_code`, highest priority first)", ""]
-    lines += ["| code | meaning |", "|---|---|"]
-    lines += [f"| {int(c)} | {c.name.lower()} |" for c in ErrorCode if c]
-    lines += [
-        "",
-        "## SunSpec Evt bits (from `status_bits`)",
-        "",
-        "| Evt bit | meaning |",
-        "|---|---|",
-    ]
-    lines += [f"| {bit} | {text} |" for _, bit, text in _ss.EVT_MAP]
-    lines.append("")
-    return "\n".join(lines)
