@@ -24,7 +24,6 @@ microseconds since the core's start.
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 
@@ -33,10 +32,7 @@ from twin.core.accuracy import ErrorCurve
 from twin.core.demand import DemandState
 from twin.core.models import (
     KH_WH,
-    PF_MIN,
-    SUPPLY_MAX_V,
     SUPPLY_MIN_V,
-    VOLTAGE_MISSING_BELOW_V,
     DemandConfig,
     DemandMethod,
     MeterConfig,
@@ -45,10 +41,10 @@ from twin.core.models import (
 from twin.core.snapshot import NvState, Snapshot
 from twin.core.status import (
     ERROR_MASK,
-    Indicator,
     StatusBit,
     active_errors,
     error_code,
+    indicator_bits,
     lcd_screen,
     line_status_bits,
 )
@@ -122,13 +118,11 @@ class MeterCore:
         self._uptime_us = nv.uptime_us
         self._powered = nv.powered
         self._injected = {MeterErrorKind(k) for k in nv.injected_errors}
-        self._mode = (
-            RegistrationMode(nv.registration_mode)
-            if nv.powered or nv.power_up_count
-            else (self.config.registration_mode)
-        )
-        interval, subs, method, window = nv.demand_config
         if nv.power_up_count:
+            # A meter that has run keeps the settings written to it (block C);
+            # a new one takes them from its configuration.
+            interval, subs, method, window = nv.demand_config
+            self._mode = RegistrationMode(nv.registration_mode)
             self._demand = DemandState(DemandConfig(interval, subs, DemandMethod(method), window))
         d = self._demand
         d.restart(nv.uptime_us)
@@ -433,26 +427,9 @@ class MeterCore:
             counter_on = pulses.counter_energised(e_del, model.counter_wh_per_count)
             outputs = sum(int(c) << k for k, c in enumerate([*closed, counter_on]))
             lines = [(v1, i1, p1, pf1, lead1)] + ([(v2, i2, p2, pf2, lead2)] if els == 2 else [])
-            flags = [Indicator.LCD_ON]
-            if closed[0]:
-                flags.append(Indicator.LOAD_LED)
-            if bits & (1 << StatusBit.REVERSE_L1 | 1 << StatusBit.REVERSE_L2):
-                flags.append(Indicator.REVERSE_ARROW)
-            for ln, (v, amp, pw, pf, lead) in enumerate(lines):
-                if v >= VOLTAGE_MISSING_BELOW_V:
-                    flags.append(Indicator(Indicator.L1_SYMBOL + ln))
-                install_error = (
-                    pw < 0
-                    or v < SUPPLY_MIN_V
-                    or v > SUPPLY_MAX_V
-                    or amp > model.max_current_a
-                    or (amp >= start and pf < PF_MIN)
-                )
-                if install_error:
-                    flags.append(Indicator(Indicator.L1_BLINK + ln))
-                if lead and amp >= start:
-                    flags.append(Indicator(Indicator.L1_LEADING + ln))
-            indicators = sum(1 << f for f in set(flags))
+            indicators = indicator_bits(
+                lines, bits, closed[0], model.max_current_a, model.starting_current_a
+            )
         booting = bool(bits & (1 << StatusBit.BOOTING))
         p_total = p1 + (p2 if els == 2 else 0.0)
         c = d.config
@@ -512,7 +489,3 @@ class MeterCore:
             registration_mode=int(self._mode),
             demand_config=(c.interval_min, c.subintervals, int(c.method), c.max_window_h),
         )
-
-
-def finite_or_nan(x: float) -> float:
-    return x if math.isfinite(x) else _NAN

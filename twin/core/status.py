@@ -162,3 +162,38 @@ def lcd_screen(
     if bits & ERROR_MASK:
         screens.append(LcdScreen.ERROR)
     return screens[int(max(since_boot_s, 0.0) // screen_s) % len(screens)]
+
+
+def indicator_bits(
+    lines: list[tuple[float, float, float, float, float]],
+    bits: int,
+    load_led: bool,
+    max_current_a: float,
+    starting_current_a: float,
+) -> int:
+    """The ``indicators`` register of a powered meter.
+
+    ``lines`` holds (V, I, P, |PF|, leading) per element. A line's symbol shows while
+    it has voltage; it blinks while an installation error concerns it (the guide:
+    both symbols blink when both lines have the error).
+    """
+    flags = {Indicator.LCD_ON}
+    if load_led:
+        flags.add(Indicator.LOAD_LED)
+    if bits & (1 << StatusBit.REVERSE_L1 | 1 << StatusBit.REVERSE_L2):
+        flags.add(Indicator.REVERSE_ARROW)
+    for line, (volts, amps, power_w, pf, leading) in enumerate(lines):
+        if volts >= VOLTAGE_MISSING_BELOW_V:
+            flags.add(Indicator(Indicator.L1_SYMBOL + line))
+        install_error = (
+            power_w < 0
+            or volts < SUPPLY_MIN_V
+            or volts > SUPPLY_MAX_V
+            or amps > max_current_a
+            or (amps >= starting_current_a and pf < PF_MIN)
+        )
+        if install_error:
+            flags.add(Indicator(Indicator.L1_BLINK + line))
+        if leading and amps >= starting_current_a:
+            flags.add(Indicator(Indicator.L1_LEADING + line))
+    return sum(1 << f for f in flags)
