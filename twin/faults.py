@@ -1,57 +1,70 @@
 """Protocol fault injection: what a misbehaving meter or gateway does to requests.
 
-A :class:`FaultSpec` is parsed once, from the CLI (``--fault SPEC``), a fleet file
-or the Python API, and says what to do (kind), to which requests (unit ids,
-function codes, an address range) and how often (a probability, a count, a
-duration after it was armed). Kinds:
+Theory of operation
+-------------------
+A :class:`FaultSpec` is parsed once, from the CLI (``--fault SPEC``), a fleet file,
+the Python API (:meth:`twin.runtime.Twin.add_fault`) or, later, an MQTT command, and
+says what to do (kind), to which requests (ports, unit ids, function codes, a
+register address range) and for how long (a probability per request, a count of
+firings, a duration after it was armed). Kinds:
 
-- ``delay``: answer late by ``ms`` ± ``jitter`` milliseconds;
+- ``delay``: answer late by ``ms`` ± ``jitter`` milliseconds (uniform);
 - ``silent``: no answer at all (the client times out);
-- ``exception``: answer exception ``code`` instead of the data;
-- ``drop``: close the connection after ``after`` requests on it;
-- ``garbage``: answer random bytes; ``truncate``: answer a cut-short frame.
+- ``exception``: answer exception ``code`` (default 4, server device failure);
+- ``drop``: on each connection, answer ``after`` matching requests, then close the
+  connection instead of answering the next one (``after=0``: close at once);
+- ``garbage``: answer 3..40 random bytes instead of a frame;
+- ``truncate``: answer the real frame cut to half its length.
 
 Spec syntax: ``KIND[:key=value,...]``, e.g. ``delay:ms=200,jitter=50,p=0.5``,
-``exception:code=4,fc=3,addr=100-199``, ``drop:after=10``, ``silent:unit=3,for=30s``.
+``exception:code=4,fc=3,addr=100-199``, ``drop:after=10``, ``silent:unit=3,for=30s``,
+``garbage:count=5,port=5021``. Unit ids and function codes take ``1-5+9`` sets.
 
-:class:`FaultInjector` holds the armed faults of one server, decides per request
-with its own seeded generator (reproducible runs) and a clock passed in (the
-shell owns time). The first matching armed fault wins.
+:class:`FaultInjector` holds the armed faults of a whole twin (every port). The
+servers call it per request, only while faults are armed (otherwise requests never
+leave the fast path). It decides with its own seeded generator, so a run with the
+same seed and the same requests injects the same faults, and reads time from a
+clock passed in (the shell owns time). The first matching armed fault wins.
 """
 
 from __future__ import annotations
 
-import itertools
 import random
 import re
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from twin.errors import ConfigError
 from twin.modbus import Intercept
 
 KINDS = ("delay", "silent", "exception", "drop", "garbage", "truncate")
+_KEYS = ("kind", "ms", "jitter", "code", "after", "p", "count", "for", "port", "unit", "fc", "addr")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|min|h)?$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, None: 1.0}
-_READ_FCS = frozenset({1, 2, 3, 4})
 
 
 @dataclass(frozen=True, slots=True)
 class FaultSpec:
+    """One validated fault. ``None`` filters match everything."""
+
     kind: str
     delay_ms: float = 0.0
     jitter_ms: float = 0.0
-    code: int = 0x04  # SLAVE DEVICE FAILURE unless told otherwise
-    after: int = 1
+    code: int = 0x04  # SERVER DEVICE FAILURE unless told otherwise
+    after: int = 0
     probability: float = 1.0
     count: int | None = None
     duration_s: float | None = None
+    ports: frozenset[int] | None = None
     units: frozenset[int] | None = None
     function_codes: frozenset[int] | None = None
     address_range: tuple[int, int] | None = None
 
-    def matches(self, unit: int, fc: int, address: int | None) -> bool:
+    def matches(self, port: int, unit: int, fc: int, address: int | None) -> bool:
+        if self.ports is not None and port not in self.ports:
+            return False
         if self.units is not None and unit not in self.units:
             return False
         if self.function_codes is not None and fc not in self.function_codes:
@@ -62,16 +75,24 @@ class FaultSpec:
                 return False
         return True
 
+    def for_meter(self, port: int | None, unit: int) -> FaultSpec:
+        """This fault narrowed to one meter (a fleet file's per-meter faults)."""
+        return replace(
+            self,
+            ports=self.ports if port is None else frozenset({port}),
+            units=frozenset({unit}),
+        )
 
-def _int_set(where: str, key: str, text: str, lo: int, hi: int) -> frozenset[int]:
+
+def _int_set(where: str, key: str, text: object, lo: int, hi: int) -> frozenset[int]:
     values: set[int] = set()
-    for part in str(text).replace(";", "+").split("+"):
-        a, _, b = part.partition("-")
+    for part in str(text).split("+"):
+        a, _, b = part.strip().partition("-")
         try:
             first, last = int(a), int(b or a)
         except ValueError:
             raise ConfigError(
-                f"{where}: {key}={text!r} is not a number or range like 1-5"
+                f"{where}: {key}={text!r} is not a number, range or set like 1-5+9"
             ) from None
         if not lo <= first <= last <= hi:
             raise ConfigError(f"{where}: {key}={text!r} out of range; expected {lo}..{hi}")
@@ -79,7 +100,7 @@ def _int_set(where: str, key: str, text: str, lo: int, hi: int) -> frozenset[int
     return frozenset(values)
 
 
-def _duration_s(where: str, key: str, text: str) -> float:
+def _duration_s(where: str, key: str, text: object) -> float:
     m = _DURATION.match(str(text).strip())
     if m is None or float(m[1]) <= 0:
         raise ConfigError(
@@ -93,10 +114,11 @@ def fault_from_mapping(data: Mapping[str, Any], where: str = "fault") -> FaultSp
     kind = data.get("kind")
     if kind not in KINDS:
         raise ConfigError(f"{where}: kind {kind!r} unknown; expected one of {', '.join(KINDS)}")
-    known = {"kind", "ms", "jitter", "code", "after", "p", "count", "for", "unit", "fc", "addr"}
-    unknown = sorted(set(data) - known)
+    unknown = sorted(str(k) for k in set(data) - set(_KEYS))
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; expected some of {sorted(known)}")
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r}; expected some of {', '.join(_KEYS)}"
+        )
 
     def number(key: str, lo: float, hi: float, default: float) -> float:
         raw = data.get(key, default)
@@ -107,6 +129,12 @@ def fault_from_mapping(data: Mapping[str, Any], where: str = "fault") -> FaultSp
         if not lo <= value <= hi:
             raise ConfigError(f"{where}: {key}={raw!r} out of range; expected {lo:g}..{hi:g}")
         return value
+
+    def integer(key: str, lo: int, hi: int, default: int) -> int:
+        value = number(key, lo, hi, default)
+        if value != int(value):
+            raise ConfigError(f"{where}: {key}={data[key]!r} is not a whole number")
+        return int(value)
 
     addr = None
     if "addr" in data:
@@ -119,16 +147,16 @@ def fault_from_mapping(data: Mapping[str, Any], where: str = "fault") -> FaultSp
             raise ConfigError(f"{where}: addr={data['addr']!r} out of range; expected 0..65535")
     if kind == "delay" and "ms" not in data:
         raise ConfigError(f"{where}: delay needs ms=N (milliseconds)")
-    count = data.get("count")
     return FaultSpec(
-        kind=kind,
+        kind=str(kind),
         delay_ms=number("ms", 0, 600_000, 0),
         jitter_ms=number("jitter", 0, 600_000, 0),
-        code=int(number("code", 1, 255, 4)),
-        after=int(number("after", 1, 1e9, 1)),
+        code=integer("code", 1, 255, 4),
+        after=integer("after", 0, 1_000_000_000, 0),
         probability=number("p", 0, 1, 1),
-        count=None if count is None else int(number("count", 1, 1e12, 1)),
+        count=integer("count", 1, 10**12, 1) if "count" in data else None,
         duration_s=_duration_s(where, "for", data["for"]) if "for" in data else None,
+        ports=_int_set(where, "port", data["port"], 0, 65535) if "port" in data else None,
         units=_int_set(where, "unit", data["unit"], 0, 255) if "unit" in data else None,
         function_codes=_int_set(where, "fc", data["fc"], 1, 127) if "fc" in data else None,
         address_range=addr,
@@ -139,89 +167,97 @@ def parse_fault(spec: str) -> FaultSpec:
     """Parse ``KIND[:key=value,...]`` (the CLI form)."""
     kind, _, rest = spec.strip().partition(":")
     data: dict[str, Any] = {"kind": kind}
+    where = f"--fault {spec!r}"
     for item in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = item.partition("=")
-        if not eq:
-            raise ConfigError(f"--fault {spec!r}: {item!r} is not key=value")
+        if not eq or not key.strip():
+            raise ConfigError(f"{where}: {item!r} is not key=value")
         data[key.strip()] = value.strip()
-    return fault_from_mapping(data, where=f"--fault {spec!r}")
+    return fault_from_mapping(data, where=where)
+
+
+def as_fault(spec: FaultSpec | str | Mapping[str, Any]) -> FaultSpec:
+    """A spec, its CLI string or its mapping, validated."""
+    if isinstance(spec, FaultSpec):
+        return spec
+    if isinstance(spec, str):
+        return parse_fault(spec)
+    return fault_from_mapping(spec)
 
 
 @dataclass(slots=True)
 class _Armed:
     spec: FaultSpec
     armed_at_s: float
-    used: int = 0
+    fired: int = 0
 
 
-@dataclass(slots=True)
 class FaultInjector:
-    """The armed faults of one server; call it per request to get an :class:`Intercept`."""
+    """The armed faults of a twin; the servers' interceptor while any is armed."""
 
-    clock: Callable[[], float]
-    seed: int | None = None
-    _faults: dict[int, _Armed] = field(default_factory=dict)
-    _ids: itertools.count[int] = field(default_factory=itertools.count)
-    _rng: random.Random = field(init=False)
-    _per_connection: dict[tuple[int, int], int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        # A private generator: reproducible per seed, never the global one.
-        self._rng = random.Random(self.seed)
+    def __init__(self, seed: int | None = None, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.seed = seed
+        self._rng = random.Random(seed)  # private: reproducible per seed, never the global one
+        self._faults: dict[int, _Armed] = {}
+        self._next_id = 1
+        self._seen: dict[tuple[int, int], int] = {}  # (fault id, connection) -> requests
 
     def add(self, spec: FaultSpec) -> int:
-        fault_id = next(self._ids)
+        fault_id = self._next_id
+        self._next_id += 1
         self._faults[fault_id] = _Armed(spec, self.clock())
         return fault_id
 
-    def add_all(self, specs: Iterable[FaultSpec]) -> list[int]:
-        return [self.add(s) for s in specs]
-
     def remove(self, fault_id: int) -> bool:
+        self._seen = {k: v for k, v in self._seen.items() if k[0] != fault_id}
         return self._faults.pop(fault_id, None) is not None
 
     def clear(self) -> None:
         self._faults.clear()
-        self._per_connection.clear()
+        self._seen.clear()
 
     @property
-    def active(self) -> list[tuple[int, FaultSpec]]:
+    def active(self) -> dict[int, FaultSpec]:
+        """Armed faults by id (expired ones are dropped first)."""
         self._expire()
-        return [(i, a.spec) for i, a in self._faults.items()]
+        return {i: a.spec for i, a in self._faults.items()}
+
+    def __bool__(self) -> bool:
+        return bool(self._faults)
 
     def _expire(self) -> None:
         now = self.clock()
         for i, a in list(self._faults.items()):
             s = a.spec
-            if (s.count is not None and a.used >= s.count) or (
+            if (s.count is not None and a.fired >= s.count) or (
                 s.duration_s is not None and now - a.armed_at_s >= s.duration_s
             ):
-                del self._faults[i]
+                self.remove(i)
 
-    def __call__(self, unit: int, pdu: bytes, connection: int = 0) -> Intercept | None:
+    def __call__(self, unit: int, pdu: bytes, connection: int, port: int) -> Intercept | None:
         if not self._faults:
             return None
         self._expire()
         fc = pdu[0] if pdu else 0
-        address = int.from_bytes(pdu[1:3], "big") if len(pdu) >= 3 else None
+        address = ((pdu[1] << 8) | pdu[2]) if len(pdu) >= 3 and fc != 0x2B else None
         for fault_id, armed in self._faults.items():
             spec = armed.spec
-            if not spec.matches(unit, fc, address):
+            if not spec.matches(port, unit, fc, address):
                 continue
             if spec.kind == "drop":
                 key = (fault_id, connection)
-                seen = self._per_connection.get(key, 0) + 1
-                self._per_connection[key] = seen
+                seen = self._seen.get(key, 0)
+                self._seen[key] = seen + 1
                 if seen < spec.after:
-                    continue
-                self._per_connection[key] = 0
+                    continue  # still one of the N answered requests on this connection
             if spec.probability < 1.0 and self._rng.random() >= spec.probability:
                 continue
-            armed.used += 1
-            return self._intercept(spec, fc)
+            armed.fired += 1
+            return self._intercept(spec)
         return None
 
-    def _intercept(self, spec: FaultSpec, fc: int) -> Intercept:
+    def _intercept(self, spec: FaultSpec) -> Intercept:
         kind = spec.kind
         if kind == "delay":
             jitter = self._rng.uniform(-spec.jitter_ms, spec.jitter_ms) if spec.jitter_ms else 0.0
@@ -234,6 +270,5 @@ class FaultInjector:
             return Intercept(drop_connection=True)
         if kind == "garbage":
             size = self._rng.randint(3, 40)
-            return Intercept(replace_with=bytes(self._rng.getrandbits(8) for _ in range(size)))
-        # truncate: the server cuts its real answer short (it alone knows the reply).
-        return Intercept(truncate=True)
+            return Intercept(replace_with=self._rng.randbytes(size))
+        return Intercept(truncate=True)  # the server cuts its real answer short

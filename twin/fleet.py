@@ -1,9 +1,15 @@
 """Fleets: many meters served from one process, from `--meters N` or a fleet file.
 
-A fleet file is YAML, parsed once with ``yaml.safe_load`` into frozen objects::
+Theory of operation
+-------------------
+A single meter is a fleet of one: the runtime always serves a :class:`FleetSpec`.
+``minimeter run`` builds it with :func:`uniform_fleet` (``--meters N``: unit ids
+1..N on one port, serials counted up from ``--serial-number``) or
+:func:`load_fleet` (``--fleet FILE``). A fleet file is YAML, parsed once with
+``yaml.safe_load`` into frozen objects::
 
     fleet: 1                       # schema version
-    defaults:                      # optional; any meter key
+    defaults:                      # optional; any meter key but unit
       model: MMD-200A
       profile: default
     unknown_unit: exception        # exception (0x0B) | silent
@@ -13,14 +19,17 @@ A fleet file is YAML, parsed once with ``yaml.safe_load`` into frozen objects::
          faults: ["delay:ms=100", {kind: exception, code: 4, fc: 3}]}
       - {unit: 1, port: 5021, model: MMS-100A, serial: BENCH-7}
 
-Each meter gets its own serial (given, or derived from port and unit id), seed and
-store record. Errors name the file, the key path and what was expected.
+Each meter gets its own serial (given, or ``MM`` + port + unit id), seed (given, or
+the profile's seed plus the meter's position in the fleet, so meters on one noisy
+profile differ) and store record (keyed by serial). A meter's faults apply to its
+own port and unit id only. Errors name the file, the key path and what was expected.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,19 +41,23 @@ from twin.faults import FaultSpec, fault_from_mapping, parse_fault
 
 FLEET_SCHEMA = 1
 MAX_METERS = 10_000
-_METER_KEYS = {
+_METER_KEYS = (
     "unit", "port", "model", "profile", "seed", "serial", "word_order", "on_power_loss", "faults",
-}  # fmt: skip
+)  # fmt: skip
+_TOP_KEYS = ("fleet", "defaults", "unknown_unit", "meters")
+_DIGITS = re.compile(r"^(.*?)(\d*)$")
 
 
 @dataclass(frozen=True, slots=True)
 class MeterSpec:
+    """One meter of a fleet, validated."""
+
     unit: int
-    port: int
+    port: int | None  # None: no TCP (RTU only)
     model: MeterModel
     profile: str
-    seed: int
     serial: str
+    seed: int | None = None  # None: the profile's seed + this meter's position
     word_order: str = "big"
     on_power_loss: str = "answer"  # answer (frozen registers, status bit 13) | silent
     faults: tuple[FaultSpec, ...] = ()
@@ -57,46 +70,72 @@ class FleetSpec:
 
     @property
     def ports(self) -> list[int]:
-        return sorted({m.port for m in self.meters})
+        return sorted({m.port for m in self.meters if m.port is not None})
 
 
 def default_serial(port: int, unit: int) -> str:
     return f"MM{port:05d}{unit:03d}"
 
 
+def counted_serial(base: str, offset: int) -> str:
+    """``base`` with its trailing number counted up by ``offset`` (width kept)."""
+    if offset == 0:
+        return base
+    m = _DIGITS.match(base)
+    assert m is not None  # the pattern matches any string
+    head, digits = m[1], m[2]
+    if not digits:
+        return f"{base}-{offset + 1}"
+    return f"{head}{int(digits) + offset:0{len(digits)}d}"
+
+
+def _parse_model(where: str, name: object) -> MeterModel:
+    try:
+        return MeterModel.parse(str(name))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
 def uniform_fleet(
     count: int,
     *,
-    port: int,
+    port: int | None,
+    first_unit: int = 1,
+    serial: str = "MM00000001",
     model: str = DEFAULT_MODEL,
     profile: str = "default",
-    seed: int = 0,
+    seed: int | None = None,
     word_order: str = "big",
     on_power_loss: str = "answer",
-    faults: Sequence[FaultSpec] = (),
     unknown_unit: str = "exception",
 ) -> FleetSpec:
-    """``--meters N``: N meters on unit ids 1..N of one port, seeds seed+1..seed+N."""
+    """``--meters N``: unit ids first_unit.. on one port, serials and seeds counted up."""
     if not 1 <= count <= 247:
-        raise ConfigError(f"--meters: {count} out of range; expected 1..247 (unit ids on one port)")
-    parsed = MeterModel.parse(model)
-    return FleetSpec(
-        meters=tuple(
+        raise ConfigError(f"--meters {count}: out of range; expected 1..247 (unit ids on a port)")
+    if not 1 <= first_unit <= 248 - count:
+        raise ConfigError(
+            f"--unit {first_unit} with --meters {count}: unit ids would pass 247; "
+            f"expected --unit 1..{248 - count}"
+        )
+    parsed = _parse_model("--model", model)
+    meters = []
+    for i in range(count):
+        name = counted_serial(serial, i)
+        if not 1 <= len(name) <= 32 or not name.isascii():
+            raise ConfigError(f"--serial-number: {name!r}; expected 1..32 ASCII characters")
+        meters.append(
             MeterSpec(
-                unit=u,
+                unit=first_unit + i,
                 port=port,
                 model=parsed,
                 profile=profile,
-                seed=seed + u,
-                serial=default_serial(port, u),
+                serial=name,
+                seed=None if seed is None else seed + i,
                 word_order=word_order,
                 on_power_loss=on_power_loss,
-                faults=tuple(faults),
             )
-            for u in range(1, count + 1)
-        ),
-        unknown_unit=unknown_unit,
-    )
+        )
+    return FleetSpec(tuple(meters), unknown_unit=unknown_unit)
 
 
 def _choice(where: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -113,37 +152,12 @@ def _int(where: str, value: Any, lo: int, hi: int) -> int:
     return value
 
 
-def _meter(where: str, raw: Any, defaults: Mapping[str, Any], index: int) -> MeterSpec:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(
-            f"{where}: expected a mapping of meter settings, got {type(raw).__name__}"
-        )
-    unknown = sorted(set(raw) - _METER_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"{where}.{unknown[0]}: unknown key; expected some of {sorted(_METER_KEYS)}"
-        )
-    data = {**defaults, **raw}
-    for key in ("unit", "port"):
-        if key not in data:
-            raise ConfigError(f"{where}.{key}: missing; every meter needs a unit id and a port")
-    unit = _int(f"{where}.unit", data["unit"], 1, 247)
-    port = _int(f"{where}.port", data["port"], 1, 65535)
-    try:
-        model = MeterModel.parse(str(data.get("model", DEFAULT_MODEL)))
-    except ValueError as exc:
-        raise ConfigError(f"{where}.{exc}") from None
-    profile = data.get("profile", "default")
-    if not isinstance(profile, str) or not profile:
-        raise ConfigError(
-            f"{where}.profile: {profile!r}; expected a shipped profile name or a path"
-        )
-    raw_faults = data.get("faults", [])
-    if not isinstance(raw_faults, list):
-        raise ConfigError(f"{where}.faults: expected a list of fault specs")
+def _faults(where: str, raw: Any) -> list[FaultSpec]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: expected a list of fault specs")
     faults: list[FaultSpec] = []
-    for j, f in enumerate(raw_faults):
-        fw = f"{where}.faults[{j}]"
+    for j, f in enumerate(raw):
+        fw = f"{where}[{j}]"
         if isinstance(f, str):
             try:
                 faults.append(parse_fault(f))
@@ -152,53 +166,86 @@ def _meter(where: str, raw: Any, defaults: Mapping[str, Any], index: int) -> Met
         elif isinstance(f, Mapping):
             faults.append(fault_from_mapping(f, where=fw))
         else:
-            raise ConfigError(f"{fw}: expected a spec string or a mapping")
-    serial = str(data.get("serial", default_serial(port, unit)))
-    if not 1 <= len(serial) <= 32 or not serial.isascii():
+            raise ConfigError(f"{fw}: expected a spec string like 'delay:ms=100' or a mapping")
+    return faults
+
+
+def _meter(where: str, raw: Any, defaults: Mapping[str, Any]) -> MeterSpec:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"{where}: expected a mapping of meter settings, got {type(raw).__name__}"
+        )
+    unknown = sorted(str(k) for k in set(raw) - set(_METER_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{where}.{unknown[0]}: unknown key; expected some of {', '.join(_METER_KEYS)}"
+        )
+    data = {**defaults, **raw}
+    for key in ("unit", "port"):
+        if key not in data:
+            raise ConfigError(f"{where}.{key}: missing; every meter needs a unit id and a port")
+    unit = _int(f"{where}.unit", data["unit"], 1, 247)
+    port = _int(f"{where}.port", data["port"], 1, 65535)
+    profile = data.get("profile", "default")
+    if not isinstance(profile, str) or not profile:
+        raise ConfigError(
+            f"{where}.profile: {profile!r}; expected a shipped profile name or a path"
+        )
+    serial = data.get("serial", default_serial(port, unit))
+    if not isinstance(serial, str | int) or isinstance(serial, bool):
         raise ConfigError(f"{where}.serial: {serial!r}; expected 1..32 ASCII characters")
+    serial = str(serial)
+    if not 1 <= len(serial) <= 32 or not serial.isascii() or "\0" in serial:
+        raise ConfigError(f"{where}.serial: {serial!r}; expected 1..32 ASCII characters")
+    seed = data.get("seed")
+    faults = _faults(f"{where}.faults", data.get("faults", []))
     return MeterSpec(
         unit=unit,
         port=port,
-        model=model,
+        model=_parse_model(f"{where}.model", data.get("model", DEFAULT_MODEL)),
         profile=profile,
-        seed=_int(f"{where}.seed", data.get("seed", index + 1), 0, 2**63 - 1),
         serial=serial,
+        seed=None if seed is None else _int(f"{where}.seed", seed, 0, 2**63 - 1),
         word_order=_choice(f"{where}.word_order", data.get("word_order", "big"), ("big", "little")),
         on_power_loss=_choice(
             f"{where}.on_power_loss", data.get("on_power_loss", "answer"), ("answer", "silent")
         ),
-        faults=tuple(faults),
+        faults=tuple(f.for_meter(port, unit) for f in faults),
     )
 
 
-def parse_fleet(data: Any, source: str) -> FleetSpec:
+def parse_fleet(data: Any, source: str, base: Mapping[str, Any] | None = None) -> FleetSpec:
+    """Validate a loaded fleet document; ``base`` holds defaults beneath the file's own."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: expected a mapping with 'fleet' and 'meters' at the top")
-    unknown = sorted(set(data) - {"fleet", "defaults", "unknown_unit", "meters"})
+        raise ConfigError(f"{source}: expected a mapping with 'fleet: 1' and 'meters' at the top")
+    unknown = sorted(str(k) for k in set(data) - set(_TOP_KEYS))
     if unknown:
-        raise ConfigError(
-            f"{source}: {unknown[0]}: unknown key; expected fleet, defaults, unknown_unit, meters"
-        )
+        raise ConfigError(f"{source}: {unknown[0]}: unknown key; expected {', '.join(_TOP_KEYS)}")
     version = data.get("fleet")
-    if version != FLEET_SCHEMA:
+    if version != FLEET_SCHEMA or isinstance(version, bool):
+        newer = isinstance(version, int) and version > FLEET_SCHEMA
         raise ConfigError(
             f"{source}: fleet: {version!r} unsupported; expected fleet: {FLEET_SCHEMA}"
-            + (
-                " (written by a newer minimeter?)"
-                if isinstance(version, int) and version > 1
-                else ""
-            )
+            + (" (written by a newer minimeter?)" if newer else "")
         )
-    defaults = data.get("defaults", {}) or {}
-    if not isinstance(defaults, Mapping) or set(defaults) - (_METER_KEYS - {"unit"}):
-        raise ConfigError(f"{source}: defaults: expected a mapping of meter keys (not unit)")
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, Mapping):
+        raise ConfigError(f"{source}: defaults: expected a mapping of meter keys")
+    bad = sorted(str(k) for k in set(defaults) - (set(_METER_KEYS) - {"unit", "serial"}))
+    if bad:
+        raise ConfigError(
+            f"{source}: defaults.{bad[0]}: not a default; expected some of "
+            + ", ".join(k for k in _METER_KEYS if k not in ("unit", "serial"))
+        )
     meters_raw = data.get("meters")
     if not isinstance(meters_raw, list) or not meters_raw:
-        raise ConfigError(f"{source}: meters: expected a non-empty list")
+        raise ConfigError(f"{source}: meters: expected a non-empty list of meters")
     if len(meters_raw) > MAX_METERS:
         raise ConfigError(f"{source}: meters: {len(meters_raw)} meters; at most {MAX_METERS}")
-    meters = [_meter(f"{source}: meters[{i}]", m, defaults, i) for i, m in enumerate(meters_raw)]
-    seen: dict[tuple[int, int], int] = {}
+    merged = {**(base or {}), **defaults}
+    meters = [_meter(f"{source}: meters[{i}]", m, merged) for i, m in enumerate(meters_raw)]
+    seen: dict[tuple[int | None, int], int] = {}
+    serials: dict[str, int] = {}
     for i, m in enumerate(meters):
         key = (m.port, m.unit)
         if key in seen:
@@ -207,21 +254,20 @@ def parse_fleet(data: Any, source: str) -> FleetSpec:
                 f"meters[{seen[key]}]; expected unique (port, unit) pairs"
             )
         seen[key] = i
-    serials = [m.serial for m in meters]
-    if len(set(serials)) != len(serials):
-        dup = next(s for s in serials if serials.count(s) > 1)
-        raise ConfigError(f"{source}: serial {dup!r} used twice; each meter needs its own serial")
-    return FleetSpec(
-        meters=tuple(meters),
-        unknown_unit=_choice(
-            f"{source}: unknown_unit",
-            data.get("unknown_unit", "exception"),
-            ("exception", "silent"),
-        ),
+        if m.serial in serials:
+            raise ConfigError(
+                f"{source}: meters[{i}].serial: {m.serial!r} already used by "
+                f"meters[{serials[m.serial]}]; each meter needs its own serial"
+            )
+        serials[m.serial] = i
+    unknown_unit = _choice(
+        f"{source}: unknown_unit", data.get("unknown_unit", "exception"), ("exception", "silent")
     )
+    return FleetSpec(meters=tuple(meters), unknown_unit=unknown_unit)
 
 
-def load_fleet(path: str | os.PathLike[str]) -> FleetSpec:
+def load_fleet(path: str | os.PathLike[str], base: Mapping[str, Any] | None = None) -> FleetSpec:
+    """Read and validate a fleet file (``base``: defaults from the command line)."""
     source = os.fspath(path)
     try:
         with open(source, encoding="utf-8") as fh:
@@ -231,7 +277,6 @@ def load_fleet(path: str | os.PathLike[str]) -> FleetSpec:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(
-            f"{source}{line}: not valid YAML ({getattr(exc, 'problem', exc)})"
-        ) from None
-    return parse_fleet(data, source)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{source}{line}: not valid YAML ({problem})") from None
+    return parse_fleet(data, source, base)

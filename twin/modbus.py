@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import itertools
 import logging
 import os
 import termios
@@ -68,7 +69,7 @@ def _code(exc: Exception) -> int:
 class MeterEndpoint:
     """One meter as seen on the wire."""
 
-    __slots__ = ("_image", "cache", "device_id", "write")
+    __slots__ = ("_image", "cache", "device_id", "silent", "write")
 
     def __init__(
         self, image: Image, device_id: dict[int, bytes], write: WriteHandler | None = None
@@ -77,6 +78,9 @@ class MeterEndpoint:
         self.device_id = device_id
         self.write = write  # None: writes are off, every write answers 0x01
         self.cache: dict[bytes, bytes] = {}
+        # True while the meter is dark and configured to go silent on power loss:
+        # the servers then answer nothing for this unit (its comms have no supply).
+        self.silent = False
 
     @property
     def image(self) -> Image:
@@ -182,9 +186,11 @@ class Intercept:
     truncate: bool = False  # send the real answer cut short (only the server knows it)
 
 
-# (unit, request pdu, connection number) -> action; the number is unique per TCP
-# connection (0 on RTU) so "drop after N requests" can count per connection.
+# (unit, request pdu, connection number) -> action. Connection numbers are unique across
+# every server of the process (0 on RTU), so "drop after N requests" counts per
+# connection; a runtime serving several ports gives each server its own interceptor.
 Interceptor = Callable[[int, bytes, int], Intercept | None]
+_connection_numbers = itertools.count(1)
 
 
 # ------------------------------------------------------------------------ TCP
@@ -211,7 +217,7 @@ class ModbusTcpServer:
         self.trace: TraceHook | None = None
         self.interceptor: Interceptor | None = None
         self.connections: set[_TcpConnection] = set()
-        self._connection_count = 0
+        self.refused = 0  # connections closed at once because max_connections were open
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -254,15 +260,17 @@ class _TcpConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._idle: asyncio.TimerHandle | None = None
         self._last_rx = 0.0
-        server._connection_count += 1
-        self.number = server._connection_count
+        self.number = next(_connection_numbers)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses: duck-typed, same API.
         self._transport = cast(asyncio.Transport, transport)
         server = self._server
         if len(server.connections) >= server.max_connections:
-            self._transport.abort()  # refuse cleanly: the client sees a closed connection at once
+            # Refuse cleanly: accepted, then reset at once (no request is read), so the
+            # client fails fast instead of hanging in the listen backlog.
+            server.refused += 1
+            self._transport.abort()
             return
         server.connections.add(self)
         if server.idle_timeout_s:
@@ -302,66 +310,81 @@ class _TcpConnection(asyncio.Protocol):
             length = (buf[pos + 4] << 8) | buf[pos + 5]
             end = pos + 6 + length
             if length < 2 or length > 254 or buf[pos + 2] or buf[pos + 3]:
+                self._write_out(out)
                 self.close()  # not Modbus (bad length or protocol id): nothing to resync on
                 return
             if end > n:
                 break
             unit = buf[pos + 6]
             if slow:
-                self._slow_frame(buf[pos:end], out)
+                if not self._slow_frame(buf[pos:end], out):
+                    self._write_out(out)
+                    self.close()  # a drop fault: the answers before it still go out
+                    return
             else:
                 ep = units.get(unit)
                 if ep is not None:
-                    pdu = ep.respond(buf[pos + 7 : end])
-                    out.append(buf[pos : pos + 2] + _mbap_tail(len(pdu), unit) + pdu)
+                    if not ep.silent:
+                        pdu = ep.respond(buf[pos + 7 : end])
+                        out.append(buf[pos : pos + 2] + _mbap_tail(len(pdu), unit) + pdu)
                 elif server.unknown_unit == "exception":
                     pdu = bytes(((buf[pos + 7] | 0x80) & 0xFF, GATEWAY_TARGET_FAILED))
                     out.append(buf[pos : pos + 2] + _mbap_tail(2, unit) + pdu)
             pos = end
         self._buf = buf[pos:]
+        if out:
+            self._write_out(out)
+
+    def _write_out(self, out: list[bytes]) -> None:
         if out and self._transport is not None:
             self._transport.write(out[0] if len(out) == 1 else b"".join(out))
 
-    def _slow_frame(self, frame: bytes, out: list[bytes]) -> None:
-        """One frame with trace or interceptor hooks set (fault injection, tracing)."""
+    def _slow_frame(self, frame: bytes, out: list[bytes]) -> bool:
+        """One frame with trace or interceptor hooks set; False: drop the connection."""
         server = self._server
         unit, pdu = frame[6], frame[7:]
-        if server.trace is not None:
-            server.trace("rx", unit, frame, time.time())
+        trace = server.trace
+        if trace is not None:
+            trace("rx", unit, frame, time.time())
         interceptor = server.interceptor
         action = interceptor(unit, pdu, self.number) if interceptor is not None else None
+        if action is not None and action.drop_connection:
+            return False
         ep = server.units.get(unit)
         if action is not None and action.exception_code is not None:
             resp: bytes | None = bytes(((pdu[0] | 0x80) & 0xFF, action.exception_code))
         elif ep is not None:
-            resp = ep.respond(pdu)
+            resp = None if ep.silent else ep.respond(pdu)
         elif server.unknown_unit == "exception":
             resp = bytes(((pdu[0] | 0x80) & 0xFF, GATEWAY_TARGET_FAILED))
         else:
             resp = None
-        if action is not None and action.drop_connection:
-            self.close()
-            return
         if resp is None or (action is not None and action.silent):
-            return
+            return True
         reply = frame[:2] + _mbap_tail(len(resp), unit) + resp
-        if action is not None and action.replace_with is not None:
-            reply = action.replace_with
-        elif action is not None and action.truncate:
-            reply = reply[: max(1, len(reply) // 2)]
-        if server.trace is not None:
-            server.trace("tx", unit, reply, time.time())
-        if action is not None and action.delay_s > 0:
-            transport = self._transport
-            if transport is not None:
-                asyncio.get_running_loop().call_later(action.delay_s, _late_write, transport, reply)
-            return
+        if action is not None:
+            if action.replace_with is not None:
+                reply = action.replace_with
+            elif action.truncate:
+                reply = reply[: max(1, len(reply) // 2)]
+            if action.delay_s > 0:
+                if self._transport is not None:
+                    asyncio.get_running_loop().call_later(
+                        action.delay_s, self._late_write, unit, reply
+                    )
+                return True
+        if trace is not None:
+            trace("tx", unit, reply, time.time())
         out.append(reply)
+        return True
 
-
-def _late_write(transport: asyncio.Transport, data: bytes) -> None:
-    if not transport.is_closing():
-        transport.write(data)
+    def _late_write(self, unit: int, reply: bytes) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._server.trace is not None:
+            self._server.trace("tx", unit, reply, time.time())
+        transport.write(reply)
 
 
 _TAILS: dict[tuple[int, int], bytes] = {}
@@ -533,6 +556,8 @@ class ModbusRtuServer:
         ep = self.units.get(unit)
         if ep is None:
             return True  # another slave's request
+        if ep.silent:
+            return True  # dark and configured silent on power loss
         action = self.interceptor(unit, pdu, 0) if self.interceptor is not None else None
         if action is not None and (action.silent or action.drop_connection):
             return True  # a serial line has no connection to drop: the slave stays mute

@@ -1,67 +1,65 @@
-"""The live twin: clock, profile, meter core, durable store and Modbus servers composed.
+"""The live twin: clock, profiles, meter cores, durable store and Modbus servers composed.
 
 Theory of operation
 -------------------
-A :class:`Twin` owns one meter. On start it restores the meter's non-volatile state
-from the store (a process restart is not a power cycle: the state remembers whether
-the meter was powered, so energy, counts and the power-up count simply continue),
-builds the register image and starts the servers.
+A :class:`Twin` serves a fleet of meters; a single meter is a fleet of one
+(``TwinConfig`` turns ``--meters N`` or a fleet file into a
+:class:`~twin.fleet.FleetSpec`). On start it restores each meter's non-volatile
+state from the store (a process restart is not a power cycle: energy, counts and
+the power-up count simply continue), builds the register images and starts one
+TCP server per port (meters on a port are its unit ids) and the RTU server.
 
-Time: the clock says how much *meter time* has elapsed; the meter is stepped in
+Time: the clock says how much *meter time* has elapsed; the meters step together in
 samples of a fixed period (``sample_s``, 1 s of meter time by default), so at
 ``--speed 3600`` a 0.1 s tick carries 360 samples and the energy registered is the
 same integral as at real time. Under a manual clock nothing ticks: tests call
-:meth:`Twin.step`. ``until_s`` freezes the meter at a meter time (the servers keep
-answering), which makes values comparable between clients.
+:meth:`Twin.step`. ``until_s`` freezes the meters at a meter time. While ticking, a
+large fleet yields to the event loop every few milliseconds of stepping, so requests
+keep being answered promptly while 1,000 cores advance.
 
-After each step that moved the meter, the register image is rebuilt once and handed
-to the endpoint (requests never build anything). Checkpoints go to the store every
-``checkpoint_interval_s`` of wall time in a worker thread (an fsync must not stall
-the servers) and once more, synchronously, on stop. Logging: one line per
-start/stop/error, never per request.
+Faults (:mod:`twin.faults`) and trace hooks are armed on the running twin through
+:meth:`Twin.add_fault` / :meth:`Twin.add_trace`; the servers get an interceptor
+or a trace hook only while one is set, so an unfaulted twin keeps its fast path.
+Checkpoints of every meter go to the store in one transaction every
+``checkpoint_interval_s`` of wall time in a worker thread and once more on stop.
+Logging: one line per start/stop/error, never per request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import signal
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import IO, Any, Literal
 
 from twin.clock import Clock, ManualClock, make_clock
-from twin.core import (
-    DEFAULT_MODEL,
-    AccuracyConfig,
-    Command,
-    Event,
-    MeterConfig,
-    MeterCore,
-    MeterModel,
-    NvState,
-    Snapshot,
-)
-from twin.drive import drive
+from twin.core import DEFAULT_MODEL, Command, Event, MeterConfig, MeterCore, Snapshot
 from twin.errors import ConfigError, ServeError
-from twin.modbus import MeterEndpoint, ModbusRtuServer, ModbusTcpServer, SerialSettings
-from twin.profiles import load_profile
-from twin.registers import (
-    Identity,
-    RegisterImage,
-    WordOrder,
-    device_identification,
+from twin.faults import FaultInjector, FaultSpec, as_fault
+from twin.fleet import FleetSpec, uniform_fleet
+from twin.fleet_runtime import LiveMeter, meter_configs, nv_items, samplers
+from twin.modbus import (
+    Intercept,
+    Interceptor,
+    MeterEndpoint,
+    ModbusRtuServer,
+    ModbusTcpServer,
+    SerialSettings,
 )
 from twin.store import Checkpointer, Store, store_path
 
 log = logging.getLogger(__name__)
 
-_MAX_BLOCK = 86_400  # samples per core call while catching up
+_YIELD_AFTER_S = 0.003  # step at most this long before letting requests through
+TraceHook = Callable[[str, int, int, bytes, float], None]  # direction, port, unit, frame, time
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +68,14 @@ class TwinConfig:
 
     profile: str = "default"
     model: str = DEFAULT_MODEL
-    serial_number: str = "MM00000001"
-    seed: int | None = None  # profile noise
+    serial_number: str = "MM00000001"  # the first meter's; the others count up from it
+    seed: int | None = None  # profile noise (meter i: seed + i)
     accuracy_seed: int | None = None  # a per-meter error curve within class; None: ideal
     host: str = "127.0.0.1"
     port: int | None = 5020  # None: no TCP server; 0: an ephemeral port
     unit: int = 1
+    meters: int = 1  # --meters N: unit ids unit..unit+N-1 on the one port
+    fleet: FleetSpec | None = None  # a fleet file: replaces the per-meter options above
     speed: float | None = 1.0  # None: manual clock (tests step explicitly)
     tick_s: float = 0.1
     sample_s: float = 1.0
@@ -87,7 +87,15 @@ class TwinConfig:
     allow_writes: bool = False
     allow_energy_reset: bool = False
     serial: SerialSettings | None = None
-    meter: MeterConfig = field(init=False)
+    unknown_unit: Literal["exception", "silent"] | None = None  # None: the fleet's (exception)
+    on_power_loss: Literal["answer", "silent"] = "answer"
+    faults: tuple[FaultSpec, ...] = ()
+    fault_seed: int | None = None
+    trace_path: Path | None = None
+    max_connections: int = 256
+    idle_timeout_s: float | None = None
+    meter: MeterConfig = field(init=False)  # the first meter's (the single meter's)
+    resolved: FleetSpec = field(init=False)  # the fleet actually served
 
     def __post_init__(self) -> None:
         if not 1 <= self.unit <= 247:
@@ -106,83 +114,142 @@ class TwinConfig:
             raise ConfigError(
                 f"--checkpoint-interval {self.checkpoint_interval_s}: expected 0.01..3600 s"
             )
-        if self.port is None and self.serial is None:
-            raise ConfigError("nothing to serve: give a TCP --port or a --serial device")
-        try:
-            model = MeterModel.parse(self.model)
-            # An ideal meter unless asked: a seeded error curve would move the energy
-            # off the profile's integral, which integrators check against.
-            meter = MeterConfig(
-                model=model,
-                serial_number=self.serial_number,
-                accuracy=AccuracyConfig(seed=self.accuracy_seed),
+        if not 1 <= self.max_connections <= 100_000:
+            raise ConfigError(f"--max-connections {self.max_connections}: expected 1..100000")
+        if self.idle_timeout_s is not None and not (
+            math.isfinite(self.idle_timeout_s) and self.idle_timeout_s > 0
+        ):
+            raise ConfigError(f"--idle-timeout {self.idle_timeout_s}: expected seconds > 0")
+        fleet = self.fleet
+        if fleet is None:
+            if self.port is None and self.serial is None:
+                raise ConfigError("nothing to serve: give a TCP --port or a --serial device")
+            fleet = uniform_fleet(
+                self.meters,
+                port=self.port,
+                first_unit=self.unit,
+                serial=self.serial_number,
+                model=self.model,
+                profile=self.profile,
+                seed=self.seed,
+                word_order=self.word_order,
+                on_power_loss=self.on_power_loss,
             )
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        object.__setattr__(self, "meter", meter)
+        elif self.serial is not None and len(fleet.ports) > 1:
+            raise ConfigError(
+                f"--serial with a fleet on {len(fleet.ports)} ports: an RTU line has one "
+                "unit-id space; expected a fleet on one port"
+            )
+        if self.unknown_unit is not None:
+            fleet = FleetSpec(fleet.meters, unknown_unit=self.unknown_unit)
+        configs = meter_configs(fleet, self.accuracy_seed)
+        object.__setattr__(self, "resolved", fleet)
+        object.__setattr__(self, "meter", configs[0])
 
 
 class Twin:
-    """One live meter behind Modbus servers. Use as ``async with Twin(cfg) as twin``."""
+    """Live meters behind Modbus servers. Use as ``async with Twin(cfg) as twin``."""
 
     def __init__(self, config: TwinConfig, *, clock: Clock | None = None) -> None:
         self.config = config
         self.clock: Clock = clock or make_clock(config.speed)
         self.store: Store | None = None
         self.checkpointer: Checkpointer | None = None
-        self.core: MeterCore
-        self.endpoint: MeterEndpoint
-        self.tcp: ModbusTcpServer | None = None
+        self.meters: list[LiveMeter] = []
+        self.servers: dict[int, ModbusTcpServer] = {}  # by configured port
+        self.tcp: ModbusTcpServer | None = None  # the first port's server
         self.rtu: ModbusRtuServer | None = None
-        self.listeners: list[Callable[[list[Event]], None]] = []  # event taps (MQTT, tests)
+        self.listeners: list[Callable[[list[Event]], None]] = []  # event taps, any meter
+        self.meter_listeners: list[Callable[[LiveMeter, list[Event]], None]] = []
+        self.faults = FaultInjector(seed=config.fault_seed)
+        self._traces: list[TraceHook] = []
+        self._trace_file: IO[str] | None = None
+        self._by_unit: dict[tuple[int | None, int], LiveMeter] = {}
         self._samples_done = 0
-        self._snapshot: Snapshot | None = None
         self._tick_task: asyncio.Task[None] | None = None
         self._started = False
-        self._identity = Identity.from_config(config.meter, unit_id=config.unit)
-        self._word_order = WordOrder.LITTLE if config.word_order == "little" else WordOrder.BIG
+        self._intercepting = False
 
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        cfg = self.config
-        profile = load_profile(cfg.profile)
-        self._sampler = profile.sampler(cfg.seed)
-        nv = None
+        cfg, fleet = self.config, self.config.resolved
+        configs = meter_configs(fleet, cfg.accuracy_seed)
+        meter_samplers = samplers(fleet)
         if cfg.state_dir is not None:
             self.store = Store(store_path(cfg.state_dir))
-            nv = self.store.load(cfg.meter.serial_number)
             self.checkpointer = Checkpointer(self.store, cfg.checkpoint_interval_s)
-        self.core = MeterCore(cfg.meter, nv=nv)
-        self._snapshot = self.core.snapshot()
-        write = self._write if cfg.allow_writes else None
-        self.endpoint = MeterEndpoint(
-            self._build_image(self._snapshot), device_identification(self._identity), write
-        )
-        units = {cfg.unit: self.endpoint}
+        for spec, mcfg, sampler in zip(fleet.meters, configs, meter_samplers, strict=True):
+            nv = self.store.load(spec.serial) if self.store is not None else None
+            meter = LiveMeter(
+                spec,
+                mcfg,
+                sampler,
+                nv,
+                sunspec=cfg.sunspec,
+                allow_writes=cfg.allow_writes,
+                allow_energy_reset=cfg.allow_energy_reset,
+                on_events=self._publish,
+            )
+            self.meters.append(meter)
+            self._by_unit[(spec.port, spec.unit)] = meter
+        for f in cfg.faults:
+            self.faults.add(f)
+        for m in self.meters:
+            for f in m.spec.faults:
+                self.faults.add(f)
+        if cfg.trace_path is not None:
+            try:
+                self._trace_file = open(cfg.trace_path, "w", encoding="utf-8")  # noqa: SIM115
+            except OSError as exc:
+                self._close_store()
+                raise ServeError(f"--trace {cfg.trace_path}: {exc.strerror}") from None
+            self._traces.append(self._write_trace)
         try:
-            if cfg.port is not None:
-                self.tcp = ModbusTcpServer(units, cfg.host, cfg.port)
-                await self.tcp.start()
-            if cfg.serial is not None:
-                self.rtu = ModbusRtuServer(units, cfg.serial)
-                await self.rtu.start()
+            await self._start_servers()
         except ServeError:
             await self._close_servers()
-            self._close_store()
+            self._close_files()
             raise
+        self._sync_hooks()
         self._started = True
-        restored = "restored" if nv is not None else "new"
+        restored = sum(m.restored for m in self.meters)
         log.info(
-            "meter %s (%s, %s) started, profile %s, speed %s",
-            cfg.meter.serial_number,
-            cfg.meter.model.name,
+            "%d meter(s) started (%d restored), first %s (%s), speed %s",
+            len(self.meters),
             restored,
-            cfg.profile,
+            self.meters[0].serial,
+            self.meters[0].config.model.name,
             "manual" if isinstance(self.clock, ManualClock) else f"x{self.clock.speed:g}",
         )
         if self.clock.ticks:
             self._tick_task = asyncio.create_task(self._tick_loop(), name="twin-tick")
+
+    async def _start_servers(self) -> None:
+        cfg, fleet = self.config, self.config.resolved
+        by_port: dict[int | None, dict[int, MeterEndpoint]] = {}
+        for m in self.meters:
+            by_port.setdefault(m.spec.port, {})[m.spec.unit] = m.endpoint
+        unknown: Literal["exception", "silent"] = (
+            "silent" if fleet.unknown_unit == "silent" else "exception"
+        )
+        for port, units in by_port.items():
+            if port is None:
+                continue
+            server = ModbusTcpServer(
+                units,
+                cfg.host,
+                port,
+                unknown_unit=unknown,
+                max_connections=cfg.max_connections,
+                idle_timeout_s=cfg.idle_timeout_s,
+            )
+            self.servers[port] = server
+            self.tcp = self.tcp or server
+            await server.start()
+        if cfg.serial is not None:
+            self.rtu = ModbusRtuServer(next(iter(by_port.values())), cfg.serial)
+            await self.rtu.start()
 
     async def stop(self) -> None:
         if not self._started:
@@ -195,9 +262,9 @@ class Twin:
             self._tick_task = None
         await self._close_servers()
         if self.checkpointer is not None:
-            self.checkpointer.checkpoint(self._nv_items())
-        self._close_store()
-        log.info("meter %s stopped", self.config.meter.serial_number)
+            self.checkpointer.checkpoint(nv_items(self.meters))
+        self._close_files()
+        log.info("%d meter(s) stopped, first %s", len(self.meters), self.meters[0].serial)
 
     async def __aenter__(self) -> Twin:
         await self.start()
@@ -228,89 +295,175 @@ class Twin:
                 loop.remove_signal_handler(sig)
 
     async def _close_servers(self) -> None:
-        for server in (self.tcp, self.rtu):
+        for server in [*self.servers.values(), self.rtu]:
             if server is not None:
                 await server.close()
 
-    def _close_store(self) -> None:
+    def _close_files(self) -> None:
         if self.store is not None:
             self.store.close()
             self.store = None
+        if self._trace_file is not None:
+            self._traces.remove(self._write_trace)
+            self._trace_file.close()
+            self._trace_file = None
 
-    # ---------------------------------------------------------------- the meter
+    _close_store = _close_files
+
+    # ---------------------------------------------------------------- the meters
 
     @property
     def port(self) -> int:
+        """The (first) TCP port actually listened on."""
         if self.tcp is None:
             raise RuntimeError("this twin serves no TCP port")
         return self.tcp.port
+
+    @property
+    def ports(self) -> list[int]:
+        return [s.port for s in self.servers.values()]
+
+    def meter(self, unit: int | None = None, port: int | None = None) -> LiveMeter:
+        """A meter by unit id (and configured port when the fleet has several)."""
+        if unit is None:
+            return self.meters[0]
+        key = (port if port is not None else self.meters[0].spec.port, unit)
+        try:
+            return self._by_unit[key]
+        except KeyError:
+            raise KeyError(f"no meter with unit id {unit} on port {key[0]}") from None
+
+    @property
+    def core(self) -> MeterCore:
+        return self.meters[0].core
+
+    @property
+    def endpoint(self) -> MeterEndpoint:
+        return self.meters[0].endpoint
 
     @property
     def meter_time_s(self) -> float:
         """Meter time stepped so far (s since this run started)."""
         return self._samples_done * self.config.sample_s
 
-    def snapshot(self) -> Snapshot:
-        assert self._snapshot is not None
-        return self._snapshot
+    def snapshot(self, unit: int | None = None, port: int | None = None) -> Snapshot:
+        return self.meter(unit, port).snapshot
 
-    def apply(self, command: Command) -> list[Event]:
-        events = self.core.apply(command)
-        self._publish(events)
-        self._refresh()
-        return events
+    def apply(
+        self, command: Command, unit: int | None = None, port: int | None = None
+    ) -> list[Event]:
+        return self.meter(unit, port).apply(command)
 
     def step(self, seconds: float) -> None:
-        """Advance a manual clock by ``seconds`` of meter time and step the meter."""
+        """Advance a manual clock by ``seconds`` of meter time and step every meter."""
         if not isinstance(self.clock, ManualClock):
             raise RuntimeError("step() needs a manual clock (TwinConfig(speed=None))")
         self.clock.advance(seconds)
-        self._step_to_clock()
+        span = self._due()
+        if span is not None:
+            for m in self.meters:
+                m.step(*span)
+            self._samples_done += span[2]
 
-    def _step_to_clock(self) -> None:
+    def _due(self) -> tuple[float, float, int] | None:
+        """(profile time, sample period, samples) the clock asks for, or None."""
         cfg = self.config
         target_s = self.clock.elapsed_s()
         if cfg.until_s is not None:
             target_s = min(target_s, cfg.until_s)
         # A hair of slack so 3600.0 s of meter time is 3600 samples, not 3599.
-        target = math.floor(target_s / cfg.sample_s + 1e-9)
-        n = target - self._samples_done
+        n = math.floor(target_s / cfg.sample_s + 1e-9) - self._samples_done
         if n <= 0:
+            return None
+        return self._samples_done * cfg.sample_s, cfg.sample_s, n
+
+    async def _step_to_clock(self) -> None:
+        span = self._due()
+        if span is None:
             return
-        t0_s = self._samples_done * cfg.sample_s
-        for events in drive(self.core, self._sampler, t0_s, cfg.sample_s, n, _MAX_BLOCK):
-            self._publish(events)
-        self._samples_done = target
-        self._refresh()
+        last = time.perf_counter()
+        for m in self.meters:
+            m.step(*span)
+            if time.perf_counter() - last > _YIELD_AFTER_S:
+                await asyncio.sleep(0)  # let waiting requests through between meters
+                last = time.perf_counter()
+        self._samples_done += span[2]
 
-    def _refresh(self) -> None:
-        snap = self.core.snapshot()
-        # repr compares NaN fields as equal, unlike ==; an unchanged meter keeps its image
-        if self._snapshot is None or repr(snap) != repr(self._snapshot):
-            self._snapshot = snap
-            self.endpoint.set_image(self._build_image(snap))
+    def _publish(self, meter: LiveMeter, events: list[Event]) -> None:
+        for listener in self.listeners:
+            listener(events)
+        for meter_listener in self.meter_listeners:
+            meter_listener(meter, events)
 
-    def _build_image(self, snap: Snapshot) -> RegisterImage:
-        self._image = RegisterImage.build(
-            snap, self._identity, word_order=self._word_order, sunspec=self.config.sunspec
-        )
-        return self._image
+    # ---------------------------------------------------------------- faults, traces
 
-    def _publish(self, events: list[Event]) -> None:
-        if events:
-            for listener in self.listeners:
-                listener(events)
+    def add_fault(
+        self,
+        spec: FaultSpec | str | Mapping[str, Any],
+        *,
+        port: int | None = None,
+        unit: int | None = None,
+    ) -> int:
+        """Arm a fault (a spec, its CLI string or mapping) now; returns its id."""
+        fault = as_fault(spec)
+        if port is not None:
+            fault = replace(fault, ports=frozenset({port}))
+        if unit is not None:
+            fault = replace(fault, units=frozenset({unit}))
+        fault_id = self.faults.add(fault)
+        self._sync_hooks()
+        return fault_id
 
-    def _write(self, address: int, values: list[int]) -> None:
-        """Block C write from the wire: decode (raises the Modbus exception) then act."""
-        # The image checks a demand write against the other block C values as they are.
-        command = self._image.decode_write(
-            address, values, energy_reset_unlocked=self.config.allow_energy_reset
-        )
-        self.apply(command)
+    def remove_fault(self, fault_id: int) -> bool:
+        removed = self.faults.remove(fault_id)
+        self._sync_hooks()
+        return removed
 
-    def _nv_items(self) -> list[tuple[str, NvState]]:
-        return [(self.config.meter.serial_number, self.core.nv_state())]
+    def clear_faults(self) -> None:
+        self.faults.clear()
+        self._sync_hooks()
+
+    def add_trace(self, hook: TraceHook) -> None:
+        """Call ``hook(direction, port, unit, frame, unix time)`` for every frame."""
+        self._traces.append(hook)
+        self._sync_hooks()
+
+    def remove_trace(self, hook: TraceHook) -> None:
+        self._traces.remove(hook)
+        self._sync_hooks()
+
+    def _sync_hooks(self) -> None:
+        """Give the servers an interceptor/trace only while needed (the fast path)."""
+        self._intercepting = bool(self.faults.active)
+        for server in [*self.servers.values(), self.rtu]:
+            if server is None:
+                continue
+            server.interceptor = self._intercept_for(server) if self._intercepting else None
+            server.trace = self._trace_for(server) if self._traces else None
+
+    def _intercept_for(self, server: ModbusTcpServer | ModbusRtuServer) -> Interceptor:
+        port = server.port if isinstance(server, ModbusTcpServer) else 0
+        faults = self.faults
+
+        def intercept(unit: int, pdu: bytes, connection: int) -> Intercept | None:
+            return faults(unit, pdu, connection, port)
+
+        return intercept
+
+    def _trace_for(self, server: ModbusTcpServer | ModbusRtuServer) -> Callable[..., None]:
+        port = server.port if isinstance(server, ModbusTcpServer) else 0
+        hooks = self._traces
+
+        def trace(direction: str, unit: int, frame: bytes, at: float) -> None:
+            for hook in hooks:
+                hook(direction, port, unit, frame, at)
+
+        return trace
+
+    def _write_trace(self, direction: str, port: int, unit: int, frame: bytes, at: float) -> None:
+        if self._trace_file is not None:
+            record = {"t": round(at, 6), "dir": direction, "port": port, "unit": unit}
+            self._trace_file.write(json.dumps({**record, "hex": frame.hex()}) + "\n")
 
     # ---------------------------------------------------------------- ticking
 
@@ -322,10 +475,14 @@ class Twin:
             next_t += tick_s
             await asyncio.sleep(max(0.0, next_t - loop.time()))
             try:
-                self._step_to_clock()
+                await self._step_to_clock()
+                if self._intercepting and not self.faults.active:
+                    self._sync_hooks()  # every fault expired: back to the fast path
+                if self._trace_file is not None:
+                    self._trace_file.flush()
                 await self._maybe_checkpoint(loop)
             except Exception:
-                log.exception("meter %s: step failed", self.config.meter.serial_number)
+                log.exception("stepping the meters failed")
                 await asyncio.sleep(1.0)  # one line per second at most, not per tick
             if next_t < loop.time() - 1.0:
                 next_t = loop.time()  # fell far behind (suspended): don't burst
@@ -335,13 +492,15 @@ class Twin:
         now = time.monotonic()
         if cp is None or not cp.due(now):
             return
-        items = self._nv_items()  # frozen NvState: safe to hand to a thread
+        items = nv_items(self.meters)  # frozen NvStates: safe to hand to a thread
         await loop.run_in_executor(None, lambda: cp.checkpoint(items, now_s=now))
+
+    # ---------------------------------------------------------------- status
 
     def status_rows(self) -> list[tuple[str, str]]:
         """What the live status table shows (label, value)."""
         s = self.snapshot()
-        return [
+        rows = [
             ("meter time", f"{self.meter_time_s:.0f} s"),
             ("energy delivered", f"{s.energy_delivered_wh} Wh"),
             ("power", f"{s.power_w:.1f} W  (L1 {s.power_l1_w:.1f}, L2 {s.power_l2_w:.1f})"),
@@ -350,11 +509,23 @@ class Twin:
             ("pulses 10/100/1000", f"{s.pulses_10wh} / {s.pulses_100wh} / {s.pulses_1000wh}"),
             ("power-ups", str(s.power_up_count)),
         ]
+        if len(self.meters) > 1:
+            rows[1:1] = [("meters", self._fleet_summary())]
+            rows[2] = ("energy (first)", rows[2][1])
+        return rows
+
+    def _fleet_summary(self) -> str:
+        snaps = [m.snapshot for m in self.meters]
+        dark = sum(not s.powered for s in snaps)
+        total_wh = sum(s.energy_delivered_wh for s in snaps)
+        total_w = sum(s.power_w for s in snaps if not math.isnan(s.power_w))
+        return f"{len(snaps)} ({dark} unpowered), {total_wh} Wh, {total_w:.0f} W in all"
 
     def status_line(self) -> str:
         s = self.snapshot()
-        return (
+        line = (
             f"t={self.meter_time_s:.0f}s E={s.energy_delivered_wh}Wh P={s.power_w:.1f}W "
             f"D={s.demand_kw:.3f}kW status=0x{s.status_bits:08x} err={s.error_code} "
             f"ups={s.power_up_count}"
         )
+        return line if len(self.meters) == 1 else f"{line} meters={self._fleet_summary()}"
