@@ -163,11 +163,11 @@ def fault_from_mapping(data: Mapping[str, Any], where: str = "fault") -> FaultSp
     )
 
 
-def parse_fault(spec: str) -> FaultSpec:
-    """Parse ``KIND[:key=value,...]`` (the CLI form)."""
+def parse_fault(spec: str, where: str | None = None) -> FaultSpec:
+    """Parse ``KIND[:key=value,...]`` (the CLI form); ``where`` names it in errors."""
     kind, _, rest = spec.strip().partition(":")
     data: dict[str, Any] = {"kind": kind}
-    where = f"--fault {spec!r}"
+    where = where or f"--fault {spec!r}"
     for item in filter(None, (p.strip() for p in rest.split(","))):
         key, eq, value = item.partition("=")
         if not eq or not key.strip():

@@ -159,10 +159,7 @@ def _faults(where: str, raw: Any) -> list[FaultSpec]:
     for j, f in enumerate(raw):
         fw = f"{where}[{j}]"
         if isinstance(f, str):
-            try:
-                faults.append(parse_fault(f))
-            except ConfigError as exc:
-                raise ConfigError(f"{fw}: {exc}") from None
+            faults.append(parse_fault(f, where=f"{fw} {f!r}"))
         elif isinstance(f, Mapping):
             faults.append(fault_from_mapping(f, where=fw))
         else:

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Literal, cast
 
 from twin.errors import ConfigError
+from twin.faults import parse_fault
+from twin.fleet import load_fleet
 from twin.modbus import SerialSettings
 from twin.runtime import Twin, TwinConfig
 
@@ -47,6 +49,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--stopbits", type=int, choices=(1, 2), default=1, help="RTU stop bits (1)")
     a("--seed", type=int, default=None, help="seed of the profile's noise")
     a("--accuracy-seed", type=int, default=None, help="draw an error curve within class")
+    g = parser.add_argument_group("fleets, faults and limits")
+    g.add_argument("--meters", type=int, default=1, help="serve N meters on unit ids 1..N (1)")
+    g.add_argument("--fleet", type=Path, default=None, help="a YAML fleet file (many ports)")
+    g.add_argument(
+        "--unknown-unit",
+        choices=("exception", "silent"),
+        default=None,
+        help="unknown unit id: exception 0x0B or no answer (exception)",
+    )
+    g.add_argument(
+        "--on-power-loss",
+        choices=("answer", "silent"),
+        default="answer",
+        help="while a meter is unpowered: frozen registers with status bit 13, or silence",
+    )
+    g.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="inject a protocol fault, e.g. delay:ms=200,jitter=50 (repeatable)",
+    )
+    g.add_argument("--fault-seed", type=int, default=None, help="seed of the fault generator")
+    g.add_argument("--trace", type=Path, default=None, help="write every frame as a JSON line")
+    g.add_argument(
+        "--max-connections", type=int, default=256, help="TCP connections per port (256)"
+    )
+    g.add_argument(
+        "--idle-timeout", type=float, default=None, help="close connections idle this long (s)"
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TwinConfig:
@@ -60,6 +92,21 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
     if args.no_state and args.state_dir is not None:
         raise ConfigError("--no-state and --state-dir exclude each other")
     state_dir = None if args.no_state else (args.state_dir or default_state_dir())
+    fleet = None
+    if args.fleet is not None:
+        if args.meters != 1:
+            raise ConfigError("--fleet and --meters exclude each other")
+        # The command line's per-meter options are the defaults beneath the file's own.
+        fleet = load_fleet(
+            args.fleet,
+            base={
+                "port": args.port,
+                "model": args.model,
+                "profile": args.profile,
+                "word_order": args.word_order,
+                "on_power_loss": args.on_power_loss,
+            },
+        )
     return TwinConfig(
         profile=args.profile,
         model=args.model,
@@ -80,19 +127,41 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
         allow_writes=args.allow_writes,
         allow_energy_reset=args.allow_energy_reset,
         serial=serial,
+        meters=args.meters,
+        fleet=fleet,
+        unknown_unit=args.unknown_unit,
+        on_power_loss=args.on_power_loss,
+        faults=tuple(parse_fault(spec) for spec in args.fault),
+        fault_seed=args.fault_seed,
+        trace_path=args.trace,
+        max_connections=args.max_connections,
+        idle_timeout_s=args.idle_timeout,
     )
 
 
 def _where(twin: Twin) -> str:
+    cfg = twin.config
+    writes = "writes on" if cfg.allow_writes else "read-only"
+    if len(twin.meters) == 1:
+        parts = []
+        if twin.tcp is not None:
+            parts.append(f"modbus tcp {twin.tcp.host}:{twin.tcp.port}")
+        if twin.rtu is not None:
+            s = twin.rtu.settings
+            parts.append(f"modbus rtu {s.device} {s.baud} {s.parity}8{s.stopbits}")
+        unit = twin.meters[0].spec.unit
+        return f"serving {', '.join(parts)} unit {unit} ({cfg.meter.model.name}, {writes})"
     parts = []
-    if twin.tcp is not None:
-        parts.append(f"modbus tcp {twin.tcp.host}:{twin.tcp.port}")
+    for port, server in twin.servers.items():
+        units = sorted(m.spec.unit for m in twin.meters if m.spec.port == port)
+        ids = ",".join(map(str, units))
+        if len(units) > 2 and units == list(range(units[0], units[-1] + 1)):
+            ids = f"{units[0]}..{units[-1]}"
+        parts.append(f"modbus tcp {server.host}:{server.port} units {ids}")
     if twin.rtu is not None:
         s = twin.rtu.settings
         parts.append(f"modbus rtu {s.device} {s.baud} {s.parity}8{s.stopbits}")
-    cfg = twin.config
-    writes = "writes on" if cfg.allow_writes else "read-only"
-    return f"serving {', '.join(parts)} unit {cfg.unit} ({cfg.meter.model.name}, {writes})"
+    return f"serving {'; '.join(parts)} ({len(twin.meters)} meters, {writes})"
 
 
 def _status_printer(tty: bool) -> Callable[[Twin], None]:
