@@ -62,7 +62,7 @@ async def test_hundred_meters_on_one_port_each_answer_their_own(noisy: str) -> N
     cfg = TwinConfig(profile=noisy, port=0, speed=None, meters=100, serial_number="FL00000001")
     async with Twin(cfg) as twin, MeterClient(port=twin.port) as c:
         twin.step(600)
-        energies = {}
+        energies, powers = {}, {}
         for unit in range(1, 101):
             c.unit = unit
             snap = twin.snapshot(unit)
@@ -70,8 +70,10 @@ async def test_hundred_meters_on_one_port_each_answer_their_own(noisy: str) -> N
             assert snap.serial_number == f"FL{unit:08d}"
             energies[unit] = await c.read_uint(0, 4)
             assert energies[unit] == snap.energy_delivered_wh > 0
-        # each its own seed: the noise differs, so the meters registered different energy
-        assert len(set(energies.values())) > 10
+            powers[unit] = await c.read_float32(20)
+            assert powers[unit] == pytest.approx(snap.power_w, rel=1e-6)
+        # each its own seed: the noise differs, so the meters read differently
+        assert len(set(powers.values())) > 90 and len(set(energies.values())) > 3
         c.unit = 101
         with pytest.raises(ExceptionReply) as exc:
             await c.read_registers(0, 4)
