@@ -16,7 +16,9 @@ The TCP server is a lean ``asyncio.Protocol`` rather than pymodbus's server clas
 which cost ~3× the libmodbus C server's latency: it splits MBAP frames itself
 (pipelined requests in one chunk, partial frames buffered) and writes all answers
 of a chunk in one call. Connection limit, idle timeout, trace and interceptor hooks
-sit off the fast path: with no hook set a frame never leaves ``data_received``.
+sit off the fast path: with no hook set a frame never leaves ``data_received``. A
+client that does not read its answers gets backpressure (its requests stop being
+read once its answers queue up), so it costs neither memory nor other clients' time.
 
 The RTU server reads a serial device (or a pty) through termios, frames requests
 by function-code length, and checks CRCs with pymodbus's RTU framer. Unknown unit
@@ -290,6 +292,16 @@ class _TcpConnection(asyncio.Protocol):
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
+
+    def pause_writing(self) -> None:
+        # A client that sends but does not read: stop reading its requests until it
+        # drains its answers, so its backlog stays in its own socket, not our memory.
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
