@@ -1,0 +1,219 @@
+"""A fleet of 1,000 live meters polled once a second each: p99 latency and memory.
+
+Writes a fleet file of ``--ports`` ports × ``--units`` unit ids (default 5 × 200 =
+1,000 meters, default profile, each its own serial and store record), starts
+``minimeter run --fleet FILE --state-dir TMP`` (real time: every meter steps once a
+second, checkpoints every 10 s) and, in a separate poller process on uvloop, polls
+every meter once a second for ``--duration`` seconds: ``--conns`` connections per
+port, each owning an equal share of the port's unit ids and reading 40 registers of
+block A (FC03 at 0) from each of them in turn on an open-loop schedule spread evenly
+over the second (as a SCADA scan does), one request in flight per connection.
+Latency is send-to-complete-answer, measured by the poller (so it includes the
+poller's own scheduling delays: a pessimistic figure). Answers are checked (the
+transaction id, unit id, byte count). The twin's peak RSS is its ``VmHWM`` from
+``/proc/PID/status``; CPU is its utime+stime over the polled window.
+
+    .venv/bin/python bench/bench_fleet.py [--ports 5] [--units 200] [--duration 30]
+
+Exits 1 if p99 > ``--max-p99-ms`` (20) or peak RSS > ``--max-rss-mb`` (300), or on
+any error or timeout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [int(s.getsockname()[1]) for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+async def _poll_connection(
+    port: int, units: list[int], t0: float, end: float, phase: float, out: dict[str, list[float]]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    loop = asyncio.get_running_loop()
+    slot = 1.0 / len(units)
+    tid, k = 0, 0
+    while True:
+        due = t0 + phase + k * slot
+        if due >= end:
+            break
+        unit = units[k % len(units)]
+        k += 1
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            out["late_s"].append(-delay)
+        tid = (tid + 1) & 0xFFFF
+        sent = time.perf_counter()
+        writer.write(struct.pack(">HHHBBHH", tid, 0, 6, unit, 3, 0, 40))
+        try:
+            head = await asyncio.wait_for(reader.readexactly(9), 1.0)
+            body = await asyncio.wait_for(reader.readexactly(head[8]), 1.0)
+        except (TimeoutError, asyncio.IncompleteReadError):
+            out["errors"].append(1.0)
+            break
+        latency = time.perf_counter() - sent
+        if struct.unpack(">H", head[:2])[0] != tid or head[6] != unit or head[8] != 80:
+            out["errors"].append(1.0)
+        del body
+        out["latency_s"].append(latency)
+    writer.close()
+
+
+async def _poller(
+    ports: list[int], units: int, conns: int, warmup_s: float, duration_s: float
+) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {"latency_s": [], "errors": [], "late_s": []}
+    loop = asyncio.get_running_loop()
+    t0 = loop.time() + warmup_s
+    end = t0 + duration_s
+    tasks = []
+    for pi, port in enumerate(ports):
+        ids = list(range(1, units + 1))
+        for c in range(conns):
+            share = ids[c::conns]
+            # spread the connections' schedules over the second
+            phase = ((pi * conns + c) / (len(ports) * conns)) / len(share)
+            tasks.append(_poll_connection(port, share, t0, end, phase, out))
+    await asyncio.gather(*tasks)
+    return out
+
+
+def poller_main(argv: list[str]) -> None:
+    """Child process: poll, then print the samples as JSON."""
+    ports = [int(p) for p in argv[0].split(",")]
+    units, conns = int(argv[1]), int(argv[2])
+    warmup_s, duration_s = float(argv[3]), float(argv[4])
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        runner = asyncio.Runner()
+    with runner:
+        out = runner.run(_poller(ports, units, conns, warmup_s, duration_s))
+    json.dump(out, sys.stdout)
+
+
+def _proc_status(pid: int) -> dict[str, int]:
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmHWM", "VmRSS"):
+            fields[key] = int(value.split()[0])  # kB
+    return fields
+
+
+def _cpu_s(pid: int) -> float:
+    parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ports", type=int, default=5)
+    ap.add_argument("--units", type=int, default=200, help="meters per port (<= 247)")
+    ap.add_argument("--conns", type=int, default=4, help="poller connections per port (4)")
+    ap.add_argument("--duration", type=float, default=30.0, help="polled seconds (30)")
+    ap.add_argument("--warmup", type=float, default=3.0, help="seconds before polling counts")
+    ap.add_argument("--profile", default="default")
+    ap.add_argument("--max-p99-ms", type=float, default=20.0)
+    ap.add_argument("--max-rss-mb", type=float, default=300.0)
+    args = ap.parse_args()
+
+    ports = free_ports(args.ports)
+    with tempfile.TemporaryDirectory(prefix="mm-fleet-") as tmp:
+        fleet = Path(tmp) / "fleet.yaml"
+        lines = ["fleet: 1", f"defaults: {{profile: {args.profile}}}", "meters:"]
+        lines += [f"  - {{unit: {u}, port: {p}}}" for p in ports for u in range(1, args.units + 1)]
+        fleet.write_text("\n".join(lines) + "\n")
+        cmd = [sys.executable, "-m", "twin", "run", "--fleet", str(fleet)]
+        cmd += ["--state-dir", str(Path(tmp) / "state")]
+        t_start = time.monotonic()
+        twin = subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            assert twin.stdout is not None
+            first = twin.stdout.readline()
+            if "serving" not in first:
+                raise SystemExit(f"twin did not start: {first!r}")
+            startup_s = time.monotonic() - t_start
+            poll_cmd = [sys.executable, __file__, "--poller", ",".join(map(str, ports))]
+            poll_cmd += [str(args.units), str(args.conns), str(args.warmup), str(args.duration)]
+            poller = subprocess.Popen(poll_cmd, stdout=subprocess.PIPE, text=True)
+            time.sleep(args.warmup)
+            cpu0, wall0 = _cpu_s(twin.pid), time.monotonic()
+            out_text, _ = poller.communicate(timeout=args.duration + 60)
+            cpu = (_cpu_s(twin.pid) - cpu0) / (time.monotonic() - wall0)
+            mem = _proc_status(twin.pid)
+        finally:
+            twin.send_signal(signal.SIGTERM)
+            try:
+                twin.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                twin.kill()
+    out = json.loads(out_text)
+    lat_ms = [x * 1000 for x in out["latency_s"]]
+    meters = args.ports * args.units
+    p50, p99, p999 = (_pct(lat_ms, q) for q in (0.5, 0.99, 0.999))
+    rss_mb = mem["VmHWM"] / 1024
+    print(
+        f"{meters} meters ({args.ports} ports x {args.units} units), each polled once a second "
+        f"for {args.duration:.0f} s over {args.ports * args.conns} connections "
+        f"(FC03, 40 registers); twin startup {startup_s:.1f} s"
+    )
+    print(
+        f"requests {len(lat_ms)} ({len(lat_ms) / args.duration:.0f}/s) errors {len(out['errors'])} "
+        f"late sends {len(out['late_s'])}"
+    )
+    print(
+        f"latency ms: p50 {p50:.2f}  p99 {p99:.2f}  p99.9 {p999:.2f}  max {max(lat_ms):.2f}  "
+        f"(target p99 <= {args.max_p99_ms})"
+    )
+    print(
+        f"twin RSS peak {rss_mb:.0f} MB (now {mem['VmRSS'] / 1024:.0f} MB, target <= "
+        f"{args.max_rss_mb:.0f}); CPU {cpu * 100:.0f} % of one core"
+    )
+    expected = meters * args.duration * 0.98
+    ok = p99 <= args.max_p99_ms and rss_mb <= args.max_rss_mb and not out["errors"]
+    return 0 if ok and len(lat_ms) >= expected else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--poller":
+        poller_main(sys.argv[2:])
+    else:
+        sys.exit(main())
