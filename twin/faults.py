@@ -251,6 +251,7 @@ class FaultInjector:
                 self._seen[key] = seen + 1
                 if seen < spec.after:
                     continue  # still one of the N answered requests on this connection
+                del self._seen[key]  # the connection is about to close: forget it
             if spec.probability < 1.0 and self._rng.random() >= spec.probability:
                 continue
             armed.fired += 1

@@ -29,37 +29,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import signal
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 from twin.clock import Clock, ManualClock, make_clock
 from twin.core import DEFAULT_MODEL, Command, Event, MeterConfig, MeterCore, Snapshot
-from twin.errors import ConfigError, ServeError
-from twin.faults import FaultInjector, FaultSpec, as_fault
+from twin.errors import ConfigError
+from twin.faults import FaultInjector, FaultSpec
 from twin.fleet import FleetSpec, uniform_fleet
 from twin.fleet_runtime import LiveMeter, meter_configs, nv_items, samplers
 from twin.modbus import (
-    Intercept,
-    Interceptor,
     MeterEndpoint,
     ModbusRtuServer,
     ModbusTcpServer,
     SerialSettings,
 )
+from twin.profiles import Sampler
 from twin.store import Checkpointer, Store, store_path
+from twin.wire_hooks import WireHooks, WireTrace
 
 log = logging.getLogger(__name__)
 
 _YIELD_AFTER_S = 0.003  # step at most this long before letting requests through
-TraceHook = Callable[[str, int, int, bytes, float], None]  # direction, port, unit, frame, time
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,14 +159,11 @@ class Twin:
         self.rtu: ModbusRtuServer | None = None
         self.listeners: list[Callable[[list[Event]], None]] = []  # event taps, any meter
         self.meter_listeners: list[Callable[[LiveMeter, list[Event]], None]] = []
-        self.faults = FaultInjector(seed=config.fault_seed)
-        self._traces: list[TraceHook] = []
-        self._trace_file: IO[str] | None = None
+        self.hooks = WireHooks(config.fault_seed)
         self._by_unit: dict[tuple[int | None, int], LiveMeter] = {}
         self._samples_done = 0
         self._tick_task: asyncio.Task[None] | None = None
         self._started = False
-        self._intercepting = False
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -176,6 +171,31 @@ class Twin:
         cfg, fleet = self.config, self.config.resolved
         configs = meter_configs(fleet, cfg.accuracy_seed)
         meter_samplers = samplers(fleet)
+        try:
+            self._open(configs, meter_samplers)
+            await self._start_servers()
+        except BaseException:  # a half-started twin releases its ports, store and files
+            await self._close_servers()
+            self._close_files()
+            raise
+        self.hooks.servers = [*self.servers.values(), *([self.rtu] if self.rtu else [])]
+        self.hooks.sync()
+        self._started = True
+        restored = sum(m.restored for m in self.meters)
+        log.info(
+            "%d meter(s) started (%d restored), first %s (%s), speed %s",
+            len(self.meters),
+            restored,
+            self.meters[0].serial,
+            self.meters[0].config.model.name,
+            "manual" if isinstance(self.clock, ManualClock) else f"x{self.clock.speed:g}",
+        )
+        if self.clock.ticks:
+            self._tick_task = asyncio.create_task(self._tick_loop(), name="twin-tick")
+
+    def _open(self, configs: list[MeterConfig], meter_samplers: list[Sampler]) -> None:
+        """Store, meters (restored by serial), armed faults and the trace file."""
+        cfg, fleet = self.config, self.config.resolved
         if cfg.state_dir is not None:
             self.store = Store(store_path(cfg.state_dir))
             self.checkpointer = Checkpointer(self.store, cfg.checkpoint_interval_s)
@@ -193,37 +213,9 @@ class Twin:
             )
             self.meters.append(meter)
             self._by_unit[(spec.port, spec.unit)] = meter
-        for f in cfg.faults:
-            self.faults.add(f)
-        for m in self.meters:
-            for f in m.spec.faults:
-                self.faults.add(f)
+        self.hooks.add_faults([*cfg.faults, *(f for m in self.meters for f in m.spec.faults)])
         if cfg.trace_path is not None:
-            try:
-                self._trace_file = open(cfg.trace_path, "w", encoding="utf-8")  # noqa: SIM115
-            except OSError as exc:
-                self._close_store()
-                raise ServeError(f"--trace {cfg.trace_path}: {exc.strerror}") from None
-            self._traces.append(self._write_trace)
-        try:
-            await self._start_servers()
-        except ServeError:
-            await self._close_servers()
-            self._close_files()
-            raise
-        self._sync_hooks()
-        self._started = True
-        restored = sum(m.restored for m in self.meters)
-        log.info(
-            "%d meter(s) started (%d restored), first %s (%s), speed %s",
-            len(self.meters),
-            restored,
-            self.meters[0].serial,
-            self.meters[0].config.model.name,
-            "manual" if isinstance(self.clock, ManualClock) else f"x{self.clock.speed:g}",
-        )
-        if self.clock.ticks:
-            self._tick_task = asyncio.create_task(self._tick_loop(), name="twin-tick")
+            self.hooks.open_trace_file(cfg.trace_path)
 
     async def _start_servers(self) -> None:
         cfg, fleet = self.config, self.config.resolved
@@ -303,12 +295,7 @@ class Twin:
         if self.store is not None:
             self.store.close()
             self.store = None
-        if self._trace_file is not None:
-            self._traces.remove(self._write_trace)
-            self._trace_file.close()
-            self._trace_file = None
-
-    _close_store = _close_files
+        self.hooks.close()
 
     # ---------------------------------------------------------------- the meters
 
@@ -397,6 +384,10 @@ class Twin:
 
     # ---------------------------------------------------------------- faults, traces
 
+    @property
+    def faults(self) -> FaultInjector:
+        return self.hooks.faults
+
     def add_fault(
         self,
         spec: FaultSpec | str | Mapping[str, Any],
@@ -404,66 +395,22 @@ class Twin:
         port: int | None = None,
         unit: int | None = None,
     ) -> int:
-        """Arm a fault (a spec, its CLI string or mapping) now; returns its id."""
-        fault = as_fault(spec)
-        if port is not None:
-            fault = replace(fault, ports=frozenset({port}))
-        if unit is not None:
-            fault = replace(fault, units=frozenset({unit}))
-        fault_id = self.faults.add(fault)
-        self._sync_hooks()
-        return fault_id
+        """Arm a fault (a spec, its CLI string or mapping) now, optionally narrowed to a
+        TCP port and/or unit id; returns its id."""
+        return self.hooks.add_fault(spec, port=port, unit=unit)
 
     def remove_fault(self, fault_id: int) -> bool:
-        removed = self.faults.remove(fault_id)
-        self._sync_hooks()
-        return removed
+        return self.hooks.remove_fault(fault_id)
 
     def clear_faults(self) -> None:
-        self.faults.clear()
-        self._sync_hooks()
+        self.hooks.clear_faults()
 
-    def add_trace(self, hook: TraceHook) -> None:
+    def add_trace(self, hook: WireTrace) -> None:
         """Call ``hook(direction, port, unit, frame, unix time)`` for every frame."""
-        self._traces.append(hook)
-        self._sync_hooks()
+        self.hooks.add_trace(hook)
 
-    def remove_trace(self, hook: TraceHook) -> None:
-        self._traces.remove(hook)
-        self._sync_hooks()
-
-    def _sync_hooks(self) -> None:
-        """Give the servers an interceptor/trace only while needed (the fast path)."""
-        self._intercepting = bool(self.faults.active)
-        for server in [*self.servers.values(), self.rtu]:
-            if server is None:
-                continue
-            server.interceptor = self._intercept_for(server) if self._intercepting else None
-            server.trace = self._trace_for(server) if self._traces else None
-
-    def _intercept_for(self, server: ModbusTcpServer | ModbusRtuServer) -> Interceptor:
-        port = server.port if isinstance(server, ModbusTcpServer) else 0
-        faults = self.faults
-
-        def intercept(unit: int, pdu: bytes, connection: int) -> Intercept | None:
-            return faults(unit, pdu, connection, port)
-
-        return intercept
-
-    def _trace_for(self, server: ModbusTcpServer | ModbusRtuServer) -> Callable[..., None]:
-        port = server.port if isinstance(server, ModbusTcpServer) else 0
-        hooks = self._traces
-
-        def trace(direction: str, unit: int, frame: bytes, at: float) -> None:
-            for hook in hooks:
-                hook(direction, port, unit, frame, at)
-
-        return trace
-
-    def _write_trace(self, direction: str, port: int, unit: int, frame: bytes, at: float) -> None:
-        if self._trace_file is not None:
-            record = {"t": round(at, 6), "dir": direction, "port": port, "unit": unit}
-            self._trace_file.write(json.dumps({**record, "hex": frame.hex()}) + "\n")
+    def remove_trace(self, hook: WireTrace) -> None:
+        self.hooks.remove_trace(hook)
 
     # ---------------------------------------------------------------- ticking
 
@@ -476,10 +423,9 @@ class Twin:
             await asyncio.sleep(max(0.0, next_t - loop.time()))
             try:
                 await self._step_to_clock()
-                if self._intercepting and not self.faults.active:
-                    self._sync_hooks()  # every fault expired: back to the fast path
-                if self._trace_file is not None:
-                    self._trace_file.flush()
+                if self.hooks.intercepting and not self.faults.active:
+                    self.hooks.sync()  # every fault expired: back to the fast path
+                self.hooks.flush()
                 await self._maybe_checkpoint(loop)
             except Exception:
                 log.exception("stepping the meters failed")
@@ -494,38 +440,3 @@ class Twin:
             return
         items = nv_items(self.meters)  # frozen NvStates: safe to hand to a thread
         await loop.run_in_executor(None, lambda: cp.checkpoint(items, now_s=now))
-
-    # ---------------------------------------------------------------- status
-
-    def status_rows(self) -> list[tuple[str, str]]:
-        """What the live status table shows (label, value)."""
-        s = self.snapshot()
-        rows = [
-            ("meter time", f"{self.meter_time_s:.0f} s"),
-            ("energy delivered", f"{s.energy_delivered_wh} Wh"),
-            ("power", f"{s.power_w:.1f} W  (L1 {s.power_l1_w:.1f}, L2 {s.power_l2_w:.1f})"),
-            ("demand / max", f"{s.demand_kw:.3f} / {s.demand_max_kw:.3f} kW"),
-            ("status bits", f"0x{s.status_bits:08x}  error {s.error_code}"),
-            ("pulses 10/100/1000", f"{s.pulses_10wh} / {s.pulses_100wh} / {s.pulses_1000wh}"),
-            ("power-ups", str(s.power_up_count)),
-        ]
-        if len(self.meters) > 1:
-            rows[1:1] = [("meters", self._fleet_summary())]
-            rows[2] = ("energy (first)", rows[2][1])
-        return rows
-
-    def _fleet_summary(self) -> str:
-        snaps = [m.snapshot for m in self.meters]
-        dark = sum(not s.powered for s in snaps)
-        total_wh = sum(s.energy_delivered_wh for s in snaps)
-        total_w = sum(s.power_w for s in snaps if not math.isnan(s.power_w))
-        return f"{len(snaps)} ({dark} unpowered), {total_wh} Wh, {total_w:.0f} W in all"
-
-    def status_line(self) -> str:
-        s = self.snapshot()
-        line = (
-            f"t={self.meter_time_s:.0f}s E={s.energy_delivered_wh}Wh P={s.power_w:.1f}W "
-            f"D={s.demand_kw:.3f}kW status=0x{s.status_bits:08x} err={s.error_code} "
-            f"ups={s.power_up_count}"
-        )
-        return line if len(self.meters) == 1 else f"{line} meters={self._fleet_summary()}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -164,15 +165,50 @@ def _where(twin: Twin) -> str:
     return f"serving {'; '.join(parts)} ({len(twin.meters)} meters, {writes})"
 
 
+def status_rows(twin: Twin) -> list[tuple[str, str]]:
+    """What the live status table shows (label, value): the first meter, fleet totals."""
+    s = twin.snapshot()
+    rows = [
+        ("meter time", f"{twin.meter_time_s:.0f} s"),
+        ("energy delivered", f"{s.energy_delivered_wh} Wh"),
+        ("power", f"{s.power_w:.1f} W  (L1 {s.power_l1_w:.1f}, L2 {s.power_l2_w:.1f})"),
+        ("demand / max", f"{s.demand_kw:.3f} / {s.demand_max_kw:.3f} kW"),
+        ("status bits", f"0x{s.status_bits:08x}  error {s.error_code}"),
+        ("pulses 10/100/1000", f"{s.pulses_10wh} / {s.pulses_100wh} / {s.pulses_1000wh}"),
+        ("power-ups", str(s.power_up_count)),
+    ]
+    if len(twin.meters) > 1:
+        rows[1:2] = [("meters", _fleet_summary(twin)), ("energy (first)", rows[1][1])]
+    return rows
+
+
+def _fleet_summary(twin: Twin) -> str:
+    snaps = [m.snapshot for m in twin.meters]
+    dark = sum(not s.powered for s in snaps)
+    total_wh = sum(s.energy_delivered_wh for s in snaps)
+    total_w = sum(s.power_w for s in snaps if not math.isnan(s.power_w))
+    return f"{len(snaps)} ({dark} unpowered), {total_wh} Wh, {total_w:.0f} W in all"
+
+
+def status_line(twin: Twin) -> str:
+    s = twin.snapshot()
+    line = (
+        f"t={twin.meter_time_s:.0f}s E={s.energy_delivered_wh}Wh P={s.power_w:.1f}W "
+        f"D={s.demand_kw:.3f}kW status=0x{s.status_bits:08x} err={s.error_code} "
+        f"ups={s.power_up_count}"
+    )
+    return line if len(twin.meters) == 1 else f"{line} meters={_fleet_summary(twin)}"
+
+
 def _status_printer(tty: bool) -> Callable[[Twin], None]:
     drawn = 0
 
     def show(twin: Twin) -> None:
         nonlocal drawn
         if not tty:
-            sys.stdout.write(twin.status_line() + "\n")
+            sys.stdout.write(status_line(twin) + "\n")
         else:  # a table redrawn in place: cursor up over the last one, clear to the end
-            rows = twin.status_rows()
+            rows = status_rows(twin)
             width = max(len(label) for label, _ in rows)
             table = "".join(f"  {label:<{width}}  {value}\x1b[K\n" for label, value in rows)
             sys.stdout.write((f"\x1b[{drawn}F" if drawn else "") + table)
