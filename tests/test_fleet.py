@@ -62,6 +62,8 @@ async def test_hundred_meters_on_one_port_each_answer_their_own(noisy: str) -> N
     cfg = TwinConfig(profile=noisy, port=0, speed=None, meters=100, serial_number="FL00000001")
     async with Twin(cfg) as twin, MeterClient(port=twin.port) as c:
         twin.step(600)
+        # the fleet shares one memo budget (65,536 answers), not 4,096 per meter
+        assert twin.meters[0].endpoint.cache_max == 655
         energies, powers = {}, {}
         for unit in range(1, 101):
             c.unit = unit

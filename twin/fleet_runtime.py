@@ -35,7 +35,7 @@ from twin.core import (
 from twin.drive import drive
 from twin.errors import ConfigError
 from twin.fleet import FleetSpec, MeterSpec
-from twin.modbus import MeterEndpoint
+from twin.modbus import CACHE_MAX, FLEET_CACHE_BUDGET, MeterEndpoint
 from twin.profiles import Profile, Sampler, load_profile
 from twin.registers import Identity, RegisterImage, WordOrder, device_identification
 
@@ -74,6 +74,7 @@ class LiveMeter:
         allow_energy_reset: bool,
         allow_writes: bool,
         on_events: Callable[[LiveMeter, list[Event]], None],
+        fleet_size: int = 1,
     ) -> None:
         self.spec = spec
         self.config = config
@@ -92,6 +93,7 @@ class LiveMeter:
             self.image,
             device_identification(self.identity),
             self._write if allow_writes else None,
+            cache_max=max(64, min(CACHE_MAX, FLEET_CACHE_BUDGET // fleet_size)),
         )
         self._update_silence()
 

@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 
 ILLEGAL_FUNCTION, ILLEGAL_ADDRESS, ILLEGAL_VALUE = 0x01, 0x02, 0x03
 GATEWAY_TARGET_FAILED = 0x0B
-_CACHE_MAX = 4096  # distinct read requests memoised per image (bounds a scanning client)
+CACHE_MAX = 4096  # distinct read requests memoised per image (bounds a scanning client)
+FLEET_CACHE_BUDGET = 65_536  # memoised answers across all meters of a process (~30 MB)
 
 
 class Image(Protocol):
@@ -71,12 +72,20 @@ def _code(exc: Exception) -> int:
 class MeterEndpoint:
     """One meter as seen on the wire."""
 
-    __slots__ = ("_image", "cache", "device_id", "silent", "write")
+    __slots__ = ("_image", "cache", "cache_max", "device_id", "silent", "write")
 
     def __init__(
-        self, image: Image, device_id: dict[int, bytes], write: WriteHandler | None = None
+        self,
+        image: Image,
+        device_id: dict[int, bytes],
+        write: WriteHandler | None = None,
+        *,
+        cache_max: int = CACHE_MAX,
     ) -> None:
         self._image = image
+        # A fleet shares one memo budget: 1,000 frozen meters scanned at every
+        # address must not hold 1,000 full memos.
+        self.cache_max = cache_max
         self.device_id = device_id
         self.write = write  # None: writes are off, every write answers 0x01
         self.cache: dict[bytes, bytes] = {}
@@ -96,7 +105,7 @@ class MeterEndpoint:
         resp = self.cache.get(pdu)
         if resp is None:
             resp = self._handle(pdu)
-            if pdu and pdu[0] <= 4 and len(self.cache) < _CACHE_MAX:
+            if pdu and pdu[0] <= 4 and len(self.cache) < self.cache_max:
                 self.cache[pdu] = resp
         return resp
 

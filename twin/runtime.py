@@ -210,6 +210,7 @@ class Twin:
                 allow_writes=cfg.allow_writes,
                 allow_energy_reset=cfg.allow_energy_reset,
                 on_events=self._publish,
+                fleet_size=len(fleet.meters),
             )
             self.meters.append(meter)
             self._by_unit[(spec.port, spec.unit)] = meter
