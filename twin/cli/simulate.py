@@ -70,9 +70,10 @@ def settings_from_args(args: argparse.Namespace) -> SimSettings:
 class Progress:
     """A one-line progress bar on a terminal; silent when stderr is piped."""
 
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 30) -> None:
-        self.stream, self.width = stream, width
-        self.enabled = stream.isatty()
+    def __init__(self, stream: TextIO | None = None, width: int = 30) -> None:
+        # Looked up per call, not bound at import: tests and callers may swap sys.stderr.
+        self.stream, self.width = stream or sys.stderr, width
+        self.enabled = self.stream.isatty()
         self.t0 = time.perf_counter()
         self._last = 0.0
 
