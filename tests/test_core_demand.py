@@ -108,3 +108,34 @@ def test_power_up_restarts_the_runtime_window() -> None:
     snap = core.snapshot()
     assert snap.demand_max_kw == 0.0 and snap.demand_valid == 0 and snap.uptime_s == 1
     assert math.isclose(float(np.float64(snap.energy_delivered_uj) / 3.6e9), 6000.0, rel_tol=1e-12)
+
+
+def test_restart_from_nv_state_continues_demand_exactly() -> None:
+    def block(n: int, amps: float) -> SampleBlock:
+        return SampleBlock.build(n, 1.0, voltage_v=120.0, current_a=amps)
+
+    whole = MeterCore(MeterConfig())
+    first = MeterCore(MeterConfig())
+    for core in (whole, first):
+        core.advance(block(1000, 10.0))
+        core.apply(NewDemandSubinterval())  # an off-grid sub-interval survives too
+        core.advance(block(130, 20.0))
+    restarted = MeterCore(MeterConfig(), first.nv_state())
+    closes = []
+    for core in (whole, restarted):
+        events = core.advance(block(1000, 30.0))
+        closes.append(
+            [
+                (round(e.demand_kw, 12), e.subinterval_kw)
+                for e in events
+                if isinstance(e, DemandClosed)
+            ]
+        )
+    assert closes[0] == closes[1] and len(closes[0]) == 3
+    assert whole.nv_state() == restarted.nv_state()
+    snap_a, snap_b = whole.snapshot(), restarted.snapshot()
+    assert (snap_a.demand_kw, snap_a.demand_valid, snap_a.demand_subinterval_elapsed_s) == (
+        snap_b.demand_kw,
+        snap_b.demand_valid,
+        snap_b.demand_subinterval_elapsed_s,
+    )

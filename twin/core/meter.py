@@ -125,7 +125,9 @@ class MeterCore:
             self._mode = RegistrationMode(nv.registration_mode)
             self._demand = DemandState(DemandConfig(interval, subs, DemandMethod(method), window))
         d = self._demand
-        d.restart(nv.uptime_us)
+        d.restart(nv.demand_origin_us)
+        d.partial_uj, d.closes, d.demand_w = nv.demand_partial_uj, nv.demand_closes, nv.demand_w
+        d.recent_w.extend(nv.demand_recent_w[-d.config.subintervals :])
         d.max_w, d.max_at_us = nv.demand_max_w, nv.demand_max_at_us
         d.period_max_w, d.period_max_at_us = nv.demand_period_max_w, nv.demand_period_max_at_us
         d.window_start_us = nv.demand_window_start_us
@@ -148,6 +150,11 @@ class MeterCore:
             demand_period_max_w=d.period_max_w,
             demand_period_max_at_us=d.period_max_at_us,
             demand_window_start_us=d.window_start_us,
+            demand_origin_us=d.origin_us,
+            demand_partial_uj=d.partial_uj,
+            demand_recent_w=tuple(d.recent_w),
+            demand_closes=d.closes,
+            demand_w=d.demand_w,
             power_up_count=self._power_ups,
             uptime_us=self._uptime_us,
             powered=self._powered,

@@ -29,6 +29,12 @@ class NvState:
     demand_period_max_w: float = 0.0
     demand_period_max_at_us: int = 0
     demand_window_start_us: int = 0
+    # The open demand window, so a process restart does not restart demand.
+    demand_origin_us: int = 0
+    demand_partial_uj: int = 0
+    demand_recent_w: tuple[float, ...] = ()
+    demand_closes: int = 0
+    demand_w: float = 0.0
     power_up_count: int = 0
     uptime_us: int = 0
     powered: bool = False
@@ -46,7 +52,7 @@ class NvState:
         if unknown:
             raise ValueError(f"non-volatile state: unknown fields {sorted(unknown)}")
         values = dict(data)
-        for key in ("pulse_offsets", "injected_errors", "demand_config"):
+        for key in ("pulse_offsets", "injected_errors", "demand_config", "demand_recent_w"):
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)
