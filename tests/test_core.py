@@ -286,3 +286,17 @@ def test_registration_series_sums_to_the_registers() -> None:
     assert int(reg.received_uj.sum()) == snap.energy_received_uj > 0
     assert int(reg.l1_uj.sum()) == snap.energy_l1_uj
     assert not reg.power_w[:, volts == 0].any() and reg.power_w.shape == (2, 600)
+
+
+def test_error_injection_accepts_values_and_refuses_unknown_kinds() -> None:
+    core = meter()
+    core.advance(SampleBlock.build(10, 1.0, voltage_v=120.0))
+    core.apply(InjectError("memory"))  # type: ignore[arg-type]
+    assert core.snapshot().error_code == ErrorCode.MEMORY
+    before = core.nv_state()
+    with pytest.raises(ValueError, match="kind"):
+        core.apply(InjectError("bogus"))  # type: ignore[arg-type]
+    assert core.nv_state() == before
+    core.advance(SampleBlock.build(10, 1.0, voltage_v=120.0))  # still a working meter
+    core.apply(ClearError("memory"))  # type: ignore[arg-type]
+    assert core.snapshot().error_code == 0

@@ -75,15 +75,18 @@ def test_reset_max_and_new_subinterval_commands() -> None:
     core = MeterCore(MeterConfig())
     core.advance(SampleBlock.build(3600, 1.0, voltage_v=120.0, current_a=SIX_KW_AMPS))
     assert core.snapshot().demand_max_kw == pytest.approx(6.0)
+    core.advance(SampleBlock.build(900, 1.0, voltage_v=120.0, current_a=10.0))  # 2.4 kW
     core.apply(ResetMaxDemand())
-    assert core.snapshot().demand_max_kw == 0.0
+    snap = core.snapshot()
+    assert snap.demand_max_kw == pytest.approx(2.4)  # reset to the present demand
+    assert snap.demand_max_at_s == 4500
     core.advance(SampleBlock.build(100, 1.0, voltage_v=120.0, current_a=SIX_KW_AMPS))
     assert core.snapshot().demand_subinterval_elapsed_s == 100
     core.apply(NewDemandSubinterval())
     assert core.snapshot().demand_subinterval_elapsed_s == 0
     events = core.advance(SampleBlock.build(300, 1.0, voltage_v=120.0, current_a=SIX_KW_AMPS))
     closes = [e for e in events if isinstance(e, DemandClosed)]
-    assert len(closes) == 1 and closes[0].time_s == pytest.approx(3700.0 + 300.0)
+    assert len(closes) == 1 and closes[0].time_s == pytest.approx(4600.0 + 300.0)
 
 
 def test_demand_valid_after_first_window_and_reconfigure() -> None:
@@ -139,3 +142,27 @@ def test_restart_from_nv_state_continues_demand_exactly() -> None:
         snap_b.demand_valid,
         snap_b.demand_subinterval_elapsed_s,
     )
+
+
+def test_reset_after_the_first_window_keeps_present_demand_shown() -> None:
+    core = MeterCore(MeterConfig())
+    core.advance(SampleBlock.build(25 * 60, 60.0, voltage_v=120.0, current_a=SIX_KW_AMPS))
+    core.apply(ResetMaxDemand())
+    core.advance(SampleBlock.build(3600, 1.0, voltage_v=120.0, current_a=SIX_KW_AMPS))
+    assert core.snapshot().demand_max_kw == pytest.approx(6.0)
+
+
+def test_reconfigure_keeps_the_running_window_maximum() -> None:
+    def run(core: MeterCore, hours: float, amps: float) -> None:
+        core.advance(SampleBlock.build(round(hours * 60), 60.0, voltage_v=120.0, current_a=amps))
+
+    plain, written = MeterCore(MeterConfig()), MeterCore(MeterConfig())
+    for core in (plain, written):
+        run(core, 24, 2.0)  # first window: 0.48 kW
+        run(core, 1, SIX_KW_AMPS)  # 6 kW peak in the second window
+        run(core, 9, 2.0)
+    written.apply(Reconfigure(demand_method=0, demand_subintervals=5))
+    for core in (plain, written):
+        run(core, 15, 2.0)
+    assert written.snapshot().demand_max_kw == plain.snapshot().demand_max_kw
+    assert plain.snapshot().demand_max_kw == pytest.approx(6.0)

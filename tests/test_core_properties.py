@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twin.core import MeterConfig, MeterCore, MeterModel, PulseEdges, SampleBlock
+from twin.core import AccuracyConfig, MeterConfig, MeterCore, MeterModel, PulseEdges, SampleBlock
 from twin.core.types import Event
 
 SAMPLES = 120
@@ -132,6 +132,8 @@ def test_bad_inputs_name_the_field_and_change_nothing(
         (lambda: MeterModel.parse("MMD-200A:400"), "primary rated"),
         (lambda: MeterConfig(boot_s=-1), "boot_s"),
         (lambda: MeterConfig(serial_number=""), "serial_number"),
+        (lambda: AccuracyConfig(seed=-1), "seed"),
+        (lambda: AccuracyConfig(calibration_error_pct=float("nan")), "calibration_error_pct"),
     ],
 )
 def test_bad_parameters(call: object, field: str) -> None:

@@ -65,9 +65,10 @@ class DemandState:
         self.max_at_us = self.period_max_at_us = 0
         self.window_start_us = 0
 
-    def reset_max(self) -> None:
-        self.max_w = self.period_max_w = 0.0
-        self.max_at_us = self.period_max_at_us = 0
+    def reset_max(self, uptime_us: int) -> None:
+        # As Leviton's 4000-series reset register: maximum demand becomes present demand.
+        self.max_w = self.period_max_w = self.demand_w
+        self.max_at_us = self.period_max_at_us = uptime_us
 
     def elapsed_us(self, uptime_us: int) -> int:
         return (uptime_us - self.origin_us) % self.config.subinterval_us

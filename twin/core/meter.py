@@ -360,7 +360,7 @@ class MeterCore:
         t = self._time_us / 1e6
         match command:
             case ResetMaxDemand():
-                self._demand.reset_max()
+                self._demand.reset_max(self._uptime_us)
                 return [MaxDemandReset(time_s=t)]
             case NewDemandSubinterval():
                 self._demand.close_now(self._uptime_us)
@@ -411,8 +411,11 @@ class MeterCore:
             old = self._demand
             self._demand = DemandState(new)
             self._demand.restart(self._uptime_us)
-            self._demand.max_w, self._demand.max_at_us = old.max_w, old.max_at_us
-            self._demand.window_start_us = old.window_start_us
+            new_state = self._demand
+            new_state.max_w, new_state.max_at_us = old.max_w, old.max_at_us
+            new_state.period_max_w = old.period_max_w
+            new_state.period_max_at_us = old.period_max_at_us
+            new_state.window_start_us = old.window_start_us
         self._mode = mode
 
     # ------------------------------------------------------------ snapshot

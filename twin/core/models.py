@@ -172,6 +172,10 @@ class AccuracyConfig:
     calibration_error_pct: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0
+        ):
+            raise ValueError(f"accuracy seed: {self.seed!r} invalid; expected an integer >= 0")
         if not math.isfinite(self.calibration_error_pct) or abs(self.calibration_error_pct) > 50:
             raise ValueError(
                 f"calibration_error_pct: {self.calibration_error_pct} out of range; "

@@ -160,14 +160,29 @@ class ClearEnergy:
     pass
 
 
+def _error_kind(kind: object) -> MeterErrorKind:
+    """Accept the enum or its value ("memory", "calibration"); anything else is bad input."""
+    try:
+        return MeterErrorKind(kind)
+    except ValueError:
+        allowed = ", ".join(k.value for k in MeterErrorKind)
+        raise ValueError(f"kind: {kind!r} unknown; expected one of {allowed}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class InjectError:
     kind: MeterErrorKind
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", _error_kind(self.kind))
 
 
 @dataclass(frozen=True, slots=True)
 class ClearError:
     kind: MeterErrorKind
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kind", _error_kind(self.kind))
 
 
 @dataclass(frozen=True, slots=True)
