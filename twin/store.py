@@ -26,10 +26,19 @@ Invariants
   schema version, a failed `PRAGMA quick_check`, or a row that does not parse, all
   raise `StoreError` naming the file and the problem. Nothing is written before the
   checks pass. The user decides (move the file aside, restore a backup).
+- One writer per store: opening takes an exclusive `flock` on `meters.sqlite3.lock`
+  beside the file (holding the owner's pid) for the Store's whole life. Two twins on
+  one state dir would otherwise both restore the same rows and overwrite each other's
+  checkpoints, so a meter's stored energy could go backwards. The kernel drops the
+  lock when the holder exits, however it dies (SIGKILL too), so a crash leaves no
+  stale lock; the lock file itself is never deleted (unlinking it would let two
+  openers lock two different inodes). `read_only=True` opens a store that a running
+  twin holds, to inspect it: no lock, no writes.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -50,6 +59,7 @@ SCHEMA_VERSION: Final = 1
 #: PRAGMA application_id of a minimeter-twin store ("MMTW"): tells our file from others.
 APPLICATION_ID: Final = 0x4D4D5457
 STORE_FILENAME: Final = "meters.sqlite3"
+LOCK_SUFFIX: Final = ".lock"
 MIN_INTERVAL_S: Final = 0.01
 MAX_INTERVAL_S: Final = 3600.0
 
@@ -85,28 +95,82 @@ def store_path(state_dir: Path) -> Path:
 
 
 class Store:
-    """The SQLite store; safe to call from one thread at a time (an internal lock)."""
+    """The SQLite store; safe to call from one thread at a time (an internal lock).
 
-    def __init__(self, path: Path) -> None:
+    Only one read-write Store per file at a time, across processes and within one
+    (see the module docstring); a second raises StoreError naming the holder's pid.
+    """
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + LOCK_SUFFIX)
+        self.read_only = read_only
         self._lock = threading.Lock()
+        self._lock_fd: int | None = None
+        if read_only:
+            if not self.path.is_file():
+                raise StoreError(f"store {self.path}: no such store file")
+        else:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"store {self.path}: cannot create directory: {exc}") from exc
+            if self.path.exists() and not self.path.is_file():
+                raise StoreError(f"store {self.path}: exists but is not a regular file")
+            self._lock_fd = self._take_lock()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"store {self.path}: cannot create directory: {exc}") from exc
-        if self.path.exists() and not self.path.is_file():
-            raise StoreError(f"store {self.path}: exists but is not a regular file")
-        try:
-            self._conn = sqlite3.connect(
-                str(self.path), timeout=5.0, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"store {self.path}: cannot open: {exc}") from exc
-        try:
-            self._open()
+            # mode=ro: a reader must not create, convert or checkpoint the file.
+            target = f"{self.path.absolute().as_uri()}?mode=ro" if read_only else str(self.path)
+            try:
+                self._conn = sqlite3.connect(
+                    target,
+                    timeout=5.0,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    uri=read_only,
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"store {self.path}: cannot open: {exc}") from exc
+            try:
+                self._open()
+            except BaseException:
+                self._conn.close()
+                raise
         except BaseException:
-            self._conn.close()
+            self._release_lock()
             raise
+
+    # -- the single-writer lock --------------------------------------------------------
+
+    def _take_lock(self) -> int:
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"store {self.path}: cannot open lock file: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_pid(fd)
+            os.close(fd)
+            if isinstance(exc, BlockingIOError):
+                who = f"pid {holder}" if holder else "another process (pid unknown)"
+                raise StoreError(
+                    f"store {self.path}: state dir {self.path.parent} is in use by {who} "
+                    f"(lock {self.lock_path}); stop it or use another --state-dir"
+                ) from None
+            raise StoreError(f"store {self.path}: cannot lock {self.lock_path}: {exc}") from exc
+        try:
+            # Who holds it, for the next opener's message; advisory, so best effort.
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            pass
+        return fd
+
+    def _release_lock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)  # closing the last descriptor drops the flock
 
     # -- opening ---------------------------------------------------------------------
 
@@ -128,8 +192,12 @@ class Store:
                 "left untouched: move it aside or restore a backup"
             ) from exc
         is_empty = app_id == 0 and version == 0 and tables == 0
+        if is_empty and self.read_only:
+            raise StoreError(f"store {self.path}: empty, not yet a minimeter-twin store")
         if not is_empty:
             self._check_existing(app_id, version)
+        if self.read_only:
+            return  # the writer set WAL (persistent); a reader changes nothing
         try:
             mode = str(self._pragma("journal_mode = WAL")).lower()
             if mode != "wal":
@@ -212,6 +280,8 @@ class Store:
             rows.append((serial, text, zlib.crc32(text.encode()), now_s))
         if not rows:
             return
+        if self.read_only:
+            raise StoreError(f"store {self.path}: opened read-only, cannot checkpoint")
         with self._lock:
             try:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -252,8 +322,10 @@ class Store:
     # -- lifetime ------------------------------------------------------------------------
 
     def close(self) -> None:
+        """Close the database, then release the writer lock (idempotent)."""
         with self._lock:
             self._conn.close()
+            self._release_lock()
 
     def __enter__(self) -> Store:
         return self
@@ -348,6 +420,14 @@ def _encode(serial: str, nv: NvState) -> str:
         return json.dumps(nv.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
     except ValueError as exc:
         raise StoreError(f"store meter {serial}: non-finite value in NvState: {exc}") from exc
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
 
 
 def _reject_constant(name: str) -> Any:
