@@ -48,7 +48,7 @@ def _rich_nv() -> NvState:
         power_up_count=42,
         uptime_us=10**15,
         powered=True,
-        injected_errors=("MEMORY", "CALIBRATION"),
+        injected_errors=("calibration", "memory"),
         registration_mode=2,
         demand_config=(30, 6, 1, 12),
     )
@@ -242,6 +242,12 @@ _GOOD = json.dumps(_nv(5).to_dict())
         (_GOOD.replace('"energy_l1_uj": 0, ', ""), None, "lacks fields ['energy_l1_uj']"),
         (_GOOD.replace("}", ', "mystery": 1}'), None, "mystery"),
         (_GOOD, 12345, "checksum mismatch"),
+        # A valid CRC over bad semantics: the core would crash restoring these.
+        (_GOOD.replace("[15, 3, 0, 24]", "[15, 4, 0, 24]"), None, "field demand_config"),
+        (_GOOD.replace("[15, 3, 0, 24]", "[15, 3, 7, 24]"), None, "field demand_config"),
+        (_GOOD.replace("[15, 3, 0, 24]", "[0, 1, 0, 24]"), None, "field demand_config"),
+        (_GOOD.replace('"registration_mode": 0', '"registration_mode": 9'), None, "field regis"),
+        (_GOOD.replace('"injected_errors": []', '"injected_errors": ["x"]'), None, "field inj"),
     ],
 )
 def test_bad_row_is_a_store_error_naming_file_and_meter(

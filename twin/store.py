@@ -52,7 +52,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from twin.core import NvState
+from twin.core import DemandConfig, DemandMethod, MeterErrorKind, NvState, RegistrationMode
 from twin.errors import StoreError
 
 SCHEMA_VERSION: Final = 1
@@ -315,7 +315,9 @@ class Store:
             raise StoreError(f"{where}: non-volatile state lacks fields {sorted(missing)}")
         try:
             _check_types(data)
-            return NvState.from_dict(data)
+            nv = NvState.from_dict(data)
+            _check_semantics(nv)
+            return nv
         except (TypeError, ValueError) as exc:
             raise StoreError(f"{where}: bad non-volatile state: {exc}") from exc
 
@@ -447,6 +449,23 @@ def _check_types(data: dict[str, Any]) -> None:
             raise ValueError(f"field {key}: {value!r} is not a {hint}")
         if key.startswith("energy_") and value < 0:
             raise ValueError(f"field {key}: {value} must be >= 0")
+
+
+def _check_semantics(nv: NvState) -> None:
+    """Values the core would reject when it restores the meter: name the field now."""
+    field, value = "demand_config", nv.demand_config
+    try:
+        interval_min, subintervals, method, window_h = nv.demand_config
+        DemandConfig(interval_min, subintervals, DemandMethod(method), window_h)
+        field, value = "registration_mode", nv.registration_mode
+        RegistrationMode(nv.registration_mode)
+        field, value = "injected_errors", nv.injected_errors
+        for kind in nv.injected_errors:
+            MeterErrorKind(kind)
+    except ValueError as exc:
+        raise ValueError(
+            f"field {field}: {list(value) if isinstance(value, tuple) else value!r}: {exc}"
+        ) from exc
 
 
 def _matches(hint: Any, value: Any) -> bool:
