@@ -225,6 +225,7 @@ def test_cli_json_and_edges(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
         (["default", "--duration", "soon"], "--duration: 'soon' invalid"),
         (["default", "--model", "MMX-200A"], "--model: unknown model name"),
         (["default", "--step", "0"], "--step"),
+        (["full-load-then-faults", "--step", "2h"], "--step: 7200 s is longer than the dur"),
         (["default", "--seed", "-1"], "--seed: -1 out of range"),
         (["default", "--duration", "3650d", "--interval", "1s"], "use a longer --interval"),
         (["default", "--out", "/proc/no/such/dir"], "--out: cannot create"),

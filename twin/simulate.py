@@ -283,10 +283,23 @@ def make_core(settings: SimSettings, recorder: Recorder) -> MeterCore:
 
 
 def sample_count(profile: Profile, settings: SimSettings) -> int:
+    """Whole steps that fit in the duration: never simulates past the profile's end.
+
+    A step that does not divide the duration drops the last partial step (rounding up
+    ran a 3600 s profile for 7200 s at --step 2h). The 1e-9 absorbs float noise in
+    the ratio, e.g. 0.3 s / 0.1 s = 2.9999999999999996.
+    """
     duration = settings.duration_s if settings.duration_s is not None else profile.duration_s
     if duration is None:
         raise ConfigError(f"profile {profile.name!r} has no fixed duration; pass --duration")
-    return max(1, round(duration / settings.step_s))
+    n = math.floor(duration / settings.step_s + 1e-9)
+    if n < 1:
+        source = "--duration" if settings.duration_s is not None else f"profile {profile.name!r}"
+        raise ConfigError(
+            f"--step: {settings.step_s:g} s is longer than the duration of {duration:g} s "
+            f"(from {source}); expected a step <= the duration"
+        )
+    return n
 
 
 def simulate(
