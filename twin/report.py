@@ -28,6 +28,11 @@ from twin.simulate import SimResult
 
 _CHUNK_ROWS = 20_000
 _PLOT_POINTS = 3000
+#: Every file name a run can write (write_plots writes exactly PLOT_FILES). A new run
+#: removes these first, so --out holds only its own outputs (no stale plots after
+#: --no-plot, no stale Parquet without pyarrow); any other file there is left alone.
+DATA_FILES = ("timeseries.csv", "timeseries.parquet", "events.jsonl", "summary.json")
+PLOT_FILES = ("power.png", "energy.png", "demand.png", "pulses.png", "status.png")
 
 
 def _fmt(name: str) -> str:
@@ -97,9 +102,25 @@ def prepare_out_dir(out_dir: Path) -> None:
         raise ConfigError(f"--out: cannot create {out_dir}: {exc.strerror}") from None
 
 
+def remove_old_outputs(out_dir: Path) -> None:
+    """Remove an earlier run's outputs from ``out_dir``: our file names only.
+
+    Called when the new outputs are ready to write, so a run that fails leaves the
+    previous run's files as they were.
+    """
+    for name in DATA_FILES + PLOT_FILES:
+        try:
+            (out_dir / name).unlink(missing_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"--out: cannot remove the earlier {out_dir / name}: {exc.strerror}"
+            ) from None
+
+
 def write_all(out_dir: Path, result: SimResult, plots: bool = True) -> list[Path]:
     """Write every file of a run into ``out_dir``; returns the paths written."""
     prepare_out_dir(out_dir)
+    remove_old_outputs(out_dir)
     written = [out_dir / "timeseries.csv", out_dir / "events.jsonl", out_dir / "summary.json"]
     write_csv(written[0], result.columns)
     write_events(written[1], result.events, result.edges)
