@@ -219,7 +219,7 @@ async def test_accelerated_ticks_checkpoint_while_running(
         await asyncio.sleep(0.3)
         assert twin.meter_time_s >= 3600
         assert twin.checkpointer is not None and twin.checkpointer.checkpoints >= 2
-        with Store(store_path(tmp_path / "state")) as store:  # a second reader, mid-run
+        with Store(store_path(tmp_path / "state"), read_only=True) as store:  # mid-run reader
             saved = store.load("MM00000001")
         assert saved is not None and saved.energy_delivered_uj > 0
     with Store(store_path(tmp_path / "state")) as store:
