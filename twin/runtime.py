@@ -13,9 +13,16 @@ Time: the clock says how much *meter time* has elapsed; the meters step together
 samples of a fixed period (``sample_s``, 1 s of meter time by default), so at
 ``--speed 3600`` a 0.1 s tick carries 360 samples and the energy registered is the
 same integral as at real time. Under a manual clock nothing ticks: tests call
-:meth:`Twin.step`. ``until_s`` freezes the meters at a meter time. While ticking, a
-large fleet yields to the event loop every few milliseconds of stepping, so requests
-keep being answered promptly while 1,000 cores advance.
+:meth:`Twin.step`. ``until_s`` freezes the meters at a meter time.
+
+Stepping never starves the servers: a tick steps the fleet in chunks of at most
+``_CHUNK_SAMPLES`` samples per meter, yields to the event loop between chunks (and
+between meters every few milliseconds), and stops after ``_TICK_BUDGET_S`` of wall
+time. What is left stays due: when the core cannot keep up with the clock, meter
+time lags behind it (one log line when that starts; :attr:`Twin.lag_s` says how far)
+instead of one tick growing without bound while requests and signals wait. The
+config also refuses speeds whose sample rate no core could sustain
+(``MAX_SAMPLE_RATE``).
 
 Faults (:mod:`twin.faults`) and trace hooks are armed on the running twin through
 :meth:`Twin.add_fault` / :meth:`Twin.add_trace`; the servers get an interceptor
@@ -58,6 +65,11 @@ from twin.wire_hooks import WireHooks, WireTrace
 log = logging.getLogger(__name__)
 
 _YIELD_AFTER_S = 0.003  # step at most this long before letting requests through
+# Per meter per chunk: big enough to amortise a core call's ~0.1 ms overhead
+# (~1.5 ms of work at the core's ~10 M samples/s), small enough to yield often.
+_CHUNK_SAMPLES = 16_384
+_TICK_BUDGET_S = 0.05  # wall time a tick may spend stepping; the rest waits (lag)
+MAX_SAMPLE_RATE = 1e6  # speed / sample_s: samples per wall second per meter
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +117,13 @@ class TwinConfig:
         if not 0.001 <= self.tick_s <= 10:
             raise ConfigError(f"tick_s {self.tick_s}: expected 0.001..10 s")
         if not 0.001 <= self.sample_s <= 3600:
-            raise ConfigError(f"sample_s {self.sample_s}: expected 0.001..3600 s")
+            raise ConfigError(f"--sample {self.sample_s}: expected 0.001..3600 s")
+        if self.speed is not None and self.speed / self.sample_s > MAX_SAMPLE_RATE:
+            raise ConfigError(
+                f"--speed {self.speed:g} with --sample {self.sample_s:g}: "
+                f"{self.speed / self.sample_s:.3g} samples per second per meter; expected "
+                f"speed / sample at most {MAX_SAMPLE_RATE:g} (raise --sample or lower --speed)"
+            )
         if self.until_s is not None and not self.until_s >= 0:
             raise ConfigError(f"--until {self.until_s}: expected meter seconds >= 0")
         if not 0.01 <= self.checkpoint_interval_s <= 3600:
@@ -162,6 +180,7 @@ class Twin:
         self.hooks = WireHooks(config.fault_seed)
         self._by_unit: dict[tuple[int | None, int], LiveMeter] = {}
         self._samples_done = 0
+        self._lagging = False
         self._tick_task: asyncio.Task[None] | None = None
         self._started = False
 
@@ -365,17 +384,47 @@ class Twin:
             return None
         return self._samples_done * cfg.sample_s, cfg.sample_s, n
 
+    @property
+    def lagging(self) -> bool:
+        """True once the meters fell behind the clock (the core could not keep up)."""
+        return self._lagging
+
+    @property
+    def lag_s(self) -> float:
+        """Meter time the clock asks for that the meters have not stepped yet."""
+        target_s = self.clock.elapsed_s()
+        if self.config.until_s is not None:
+            target_s = min(target_s, self.config.until_s)
+        return max(0.0, target_s - self.meter_time_s)
+
     async def _step_to_clock(self) -> None:
-        span = self._due()
-        if span is None:
-            return
-        last = time.perf_counter()
-        for m in self.meters:
-            m.step(*span)
-            if time.perf_counter() - last > _YIELD_AFTER_S:
-                await asyncio.sleep(0)  # let waiting requests through between meters
-                last = time.perf_counter()
-        self._samples_done += span[2]
+        """One tick's stepping: chunks, yielding between them, within the wall budget."""
+        start = last = time.perf_counter()
+        while True:
+            span = self._due()
+            if span is None:
+                return
+            t0_s, dt_s, n = span
+            n = min(n, _CHUNK_SAMPLES)
+            for m in self.meters:
+                m.step(t0_s, dt_s, n)
+                if time.perf_counter() - last > _YIELD_AFTER_S:
+                    await asyncio.sleep(0)  # let waiting requests through between meters
+                    last = time.perf_counter()
+            self._samples_done += n
+            if time.perf_counter() - start > _TICK_BUDGET_S:
+                break
+            await asyncio.sleep(0)  # requests and signals between chunks, too
+            last = time.perf_counter()
+        if self._due() is not None and not self._lagging:
+            self._lagging = True  # once per run: the status line shows the lag from then on
+            log.warning(
+                "the meters cannot keep up with the clock (speed x%g, sample %g s, %d "
+                "meter(s)): meter time now lags behind it",
+                self.clock.speed,
+                self.config.sample_s,
+                len(self.meters),
+            )
 
     def _publish(self, meter: LiveMeter, events: list[Event]) -> None:
         for listener in self.listeners:

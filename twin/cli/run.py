@@ -197,6 +197,8 @@ def status_line(twin: Twin) -> str:
         f"D={s.demand_kw:.3f}kW status=0x{s.status_bits:08x} err={s.error_code} "
         f"ups={s.power_up_count}"
     )
+    if twin.lagging:
+        line += f" lag={twin.lag_s:.0f}s"
     return line if len(twin.meters) == 1 else f"{line} meters={_fleet_summary(twin)}"
 
 

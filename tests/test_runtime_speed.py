@@ -1,0 +1,95 @@
+"""A twin asked for more samples than the core can step stays responsive: it answers
+requests, stops promptly on stop() and SIGTERM, and lets meter time lag behind the
+clock; speeds no core could sustain are refused at the boundary."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from twin.cli import main
+from twin.errors import ConfigError
+from twin.modbus_client import MeterClient
+from twin.runtime import Twin, TwinConfig
+
+from .conftest import REPO
+
+
+class _RunawayClock:
+    """A ticking clock far faster than any core: 1e8 meter seconds per wall second."""
+
+    ticks = True
+    speed = 1e8
+
+    def __init__(self) -> None:
+        self._t0 = time.monotonic()
+
+    def elapsed_s(self) -> float:
+        return (time.monotonic() - self._t0) * self.speed
+
+
+async def test_overloaded_twin_answers_stops_and_lags(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="twin.runtime")
+    twin = Twin(TwinConfig(port=0, speed=1.0), clock=_RunawayClock())
+    await twin.start()
+    try:
+        async with MeterClient(port=twin.port, timeout_s=2.0) as client:
+            await asyncio.sleep(0.4)  # several ticks' worth of stepping under way
+            worst_s = 0.0
+            for _ in range(5):
+                t0 = time.perf_counter()
+                assert len(await client.read_registers(0, 10)) == 10
+                worst_s = max(worst_s, time.perf_counter() - t0)
+                await asyncio.sleep(0.03)
+        assert worst_s < 0.1, f"a read took {worst_s * 1e3:.0f} ms while stepping"
+        assert twin.meter_time_s > 0  # it does step ...
+        assert twin.lagging and twin.lag_s > 1e6  # ... but cannot keep up, and says so once
+        await asyncio.sleep(0.3)
+        lines = [r for r in caplog.records if "cannot keep up" in r.getMessage()]
+        assert len(lines) == 1
+    finally:
+        t0 = time.perf_counter()
+        await twin.stop()
+        assert time.perf_counter() - t0 < 0.5
+
+
+def test_fast_run_stops_promptly_on_sigterm(free_port: int) -> None:
+    # 1e6 samples per wall second: the most the config accepts for one meter.
+    argv = ["run", "--no-state", "--port", str(free_port), "--speed", "1e4", "--sample", "0.01"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "twin", *argv],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("serving")
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
+    assert time.monotonic() - t0 < 2.0
+
+
+@pytest.mark.parametrize(("speed", "sample_s"), [(1e7, 0.01), (1e7, 1.0), (2e4, 0.01)])
+def test_unsustainable_sample_rates_are_refused(speed: float, sample_s: float) -> None:
+    with pytest.raises(ConfigError, match=r"--speed .* --sample .*at most 1e\+06"):
+        TwinConfig(port=0, speed=speed, sample_s=sample_s)
+    TwinConfig(port=0, speed=speed, sample_s=speed / 1e6)  # the limit itself is fine
+
+
+def test_cli_refuses_an_unsustainable_speed_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["run", "--no-state", "--port", "0", "--speed", "1e7", "--sample", "0.01"]) == 1
+    err = capsys.readouterr().err
+    assert "--speed 1e+07 with --sample 0.01" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
