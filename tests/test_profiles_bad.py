@@ -41,6 +41,8 @@ EXPECTED = {
     "surge-factor-too-high.yaml": ":8: events[0].factor: 5000 out of range",
     "pf-out-of-range.yaml": ":7: segments[0].L2.pf: 1.7 out of range; expected 0..1",
     "current-and-power.yaml": ":6: segments[0].L1: both current and power given",
+    "power-at-zero-voltage.yaml": ":6: segments[0].L1.voltage: 0 V with a power; expected >= 60",
+    "power-inherited-at-zero-voltage.yaml": ":8: segments[0].L1: voltage 0 V with a power",
     "unknown-segment-kind.yaml": ":4: segments[0].kind: 'wobble' invalid; expected one of",
     "daily-23-points.yaml": ":8: segments[0].hourly.L1: 23 values; expected 24",
     "ramp-mixes-power-and-current.yaml": ":4: segments[0]: L1: from and to mix power",

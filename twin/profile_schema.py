@@ -105,10 +105,13 @@ def parse_load(ctx: Ctx, value: Any, base: Load) -> Load:
     if power is not None and power != 0:
         if pf < POWER_MIN_PF:
             ctx.fail(f"pf {pf:g} with a power; expected pf >= {POWER_MIN_PF} to derive a current")
-        if voltage < POWER_MIN_VOLTAGE_V and voltage != 0:
-            ctx.fail(
-                f"voltage {voltage:g} V with a power; expected >= {POWER_MIN_VOLTAGE_V:g} V "
-                "(or give current instead of power)"
+        if voltage < POWER_MIN_VOLTAGE_V:
+            # 0 V included: the derived current would be 0 and the load silently
+            # register nothing. A dead line is an outage event or `current: 0`.
+            where, what = (ctx.at("voltage", data), "") if "voltage" in data else (ctx, "voltage ")
+            where.fail(
+                f"{what}{voltage:g} V with a power; expected >= {POWER_MIN_VOLTAGE_V:g} V "
+                "(or give current instead of power; an outage event for 0 V)"
             )
     return load
 
