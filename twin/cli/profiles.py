@@ -9,10 +9,12 @@ any is invalid, printing one line per bad file (file:line: key path: problem).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from twin.errors import ProfileError
 from twin.profile_schema import format_duration
+from twin.profile_yaml import parse_duration_s
 from twin.profiles import load_profile, shipped_profiles
 
 
@@ -23,10 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("profile", metavar="NAME|PATH")
     show.add_argument(
         "--step",
-        type=float,
         default=None,
-        metavar="S",
-        help="integration step in seconds (default 1 s, 60 s for profiles over 7 days)",
+        metavar="DURATION",
+        help="integration step, e.g. 1, 10s, 2min, like simulate's (default 1 s, 60 s for "
+        "profiles over 7 days)",
     )
     check = sub.add_parser("check", help="validate profile files (exit 1 if any is invalid)")
     check.add_argument("paths", nargs="+", metavar="PATH")
@@ -36,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
     if args.action == "list":
         return _list()
     if args.action == "show":
-        return _show(args.profile, args.step)
+        return _show(args.profile, None if args.step is None else _step_s(args.step))
     return _check(args.paths)
 
 
@@ -48,12 +50,20 @@ def _list() -> int:
     return 0
 
 
+def _step_s(text: str) -> float:
+    """--step takes the same durations as the profiles and `simulate --step`."""
+    value = parse_duration_s(text)
+    if value is None or not math.isfinite(value):
+        raise ProfileError(f"--step: {text!r} invalid; expected a duration like 1, 10s, 2min")
+    return value
+
+
 def _show(ref: str, step_s: float | None) -> int:
     profile = load_profile(ref)
     if step_s is None:
         step_s = 1.0 if profile.duration_s <= 7 * 86_400 else 60.0
     if not 1e-3 <= step_s <= 3600:
-        raise ProfileError(f"--step: {step_s:g} out of range; expected 0.001..3600 s")
+        raise ProfileError(f"--step: {step_s:g} s out of range; expected 0.001..3600 s")
     stats = profile.sampler().stats(step_s)
     print(f"name:        {profile.name}")
     print(f"source:      {profile.source}")
