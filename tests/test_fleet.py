@@ -280,8 +280,8 @@ def test_fleet_parsing_defaults_and_serials() -> None:
     assert first.profile == "residential-day" and first.on_power_loss == "silent"
     assert first.seed == 9 and second.seed is None
     assert first.serial == "MM05020001" and fleet.ports == [5020]
-    # a meter's own faults touch only that meter
-    assert second.faults[0].units == frozenset({2}) and second.faults[0].ports == {5020}
+    # a meter's own faults touch only that meter (on its TCP port and the RTU line, 0)
+    assert second.faults[0].units == frozenset({2}) and second.faults[0].ports == {5020, 0}
     assert counted_serial("MM00000099", 1) == "MM00000100"
     assert counted_serial("BENCH", 2) == "BENCH-3"
     assert [m.unit for m in uniform_fleet(3, port=1, first_unit=5).meters] == [5, 6, 7]

@@ -18,7 +18,8 @@ firings, a duration after it was armed). Kinds:
 
 Spec syntax: ``KIND[:key=value,...]``, e.g. ``delay:ms=200,jitter=50,p=0.5``,
 ``exception:code=4,fc=3,addr=100-199``, ``drop:after=10``, ``silent:unit=3,for=30s``,
-``garbage:count=5,port=5021``. Unit ids and function codes take ``1-5+9`` sets.
+``garbage:count=5,port=5021``. Unit ids and function codes take ``1-5+9`` sets;
+``port=0`` is the RTU line (:data:`RTU_PORT`).
 
 :class:`FaultInjector` holds the armed faults of a whole twin (every port). The
 servers call it per request, only while faults are armed (otherwise requests never
@@ -40,6 +41,7 @@ from twin.errors import ConfigError
 from twin.modbus import Intercept
 
 KINDS = ("delay", "silent", "exception", "drop", "garbage", "truncate")
+RTU_PORT = 0  # the port an RTU line reports to filters: ``port=0`` targets the line
 _KEYS = ("kind", "ms", "jitter", "code", "after", "p", "count", "for", "port", "unit", "fc", "addr")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|min|h)?$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, None: 1.0}
@@ -76,10 +78,11 @@ class FaultSpec:
         return True
 
     def for_meter(self, port: int | None, unit: int) -> FaultSpec:
-        """This fault narrowed to one meter (a fleet file's per-meter faults)."""
+        """This fault narrowed to one meter (a fleet file's per-meter faults): its unit
+        id on its TCP port and on the RTU line, where the same unit id is the same meter."""
         return replace(
             self,
-            ports=self.ports if port is None else frozenset({port}),
+            ports=self.ports if port is None else frozenset({port, RTU_PORT}),
             units=frozenset({unit}),
         )
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from twin.errors import ServeError
-from twin.faults import FaultInjector, FaultSpec, as_fault
+from twin.faults import RTU_PORT, FaultInjector, FaultSpec, as_fault
 from twin.modbus import Intercept, Interceptor, ModbusRtuServer, ModbusTcpServer, TraceHook
 
 WireTrace = Callable[[str, int, int, bytes, float], None]  # direction, port, unit, frame, time
@@ -110,7 +110,7 @@ class WireHooks:
         """Give the servers an interceptor/trace only while needed (the fast path)."""
         self.intercepting = bool(self.faults.active)
         for server in self.servers:
-            port = server.port if isinstance(server, ModbusTcpServer) else 0
+            port = server.port if isinstance(server, ModbusTcpServer) else RTU_PORT
             server.interceptor = self._intercept_for(port) if self.intercepting else None
             server.trace = self._trace_for(port) if self._traces else None
 
