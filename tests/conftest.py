@@ -51,7 +51,7 @@ class TwinProcess:
 
 def _run_args(args: tuple[str, ...], port: int) -> list[str]:
     argv = [sys.executable, "-m", "twin", "run", *args]
-    if "--port" not in args and "--no-tcp" not in args:
+    if not {"--port", "--no-tcp", "--fleet"} & set(args):  # a fleet file has its own ports
         argv += ["--port", str(port)]
     if "--state-dir" not in args and "--no-state" not in args:
         argv.append("--no-state")

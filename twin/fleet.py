@@ -19,10 +19,18 @@ A single meter is a fleet of one: the runtime always serves a :class:`FleetSpec`
          faults: ["delay:ms=100", {kind: exception, code: 4, fc: 3}]}
       - {unit: 1, port: 5021, model: MMS-100A, serial: BENCH-7}
 
-Each meter gets its own serial (given, or ``MM`` + port + unit id), seed (given, or
-the profile's seed plus the meter's position in the fleet, so meters on one noisy
-profile differ) and store record (keyed by serial). A meter's faults apply to its
-own port and unit id only. Errors name the file, the key path and what was expected.
+Every meter needs a unit id and a TCP port, given per meter or in ``defaults``; the
+command line's ``--port`` is never a fallback (a forgotten port is an error, not a
+silent 5020). An RTU-only fleet (``minimeter run --no-tcp --serial DEV --fleet F``,
+:func:`without_tcp`) needs no ports: its meters share the one unit-id space of the
+line, so their unit ids must be unique across the whole file.
+
+Each meter gets its own serial (given, or ``MM`` + port + unit id, port 0 when it has
+none), seed (given, or the profile's seed plus the meter's position in the fleet, so
+meters on one noisy profile differ) and store record (keyed by serial). A meter's
+faults apply to that meter only: its unit id on its TCP port and on the RTU line
+(port 0, see :data:`twin.faults.RTU_PORT`). Errors name the file, the key path and
+what was expected.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import yaml
@@ -167,7 +175,7 @@ def _faults(where: str, raw: Any) -> list[FaultSpec]:
     return faults
 
 
-def _meter(where: str, raw: Any, defaults: Mapping[str, Any]) -> MeterSpec:
+def _meter(where: str, raw: Any, defaults: Mapping[str, Any], *, tcp: bool) -> MeterSpec:
     if not isinstance(raw, Mapping):
         raise ConfigError(
             f"{where}: expected a mapping of meter settings, got {type(raw).__name__}"
@@ -178,17 +186,20 @@ def _meter(where: str, raw: Any, defaults: Mapping[str, Any]) -> MeterSpec:
             f"{where}.{unknown[0]}: unknown key; expected some of {', '.join(_METER_KEYS)}"
         )
     data = {**defaults, **raw}
-    for key in ("unit", "port"):
+    for key in ("unit", "port") if tcp else ("unit",):
         if key not in data:
-            raise ConfigError(f"{where}.{key}: missing; every meter needs a unit id and a port")
+            raise ConfigError(
+                f"{where}.{key}: missing; every meter needs a unit id and a port "
+                "(per meter or in defaults)"
+            )
     unit = _int(f"{where}.unit", data["unit"], 1, 247)
-    port = _int(f"{where}.port", data["port"], 1, 65535)
+    port = _int(f"{where}.port", data["port"], 1, 65535) if "port" in data else None
     profile = data.get("profile", "default")
     if not isinstance(profile, str) or not profile:
         raise ConfigError(
             f"{where}.profile: {profile!r}; expected a shipped profile name or a path"
         )
-    serial = data.get("serial", default_serial(port, unit))
+    serial = data.get("serial", default_serial(port or 0, unit))
     if not isinstance(serial, str | int) or isinstance(serial, bool):
         raise ConfigError(f"{where}.serial: {serial!r}; expected 1..32 ASCII characters")
     serial = str(serial)
@@ -211,8 +222,13 @@ def _meter(where: str, raw: Any, defaults: Mapping[str, Any]) -> MeterSpec:
     )
 
 
-def parse_fleet(data: Any, source: str, base: Mapping[str, Any] | None = None) -> FleetSpec:
-    """Validate a loaded fleet document; ``base`` holds defaults beneath the file's own."""
+def parse_fleet(
+    data: Any, source: str, base: Mapping[str, Any] | None = None, *, tcp: bool = True
+) -> FleetSpec:
+    """Validate a loaded fleet document; ``base`` holds defaults beneath the file's own.
+
+    ``tcp=False``: an RTU-only fleet; ports may be left out and are dropped.
+    """
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a mapping with 'fleet: 1' and 'meters' at the top")
     unknown = sorted(str(k) for k in set(data) - set(_TOP_KEYS))
@@ -240,7 +256,13 @@ def parse_fleet(data: Any, source: str, base: Mapping[str, Any] | None = None) -
     if len(meters_raw) > MAX_METERS:
         raise ConfigError(f"{source}: meters: {len(meters_raw)} meters; at most {MAX_METERS}")
     merged = {**(base or {}), **defaults}
-    meters = [_meter(f"{source}: meters[{i}]", m, merged) for i, m in enumerate(meters_raw)]
+    meters = [
+        _meter(f"{source}: meters[{i}]", m, merged, tcp=tcp) for i, m in enumerate(meters_raw)
+    ]
+    if not tcp:
+        return without_tcp(
+            FleetSpec(tuple(meters), unknown_unit=_unknown_unit(source, data)), source
+        )
     seen: dict[tuple[int | None, int], int] = {}
     serials: dict[str, int] = {}
     for i, m in enumerate(meters):
@@ -257,14 +279,45 @@ def parse_fleet(data: Any, source: str, base: Mapping[str, Any] | None = None) -
                 f"meters[{serials[m.serial]}]; each meter needs its own serial"
             )
         serials[m.serial] = i
-    unknown_unit = _choice(
+    return FleetSpec(meters=tuple(meters), unknown_unit=_unknown_unit(source, data))
+
+
+def _unknown_unit(source: str, data: Mapping[str, Any]) -> str:
+    return _choice(
         f"{source}: unknown_unit", data.get("unknown_unit", "exception"), ("exception", "silent")
     )
-    return FleetSpec(meters=tuple(meters), unknown_unit=unknown_unit)
 
 
-def load_fleet(path: str | os.PathLike[str], base: Mapping[str, Any] | None = None) -> FleetSpec:
-    """Read and validate a fleet file (``base``: defaults from the command line)."""
+def without_tcp(fleet: FleetSpec, source: str = "fleet") -> FleetSpec:
+    """The fleet on the RTU line only (``--no-tcp``): ports dropped, unit ids unique.
+
+    Serials (and so store records) stay what they were with ports, and a meter's
+    faults stay pinned to its unit id, which they also match on the line (port 0).
+    """
+    units: dict[int, int] = {}
+    serials: dict[str, int] = {}
+    for i, m in enumerate(fleet.meters):
+        if m.unit in units:
+            raise ConfigError(
+                f"{source}: meters[{i}]: unit {m.unit} already used by meters[{units[m.unit]}]; "
+                "an RTU-only fleet (--no-tcp) shares one unit-id space: expected unique unit ids"
+            )
+        units[m.unit] = i
+        if m.serial in serials:
+            raise ConfigError(
+                f"{source}: meters[{i}].serial: {m.serial!r} already used by "
+                f"meters[{serials[m.serial]}]; each meter needs its own serial"
+            )
+        serials[m.serial] = i
+    meters = tuple(replace(m, port=None) for m in fleet.meters)
+    return FleetSpec(meters, unknown_unit=fleet.unknown_unit)
+
+
+def load_fleet(
+    path: str | os.PathLike[str], base: Mapping[str, Any] | None = None, *, tcp: bool = True
+) -> FleetSpec:
+    """Read and validate a fleet file (``base``: defaults from the command line;
+    ``tcp=False``: RTU only, ports optional and dropped)."""
     source = os.fspath(path)
     try:
         with open(source, encoding="utf-8") as fh:
@@ -276,4 +329,4 @@ def load_fleet(path: str | os.PathLike[str], base: Mapping[str, Any] | None = No
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{source}{line}: not valid YAML ({problem})") from None
-    return parse_fleet(data, source, base)
+    return parse_fleet(data, source, base, tcp=tcp)

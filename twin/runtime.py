@@ -50,7 +50,7 @@ from twin.clock import Clock, ManualClock, make_clock
 from twin.core import DEFAULT_MODEL, Command, Event, MeterConfig, MeterCore, Snapshot
 from twin.errors import ConfigError
 from twin.faults import FaultInjector, FaultSpec
-from twin.fleet import FleetSpec, uniform_fleet
+from twin.fleet import FleetSpec, uniform_fleet, without_tcp
 from twin.fleet_runtime import LiveMeter, meter_configs, nv_items, samplers
 from twin.modbus import (
     MeterEndpoint,
@@ -82,7 +82,9 @@ class TwinConfig:
     seed: int | None = None  # profile noise (meter i: seed + i)
     accuracy_seed: int | None = None  # a per-meter error curve within class; None: ideal
     host: str = "127.0.0.1"
-    port: int | None = 5020  # None: no TCP server; 0: an ephemeral port
+    # None: no TCP server (with a fleet: its meters on the RTU line only, ports dropped);
+    # 0: an ephemeral port. A fleet's TCP ports come from the fleet, never from here.
+    port: int | None = 5020
     unit: int = 1
     meters: int = 1  # --meters N: unit ids unit..unit+N-1 on the one port
     fleet: FleetSpec | None = None  # a fleet file: replaces the per-meter options above
@@ -151,10 +153,14 @@ class TwinConfig:
                 word_order=self.word_order,
                 on_power_loss=self.on_power_loss,
             )
+        elif self.port is None:  # --no-tcp: the whole fleet on the RTU line
+            if self.serial is None:
+                raise ConfigError("--no-tcp with a fleet: nothing to serve; give a --serial device")
+            fleet = without_tcp(fleet)
         elif self.serial is not None and len(fleet.ports) > 1:
             raise ConfigError(
                 f"--serial with a fleet on {len(fleet.ports)} ports: an RTU line has one "
-                "unit-id space; expected a fleet on one port"
+                "unit-id space; expected a fleet on one port (or --no-tcp)"
             )
         if self.unknown_unit is not None:
             fleet = FleetSpec(fleet.meters, unknown_unit=self.unknown_unit)

@@ -30,8 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--model", default="MMD-200A", help="meter model, e.g. MMS-100A, MMD-200A (MMD-200A)")
     a("--serial-number", default="MM00000001", help="meter serial number (MM00000001)")
     a("--host", default="127.0.0.1", help="TCP address to listen on (127.0.0.1)")
-    a("--port", type=int, default=5020, help="TCP port, 0 for any free port (5020)")
-    a("--no-tcp", action="store_true", help="serve RTU only")
+    a(
+        "--port",
+        type=int,
+        default=None,
+        help="TCP port, 0 for any free port (5020; not with --fleet)",
+    )
+    a("--no-tcp", action="store_true", help="serve RTU only (with --fleet: the fleet on --serial)")
     a("--unit", type=int, default=1, help="Modbus unit id 1..247 (1)")
     a("--speed", type=float, default=1.0, help="meter seconds per wall second (1)")
     a("--sample", type=float, default=1.0, dest="sample_s", help="meter seconds per sample (1)")
@@ -97,16 +102,22 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
     if args.fleet is not None:
         if args.meters != 1:
             raise ConfigError("--fleet and --meters exclude each other")
-        # The command line's per-meter options are the defaults beneath the file's own.
+        if args.port is not None:
+            raise ConfigError(
+                "--fleet and --port exclude each other: the fleet file gives each meter's "
+                "port (per meter or in its defaults)"
+            )
+        # The command line's per-meter options are the defaults beneath the file's own;
+        # ports never are (a meter without one is an error, not a silent 5020).
         fleet = load_fleet(
             args.fleet,
             base={
-                "port": args.port,
                 "model": args.model,
                 "profile": args.profile,
                 "word_order": args.word_order,
                 "on_power_loss": args.on_power_loss,
             },
+            tcp=not args.no_tcp,
         )
     return TwinConfig(
         profile=args.profile,
@@ -115,7 +126,7 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
         seed=args.seed,
         accuracy_seed=args.accuracy_seed,
         host=args.host,
-        port=None if args.no_tcp else args.port,
+        port=None if args.no_tcp else (5020 if args.port is None else args.port),
         unit=args.unit,
         speed=args.speed,
         tick_s=args.tick_s,
