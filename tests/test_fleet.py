@@ -287,3 +287,21 @@ def test_fleet_parsing_defaults_and_serials() -> None:
     assert [m.unit for m in uniform_fleet(3, port=1, first_unit=5).meters] == [5, 6, 7]
     with pytest.raises(ConfigError, match="unit ids would pass 247"):
         uniform_fleet(10, port=1, first_unit=240)
+
+
+async def test_meters_start_at_unit_as_help_and_readme_say(outage: str) -> None:
+    help_text = " ".join(
+        subprocess.run(
+            [sys.executable, "-m", "twin", "run", "--help"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.split()
+    )
+    assert "serve N meters on unit ids --unit..--unit+N-1 of one port" in help_text
+    assert "N meters on unit ids `--unit`..`--unit`+N-1" in (REPO / "README.md").read_text()
+    cfg = TwinConfig(profile=outage, port=0, speed=None, meters=3, unit=5)
+    async with Twin(cfg) as twin, MeterClient(port=twin.port, unit=7) as c:
+        assert [m.spec.unit for m in twin.meters] == [5, 6, 7]
+        assert decode_string(await c.read_registers(108, 16)) == "MM00000003"

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 A single meter is a fleet of one: the runtime always serves a :class:`FleetSpec`.
 ``minimeter run`` builds it with :func:`uniform_fleet` (``--meters N``: unit ids
-1..N on one port, serials counted up from ``--serial-number``) or
+``--unit``..``--unit``+N-1 on one port, serials counted up from ``--serial-number``) or
 :func:`load_fleet` (``--fleet FILE``). A fleet file is YAML, parsed once with
 ``yaml.safe_load`` into frozen objects::
 

@@ -56,7 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--seed", type=int, default=None, help="seed of the profile's noise")
     a("--accuracy-seed", type=int, default=None, help="draw an error curve within class")
     g = parser.add_argument_group("fleets, faults and limits")
-    g.add_argument("--meters", type=int, default=1, help="serve N meters on unit ids 1..N (1)")
+    g.add_argument(
+        "--meters",
+        type=int,
+        default=1,
+        help="serve N meters on unit ids --unit..--unit+N-1 of one port (1)",
+    )
     g.add_argument("--fleet", type=Path, default=None, help="a YAML fleet file (many ports)")
     g.add_argument(
         "--unknown-unit",
