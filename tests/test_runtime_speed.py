@@ -1,6 +1,7 @@
 """A twin asked for more samples than the core can step stays responsive: it answers
 requests, stops promptly on stop() and SIGTERM, and lets meter time lag behind the
-clock; speeds no core could sustain are refused at the boundary."""
+clock; speeds no core could sustain, and seeds out of range, are refused at the
+boundary in one line."""
 
 from __future__ import annotations
 
@@ -93,3 +94,18 @@ def test_cli_refuses_an_unsustainable_speed_in_one_line(
     err = capsys.readouterr().err
     assert "--speed 1e+07 with --sample 0.01" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("option", ["--seed", "--accuracy-seed", "--fault-seed"])
+def test_negative_seeds_are_refused_in_one_line(
+    option: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--no-state", "--port", "0", option, "-1"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        f"minimeter run: error: {option} -1: out of range; expected 0..2^63-1"
+    ]
+    key = option.lstrip("-").replace("-", "_")
+    with pytest.raises(ConfigError, match=f"{option} {2**63}: out of range"):
+        TwinConfig(port=0, speed=None, **{key: 2**63})  # type: ignore[arg-type]
+    assert getattr(TwinConfig(port=0, speed=None, **{key: 0}), key) == 0  # type: ignore[arg-type]

@@ -110,6 +110,14 @@ class TwinConfig:
     resolved: FleetSpec = field(init=False)  # the fleet actually served
 
     def __post_init__(self) -> None:
+        for option, seed in (
+            ("--seed", self.seed),
+            ("--accuracy-seed", self.accuracy_seed),
+            ("--fault-seed", self.fault_seed),
+        ):
+            # The same range as `simulate --seed` and a fleet file's seeds.
+            if seed is not None and not 0 <= seed < 2**63:
+                raise ConfigError(f"{option} {seed}: out of range; expected 0..2^63-1")
         if not 1 <= self.unit <= 247:
             raise ConfigError(f"--unit {self.unit}: expected a unit id 1..247")
         if self.port is not None and not 0 <= self.port <= 65535:
