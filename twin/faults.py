@@ -6,7 +6,8 @@ A :class:`FaultSpec` is parsed once, from the CLI (``--fault SPEC``), a fleet fi
 the Python API (:meth:`twin.runtime.Twin.add_fault`) or, later, an MQTT command, and
 says what to do (kind), to which requests (ports, unit ids, function codes, a
 register address range) and for how long (a probability per request, a count of
-firings, a duration after it was armed). Kinds:
+firings, a duration after it was armed: ``for=`` takes the profiles' durations,
+``500ms``, ``30s``, ``1h30min``, ``1d``; ``ms=`` and ``jitter=`` are milliseconds). Kinds:
 
 - ``delay``: answer late by ``ms`` ± ``jitter`` milliseconds (uniform);
 - ``silent``: no answer at all (the client times out);
@@ -30,8 +31,8 @@ clock passed in (the shell owns time). The first matching armed fault wins.
 
 from __future__ import annotations
 
+import math
 import random
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -39,12 +40,11 @@ from typing import Any
 
 from twin.errors import ConfigError
 from twin.modbus import Intercept
+from twin.profile_yaml import parse_duration_s
 
 KINDS = ("delay", "silent", "exception", "drop", "garbage", "truncate")
 RTU_PORT = 0  # the port an RTU line reports to filters: ``port=0`` targets the line
 _KEYS = ("kind", "ms", "jitter", "code", "after", "p", "count", "for", "port", "unit", "fc", "addr")
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|min|h)?$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0, None: 1.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +104,13 @@ def _int_set(where: str, key: str, text: object, lo: int, hi: int) -> frozenset[
 
 
 def _duration_s(where: str, key: str, text: object) -> float:
-    m = _DURATION.match(str(text).strip())
-    if m is None or float(m[1]) <= 0:
+    """The profiles' duration syntax (``500ms``, ``30s``, ``5min``, ``1h30min``, ``1d``)."""
+    seconds = parse_duration_s(text.strip() if isinstance(text, str) else text)
+    if seconds is None or not (math.isfinite(seconds) and seconds > 0):
         raise ConfigError(
-            f"{where}: {key}={text!r} is not a positive duration like 500ms, 30s, 5min"
+            f"{where}: {key}={text!r} is not a positive duration like 500ms, 30s, 5min, 1h30min"
         )
-    return float(m[1]) * _UNIT_S[m[2]]
+    return seconds
 
 
 def fault_from_mapping(data: Mapping[str, Any], where: str = "fault") -> FaultSpec:
