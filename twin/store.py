@@ -453,19 +453,25 @@ def _check_types(data: dict[str, Any]) -> None:
 
 def _check_semantics(nv: NvState) -> None:
     """Values the core would reject when it restores the meter: name the field now."""
-    field, value = "demand_config", nv.demand_config
-    try:
-        interval_min, subintervals, method, window_h = nv.demand_config
-        DemandConfig(interval_min, subintervals, DemandMethod(method), window_h)
-        field, value = "registration_mode", nv.registration_mode
-        RegistrationMode(nv.registration_mode)
-        field, value = "injected_errors", nv.injected_errors
-        for kind in nv.injected_errors:
-            MeterErrorKind(kind)
-    except ValueError as exc:
-        raise ValueError(
-            f"field {field}: {list(value) if isinstance(value, tuple) else value!r}: {exc}"
-        ) from exc
+    interval_min, subintervals, method, window_h = nv.demand_config
+    checks: list[tuple[str, object, Callable[[], object]]] = [
+        (
+            "demand_config",
+            list(nv.demand_config),
+            lambda: DemandConfig(interval_min, subintervals, DemandMethod(method), window_h),
+        ),
+        ("registration_mode", nv.registration_mode, lambda: RegistrationMode(nv.registration_mode)),
+        (
+            "injected_errors",
+            list(nv.injected_errors),
+            lambda: list(map(MeterErrorKind, nv.injected_errors)),
+        ),
+    ]
+    for field, shown, check in checks:
+        try:
+            check()
+        except ValueError as exc:
+            raise ValueError(f"field {field}: {shown!r}: {exc}") from exc
 
 
 def _matches(hint: Any, value: Any) -> bool:
