@@ -13,7 +13,10 @@ firings, a duration after it was armed: ``for=`` takes the profiles' durations,
 - ``silent``: no answer at all (the client times out);
 - ``exception``: answer exception ``code`` (default 4, server device failure);
 - ``drop``: on each connection, answer ``after`` matching requests, then close the
-  connection instead of answering the next one (``after=0``: close at once);
+  connection instead of answering a further one, each with probability ``p``
+  (``after=0``: from the first request). The counts live only as long as their
+  connection (the server reports closes); on RTU, which has no connection, a drop
+  is one unanswered request and the count starts again;
 - ``garbage``: answer 3..40 random bytes instead of a frame;
 - ``truncate``: answer the real frame cut to half its length.
 
@@ -221,6 +224,13 @@ class FaultInjector:
         self._faults.clear()
         self._seen.clear()
 
+    def connection_closed(self, connection: int) -> None:
+        """Forget a closed connection's drop counts (the TCP server calls this while
+        faults are armed), so many short connections leave nothing behind."""
+        if self._seen:
+            for fault_id in self._faults:
+                self._seen.pop((fault_id, connection), None)
+
     @property
     def active(self) -> dict[int, FaultSpec]:
         """Armed faults by id (expired ones are dropped first)."""
@@ -249,15 +259,17 @@ class FaultInjector:
             spec = armed.spec
             if not spec.matches(port, unit, fc, address):
                 continue
-            if spec.kind == "drop":
+            if spec.kind == "drop" and spec.after:
                 key = (fault_id, connection)
                 seen = self._seen.get(key, 0)
-                self._seen[key] = seen + 1
                 if seen < spec.after:
+                    self._seen[key] = seen + 1
                     continue  # still one of the N answered requests on this connection
-                del self._seen[key]  # the connection is about to close: forget it
             if spec.probability < 1.0 and self._rng.random() >= spec.probability:
-                continue
+                continue  # a drop's count stays at N: the next request gets the same chance
+            if spec.kind == "drop":
+                # Closing: forget it (RTU, which has no connection, counts N afresh).
+                self._seen.pop((fault_id, connection), None)
             armed.fired += 1
             return self._intercept(spec)
         return None

@@ -227,6 +227,7 @@ class ModbusTcpServer:
         self.idle_timeout_s = idle_timeout_s
         self.trace: TraceHook | None = None
         self.interceptor: Interceptor | None = None
+        self.connection_closed: Callable[[int], None] | None = None  # set with interceptor
         self.connections: set[_TcpConnection] = set()
         self.refused = 0  # connections closed at once because max_connections were open
         self._server: asyncio.Server | None = None
@@ -314,6 +315,9 @@ class _TcpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
+        closed = self._server.connection_closed
+        if closed is not None:  # faults armed: they may count requests per connection
+            closed(self.number)
         if self._idle is not None:
             self._idle.cancel()
         self._transport = None

@@ -112,6 +112,9 @@ class WireHooks:
         for server in self.servers:
             port = server.port if isinstance(server, ModbusTcpServer) else RTU_PORT
             server.interceptor = self._intercept_for(port) if self.intercepting else None
+            if isinstance(server, ModbusTcpServer):
+                closed = self.faults.connection_closed if self.intercepting else None
+                server.connection_closed = closed
             server.trace = self._trace_for(port) if self._traces else None
 
     def _intercept_for(self, port: int) -> Interceptor:
