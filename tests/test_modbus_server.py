@@ -9,13 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from twin.core import MeterConfig, MeterCore, SampleBlock
-from twin.modbus import (
-    Intercept,
-    MeterEndpoint,
-    ModbusTcpServer,
-    _rtu_request_size,
-    encode_device_id,
-)
+from twin.modbus import _rtu_request_size
+from twin.modbus_pdu import Intercept, MeterEndpoint, encode_device_id
+from twin.modbus_tcp import ModbusTcpServer
 from twin.registers import Identity, ModbusException, RegisterImage, device_identification
 
 

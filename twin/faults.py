@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from twin.errors import ConfigError
-from twin.modbus import Intercept
+from twin.modbus_pdu import Intercept
 from twin.profile_yaml import parse_duration_s
 
 KINDS = ("delay", "silent", "exception", "drop", "garbage", "truncate")

@@ -35,7 +35,7 @@ from twin.core import (
 from twin.drive import drive
 from twin.errors import ConfigError
 from twin.fleet import FleetSpec, MeterSpec
-from twin.modbus import CACHE_MAX, FLEET_CACHE_BUDGET, MeterEndpoint
+from twin.modbus_pdu import CACHE_MAX, FLEET_CACHE_BUDGET, MeterEndpoint
 from twin.profiles import Profile, Sampler, load_profile
 from twin.registers import Identity, RegisterImage, WordOrder, device_identification
 

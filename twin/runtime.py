@@ -52,12 +52,9 @@ from twin.errors import ConfigError
 from twin.faults import FaultInjector, FaultSpec
 from twin.fleet import FleetSpec, uniform_fleet, without_tcp
 from twin.fleet_runtime import LiveMeter, meter_configs, nv_items, samplers
-from twin.modbus import (
-    MeterEndpoint,
-    ModbusRtuServer,
-    ModbusTcpServer,
-    SerialSettings,
-)
+from twin.modbus import ModbusRtuServer, SerialSettings
+from twin.modbus_pdu import MeterEndpoint
+from twin.modbus_tcp import ModbusTcpServer
 from twin.profiles import Sampler
 from twin.store import Checkpointer, Store, store_path
 from twin.wire_hooks import WireHooks, WireTrace

@@ -22,7 +22,9 @@ from typing import IO, Any
 
 from twin.errors import ServeError
 from twin.faults import RTU_PORT, FaultInjector, FaultSpec, as_fault
-from twin.modbus import Intercept, Interceptor, ModbusRtuServer, ModbusTcpServer, TraceHook
+from twin.modbus import ModbusRtuServer
+from twin.modbus_pdu import Intercept, Interceptor, TraceHook
+from twin.modbus_tcp import ModbusTcpServer
 
 WireTrace = Callable[[str, int, int, bytes, float], None]  # direction, port, unit, frame, time
 Server = ModbusTcpServer | ModbusRtuServer
