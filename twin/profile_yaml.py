@@ -93,7 +93,7 @@ def parse_yaml(text: str, source: str) -> LineDict:
     return data
 
 
-_DURATION_TERM = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|sec|min|m|h|d|w)?\s*")
+_DURATION_TERM = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|sec|s|min|m|h|d|w)?\s*")
 _UNIT_S = {None: 1.0, "ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0}
 _UNIT_S |= {"h": 3600.0, "d": 86_400.0, "w": 604_800.0}
 
