@@ -13,59 +13,14 @@ and the ratio twin / libmodbus; exits 1 if that p50 ratio is above ``--max-ratio
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_BENCH = REPO.parent / "shared" / "bench"
-_LINE = re.compile(
-    r"requests (\d+) errors (\d+) wall_s ([\d.]+) req_per_s (\d+) p50_us (\d+) p99_us (\d+)"
-)
+from modbus_refs import reference_servers
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server on port {port} exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"server on port {port} did not listen within {timeout_s} s")
-
-
-def build(shared: Path, out: Path) -> Path:
-    """Copy the shared sources and build them with the shared Makefile, outside git."""
-    for name in ("Makefile", "modbus_load.c", "libmodbus_ref_server.c", "pymodbus_ref_server.py"):
-        shutil.copy(shared / name, out / name)
-    subprocess.run(["make", "-s", "-C", str(out)], check=True)
-    return out
-
-
-def load(binary: Path, port: int, reads: int) -> dict[str, float]:
-    cmd = [str(binary), "-p", str(port), "-c", "1", "-n", str(reads), "-r", "40", "-a", "0"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    m = _LINE.search(out.stdout)
-    if m is None or int(m.group(2)):
-        raise SystemExit(f"modbus_load failed on port {port}: {out.stdout}{out.stderr}")
-    return {"req_s": float(m.group(4)), "p50_us": float(m.group(5)), "p99_us": float(m.group(6))}
+def load_options(reads: int) -> list[str]:
+    return ["-c", "1", "-n", str(reads), "-r", "40", "-a", "0"]
 
 
 def main() -> int:
@@ -75,44 +30,13 @@ def main() -> int:
     ap.add_argument("--max-ratio", type=float, default=1.5, help="p50 twin/libmodbus bound")
     args = ap.parse_args()
 
-    procs: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryDirectory(prefix="mm-bench-") as tmp:
-        bindir = build(SHARED_BENCH, Path(tmp))
-        ports = {"libmodbus": free_port(), "pymodbus": free_port(), "twin": free_port()}
-        cmds = {
-            "libmodbus": [str(bindir / "libmodbus_ref_server"), str(ports["libmodbus"])],
-            "pymodbus": [sys.executable, str(bindir / "pymodbus_ref_server.py"),
-                         str(ports["pymodbus"])],
-            # A live meter: the default profile stepping at real time, 10 ticks/s.
-            "twin": [sys.executable, "-m", "twin", "run", "--no-state",
-                     "--port", str(ports["twin"])],
-        }  # fmt: skip
-        try:
-            for name, cmd in cmds.items():
-                procs.append(
-                    subprocess.Popen(
-                        cmd,
-                        cwd=REPO,
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                    )
-                )
-                wait_port(ports[name], procs[-1])
-            results: dict[str, list[dict[str, float]]] = {name: [] for name in cmds}
-            for name in cmds:  # warm up: connections, caches, the JIT-less interpreter
-                load(bindir / "modbus_load", ports[name], 2000)
-            for _ in range(args.rounds):
-                for name in cmds:
-                    results[name].append(load(bindir / "modbus_load", ports[name], args.reads))
-        finally:
-            for p in procs:
-                p.send_signal(signal.SIGTERM)
-            for p in procs:
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+    with reference_servers() as servers:
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in servers.ports}
+        for name in servers.ports:  # warm up: connections, caches, the JIT-less interpreter
+            servers.load(name, load_options(2000), 600)
+        for _ in range(args.rounds):
+            for name in servers.ports:
+                results[name].append(servers.load(name, load_options(args.reads), 600))
 
     print(f"modbus_load -c 1 -n {args.reads} -r 40 -a 0 (FC03), median of {args.rounds} rounds")
     print(f"{'server':<10} {'p50_us':>8} {'p99_us':>8} {'req/s':>8}")

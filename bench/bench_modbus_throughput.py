@@ -16,25 +16,14 @@ server (median over rounds) and the ratios; exits 1 if the twin is below
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
-from bench_modbus_latency import _LINE, REPO, SHARED_BENCH, build, free_port, wait_port
+from modbus_refs import reference_servers
 
 
-def load(binary: Path, port: int, conns: int, reads: int) -> dict[str, float]:
-    cmd = [str(binary), "-p", str(port), "-c", str(conns), "-n", str(reads)]
-    cmd += ["-r", "40", "-a", "0", "-f", "3"]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    m = _LINE.search(out.stdout)
-    if m is None or int(m.group(2)):
-        raise SystemExit(f"modbus_load failed on port {port}: {out.stdout}{out.stderr}")
-    return {"req_s": float(m.group(4)), "p50_us": float(m.group(5)), "p99_us": float(m.group(6))}
+def load_options(conns: int, reads: int) -> list[str]:
+    return ["-c", str(conns), "-n", str(reads), "-r", "40", "-a", "0", "-f", "3"]
 
 
 def main() -> int:
@@ -46,45 +35,13 @@ def main() -> int:
     ap.add_argument("--min-pymodbus", type=float, default=3.0, help="twin/pymodbus bound")
     args = ap.parse_args()
 
-    procs: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryDirectory(prefix="mm-bench-") as tmp:
-        bindir = build(SHARED_BENCH, Path(tmp))
-        ports = {"libmodbus": free_port(), "pymodbus": free_port(), "twin": free_port()}
-        cmds = {
-            "libmodbus": [str(bindir / "libmodbus_ref_server"), str(ports["libmodbus"])],
-            "pymodbus": [sys.executable, str(bindir / "pymodbus_ref_server.py"),
-                         str(ports["pymodbus"])],
-            "twin": [sys.executable, "-m", "twin", "run", "--no-state",
-                     "--port", str(ports["twin"])],
-        }  # fmt: skip
-        results: dict[str, list[dict[str, float]]] = {name: [] for name in cmds}
-        try:
-            for name, cmd in cmds.items():
-                procs.append(
-                    subprocess.Popen(
-                        cmd,
-                        cwd=REPO,
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                    )
-                )
-                wait_port(ports[name], procs[-1])
-            for name in cmds:  # warm up: connections, caches
-                load(bindir / "modbus_load", ports[name], args.conns, 200)
-            for _ in range(args.rounds):
-                for name in cmds:
-                    results[name].append(
-                        load(bindir / "modbus_load", ports[name], args.conns, args.reads)
-                    )
-        finally:
-            for p in procs:
-                p.send_signal(signal.SIGTERM)
-            for p in procs:
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+    with reference_servers() as servers:
+        results: dict[str, list[dict[str, float]]] = {name: [] for name in servers.ports}
+        for name in servers.ports:  # warm up: connections, caches
+            servers.load(name, load_options(args.conns, 200), 900)
+        for _ in range(args.rounds):
+            for name in servers.ports:
+                results[name].append(servers.load(name, load_options(args.conns, args.reads), 900))
 
     print(
         f"modbus_load -c {args.conns} -n {args.reads} -r 40 -a 0 -f 3, "
