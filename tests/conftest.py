@@ -1,12 +1,16 @@
-"""Shared fixtures: free TCP ports, `minimeter run` subprocesses, socat pty pairs.
+"""Shared fixtures: free TCP ports, `minimeter run` subprocesses, ptys for the RTU line.
 
 ``start_twin(*args)`` starts ``python -m twin run --port <free> --no-state ...``
 (``--no-state`` only when no ``--state-dir`` is given), waits for its "serving" line
 and returns a :class:`TwinProcess`; every process started is stopped at teardown.
+RTU tests talk raw frames on a pty: the ``pty`` fixture gives the master side
+(non-blocking) and the device path a twin opens; ``rtu_frame`` appends the CRC and
+``rtu_reply`` collects an answer until the line goes quiet (``b""`` on silence).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -123,3 +127,39 @@ def pty_pair(tmp_path: Path) -> Iterator[tuple[str, str]]:
     yield str(a), str(b)
     proc.terminate()
     proc.wait(timeout=5)
+
+
+@pytest.fixture
+def pty() -> Iterator[tuple[int, str]]:
+    """A pty: (master fd, non-blocking; the slave's device path, for SerialSettings)."""
+    master, slave = os.openpty()
+    os.set_blocking(master, False)
+    yield master, os.ttyname(slave)
+    os.close(master)
+    os.close(slave)
+
+
+def rtu_frame(frame: bytes) -> bytes:
+    """``frame`` (address, PDU) with its Modbus RTU CRC appended."""
+    # Imported here: most tests never touch RTU, and pymodbus is slow to import.
+    from pymodbus.framer.rtu import FramerRTU
+
+    return frame + FramerRTU.compute_CRC(frame).to_bytes(2, "big")
+
+
+async def rtu_reply(master: int, timeout_s: float = 1.0) -> bytes:
+    """What arrives on ``master`` until 20 ms of quiet after the first byte, or timeout."""
+    loop = asyncio.get_running_loop()
+    data, deadline = b"", loop.time() + timeout_s
+    while loop.time() < deadline:
+        try:
+            data += os.read(master, 512)
+        except BlockingIOError:
+            if data:
+                await asyncio.sleep(0.02)  # let the rest of the frame arrive
+                try:
+                    data += os.read(master, 512)
+                except BlockingIOError:
+                    return data
+            await asyncio.sleep(0.01)
+    return data

@@ -5,7 +5,7 @@ run-time API and `--fault` on the command line."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
 import socket
 import struct
 import time
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pymodbus.exceptions import ModbusIOException
 
-from tests.conftest import TwinProcess
+from tests.conftest import TwinProcess, rtu_frame, rtu_reply
 from twin.errors import ConfigError
 from twin.faults import FaultInjector, FaultSpec, parse_fault
 from twin.modbus_client import ExceptionReply, MeterClient
@@ -282,55 +282,29 @@ def test_fault_on_the_command_line(start_twin: object) -> None:
     assert tp.stop()[0] == 0
 
 
-async def test_faults_and_power_loss_silence_over_rtu(tmp_path: Path) -> None:
-    import os
-
-    from pymodbus.framer.rtu import FramerRTU
-
+async def test_faults_and_power_loss_silence_over_rtu(tmp_path: Path, pty: tuple[int, str]) -> None:
     from twin.modbus import SerialSettings
-
-    def rtu(frame: bytes) -> bytes:
-        return frame + FramerRTU.compute_CRC(frame).to_bytes(2, "big")
-
-    async def reply(master: int, timeout_s: float) -> bytes:
-        loop = asyncio.get_running_loop()
-        data, deadline = b"", loop.time() + timeout_s
-        while loop.time() < deadline:
-            try:
-                data += os.read(master, 512)
-            except BlockingIOError:
-                await asyncio.sleep(0.02)
-                if data:
-                    with contextlib.suppress(BlockingIOError):
-                        data += os.read(master, 512)
-                    return data
-        return data
 
     profile = tmp_path / "outage.yaml"
     profile.write_text(CONST + "events:\n  - {at: 60s, kind: outage, duration: 60s}\n")
-    master, slave = os.openpty()
-    os.set_blocking(master, False)
+    master, device = pty
     cfg = TwinConfig(
         profile=str(profile),
         port=None,
         speed=None,
         meters=2,
         on_power_loss="silent",
-        serial=SerialSettings(os.ttyname(slave), 115200),
+        serial=SerialSettings(device, 115200),
     )
-    try:
-        async with Twin(cfg) as t:
-            t.step(30)
-            ask = rtu(struct.pack(">BBHH", 2, 3, 0, 4))
-            os.write(master, ask)
-            assert (await reply(master, 1.0))[:3] == bytes((2, 3, 8))
-            fid = t.add_fault("exception:code=6,unit=2")
-            os.write(master, ask)
-            assert await reply(master, 1.0) == rtu(bytes((2, 0x83, 6)))
-            t.remove_fault(fid)
-            t.step(60)  # dark, and silent on power loss
-            os.write(master, ask)
-            assert await reply(master, 0.3) == b""
-    finally:
-        os.close(master)
-        os.close(slave)
+    async with Twin(cfg) as t:
+        t.step(30)
+        ask = rtu_frame(struct.pack(">BBHH", 2, 3, 0, 4))
+        os.write(master, ask)
+        assert (await rtu_reply(master, 1.0))[:3] == bytes((2, 3, 8))
+        fid = t.add_fault("exception:code=6,unit=2")
+        os.write(master, ask)
+        assert await rtu_reply(master, 1.0) == rtu_frame(bytes((2, 0x83, 6)))
+        t.remove_fault(fid)
+        t.step(60)  # dark, and silent on power loss
+        os.write(master, ask)
+        assert await rtu_reply(master, 0.3) == b""

@@ -3,21 +3,17 @@ serves the fleet on the line only; a fleet's ports come from its file, never --p
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import os
 import socket
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pymodbus.framer.rtu import FramerRTU
 
-from tests.conftest import REPO, find_free_port
+from tests.conftest import REPO, find_free_port, rtu_frame, rtu_reply
 from twin.cli import build_parser
 from twin.cli.run import config_from_args
 from twin.errors import ConfigError
@@ -27,36 +23,8 @@ from twin.modbus_client import ExceptionReply, MeterClient
 from twin.runtime import Twin, TwinConfig
 
 
-def _rtu(frame: bytes) -> bytes:
-    return frame + FramerRTU.compute_CRC(frame).to_bytes(2, "big")
-
-
-async def _reply(master: int, timeout_s: float = 1.0) -> bytes:
-    loop = asyncio.get_running_loop()
-    data, deadline = b"", loop.time() + timeout_s
-    while loop.time() < deadline:
-        try:
-            data += os.read(master, 512)
-        except BlockingIOError:
-            await asyncio.sleep(0.02)
-            if data:
-                with contextlib.suppress(BlockingIOError):
-                    data += os.read(master, 512)
-                return data
-    return data
-
-
-@pytest.fixture
-def pty() -> Iterator[tuple[int, str]]:
-    master, slave = os.openpty()
-    os.set_blocking(master, False)
-    yield master, os.ttyname(slave)
-    os.close(master)
-    os.close(slave)
-
-
 def _read(unit: int) -> bytes:
-    return _rtu(struct.pack(">BBHH", unit, 3, 0, 4))
+    return rtu_frame(struct.pack(">BBHH", unit, 3, 0, 4))
 
 
 async def test_a_meters_own_fault_fires_over_rtu_as_over_tcp(pty: tuple[int, str]) -> None:
@@ -76,9 +44,9 @@ async def test_a_meters_own_fault_fires_over_rtu_as_over_tcp(pty: tuple[int, str
     async with Twin(cfg) as twin:
         twin.step(60)
         os.write(master, _read(2))
-        assert await _reply(master) == _rtu(bytes((2, 0x83, 6)))  # the faulted meter
+        assert await rtu_reply(master) == rtu_frame(bytes((2, 0x83, 6)))  # the faulted meter
         os.write(master, _read(1))
-        assert (await _reply(master))[:3] == bytes((1, 3, 8))  # its neighbour answers
+        assert (await rtu_reply(master))[:3] == bytes((1, 3, 8))  # its neighbour answers
         async with MeterClient(port=port, unit=2) as client:
             with pytest.raises(ExceptionReply) as exc:
                 await client.read_registers(0, 4)
@@ -113,9 +81,9 @@ async def test_no_tcp_fleet_serves_the_line_only(tmp_path: Path, pty: tuple[int,
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
         twin.step(60)
         os.write(master, _read(2))
-        assert (await _reply(master))[:3] == bytes((2, 3, 8))
+        assert (await rtu_reply(master))[:3] == bytes((2, 3, 8))
         os.write(master, _read(1))
-        assert await _reply(master) == _rtu(bytes((1, 0x83, 5)))  # its fault, on the line
+        assert await rtu_reply(master) == rtu_frame(bytes((1, 0x83, 5)))  # its fault, on the line
 
 
 def test_fleet_ports_come_from_the_file(tmp_path: Path) -> None:

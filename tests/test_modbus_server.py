@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.conftest import rtu_frame, rtu_reply
 from twin.core import MeterConfig, MeterCore, SampleBlock
 from twin.modbus import _rtu_request_size
 from twin.modbus_pdu import Intercept, MeterEndpoint, encode_device_id
@@ -210,54 +211,26 @@ def test_rtu_request_sizes() -> None:
     assert _rtu_request_size(bytes((1, 0x11))) is None
 
 
-def _rtu(frame: bytes) -> bytes:
-    from pymodbus.framer.rtu import FramerRTU
-
-    return frame + FramerRTU.compute_CRC(frame).to_bytes(2, "big")
-
-
-async def _rtu_reply(master: int, timeout_s: float = 1.0) -> bytes:
-    import os
-
-    loop = asyncio.get_running_loop()
-    data, deadline = b"", loop.time() + timeout_s
-    while loop.time() < deadline:
-        try:
-            data += os.read(master, 512)
-        except BlockingIOError:
-            if data:
-                await asyncio.sleep(0.02)  # let the rest of the frame arrive
-                try:
-                    data += os.read(master, 512)
-                except BlockingIOError:
-                    return data
-            await asyncio.sleep(0.01)
-    return data
-
-
-async def test_rtu_server_on_a_pty() -> None:
+async def test_rtu_server_on_a_pty(pty: tuple[int, str]) -> None:
     import os
 
     from twin.modbus import ModbusRtuServer, SerialSettings
 
-    master, slave = os.openpty()
-    os.set_blocking(master, False)
+    master, device = pty
     ep = MeterEndpoint(_image(), _ident())
-    srv = ModbusRtuServer({5: ep}, SerialSettings(os.ttyname(slave), 115200, "E", 1))
+    srv = ModbusRtuServer({5: ep}, SerialSettings(device, 115200, "E", 1))
     await srv.start()
     try:
-        good = _rtu(struct.pack(">BBHH", 5, 3, 0, 4))
+        good = rtu_frame(struct.pack(">BBHH", 5, 3, 0, 4))
         os.write(master, b"\x01\x02\x03" + good[:-1] + b"\x00")  # noise, then a bad CRC
-        assert await _rtu_reply(master, 0.3) == b""  # nothing answers garbage
+        assert await rtu_reply(master, 0.3) == b""  # nothing answers garbage
         os.write(master, good)
-        reply = await _rtu_reply(master)
-        assert reply == _rtu(bytes((5, 3, 8)) + ep.image.read_registers(0, 4))
-        os.write(master, _rtu(struct.pack(">BBHH", 6, 3, 0, 4)))  # another slave's request
-        assert await _rtu_reply(master, 0.3) == b""
+        reply = await rtu_reply(master)
+        assert reply == rtu_frame(bytes((5, 3, 8)) + ep.image.read_registers(0, 4))
+        os.write(master, rtu_frame(struct.pack(">BBHH", 6, 3, 0, 4)))  # another slave's request
+        assert await rtu_reply(master, 0.3) == b""
         srv.interceptor = lambda unit, pdu, conn: Intercept(exception_code=6)
         os.write(master, good)
-        assert await _rtu_reply(master) == _rtu(bytes((5, 0x83, 6)))
+        assert await rtu_reply(master) == rtu_frame(bytes((5, 0x83, 6)))
     finally:
         await srv.close()
-        os.close(master)
-        os.close(slave)
