@@ -6,6 +6,7 @@ One SQLite file holds one row per meter serial number: the meter's `NvState` as 
 JSON document, a CRC-32 of that text, and the wall time of the save. The runtime
 checkpoints the whole fleet in ONE transaction (`save_many`) at a fixed interval and
 on clean shutdown (`Checkpointer`), and restores each meter with `load` at start.
+How a row's text is written and checked on the way back is `twin.store_rows`.
 
 Invariants
 - A checkpoint is atomic: after a crash (SIGKILL, power loss) a reader sees either
@@ -39,21 +40,19 @@ Invariants
 from __future__ import annotations
 
 import fcntl
-import json
 import math
 import os
 import sqlite3
 import threading
 import time
-import typing
-import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from twin.core import DemandConfig, DemandMethod, MeterErrorKind, NvState, RegistrationMode
+from twin.core import NvState
 from twin.errors import StoreError
+from twin.store_rows import check_serial, decode_row, encode_row, row_crc32
 
 SCHEMA_VERSION: Final = 1
 #: PRAGMA application_id of a minimeter-twin store ("MMTW"): tells our file from others.
@@ -62,12 +61,6 @@ STORE_FILENAME: Final = "meters.sqlite3"
 LOCK_SUFFIX: Final = ".lock"
 MIN_INTERVAL_S: Final = 0.01
 MAX_INTERVAL_S: Final = 3600.0
-
-# Rows must carry every energy accumulator (save writes all of NvState). Other fields
-# the core adds later are not in old rows and take NvState's defaults.
-_REQUIRED_FIELDS: Final = frozenset(
-    name for name in NvState.__dataclass_fields__ if name.startswith("energy_")
-)
 
 _SCHEMA_V1: Final = """
 CREATE TABLE IF NOT EXISTS meters (
@@ -245,7 +238,7 @@ class Store:
 
     def load(self, serial: str) -> NvState | None:
         """The meter's last checkpoint, or None if this serial was never saved."""
-        _check_serial(serial)
+        check_serial(serial)
         with self._lock:
             try:
                 row = self._conn.execute(
@@ -255,7 +248,7 @@ class Store:
                 raise StoreError(f"store {self.path}: cannot read meter {serial}: {exc}") from exc
         if row is None:
             return None
-        return self._decode(serial, row[0], row[1])
+        return decode_row(f"store {self.path}: meter {serial}", row[0], row[1])
 
     def serials(self) -> list[str]:
         """Every serial with a checkpoint, sorted."""
@@ -275,9 +268,9 @@ class Store:
         now_s = time.time()
         rows = []
         for serial, nv in items:
-            _check_serial(serial)
-            text = _encode(serial, nv)
-            rows.append((serial, text, zlib.crc32(text.encode()), now_s))
+            check_serial(serial)
+            text = encode_row(serial, nv)
+            rows.append((serial, text, row_crc32(text), now_s))
         if not rows:
             return
         if self.read_only:
@@ -299,27 +292,6 @@ class Store:
                     raise
             except sqlite3.Error as exc:
                 raise StoreError(f"store {self.path}: checkpoint failed: {exc}") from exc
-
-    def _decode(self, serial: str, text: object, crc: object) -> NvState:
-        where = f"store {self.path}: meter {serial}"
-        if not isinstance(text, str) or zlib.crc32(text.encode()) != crc:
-            raise StoreError(f"{where}: checksum mismatch (row corrupted); left untouched")
-        try:
-            data = json.loads(text, parse_constant=_reject_constant)
-        except ValueError as exc:
-            raise StoreError(f"{where}: non-volatile state is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise StoreError(f"{where}: non-volatile state is not a JSON object")
-        missing = _REQUIRED_FIELDS - set(data)
-        if missing:
-            raise StoreError(f"{where}: non-volatile state lacks fields {sorted(missing)}")
-        try:
-            _check_types(data)
-            nv = NvState.from_dict(data)
-            _check_semantics(nv)
-            return nv
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"{where}: bad non-volatile state: {exc}") from exc
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -407,89 +379,9 @@ class Checkpointer:
                 self._in_flight -= 1
 
 
-# -- helpers ---------------------------------------------------------------------------
-
-
-def _check_serial(serial: object) -> None:
-    if not isinstance(serial, str) or not serial or "\x00" in serial:
-        raise ValueError(f"store serial: {serial!r} must be a non-empty string")
-
-
-def _encode(serial: str, nv: NvState) -> str:
-    if not isinstance(nv, NvState):
-        raise TypeError(f"store meter {serial}: expected NvState, got {type(nv).__name__}")
-    try:
-        return json.dumps(nv.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except ValueError as exc:
-        raise StoreError(f"store meter {serial}: non-finite value in NvState: {exc}") from exc
-
-
 def _read_pid(fd: int) -> int | None:
     try:
         text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
     except OSError:
         return None
     return int(text) if text.isdigit() else None
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"non-finite number {name}")
-
-
-_HINTS: Final = typing.get_type_hints(NvState)
-
-
-def _check_types(data: dict[str, Any]) -> None:
-    """Type-check a decoded row against NvState's annotations (from_dict does not)."""
-    for key, value in data.items():
-        hint = _HINTS.get(key)
-        if hint is None:
-            continue  # unknown key: NvState.from_dict names it
-        if not _matches(hint, value):
-            raise ValueError(f"field {key}: {value!r} is not a {hint}")
-        if key.startswith("energy_") and value < 0:
-            raise ValueError(f"field {key}: {value} must be >= 0")
-
-
-def _check_semantics(nv: NvState) -> None:
-    """Values the core would reject when it restores the meter: name the field now."""
-    interval_min, subintervals, method, window_h = nv.demand_config
-    checks: list[tuple[str, object, Callable[[], object]]] = [
-        (
-            "demand_config",
-            list(nv.demand_config),
-            lambda: DemandConfig(interval_min, subintervals, DemandMethod(method), window_h),
-        ),
-        ("registration_mode", nv.registration_mode, lambda: RegistrationMode(nv.registration_mode)),
-        (
-            "injected_errors",
-            list(nv.injected_errors),
-            lambda: list(map(MeterErrorKind, nv.injected_errors)),
-        ),
-    ]
-    for field, shown, check in checks:
-        try:
-            check()
-        except ValueError as exc:
-            raise ValueError(f"field {field}: {shown!r}: {exc}") from exc
-
-
-def _matches(hint: Any, value: Any) -> bool:
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if typing.get_origin(hint) is tuple:
-        args = typing.get_args(hint)
-        if not isinstance(value, list | tuple):
-            return False
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(_matches(args[0], v) for v in value)
-        return len(value) == len(args) and all(
-            _matches(a, v) for a, v in zip(args, value, strict=True)
-        )
-    return True  # a type this checker does not know: NvState validates it, if at all
