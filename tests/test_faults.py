@@ -19,7 +19,8 @@ from tests.conftest import TwinProcess, rtu_frame, rtu_reply
 from twin.errors import ConfigError
 from twin.faults import FaultInjector, FaultSpec, parse_fault
 from twin.modbus_client import ExceptionReply, MeterClient
-from twin.runtime import Twin, TwinConfig
+from twin.runtime import Twin
+from twin.runtime_config import TwinConfig
 
 CONST = """\
 schema: 1

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from twin.faults import FaultInjector, parse_fault
-from twin.runtime import Twin, TwinConfig
+from twin.runtime import Twin
+from twin.runtime_config import TwinConfig
 
 READ = bytes((3, 0, 0, 0, 4))
 

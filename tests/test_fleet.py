@@ -16,7 +16,8 @@ from tests.conftest import REPO, TwinProcess, find_free_port
 from twin.errors import ConfigError
 from twin.fleet import counted_serial, load_fleet, parse_fleet, uniform_fleet
 from twin.modbus_client import ExceptionReply, MeterClient, decode_string, decode_uint
-from twin.runtime import Twin, TwinConfig
+from twin.runtime import Twin
+from twin.runtime_config import TwinConfig
 
 NOISY = """\
 schema: 1

@@ -20,7 +20,8 @@ from twin.errors import ConfigError
 from twin.fleet import load_fleet, parse_fleet, without_tcp
 from twin.modbus import SerialSettings
 from twin.modbus_client import ExceptionReply, MeterClient
-from twin.runtime import Twin, TwinConfig
+from twin.runtime import Twin
+from twin.runtime_config import TwinConfig
 
 
 def _read(unit: int) -> bytes:

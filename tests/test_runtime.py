@@ -18,7 +18,8 @@ from twin.modbus_client import (
     decode_uint,
     same_float,
 )
-from twin.runtime import Twin, TwinConfig
+from twin.runtime import Twin
+from twin.runtime_config import TwinConfig
 
 CONST_2400W = """\
 schema: 1

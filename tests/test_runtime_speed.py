@@ -17,7 +17,8 @@ import pytest
 from twin.cli import main
 from twin.errors import ConfigError
 from twin.modbus_client import MeterClient
-from twin.runtime import Twin, TwinConfig
+from twin.runtime import Twin
+from twin.runtime_config import TwinConfig
 
 from .conftest import REPO
 

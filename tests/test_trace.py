@@ -14,7 +14,8 @@ import pytest
 
 from tests.conftest import TwinProcess
 from twin.modbus_client import MeterClient
-from twin.runtime import Twin, TwinConfig
+from twin.runtime import Twin
+from twin.runtime_config import TwinConfig
 
 
 def _request(tid: int, unit: int = 1, address: int = 0, count: int = 4) -> bytes:

@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 A :class:`Twin` serves a fleet of meters; a single meter is a fleet of one
-(``TwinConfig`` turns ``--meters N`` or a fleet file into a
-:class:`~twin.fleet.FleetSpec`). On start it restores each meter's non-volatile
+(:class:`~twin.runtime_config.TwinConfig` turns ``--meters N`` or a fleet file
+into a :class:`~twin.fleet.FleetSpec`). On start it restores each meter's non-volatile
 state from the store (a process restart is not a power cycle: energy, counts and
 the power-up count simply continue), builds the register images and starts one
 TCP server per port (meters on a port are its unit ids) and the RTU server.
@@ -22,7 +22,7 @@ time. What is left stays due: when the core cannot keep up with the clock, meter
 time lags behind it (one log line when that starts; :attr:`Twin.lag_s` says how far)
 instead of one tick growing without bound while requests and signals wait. The
 config also refuses speeds whose sample rate no core could sustain
-(``MAX_SAMPLE_RATE``).
+(``twin.runtime_config.MAX_SAMPLE_RATE``).
 
 Faults (:mod:`twin.faults`) and trace hooks are armed on the running twin through
 :meth:`Twin.add_fault` / :meth:`Twin.add_trace`; the servers get an interceptor
@@ -41,21 +41,18 @@ import math
 import signal
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
 from twin.clock import Clock, ManualClock, make_clock
-from twin.core import DEFAULT_MODEL, Command, Event, MeterConfig, MeterCore, Snapshot
-from twin.errors import ConfigError
+from twin.core import Command, Event, MeterConfig, MeterCore, Snapshot
 from twin.faults import FaultInjector, FaultSpec
-from twin.fleet import FleetSpec, uniform_fleet, without_tcp
 from twin.fleet_runtime import LiveMeter, meter_configs, nv_items, samplers
-from twin.modbus import ModbusRtuServer, SerialSettings
+from twin.modbus import ModbusRtuServer
 from twin.modbus_pdu import MeterEndpoint
 from twin.modbus_tcp import ModbusTcpServer
 from twin.profiles import Sampler
+from twin.runtime_config import TwinConfig
 from twin.store import Checkpointer, Store, store_path
 from twin.wire_hooks import WireHooks, WireTrace
 
@@ -66,112 +63,6 @@ _YIELD_AFTER_S = 0.003  # step at most this long before letting requests through
 # (~1.5 ms of work at the core's ~10 M samples/s), small enough to yield often.
 _CHUNK_SAMPLES = 16_384
 _TICK_BUDGET_S = 0.05  # wall time a tick may spend stepping; the rest waits (lag)
-MAX_SAMPLE_RATE = 1e6  # speed / sample_s: samples per wall second per meter
-
-
-@dataclass(frozen=True, slots=True)
-class TwinConfig:
-    """Everything `minimeter run` decides, validated once."""
-
-    profile: str = "default"
-    model: str = DEFAULT_MODEL
-    serial_number: str = "MM00000001"  # the first meter's; the others count up from it
-    seed: int | None = None  # profile noise (meter i: seed + i)
-    accuracy_seed: int | None = None  # a per-meter error curve within class; None: ideal
-    host: str = "127.0.0.1"
-    # None: no TCP server (with a fleet: its meters on the RTU line only, ports dropped);
-    # 0: an ephemeral port. A fleet's TCP ports come from the fleet, never from here.
-    port: int | None = 5020
-    unit: int = 1
-    meters: int = 1  # --meters N: unit ids unit..unit+N-1 on the one port
-    fleet: FleetSpec | None = None  # a fleet file: replaces the per-meter options above
-    speed: float | None = 1.0  # None: manual clock (tests step explicitly)
-    tick_s: float = 0.1
-    sample_s: float = 1.0
-    until_s: float | None = None
-    state_dir: Path | None = None  # None: nothing persisted
-    checkpoint_interval_s: float = 10.0
-    word_order: Literal["big", "little"] = "big"
-    sunspec: bool = True
-    allow_writes: bool = False
-    allow_energy_reset: bool = False
-    serial: SerialSettings | None = None
-    unknown_unit: Literal["exception", "silent"] | None = None  # None: the fleet's (exception)
-    on_power_loss: Literal["answer", "silent"] = "answer"
-    faults: tuple[FaultSpec, ...] = ()
-    fault_seed: int | None = None
-    trace_path: Path | None = None
-    max_connections: int = 256
-    idle_timeout_s: float | None = None
-    meter: MeterConfig = field(init=False)  # the first meter's (the single meter's)
-    resolved: FleetSpec = field(init=False)  # the fleet actually served
-
-    def __post_init__(self) -> None:
-        for option, seed in (
-            ("--seed", self.seed),
-            ("--accuracy-seed", self.accuracy_seed),
-            ("--fault-seed", self.fault_seed),
-        ):
-            # The same range as `simulate --seed` and a fleet file's seeds.
-            if seed is not None and not 0 <= seed < 2**63:
-                raise ConfigError(f"{option} {seed}: out of range; expected 0..2^63-1")
-        if not 1 <= self.unit <= 247:
-            raise ConfigError(f"--unit {self.unit}: expected a unit id 1..247")
-        if self.port is not None and not 0 <= self.port <= 65535:
-            raise ConfigError(f"--port {self.port}: expected 0..65535")
-        if self.speed is not None and not (math.isfinite(self.speed) and 0 < self.speed <= 1e7):
-            raise ConfigError(f"--speed {self.speed}: expected a factor > 0 and <= 1e7")
-        if not 0.001 <= self.tick_s <= 10:
-            raise ConfigError(f"tick_s {self.tick_s}: expected 0.001..10 s")
-        if not 0.001 <= self.sample_s <= 3600:
-            raise ConfigError(f"--sample {self.sample_s}: expected 0.001..3600 s")
-        if self.speed is not None and self.speed / self.sample_s > MAX_SAMPLE_RATE:
-            raise ConfigError(
-                f"--speed {self.speed:g} with --sample {self.sample_s:g}: "
-                f"{self.speed / self.sample_s:.3g} samples per second per meter; expected "
-                f"speed / sample at most {MAX_SAMPLE_RATE:g} (raise --sample or lower --speed)"
-            )
-        if self.until_s is not None and not self.until_s >= 0:
-            raise ConfigError(f"--until {self.until_s}: expected meter seconds >= 0")
-        if not 0.01 <= self.checkpoint_interval_s <= 3600:
-            raise ConfigError(
-                f"--checkpoint-interval {self.checkpoint_interval_s}: expected 0.01..3600 s"
-            )
-        if not 1 <= self.max_connections <= 100_000:
-            raise ConfigError(f"--max-connections {self.max_connections}: expected 1..100000")
-        if self.idle_timeout_s is not None and not (
-            math.isfinite(self.idle_timeout_s) and self.idle_timeout_s > 0
-        ):
-            raise ConfigError(f"--idle-timeout {self.idle_timeout_s}: expected seconds > 0")
-        fleet = self.fleet
-        if fleet is None:
-            if self.port is None and self.serial is None:
-                raise ConfigError("nothing to serve: give a TCP --port or a --serial device")
-            fleet = uniform_fleet(
-                self.meters,
-                port=self.port,
-                first_unit=self.unit,
-                serial=self.serial_number,
-                model=self.model,
-                profile=self.profile,
-                seed=self.seed,
-                word_order=self.word_order,
-                on_power_loss=self.on_power_loss,
-            )
-        elif self.port is None:  # --no-tcp: the whole fleet on the RTU line
-            if self.serial is None:
-                raise ConfigError("--no-tcp with a fleet: nothing to serve; give a --serial device")
-            fleet = without_tcp(fleet)
-        elif self.serial is not None and len(fleet.ports) > 1:
-            raise ConfigError(
-                f"--serial with a fleet on {len(fleet.ports)} ports: an RTU line has one "
-                "unit-id space; expected a fleet on one port (or --no-tcp)"
-            )
-        if self.unknown_unit is not None:
-            fleet = FleetSpec(fleet.meters, unknown_unit=self.unknown_unit)
-        configs = meter_configs(fleet, self.accuracy_seed)
-        object.__setattr__(self, "resolved", fleet)
-        object.__setattr__(self, "meter", configs[0])
 
 
 class Twin:

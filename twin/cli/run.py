@@ -1,6 +1,6 @@
 """`minimeter run`: serve a live meter over Modbus TCP (and RTU) until SIGINT/SIGTERM.
 
-Options are validated into a frozen :class:`~twin.runtime.TwinConfig` once; every
+Options are validated into a frozen :class:`~twin.runtime_config.TwinConfig` once; every
 mistake is a one-line ``ConfigError``/``ServeError`` (exit 1). The first stdout line
 says where the twin serves (tests and scripts wait for it); then a status line every
 few seconds, redrawn in place when stdout is a terminal.
@@ -21,7 +21,8 @@ from twin.errors import ConfigError
 from twin.faults import parse_fault
 from twin.fleet import load_fleet
 from twin.modbus import SerialSettings
-from twin.runtime import Twin, TwinConfig
+from twin.runtime import Twin
+from twin.runtime_config import TwinConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,138 @@
+"""`TwinConfig`: everything `minimeter run` decides, validated once at the boundary.
+
+Theory of operation
+-------------------
+The CLI (`twin.cli.run.config_from_args`), tests and HIL fixtures build one frozen
+`TwinConfig`; `__post_init__` checks every option's range and raises `ConfigError`
+naming the option (as the user typed it: ``--speed``, ``--unit``...) and what was
+expected, so `twin.runtime.Twin` never sees a bad value. It then resolves what is
+served: ``--meters N`` on one port becomes a uniform `FleetSpec`, a fleet file is
+taken as given (``--no-tcp`` drops its ports, a ``--serial`` line needs a fleet on one
+port), and `resolved` holds that fleet and `meter` the first meter's `MeterConfig`.
+Every meter's `MeterConfig` is built here already, so a meter the core would refuse
+fails as a `ConfigError` at the boundary, before anything listens.
+
+Speeds are bounded by the sample rate a core can sustain: ``speed / sample_s`` at
+most `MAX_SAMPLE_RATE` samples per wall second per meter.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from twin.core import DEFAULT_MODEL, MeterConfig
+from twin.errors import ConfigError
+from twin.faults import FaultSpec
+from twin.fleet import FleetSpec, uniform_fleet, without_tcp
+from twin.fleet_runtime import meter_configs
+from twin.modbus import SerialSettings
+
+MAX_SAMPLE_RATE = 1e6  # speed / sample_s: samples per wall second per meter
+
+
+@dataclass(frozen=True, slots=True)
+class TwinConfig:
+    """Everything `minimeter run` decides, validated once."""
+
+    profile: str = "default"
+    model: str = DEFAULT_MODEL
+    serial_number: str = "MM00000001"  # the first meter's; the others count up from it
+    seed: int | None = None  # profile noise (meter i: seed + i)
+    accuracy_seed: int | None = None  # a per-meter error curve within class; None: ideal
+    host: str = "127.0.0.1"
+    # None: no TCP server (with a fleet: its meters on the RTU line only, ports dropped);
+    # 0: an ephemeral port. A fleet's TCP ports come from the fleet, never from here.
+    port: int | None = 5020
+    unit: int = 1
+    meters: int = 1  # --meters N: unit ids unit..unit+N-1 on the one port
+    fleet: FleetSpec | None = None  # a fleet file: replaces the per-meter options above
+    speed: float | None = 1.0  # None: manual clock (tests step explicitly)
+    tick_s: float = 0.1
+    sample_s: float = 1.0
+    until_s: float | None = None
+    state_dir: Path | None = None  # None: nothing persisted
+    checkpoint_interval_s: float = 10.0
+    word_order: Literal["big", "little"] = "big"
+    sunspec: bool = True
+    allow_writes: bool = False
+    allow_energy_reset: bool = False
+    serial: SerialSettings | None = None
+    unknown_unit: Literal["exception", "silent"] | None = None  # None: the fleet's (exception)
+    on_power_loss: Literal["answer", "silent"] = "answer"
+    faults: tuple[FaultSpec, ...] = ()
+    fault_seed: int | None = None
+    trace_path: Path | None = None
+    max_connections: int = 256
+    idle_timeout_s: float | None = None
+    meter: MeterConfig = field(init=False)  # the first meter's (the single meter's)
+    resolved: FleetSpec = field(init=False)  # the fleet actually served
+
+    def __post_init__(self) -> None:
+        for option, seed in (
+            ("--seed", self.seed),
+            ("--accuracy-seed", self.accuracy_seed),
+            ("--fault-seed", self.fault_seed),
+        ):
+            # The same range as `simulate --seed` and a fleet file's seeds.
+            if seed is not None and not 0 <= seed < 2**63:
+                raise ConfigError(f"{option} {seed}: out of range; expected 0..2^63-1")
+        if not 1 <= self.unit <= 247:
+            raise ConfigError(f"--unit {self.unit}: expected a unit id 1..247")
+        if self.port is not None and not 0 <= self.port <= 65535:
+            raise ConfigError(f"--port {self.port}: expected 0..65535")
+        if self.speed is not None and not (math.isfinite(self.speed) and 0 < self.speed <= 1e7):
+            raise ConfigError(f"--speed {self.speed}: expected a factor > 0 and <= 1e7")
+        if not 0.001 <= self.tick_s <= 10:
+            raise ConfigError(f"tick_s {self.tick_s}: expected 0.001..10 s")
+        if not 0.001 <= self.sample_s <= 3600:
+            raise ConfigError(f"--sample {self.sample_s}: expected 0.001..3600 s")
+        if self.speed is not None and self.speed / self.sample_s > MAX_SAMPLE_RATE:
+            raise ConfigError(
+                f"--speed {self.speed:g} with --sample {self.sample_s:g}: "
+                f"{self.speed / self.sample_s:.3g} samples per second per meter; expected "
+                f"speed / sample at most {MAX_SAMPLE_RATE:g} (raise --sample or lower --speed)"
+            )
+        if self.until_s is not None and not self.until_s >= 0:
+            raise ConfigError(f"--until {self.until_s}: expected meter seconds >= 0")
+        if not 0.01 <= self.checkpoint_interval_s <= 3600:
+            raise ConfigError(
+                f"--checkpoint-interval {self.checkpoint_interval_s}: expected 0.01..3600 s"
+            )
+        if not 1 <= self.max_connections <= 100_000:
+            raise ConfigError(f"--max-connections {self.max_connections}: expected 1..100000")
+        if self.idle_timeout_s is not None and not (
+            math.isfinite(self.idle_timeout_s) and self.idle_timeout_s > 0
+        ):
+            raise ConfigError(f"--idle-timeout {self.idle_timeout_s}: expected seconds > 0")
+        fleet = self.fleet
+        if fleet is None:
+            if self.port is None and self.serial is None:
+                raise ConfigError("nothing to serve: give a TCP --port or a --serial device")
+            fleet = uniform_fleet(
+                self.meters,
+                port=self.port,
+                first_unit=self.unit,
+                serial=self.serial_number,
+                model=self.model,
+                profile=self.profile,
+                seed=self.seed,
+                word_order=self.word_order,
+                on_power_loss=self.on_power_loss,
+            )
+        elif self.port is None:  # --no-tcp: the whole fleet on the RTU line
+            if self.serial is None:
+                raise ConfigError("--no-tcp with a fleet: nothing to serve; give a --serial device")
+            fleet = without_tcp(fleet)
+        elif self.serial is not None and len(fleet.ports) > 1:
+            raise ConfigError(
+                f"--serial with a fleet on {len(fleet.ports)} ports: an RTU line has one "
+                "unit-id space; expected a fleet on one port (or --no-tcp)"
+            )
+        if self.unknown_unit is not None:
+            fleet = FleetSpec(fleet.meters, unknown_unit=self.unknown_unit)
+        configs = meter_configs(fleet, self.accuracy_seed)
+        object.__setattr__(self, "resolved", fleet)
+        object.__setattr__(self, "meter", configs[0])
