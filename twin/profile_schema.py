@@ -174,15 +174,22 @@ def _steps(ctx: Ctx, data: LineDict, base: Level, read: Reader) -> Node:
 
 def _ramp(ctx: Ctx, data: LineDict, base: Level, read: Reader) -> Node:
     ctx.keys(data, (*_COMMON, "duration", "from", "to"), ("duration", "from", "to"))
-    level = parse_level(ctx, data, base)
+    start, end = _two_levels(ctx, data, parse_level(ctx, data, base), ("from", "to"))
+    return Blend(_duration(ctx, data), start, end, "ramp")
+
+
+def _two_levels(
+    ctx: Ctx, data: LineDict, level: Level, keys: tuple[str, str]
+) -> tuple[Level, Level]:
+    """The two end levels of a ramp or a periodic segment, over the segment's level."""
     ends = []
-    for key in ("from", "to"):
+    for key in keys:
         c = ctx.at(key, data)
         end = c.mapping(data[key], "a mapping of L1, L2, frequency, temperature")
         c.keys(end, LEVEL_KEYS)
         ends.append(parse_level(c, end, level))
-    _same_amounts(ctx, ends[0], ends[1], "from", "to")
-    return Blend(_duration(ctx, data), ends[0], ends[1], "ramp")
+    _same_amounts(ctx, ends[0], ends[1], *keys)
+    return ends[0], ends[1]
 
 
 def _periodic(ctx: Ctx, data: LineDict, base: Level, read: Reader) -> Node:
@@ -195,15 +202,9 @@ def _periodic(ctx: Ctx, data: LineDict, base: Level, read: Reader) -> Node:
         if shape != "square":
             ctx.at("duty", data).fail("applies to waveform square only")
         duty = ctx.at("duty", data).number(data["duty"], 0.0, 1.0)
-    ends = []
-    for key in ("low", "high"):
-        c = ctx.at(key, data)
-        end = c.mapping(data[key], "a mapping of L1, L2, frequency, temperature")
-        c.keys(end, LEVEL_KEYS)
-        ends.append(parse_level(c, end, level))
-    _same_amounts(ctx, ends[0], ends[1], "low", "high")
+    low, high = _two_levels(ctx, data, level, ("low", "high"))
     period = _duration(ctx, data, "period")
-    return Blend(_duration(ctx, data), ends[0], ends[1], shape, period, duty)  # type: ignore[arg-type]
+    return Blend(_duration(ctx, data), low, high, shape, period, duty)  # type: ignore[arg-type]
 
 
 def _same_amounts(ctx: Ctx, a: Level, b: Level, ka: str, kb: str) -> None:
