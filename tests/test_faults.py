@@ -17,10 +17,10 @@ from pymodbus.exceptions import ModbusIOException
 
 from tests.conftest import TwinProcess, rtu_frame, rtu_reply
 from twin.errors import ConfigError
-from twin.faults import FaultInjector, FaultSpec, parse_fault
-from twin.modbus_client import ExceptionReply, MeterClient
-from twin.runtime import Twin
-from twin.runtime_config import TwinConfig
+from twin.modbus.client import ExceptionReply, MeterClient
+from twin.modbus.faults import FaultInjector, FaultSpec, parse_fault
+from twin.runtime.config import TwinConfig
+from twin.runtime.twin import Twin
 
 CONST = """\
 schema: 1
@@ -284,7 +284,7 @@ def test_fault_on_the_command_line(start_twin: object) -> None:
 
 
 async def test_faults_and_power_loss_silence_over_rtu(tmp_path: Path, pty: tuple[int, str]) -> None:
-    from twin.modbus import SerialSettings
+    from twin.modbus.rtu import SerialSettings
 
     profile = tmp_path / "outage.yaml"
     profile.write_text(CONST + "events:\n  - {at: 60s, kind: outage, duration: 60s}\n")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from twin.faults import FaultInjector, parse_fault
-from twin.runtime import Twin
-from twin.runtime_config import TwinConfig
+from twin.modbus.faults import FaultInjector, parse_fault
+from twin.runtime.config import TwinConfig
+from twin.runtime.twin import Twin
 
 READ = bytes((3, 0, 0, 0, 4))
 

@@ -14,10 +14,10 @@ from pymodbus.exceptions import ModbusIOException
 
 from tests.conftest import REPO, TwinProcess, find_free_port
 from twin.errors import ConfigError
-from twin.fleet import counted_serial, load_fleet, parse_fleet, uniform_fleet
-from twin.modbus_client import ExceptionReply, MeterClient, decode_string, decode_uint
-from twin.runtime import Twin
-from twin.runtime_config import TwinConfig
+from twin.modbus.client import ExceptionReply, MeterClient, decode_string, decode_uint
+from twin.runtime.config import TwinConfig
+from twin.runtime.fleet import counted_serial, load_fleet, parse_fleet, uniform_fleet
+from twin.runtime.twin import Twin
 
 NOISY = """\
 schema: 1

@@ -17,11 +17,11 @@ from tests.conftest import REPO, find_free_port, rtu_frame, rtu_reply
 from twin.cli import build_parser
 from twin.cli.run import config_from_args
 from twin.errors import ConfigError
-from twin.fleet import load_fleet, parse_fleet, without_tcp
-from twin.modbus import SerialSettings
-from twin.modbus_client import ExceptionReply, MeterClient
-from twin.runtime import Twin
-from twin.runtime_config import TwinConfig
+from twin.modbus.client import ExceptionReply, MeterClient
+from twin.modbus.rtu import SerialSettings
+from twin.runtime.config import TwinConfig
+from twin.runtime.fleet import load_fleet, parse_fleet, without_tcp
+from twin.runtime.twin import Twin
 
 
 def _read(unit: int) -> bytes:

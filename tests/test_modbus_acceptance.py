@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, TwinProcess
-from twin.modbus_client import MeterClient, decode_string
-from twin.profiles import load_profile
+from twin.loadprofile.sampler import load_profile
+from twin.modbus.client import MeterClient, decode_string
 
 pytestmark = pytest.mark.skipif(shutil.which("mbpoll") is None, reason="mbpoll not installed")
 

@@ -10,10 +10,10 @@ import pytest
 
 from tests.conftest import rtu_frame, rtu_reply
 from twin.core import MeterConfig, MeterCore, SampleBlock
-from twin.modbus import _rtu_request_size
-from twin.modbus_pdu import Intercept, MeterEndpoint, encode_device_id
-from twin.modbus_tcp import ModbusTcpServer
-from twin.registers import Identity, ModbusException, RegisterImage, device_identification
+from twin.modbus.endpoint import Intercept, MeterEndpoint, encode_device_id
+from twin.modbus.rtu import _rtu_request_size
+from twin.modbus.tcp import ModbusTcpServer
+from twin.registers.map import Identity, ModbusException, RegisterImage, device_identification
 
 
 def _image(current_a: float = 10.0) -> RegisterImage:
@@ -214,7 +214,7 @@ def test_rtu_request_sizes() -> None:
 async def test_rtu_server_on_a_pty(pty: tuple[int, str]) -> None:
     import os
 
-    from twin.modbus import ModbusRtuServer, SerialSettings
+    from twin.modbus.rtu import ModbusRtuServer, SerialSettings
 
     master, device = pty
     ep = MeterEndpoint(_image(), _ident())

@@ -9,7 +9,7 @@ import pytest
 
 from twin.core import ClearError, InjectError, MeterErrorKind, ResetMaxDemand
 from twin.errors import ProfileError
-from twin.profiles import load_profile, shipped_profiles
+from twin.loadprofile.sampler import load_profile, shipped_profiles
 
 MINIMAL = """\
 schema: 1

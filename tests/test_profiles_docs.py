@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from twin.profile_events import EVENT_KINDS
-from twin.profile_schema import LAZY_KINDS, SEGMENT_KINDS
-from twin.profiles import load_profile
+from twin.loadprofile.events import EVENT_KINDS
+from twin.loadprofile.sampler import load_profile
+from twin.loadprofile.schema import LAZY_KINDS, SEGMENT_KINDS
 
 ROOT = Path(__file__).parent.parent
 DOC = (ROOT / "docs" / "profiles.md").read_text()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from twin.profile_yaml import parse_duration_s
+from twin.loadprofile.reader import parse_duration_s
 
 
 @pytest.mark.parametrize(

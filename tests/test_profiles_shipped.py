@@ -6,7 +6,7 @@ import pytest
 
 from twin.core import AccuracyConfig, MeterConfig, MeterCore, MeterModel, RegistrationMode
 from twin.drive import drive
-from twin.profiles import load_profile, shipped_names, shipped_profiles
+from twin.loadprofile.sampler import load_profile, shipped_names, shipped_profiles
 
 DAY_S = 86_400.0
 

@@ -27,8 +27,8 @@ from twin.core import (
     StatusBit,
 )
 from twin.errors import ConfigError
-from twin.register_docs import render_table
-from twin.registers import (
+from twin.registers.docs import render_table
+from twin.registers.map import (
     BLOCK_RANGES,
     EXTRA_DEFAULTS,
     REGISTERS,

@@ -16,7 +16,7 @@ from twin.core import (
     ResetMaxDemand,
     SampleBlock,
 )
-from twin.registers import Identity, ModbusException, RegisterImage, decode_write
+from twin.registers.map import Identity, ModbusException, RegisterImage, decode_write
 
 DEFAULTS = (15, 3, 0, 24, 0)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from twin.core import ClearPulseCounts
-from twin.modbus_client import (
+from twin.modbus.client import (
     ExceptionReply,
     MeterClient,
     decode_float32,
@@ -18,8 +18,8 @@ from twin.modbus_client import (
     decode_uint,
     same_float,
 )
-from twin.runtime import Twin
-from twin.runtime_config import TwinConfig
+from twin.runtime.config import TwinConfig
+from twin.runtime.twin import Twin
 
 CONST_2400W = """\
 schema: 1
@@ -58,7 +58,7 @@ async def test_manual_steps_register_the_integral_and_refresh_the_image(
 
 
 async def test_every_register_of_the_map_reads(const_profile: str) -> None:
-    from twin.registers import REGISTERS
+    from twin.registers.map import REGISTERS
 
     async with Twin(_config(const_profile)) as twin, MeterClient(port=twin.port) as c:
         twin.step(120)
@@ -206,7 +206,7 @@ async def test_accelerated_ticks_checkpoint_while_running(
 ) -> None:
     import asyncio
 
-    from twin.store import Store, store_path
+    from twin.store.sqlite import Store, store_path
 
     cfg = TwinConfig(
         profile=const_profile,
@@ -232,7 +232,7 @@ async def test_accelerated_ticks_checkpoint_while_running(
 
 
 def test_clocks() -> None:
-    from twin.clock import AcceleratedClock, ManualClock, RealClock, make_clock
+    from twin.runtime.clock import AcceleratedClock, ManualClock, RealClock, make_clock
 
     manual = ManualClock()
     manual.advance(2.5)

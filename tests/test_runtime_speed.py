@@ -16,9 +16,9 @@ import pytest
 
 from twin.cli import main
 from twin.errors import ConfigError
-from twin.modbus_client import MeterClient
-from twin.runtime import Twin
-from twin.runtime_config import TwinConfig
+from twin.modbus.client import MeterClient
+from twin.runtime.config import TwinConfig
+from twin.runtime.twin import Twin
 
 from .conftest import REPO
 
@@ -37,7 +37,7 @@ class _RunawayClock:
 
 
 async def test_overloaded_twin_answers_stops_and_lags(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="twin.runtime")
+    caplog.set_level(logging.WARNING, logger="twin.runtime.twin")
     twin = Twin(TwinConfig(port=0, speed=1.0), clock=_RunawayClock())
     await twin.start()
     try:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from twin.batch.simulate import Recorder, SimSettings, make_core, simulate
 from twin.cli import main as cli_main
 from twin.core import (
     AccuracyConfig,
@@ -19,8 +20,7 @@ from twin.core import (
     Snapshot,
 )
 from twin.drive import drive
-from twin.profiles import load_profile
-from twin.simulate import Recorder, SimSettings, make_core, simulate
+from twin.loadprofile.sampler import load_profile
 
 # A day with every kind of thing the report must follow: outages, a reversed CT,
 # an injected memory error, a demand reset and a clear of the pulse counts.

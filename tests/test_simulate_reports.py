@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from twin.batch.report import pulse_rate_per_h, write_all
+from twin.batch.simulate import SimSettings, simulate
 from twin.core import AccuracyConfig, MeterConfig, MeterCore, MeterModel
 from twin.drive import drive
-from twin.profiles import load_profile
-from twin.report import pulse_rate_per_h, write_all
-from twin.simulate import SimSettings, simulate
+from twin.loadprofile.sampler import load_profile
 
 # ANSI C12.1 style test points of a 200 A class meter (TA = 30 A): full load,
 # light load (10 % TA), PF 0.5 lagging at TA, and near the top of the range.

@@ -14,7 +14,7 @@ import pytest
 
 from twin.core import MeterConfig, MeterCore, NvState, SampleBlock
 from twin.errors import StoreError
-from twin.store import (
+from twin.store.sqlite import (
     APPLICATION_ID,
     SCHEMA_VERSION,
     Checkpointer,

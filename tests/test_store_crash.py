@@ -28,7 +28,7 @@ from typing import IO
 
 import pytest
 
-from twin.store import Store
+from twin.store.sqlite import Store
 
 CHILD = Path(__file__).with_name("store_crash_child.py")
 FLEET = 200  # rows per checkpoint: a transaction of a few ms, a target worth aiming at

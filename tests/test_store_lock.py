@@ -19,7 +19,7 @@ import pytest
 
 from twin.core import NvState
 from twin.errors import StoreError
-from twin.store import Store
+from twin.store.sqlite import Store
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_read_only_view_of_a_held_store(db: Path) -> None:
 
 _HOLDER = """
 import sys, time
-from twin.store import Store
+from twin.store.sqlite import Store
 s = Store(sys.argv[1])
 print("READY", flush=True)
 time.sleep(60)

@@ -7,9 +7,9 @@ import struct
 
 import pytest
 
-from twin import sunspec
 from twin.core import MeterConfig, MeterCore, MeterModel, SampleBlock, StatusBit
-from twin.registers import REGISTERS, Identity, RegisterImage, WordOrder, decode
+from twin.registers import sunspec
+from twin.registers.map import REGISTERS, Identity, RegisterImage, WordOrder, decode
 
 NI16 = 0x8000
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import TwinProcess
-from twin.modbus_client import MeterClient
-from twin.runtime import Twin
-from twin.runtime_config import TwinConfig
+from twin.modbus.client import MeterClient
+from twin.runtime.config import TwinConfig
+from twin.runtime.twin import Twin
 
 
 def _request(tid: int, unit: int = 1, address: int = 0, count: int = 4) -> bytes:

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 from twin.core import MeterCore
 from twin.core.types import Event
-from twin.profiles import Sampler
+from twin.loadprofile.sampler import Sampler
 
 
 def drive(

@@ -13,9 +13,9 @@ import math
 import sys
 
 from twin.errors import ProfileError
-from twin.profile_schema import format_duration
-from twin.profile_yaml import parse_duration_s
-from twin.profiles import load_profile, shipped_profiles
+from twin.loadprofile.reader import parse_duration_s
+from twin.loadprofile.sampler import load_profile, shipped_profiles
+from twin.loadprofile.schema import format_duration
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,6 +1,6 @@
 """`minimeter run`: serve a live meter over Modbus TCP (and RTU) until SIGINT/SIGTERM.
 
-Options are validated into a frozen :class:`~twin.runtime_config.TwinConfig` once; every
+Options are validated into a frozen :class:`~twin.runtime.config.TwinConfig` once; every
 mistake is a one-line ``ConfigError``/``ServeError`` (exit 1). The first stdout line
 says where the twin serves (tests and scripts wait for it); then a status line every
 few seconds, redrawn in place when stdout is a terminal.
@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Literal, cast
 
 from twin.errors import ConfigError
-from twin.faults import parse_fault
-from twin.fleet import load_fleet
-from twin.modbus import SerialSettings
-from twin.runtime import Twin
-from twin.runtime_config import TwinConfig
+from twin.modbus.faults import parse_fault
+from twin.modbus.rtu import SerialSettings
+from twin.runtime.config import TwinConfig
+from twin.runtime.fleet import load_fleet
+from twin.runtime.twin import Twin
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TwinConfig:
-    from twin.store import default_state_dir
+    from twin.store.sqlite import default_state_dir
 
     serial = None
     if args.serial:

@@ -1,6 +1,6 @@
 """`minimeter simulate PROFILE`: run a profile through the meter, print or write the results.
 
-Options are parsed here once into a :class:`~twin.simulate.SimSettings`; bad input
+Options are parsed here once into a :class:`~twin.batch.simulate.SimSettings`; bad input
 (unknown profile or model, bad duration) raises a ConfigError that the CLI prints
 as one line. The summary goes to stdout (JSON with ``--json``), files to ``--out``;
 progress (only on a terminal) and the samples-per-second figure go to stderr, so
@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from twin.batch.simulate import SimSettings
 from twin.core import DEFAULT_MODEL, MeterModel
 from twin.errors import ConfigError
-from twin.profile_yaml import parse_duration_s
-from twin.simulate import SimSettings
+from twin.loadprofile.reader import parse_duration_s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,9 +112,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from twin.profiles import load_profile
-    from twin.report import prepare_out_dir, summary_json, write_all
-    from twin.simulate import simulate
+    from twin.batch.report import prepare_out_dir, summary_json, write_all
+    from twin.batch.simulate import simulate
+    from twin.loadprofile.sampler import load_profile
 
     settings = settings_from_args(args)
     profile = load_profile(args.profile)

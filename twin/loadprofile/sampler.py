@@ -29,12 +29,12 @@ import numpy as np
 from twin.core.models import ABSOLUTE_MAX_CURRENT_A, ABSOLUTE_MAX_VOLTAGE_V, SUPPLY_MIN_V
 from twin.core.types import Command, FloatArray, SampleBlock
 from twin.errors import ProfileError
-from twin.profile_compose import ceil_div, concat
-from twin.profile_events import ProfileEvent, apply_events, commands
-from twin.profile_load import parse_profile
-from twin.profile_schema import NoiseSpec, ProfileSpec
-from twin.profile_segments import Inputs
-from twin.profile_yaml import parse_yaml
+from twin.loadprofile.compose import ceil_div, concat
+from twin.loadprofile.events import ProfileEvent, apply_events, commands
+from twin.loadprofile.load import parse_profile
+from twin.loadprofile.reader import parse_yaml
+from twin.loadprofile.schema import NoiseSpec, ProfileSpec
+from twin.loadprofile.segments import Inputs
 
 SHIPPED_PACKAGE = "twin.shipped_profiles"
 DEFAULT_PROFILE = "default"

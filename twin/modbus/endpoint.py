@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 A port serves a dict ``unit id -> MeterEndpoint``. An endpoint holds the meter's
-current :class:`~twin.registers.RegisterImage` (rebuilt by the runtime when the
+current :class:`~twin.registers.map.RegisterImage` (rebuilt by the runtime when the
 meter changes, never per request), its device-identification objects and, when
 writes are enabled, a write handler that decodes block C writes into core commands.
 
@@ -14,9 +14,9 @@ the same 40 registers over and over costs one dict lookup. FC43/14 (Read Device
 Identification) is encoded here too.
 
 The hook types the servers offer (:class:`Intercept`, :data:`Interceptor`,
-:data:`TraceHook`) live here so fault injection (:mod:`twin.faults`) needs neither
-a socket nor pymodbus. The TCP server is :mod:`twin.modbus_tcp`, the RTU server
-:mod:`twin.modbus`.
+:data:`TraceHook`) live here so fault injection (:mod:`twin.modbus.faults`) needs neither
+a socket nor pymodbus. The TCP server is :mod:`twin.modbus.tcp`, the RTU server
+:mod:`twin.modbus.rtu`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from twin.registers import ModbusException
+from twin.registers.map import ModbusException
 
 ILLEGAL_FUNCTION, ILLEGAL_ADDRESS, ILLEGAL_VALUE = 0x01, 0x02, 0x03
 GATEWAY_TARGET_FAILED = 0x0B
@@ -34,7 +34,7 @@ FLEET_CACHE_BUDGET = 65_536  # memoised answers across all meters of a process (
 
 
 class Image(Protocol):
-    """What the server needs of a register image (``twin.registers.RegisterImage``)."""
+    """What the server needs of a register image (``twin.registers.map.RegisterImage``)."""
 
     def read_registers(self, address: int, count: int) -> bytes: ...
 

@@ -1,6 +1,6 @@
 """The register map rendered for people: docs/registers.md, CSV and JSON.
 
-Everything here derives from ``twin.registers.REGISTERS`` (the single source of
+Everything here derives from ``twin.registers.map.REGISTERS`` (the single source of
 truth): ``minimeter registers --format md|csv|json`` prints it and
 ``docs/registers.md`` is this module's Markdown (a test fails when it is stale).
 """
@@ -12,10 +12,10 @@ import io
 import json
 from typing import Final
 
-from twin import sunspec as _ss
 from twin.core.status import ErrorCode, StatusBit
 from twin.errors import ConfigError
-from twin.registers import MAP_VERSION, REGISTERS, Register
+from twin.registers import sunspec as _ss
+from twin.registers.map import MAP_VERSION, REGISTERS, Register
 
 _BLOCK_TITLES: Final = {
     "A": "Block A — live data, 0–99 (read-only)",

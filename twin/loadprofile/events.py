@@ -8,7 +8,7 @@ apart on a split-phase service); a surge sets or multiplies a line's current; a
 frequency or temperature excursion sets that quantity.
 
 Command events (memory/calibration error inject and clear, demand reset, clear
-pulse counts) are not inputs: :meth:`twin.profiles.Sampler.commands_between` lists
+pulse counts) are not inputs: :meth:`twin.loadprofile.sampler.Sampler.commands_between` lists
 them with their times and :func:`twin.drive.drive` applies them to the core at that
 time. An error event with a duration is cleared at its end.
 """
@@ -28,8 +28,8 @@ from twin.core.types import (
     MeterErrorKind,
     ResetMaxDemand,
 )
-from twin.profile_compose import ceil_div
-from twin.profile_segments import Inputs
+from twin.loadprofile.compose import ceil_div
+from twin.loadprofile.segments import Inputs
 
 #: kind -> (needs a duration, takes a line, value key or None)
 INPUT_KINDS: dict[str, tuple[bool, bool, str | None]] = {
@@ -64,7 +64,7 @@ class ProfileEvent:
         return self.at_us + self.duration_us
 
     def describe(self) -> str:
-        from twin.profile_schema import format_duration
+        from twin.loadprofile.schema import format_duration
 
         text = f"{format_duration(self.at_us / 1e6)} {self.kind}"
         if self.kind in INPUT_KINDS and INPUT_KINDS[self.kind][1]:

@@ -26,7 +26,8 @@ import numpy as np
 
 from twin.core.models import ABSOLUTE_MAX_CURRENT_A, ABSOLUTE_MAX_VOLTAGE_V
 from twin.errors import ProfileError
-from twin.profile_schema import (
+from twin.loadprofile.reader import Ctx, LineDict
+from twin.loadprofile.schema import (
     _COMMON,
     MAX_POWER_W,
     POWER_MIN_PF,
@@ -35,9 +36,8 @@ from twin.profile_schema import (
     parse_level,
     to_us,
 )
-from twin.profile_segments import Level
-from twin.profile_series import CsvSeries
-from twin.profile_yaml import Ctx, LineDict
+from twin.loadprofile.segments import Level
+from twin.loadprofile.series import CsvSeries
 
 _HEADER = re.compile(r"^\s*([A-Za-z0-9_.]+)\s*(?:\[\s*([^\]]*?)\s*\])?\s*$")
 #: quantity -> {unit: scale to the internal unit}, (lo, hi) in internal units

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-`twin.store` keeps one row per meter serial: `encode_row` turns the meter's `NvState`
+`twin.store.sqlite` keeps one row per meter serial: `encode_row` turns the meter's `NvState`
 into canonical JSON (sorted keys, no spaces, no NaN/Infinity), and `row_crc32` is the
 CRC-32 of that text's UTF-8 bytes, stored beside it to catch bit rot. JSON keeps the
 energies (exact Python ints, microjoules, beyond SQLite's 64-bit INTEGER) as decimal

@@ -6,7 +6,7 @@ One SQLite file holds one row per meter serial number: the meter's `NvState` as 
 JSON document, a CRC-32 of that text, and the wall time of the save. The runtime
 checkpoints the whole fleet in ONE transaction (`save_many`) at a fixed interval and
 on clean shutdown (`Checkpointer`), and restores each meter with `load` at start.
-How a row's text is written and checked on the way back is `twin.store_rows`.
+How a row's text is written and checked on the way back is `twin.store.rows`.
 
 Invariants
 - A checkpoint is atomic: after a crash (SIGKILL, power loss) a reader sees either
@@ -52,7 +52,7 @@ from typing import Any, Final
 
 from twin.core import NvState
 from twin.errors import StoreError
-from twin.store_rows import check_serial, decode_row, encode_row, row_crc32
+from twin.store.rows import check_serial, decode_row, encode_row, row_crc32
 
 SCHEMA_VERSION: Final = 1
 #: PRAGMA application_id of a minimeter-twin store ("MMTW"): tells our file from others.

@@ -7,7 +7,7 @@ smoothly. Day number, weekday and season derive from the integer sample time,
 so values never depend on where a block starts; when a block stays inside one day
 the day-level factors are computed once.
 
-A CSV series reads a file beside the profile (see :mod:`twin.profile_csv`) and
+A CSV series reads a file beside the profile (see :mod:`twin.loadprofile.csvfile`) and
 resamples its rows to the sample period by holding each row or interpolating
 linearly; columns it does not have come from the segment's L1/L2 levels.
 """
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from twin.core.types import FloatArray
-from twin.profile_segments import (
+from twin.loadprofile.segments import (
     DAY_US,
     HOURS_S,
     MID_MONTH_DAY,
@@ -180,7 +180,7 @@ class CsvSeries:
 
 def _curve(ctx: Any, value: Any, is_power: bool, points: int) -> FloatArray:
     from twin.core.models import ABSOLUTE_MAX_CURRENT_A
-    from twin.profile_schema import MAX_POWER_W
+    from twin.loadprofile.schema import MAX_POWER_W
 
     items = ctx.sequence(value, f"a list of {points} numbers")
     if len(items) != points:
@@ -208,7 +208,7 @@ def _per_line(ctx: Any, data: Any, key: str, is_power: bool) -> tuple[Any, Any]:
 
 
 def parse_daily(ctx: Any, data: Any, base: Level, read: Any) -> Daily:
-    from twin.profile_schema import _COMMON, POWER_MIN_VOLTAGE_V, parse_level, to_us
+    from twin.loadprofile.schema import _COMMON, POWER_MIN_VOLTAGE_V, parse_level, to_us
 
     keys = (*_COMMON, "duration", "quantity", "hourly", "weekend", "weekend_factor", "monthly",
             "start_weekday", "start_month")  # fmt: skip

@@ -3,8 +3,8 @@
 Theory of operation
 -------------------
 A :class:`Twin` serves a fleet of meters; a single meter is a fleet of one
-(:class:`~twin.runtime_config.TwinConfig` turns ``--meters N`` or a fleet file
-into a :class:`~twin.fleet.FleetSpec`). On start it restores each meter's non-volatile
+(:class:`~twin.runtime.config.TwinConfig` turns ``--meters N`` or a fleet file
+into a :class:`~twin.runtime.fleet.FleetSpec`). On start it restores each meter's non-volatile
 state from the store (a process restart is not a power cycle: energy, counts and
 the power-up count simply continue), builds the register images and starts one
 TCP server per port (meters on a port are its unit ids) and the RTU server.
@@ -22,9 +22,9 @@ time. What is left stays due: when the core cannot keep up with the clock, meter
 time lags behind it (one log line when that starts; :attr:`Twin.lag_s` says how far)
 instead of one tick growing without bound while requests and signals wait. The
 config also refuses speeds whose sample rate no core could sustain
-(``twin.runtime_config.MAX_SAMPLE_RATE``).
+(``twin.runtime.config.MAX_SAMPLE_RATE``).
 
-Faults (:mod:`twin.faults`) and trace hooks are armed on the running twin through
+Faults (:mod:`twin.modbus.faults`) and trace hooks are armed on the running twin through
 :meth:`Twin.add_fault` / :meth:`Twin.add_trace`; the servers get an interceptor
 or a trace hook only while one is set, so an unfaulted twin keeps its fast path.
 Checkpoints of every meter go to the store in one transaction every
@@ -44,17 +44,17 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Literal
 
-from twin.clock import Clock, ManualClock, make_clock
 from twin.core import Command, Event, MeterConfig, MeterCore, Snapshot
-from twin.faults import FaultInjector, FaultSpec
-from twin.fleet_runtime import LiveMeter, meter_configs, nv_items, samplers
-from twin.modbus import ModbusRtuServer
-from twin.modbus_pdu import MeterEndpoint
-from twin.modbus_tcp import ModbusTcpServer
-from twin.profiles import Sampler
-from twin.runtime_config import TwinConfig
-from twin.store import Checkpointer, Store, store_path
-from twin.wire_hooks import WireHooks, WireTrace
+from twin.loadprofile.sampler import Sampler
+from twin.modbus.endpoint import MeterEndpoint
+from twin.modbus.faults import FaultInjector, FaultSpec
+from twin.modbus.hooks import WireHooks, WireTrace
+from twin.modbus.rtu import ModbusRtuServer
+from twin.modbus.tcp import ModbusTcpServer
+from twin.runtime.clock import Clock, ManualClock, make_clock
+from twin.runtime.config import TwinConfig
+from twin.runtime.meters import LiveMeter, meter_configs, nv_items, samplers
+from twin.store.sqlite import Checkpointer, Store, store_path
 
 log = logging.getLogger(__name__)
 

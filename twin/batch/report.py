@@ -1,7 +1,7 @@
 """Files of a batch simulation: time series (CSV, Parquet), events, summary and plots.
 
 Theory of operation. Everything written here is a pure function of the
-:class:`~twin.simulate.SimResult`, with fixed number formats and no run
+:class:`~twin.batch.simulate.SimResult`, with fixed number formats and no run
 timestamps, so two runs of the same profile, model and seed give byte-identical
 ``timeseries.csv``, ``events.jsonl`` and ``summary.json``. The CSV is formatted
 in chunks with one ``%`` operation per chunk (the C formatter does the work; a
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from twin.batch.simulate import SimResult
 from twin.core import ErrorCleared, ErrorCode, ErrorRaised, PulseEdges, ScalarEvent
 from twin.errors import ConfigError
-from twin.simulate import SimResult
 
 _CHUNK_ROWS = 20_000
 _PLOT_POINTS = 3000

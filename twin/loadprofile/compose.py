@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from twin.profile_segments import Inputs, Node
+from twin.loadprofile.segments import Inputs, Node
 
 
 def ceil_div(a: int, b: int) -> int:

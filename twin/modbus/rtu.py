@@ -4,8 +4,8 @@ Theory of operation
 -------------------
 The RTU server reads a serial device (or a pty) through termios, frames requests
 by function-code length, and checks CRCs with pymodbus's RTU framer. Each frame is
-answered by the unit's :class:`~twin.modbus_pdu.MeterEndpoint` (the same endpoints
-the TCP server of :mod:`twin.modbus_tcp` answers from). Unknown unit ids stay
+answered by the unit's :class:`~twin.modbus.endpoint.MeterEndpoint` (the same endpoints
+the TCP server of :mod:`twin.modbus.tcp` answers from). Unknown unit ids stay
 silent (the line has other slaves); broadcast writes (unit 0) act on every meter
 and nobody answers. Interceptors see connection 0 (a line has no connections), so
 a drop fault is one unanswered request.
@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pymodbus.framer.rtu import FramerRTU
 
 from twin.errors import ServeError
-from twin.modbus_pdu import Interceptor, MeterEndpoint, TraceHook, unit_ids_text
+from twin.modbus.endpoint import Interceptor, MeterEndpoint, TraceHook, unit_ids_text
 
 log = logging.getLogger(__name__)
 

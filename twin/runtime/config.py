@@ -5,7 +5,7 @@ Theory of operation
 The CLI (`twin.cli.run.config_from_args`), tests and HIL fixtures build one frozen
 `TwinConfig`; `__post_init__` checks every option's range and raises `ConfigError`
 naming the option (as the user typed it: ``--speed``, ``--unit``...) and what was
-expected, so `twin.runtime.Twin` never sees a bad value. It then resolves what is
+expected, so `twin.runtime.twin.Twin` never sees a bad value. It then resolves what is
 served: ``--meters N`` on one port becomes a uniform `FleetSpec`, a fleet file is
 taken as given (``--no-tcp`` drops its ports, a ``--serial`` line needs a fleet on one
 port), and `resolved` holds that fleet and `meter` the first meter's `MeterConfig`.
@@ -25,10 +25,10 @@ from typing import Literal
 
 from twin.core import DEFAULT_MODEL, MeterConfig
 from twin.errors import ConfigError
-from twin.faults import FaultSpec
-from twin.fleet import FleetSpec, uniform_fleet, without_tcp
-from twin.fleet_runtime import meter_configs
-from twin.modbus import SerialSettings
+from twin.modbus.faults import FaultSpec
+from twin.modbus.rtu import SerialSettings
+from twin.runtime.fleet import FleetSpec, uniform_fleet, without_tcp
+from twin.runtime.meters import meter_configs
 
 MAX_SAMPLE_RATE = 1e6  # speed / sample_s: samples per wall second per meter
 

@@ -56,7 +56,7 @@ from twin.core import (
 )
 from twin.drive import drive
 from twin.errors import ConfigError
-from twin.profiles import Profile
+from twin.loadprofile.sampler import Profile
 
 FloatArray = npt.NDArray[np.float64]
 OUTPUTS = ("10", "100", "1000", "counter")

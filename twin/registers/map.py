@@ -28,7 +28,6 @@ from functools import lru_cache
 from operator import attrgetter, itemgetter
 from typing import Final
 
-from twin import sunspec as _ss
 from twin.core import MeterConfig, MeterModel, Snapshot
 from twin.core.types import (
     ClearEnergy,
@@ -39,6 +38,7 @@ from twin.core.types import (
     ResetMaxDemand,
 )
 from twin.errors import ConfigError
+from twin.registers import sunspec as _ss
 
 MAP_VERSION: Final = 1
 MAX_READ_REGISTERS: Final = 125

@@ -6,7 +6,7 @@ The server is a lean ``asyncio.Protocol`` rather than pymodbus's server classes,
 which cost ~3× the libmodbus C server's latency: it splits MBAP frames itself
 (pipelined requests in one chunk, partial frames buffered) and writes all answers
 of a chunk in one call. Each frame is answered by the unit's
-:class:`~twin.modbus_pdu.MeterEndpoint`; unknown unit ids answer 0x0B unless the
+:class:`~twin.modbus.endpoint.MeterEndpoint`; unknown unit ids answer 0x0B unless the
 server is told to stay silent. Connection limit, idle timeout, trace and
 interceptor hooks sit off the fast path: with no hook set a frame never leaves
 ``data_received`` (``connection_closed``, set alongside the interceptor, tells the
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Literal, cast
 
 from twin.errors import ServeError
-from twin.modbus_pdu import (
+from twin.modbus.endpoint import (
     GATEWAY_TARGET_FAILED,
     Interceptor,
     MeterEndpoint,

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-:class:`WireHooks` owns the twin's :class:`~twin.faults.FaultInjector`, its trace
+:class:`WireHooks` owns the twin's :class:`~twin.modbus.faults.FaultInjector`, its trace
 hooks and the ``--trace`` file, and keeps the servers' ``interceptor`` and ``trace``
 attributes in step with them: a server gets an interceptor only while a fault is
 armed and a trace callback only while a hook is registered, so an unhooked twin
@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from twin.errors import ServeError
-from twin.faults import RTU_PORT, FaultInjector, FaultSpec, as_fault
-from twin.modbus import ModbusRtuServer
-from twin.modbus_pdu import Intercept, Interceptor, TraceHook
-from twin.modbus_tcp import ModbusTcpServer
+from twin.modbus.endpoint import Intercept, Interceptor, TraceHook
+from twin.modbus.faults import RTU_PORT, FaultInjector, FaultSpec, as_fault
+from twin.modbus.rtu import ModbusRtuServer
+from twin.modbus.tcp import ModbusTcpServer
 
 WireTrace = Callable[[str, int, int, bytes, float], None]  # direction, port, unit, frame, time
 Server = ModbusTcpServer | ModbusRtuServer

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from twin.core.models import ABSOLUTE_MAX_CURRENT_A, ABSOLUTE_MAX_VOLTAGE_V
-from twin.profile_compose import Repeat, Sequence, Sum
-from twin.profile_events import EVENT_KINDS, INPUT_KINDS, ProfileEvent
-from twin.profile_segments import Blend, Constant, Level, Load, Node
-from twin.profile_yaml import Ctx, LineDict
+from twin.loadprofile.compose import Repeat, Sequence, Sum
+from twin.loadprofile.events import EVENT_KINDS, INPUT_KINDS, ProfileEvent
+from twin.loadprofile.reader import Ctx, LineDict
+from twin.loadprofile.segments import Blend, Constant, Level, Load, Node
 
 SCHEMA_VERSION = 1
 LEVEL_KEYS = ("L1", "L2", "frequency", "temperature")
@@ -259,7 +259,10 @@ SEGMENT_KINDS: dict[str, Callable[[Ctx, LineDict, Level, Reader], Node]] = {
     "sum": _sum,
 }
 #: Kinds whose parsers live in their own modules (imported on first use).
-LAZY_KINDS = {"daily": "twin.profile_series:parse_daily", "csv": "twin.profile_csv:parse_csv"}
+LAZY_KINDS = {
+    "daily": "twin.loadprofile.series:parse_daily",
+    "csv": "twin.loadprofile.csvfile:parse_csv",
+}
 
 
 def parse_segment(ctx: Ctx, value: Any, base: Level, read: Reader) -> Node:

@@ -1,8 +1,8 @@
 """The top level of a profile file: schema version, name, defaults, segments, events, noise.
 
-Called once per file by :func:`twin.profiles.load_profile` with the line-aware
-mapping from :func:`twin.profile_yaml.parse_yaml`; returns a frozen
-:class:`~twin.profile_schema.ProfileSpec` whose ``root`` is the compiled segment tree.
+Called once per file by :func:`twin.loadprofile.sampler.load_profile` with the line-aware
+mapping from :func:`twin.loadprofile.reader.parse_yaml`; returns a frozen
+:class:`~twin.loadprofile.schema.ProfileSpec` whose ``root`` is the compiled segment tree.
 Files with a newer ``schema`` are refused (not guessed at), naming the version this
 twin reads.
 """
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from twin.profile_compose import Sequence
-from twin.profile_events import ProfileEvent
-from twin.profile_schema import (
+from twin.loadprofile.compose import Sequence
+from twin.loadprofile.events import ProfileEvent
+from twin.loadprofile.reader import Ctx, LineDict
+from twin.loadprofile.schema import (
     LEVEL_KEYS,
     NAME_RE,
     NOISE_QUANTITIES,
@@ -27,8 +28,7 @@ from twin.profile_schema import (
     parse_segment,
     to_us,
 )
-from twin.profile_segments import Level
-from twin.profile_yaml import Ctx, LineDict
+from twin.loadprofile.segments import Level
 
 TOP_KEYS = ("schema", "name", "description", "seed", "defaults", "segments", "events", "noise")
 

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 A :class:`FaultSpec` is parsed once, from the CLI (``--fault SPEC``), a fleet file,
-the Python API (:meth:`twin.runtime.Twin.add_fault`) or, later, an MQTT command, and
+the Python API (:meth:`twin.runtime.twin.Twin.add_fault`) or, later, an MQTT command, and
 says what to do (kind), to which requests (ports, unit ids, function codes, a
 register address range) and for how long (a probability per request, a count of
 firings, a duration after it was armed: ``for=`` takes the profiles' durations,
@@ -42,8 +42,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from twin.errors import ConfigError
-from twin.modbus_pdu import Intercept
-from twin.profile_yaml import parse_duration_s
+from twin.loadprofile.reader import parse_duration_s
+from twin.modbus.endpoint import Intercept
 
 KINDS = ("delay", "silent", "exception", "drop", "garbage", "truncate")
 RTU_PORT = 0  # the port an RTU line reports to filters: ``port=0`` targets the line

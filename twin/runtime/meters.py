@@ -34,10 +34,10 @@ from twin.core import (
 )
 from twin.drive import drive
 from twin.errors import ConfigError
-from twin.fleet import FleetSpec, MeterSpec
-from twin.modbus_pdu import CACHE_MAX, FLEET_CACHE_BUDGET, MeterEndpoint
-from twin.profiles import Profile, Sampler, load_profile
-from twin.registers import Identity, RegisterImage, WordOrder, device_identification
+from twin.loadprofile.sampler import Profile, Sampler, load_profile
+from twin.modbus.endpoint import CACHE_MAX, FLEET_CACHE_BUDGET, MeterEndpoint
+from twin.registers.map import Identity, RegisterImage, WordOrder, device_identification
+from twin.runtime.fleet import FleetSpec, MeterSpec
 
 MAX_BLOCK = 86_400  # samples per core call while catching up
 
