@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
 from twin.cli import main
 
 BAD = Path(__file__).parent / "bad_profiles"
@@ -88,7 +89,7 @@ def test_check_reports_one_clear_line(name: str, capsys: pytest.CaptureFixture[s
 
 def test_check_through_the_console_exits_1_without_traceback() -> None:
     paths = [str(BAD / "pf-out-of-range.yaml"), str(BAD / "yaml-syntax-error.yaml")]
-    shipped = Path(__file__).parent.parent / "profiles" / "default.yaml"
+    shipped = REPO / "profiles" / "default.yaml"
     proc = subprocess.run(
         [sys.executable, "-m", "twin", "profiles", "check", str(shipped), *paths],
         capture_output=True,
@@ -102,7 +103,7 @@ def test_check_through_the_console_exits_1_without_traceback() -> None:
 
 
 def test_check_of_valid_files_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
-    folder = Path(__file__).parent.parent / "profiles"
+    folder = REPO / "profiles"
     paths = sorted(str(p) for p in folder.glob("*.yaml"))
     assert main(["profiles", "check", *paths]) == 0
     out, _ = capsys.readouterr()

@@ -14,13 +14,12 @@ import time
 
 import pytest
 
+from tests.helpers import REPO
 from twin.cli import main
 from twin.errors import ConfigError
 from twin.modbus.client import MeterClient
 from twin.runtime.config import TwinConfig
 from twin.runtime.twin import Twin
-
-from .conftest import REPO
 
 
 class _RunawayClock:

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.conftest import rtu_frame, rtu_reply
+from tests.helpers import rtu_frame, rtu_reply
 from twin.core import MeterConfig, MeterCore, SampleBlock
 from twin.modbus.endpoint import Intercept, MeterEndpoint, encode_device_id
 from twin.modbus.rtu import _rtu_request_size

@@ -10,13 +10,13 @@ import itertools
 import json
 import math
 import struct
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.helpers import REPO
 from twin.cli import registers as cli_registers
 from twin.core import (
     MeterConfig,
@@ -43,7 +43,7 @@ from twin.registers.map import (
 )
 
 ORDERS = [WordOrder.BIG, WordOrder.LITTLE]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 
 
 def run_core(model: str = "MMD-200A", minutes: int = 20, **block: object) -> MeterCore:

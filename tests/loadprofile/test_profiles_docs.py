@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import REPO
 from twin.loadprofile.events import EVENT_KINDS
 from twin.loadprofile.sampler import load_profile
 from twin.loadprofile.schema import LAZY_KINDS, SEGMENT_KINDS
 
-ROOT = Path(__file__).parent.parent
+ROOT = REPO
 DOC = (ROOT / "docs" / "profiles.md").read_text()
 EXAMPLES = re.findall(r"```yaml\n(.*?)```", DOC, flags=re.S)
 

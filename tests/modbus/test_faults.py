@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from pymodbus.exceptions import ModbusIOException
 
-from tests.conftest import TwinProcess, rtu_frame, rtu_reply
+from tests.helpers import TwinProcess, rtu_frame, rtu_reply
 from twin.errors import ConfigError
 from twin.modbus.client import ExceptionReply, MeterClient
 from twin.modbus.faults import FaultInjector, FaultSpec, parse_fault

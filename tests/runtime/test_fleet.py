@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pymodbus.exceptions import ModbusIOException
 
-from tests.conftest import REPO, TwinProcess, find_free_port
+from tests.helpers import REPO, TwinProcess, find_free_port
 from twin.errors import ConfigError
 from twin.modbus.client import ExceptionReply, MeterClient, decode_string, decode_uint
 from twin.runtime.config import TwinConfig

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TwinProcess
+from tests.helpers import TwinProcess
 from twin.modbus.client import MeterClient
 from twin.runtime.config import TwinConfig
 from twin.runtime.twin import Twin

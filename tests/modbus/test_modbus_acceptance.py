@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, TwinProcess
+from tests.helpers import REPO, TwinProcess
 from twin.loadprofile.sampler import load_profile
 from twin.modbus.client import MeterClient, decode_string
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import ast
-import pathlib
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import REPO
 from twin.core import AccuracyConfig, MeterConfig, MeterCore, MeterModel, PulseEdges, SampleBlock
 from twin.core.types import Event
 
@@ -172,7 +172,7 @@ FORBIDDEN = {
 
 
 def test_core_is_pure() -> None:
-    core_dir = pathlib.Path(__file__).parents[1] / "twin" / "core"
+    core_dir = REPO / "twin" / "core"
     for path in sorted(core_dir.glob("*.py")):
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, find_free_port, rtu_frame, rtu_reply
+from tests.helpers import REPO, find_free_port, rtu_frame, rtu_reply
 from twin.cli import build_parser
 from twin.cli.run import config_from_args
 from twin.errors import ConfigError

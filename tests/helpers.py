@@ -1,0 +1,90 @@
+"""Shared test helpers (imported by tests; conftest.py only holds fixtures).
+
+``TwinProcess`` is a ``python -m twin run`` subprocess; ``rtu_frame`` appends the
+Modbus RTU CRC and ``rtu_reply`` collects an answer on a pty until the line goes quiet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def find_free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class TwinProcess:
+    proc: subprocess.Popen[str]
+    port: int
+    first_line: str
+    lines: list[str] = field(default_factory=list)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 10.0) -> tuple[int, str, str]:
+        """Signal the twin and wait; returns (exit code, rest of stdout, stderr)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=timeout_s)
+        return self.proc.returncode, out, err
+
+
+def run_args(args: tuple[str, ...], port: int) -> list[str]:
+    argv = [sys.executable, "-m", "twin", "run", *args]
+    if not {"--port", "--no-tcp", "--fleet"} & set(args):  # a fleet file has its own ports
+        argv += ["--port", str(port)]
+    if "--state-dir" not in args and "--no-state" not in args:
+        argv.append("--no-state")
+    return argv
+
+
+def wait_for_line(proc: subprocess.Popen[str], what: str, timeout_s: float = 15.0) -> str:
+    """Read stdout lines until one contains ``what``; fails with stderr on exit/timeout."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if what in line:
+            return line
+        if not line and proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise AssertionError(f"twin exited {proc.returncode} before {what!r}: {err}")
+    proc.kill()
+    raise AssertionError(f"no {what!r} line within {timeout_s} s")
+
+
+def rtu_frame(frame: bytes) -> bytes:
+    """``frame`` (address, PDU) with its Modbus RTU CRC appended."""
+    # Imported here: most tests never touch RTU, and pymodbus is slow to import.
+    from pymodbus.framer.rtu import FramerRTU
+
+    return frame + FramerRTU.compute_CRC(frame).to_bytes(2, "big")
+
+
+async def rtu_reply(master: int, timeout_s: float = 1.0) -> bytes:
+    """What arrives on ``master`` until 20 ms of quiet after the first byte, or timeout."""
+    loop = asyncio.get_running_loop()
+    data, deadline = b"", loop.time() + timeout_s
+    while loop.time() < deadline:
+        try:
+            data += os.read(master, 512)
+        except BlockingIOError:
+            if data:
+                await asyncio.sleep(0.02)  # let the rest of the frame arrive
+                try:
+                    data += os.read(master, 512)
+                except BlockingIOError:
+                    return data
+            await asyncio.sleep(0.01)
+    return data
