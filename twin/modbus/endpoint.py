@@ -52,7 +52,16 @@ def _code(exc: Exception) -> int:
 class MeterEndpoint:
     """One meter as seen on the wire."""
 
-    __slots__ = ("_image", "cache", "cache_max", "device_id", "silent", "write")
+    __slots__ = (
+        "_image",
+        "cache",
+        "cache_max",
+        "device_id",
+        "exceptions",
+        "requests",
+        "silent",
+        "write",
+    )
 
     def __init__(
         self,
@@ -72,6 +81,10 @@ class MeterEndpoint:
         # True while the meter is dark and configured to go silent on power loss:
         # the servers then answer nothing for this unit (its comms have no supply).
         self.silent = False
+        # Public counters by function code (index 0..255) for /metrics: requests answered
+        # and how many of those answers were exceptions. One list increment per request.
+        self.requests = [0] * 256
+        self.exceptions = [0] * 256
 
     @property
     def image(self) -> Image:
@@ -87,6 +100,10 @@ class MeterEndpoint:
             resp = self._handle(pdu)
             if pdu and pdu[0] <= 4 and len(self.cache) < self.cache_max:
                 self.cache[pdu] = resp
+        if pdu:
+            self.requests[pdu[0]] += 1
+            if resp[0] & 0x80:
+                self.exceptions[pdu[0]] += 1
         return resp
 
     def _handle(self, pdu: bytes) -> bytes:
