@@ -21,3 +21,8 @@ class StoreError(TwinError):
 
 class ServeError(TwinError):
     """A server cannot start (address in use, serial device missing)."""
+
+
+class CommandRefused(TwinError):
+    """A control command that is not applied: the reason names what was wrong and what
+    was expected. A refused command changes nothing."""
