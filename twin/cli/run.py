@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Literal, cast
 
 from twin.errors import ConfigError
+from twin.http import add_arguments as add_http_arguments
+from twin.http import config_from_args as http_config_from_args
 from twin.modbus.faults import parse_fault
 from twin.modbus.rtu import SerialSettings
 from twin.registers.map import WordOrder
@@ -92,6 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--idle-timeout", type=float, default=None, help="close connections idle this long (s)"
     )
+    add_http_arguments(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> TwinConfig:
@@ -155,10 +158,16 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
         trace_path=args.trace,
         max_connections=args.max_connections,
         idle_timeout_s=args.idle_timeout,
+        http=http_config_from_args(args),
     )
 
 
 def _where(twin: Twin) -> str:
+    where = _where_modbus(twin)
+    return where if twin.http is None else f"{where}; http {twin.http.url}"
+
+
+def _where_modbus(twin: Twin) -> str:
     cfg = twin.config
     writes = "writes on" if cfg.allow_writes else "read-only"
     if len(twin.meters) == 1:

@@ -24,7 +24,12 @@ from typing import Any
 from aiohttp import web
 
 from twin.control import CommandName, Result, run_command
-from twin.http.config import MAX_BODY_BYTES, MAX_STREAM_INTERVAL_S, MIN_STREAM_INTERVAL_S, HttpConfig
+from twin.http.config import (
+    MAX_BODY_BYTES,
+    MAX_STREAM_INTERVAL_S,
+    MIN_STREAM_INTERVAL_S,
+    HttpConfig,
+)
 from twin.http.metrics import HttpMetrics
 from twin.http.stream import StreamClient, StreamHub
 from twin.http.target import HttpTarget, MeterView
@@ -82,7 +87,9 @@ def _meter(request: web.Request) -> MeterView | None:
 
 def _no_meter(request: web.Request, name: str = "") -> web.Response:
     serial = request.match_info["serial"]
-    return _refusal(name, f"no meter with serial {serial!r}; GET /api/meters lists them", 404, request)
+    return _refusal(
+        name, f"no meter with serial {serial!r}; GET /api/meters lists them", 404, request
+    )
 
 
 async def _body(request: web.Request, name: str) -> dict[str, Any] | web.Response:
@@ -100,7 +107,9 @@ async def _body(request: web.Request, name: str) -> dict[str, Any] | web.Respons
     return body
 
 
-def _command(request: web.Request, name: str, body: dict[str, Any], serial: str | None) -> web.Response:
+def _command(
+    request: web.Request, name: str, body: dict[str, Any], serial: str | None
+) -> web.Response:
     st = _state(request)
     result = run_command(st.target, name, body, serial=serial)
     st.metrics.commands.labels(result.command, "ok" if result.ok else "refused").inc()
@@ -134,7 +143,9 @@ async def info(request: web.Request) -> web.StreamResponse:
 
 
 async def list_meters(request: web.Request) -> web.StreamResponse:
-    return _json([meter_json(m) for m in _state(request).target.meters])
+    t = _state(request).target
+    ports = {p: s.port for p, s in t.servers.items()}
+    return _json([meter_json(m, ports) for m in t.meters])
 
 
 async def get_meter(request: web.Request) -> web.StreamResponse:
@@ -171,7 +182,9 @@ async def add_fault(request: web.Request) -> web.StreamResponse:
     name = str(CommandName.ADD_FAULT)
     serial = request.query.get("serial")
     if serial is not None and serial not in _state(request).by_serial:
-        return _refusal(name, f"serial={serial!r}: no such meter; GET /api/meters lists them", 404, request)
+        return _refusal(
+            name, f"serial={serial!r}: no such meter; GET /api/meters lists them", 404, request
+        )
     body = await _body(request, name)
     if isinstance(body, web.Response):
         return body

@@ -87,7 +87,9 @@ class TwinCollector(Collector):
             "Meter time the clock asks for that the meters have not stepped yet",
             value=t.lag_s,
         )
-        yield GaugeMetricFamily("minimeter_speed", "Clock speed (meter s per wall s)", t.clock.speed)
+        yield GaugeMetricFamily(
+            "minimeter_speed", "Clock speed (meter s per wall s)", t.clock.speed
+        )
         yield from _meter_series(t)
 
 

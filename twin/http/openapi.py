@@ -107,7 +107,7 @@ _RESPONSE_SCHEMAS = {
     "/api/faults": {"type": "array", "items": {"$ref": _REF + "Fault"}},
     "/api/registers": {"type": "array", "items": {"$ref": _REF + "Register"}},
 }
-_QUERY = {
+_QUERY: dict[str, tuple[dict[str, Any], str]] = {
     "serial": ({"type": "string"}, "a meter's serial number"),
     "fleet": ({"enum": ["0", "1"]}, "1: also stream the fleet list"),
     "interval_s": ({"type": "number"}, "seconds between frames"),
@@ -121,12 +121,14 @@ def _params(path: str, route: Route) -> list[dict[str, Any]]:
             schema = {"type": "integer"} if name == "fault_id" else {"type": "string"}
             out.append({"name": name, "in": "path", "required": True, "schema": schema})
     for name in route.query:
-        schema, doc = _QUERY[name]
-        out.append({"name": name, "in": "query", "schema": schema, "description": doc})
+        query_schema, doc = _QUERY[name]
+        out.append({"name": name, "in": "query", "schema": query_schema, "description": doc})
     return out
 
 
-def _operation(path: str, route: Route, summary: str, body: dict[str, Any] | None) -> dict[str, Any]:
+def _operation(
+    path: str, route: Route, summary: str, body: dict[str, Any] | None
+) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status in route.responses:
         resp: dict[str, Any] = {"description": _STATUS_TEXT[status]}

@@ -121,10 +121,13 @@ class StreamHub:
         t = self._target
         head = {"meter_time_s": t.meter_time_s, "speed": t.clock.speed, "lag_s": t.lag_s}
         if topic == FLEET_TOPIC:
-            data = sse("fleet", {**head, "meters": [meter_json(m) for m in t.meters]})
+            ports = {p: s.port for p, s in t.servers.items()}
+            data = sse("fleet", {**head, "meters": [meter_json(m, ports) for m in t.meters]})
         else:
             meter = self._meters[topic]
-            data = sse("meter", {**head, "serial": topic, "snapshot": snapshot_json(meter.snapshot)})
+            data = sse(
+                "meter", {**head, "serial": topic, "snapshot": snapshot_json(meter.snapshot)}
+            )
         self._frames[topic] = (now, data)
         return data
 

@@ -8,6 +8,7 @@ live values, block C names for the settings, block B names for the identity. NaN
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, fields
 from typing import Any
 
@@ -70,13 +71,14 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
     return out
 
 
-def meter_json(meter: MeterView) -> dict[str, Any]:
-    """A fleet list row: who the meter is and how it is doing."""
+def meter_json(meter: MeterView, ports: Mapping[int, int]) -> dict[str, Any]:
+    """A fleet list row: who the meter is and how it is doing (``ports``: configured TCP
+    port -> the port listened on, which differs for port 0)."""
     spec, snap = meter.spec, meter.snapshot
     return {
         "serial": meter.serial,
         "unit": spec.unit,
-        "port": spec.port,
+        "port": None if spec.port is None else ports.get(spec.port, spec.port),
         "model": spec.model.name,
         "counter_wh_per_count": spec.model.counter_wh_per_count,
         "profile": spec.profile,

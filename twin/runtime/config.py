@@ -28,6 +28,7 @@ from pathlib import Path
 from twin.control import MAX_SPEED
 from twin.core import DEFAULT_MODEL, MeterConfig
 from twin.errors import ConfigError
+from twin.http.config import HttpConfig
 from twin.modbus.faults import FaultSpec
 from twin.modbus.rtu import SerialSettings
 from twin.registers.map import WordOrder
@@ -92,6 +93,7 @@ class TwinConfig:
     trace_path: Path | None = None
     max_connections: int = 256
     idle_timeout_s: float | None = None
+    http: HttpConfig | None = None  # --http: the JSON API, stream, /metrics, front panel
     meter: MeterConfig = field(init=False)  # the first meter's (the single meter's)
     resolved: FleetSpec = field(init=False)  # the fleet actually served
 

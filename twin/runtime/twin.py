@@ -65,6 +65,7 @@ from twin.loadprofile.sampler import Profile, load_profile
 from twin.modbus.endpoint import MeterEndpoint
 from twin.modbus.hooks import WireHooks
 from twin.modbus.rtu import ModbusRtuServer
+from twin.http import HttpServer
 from twin.modbus.tcp import ModbusTcpServer
 from twin.runtime.clock import AcceleratedClock, Clock, ManualClock, make_clock
 from twin.runtime.config import TwinConfig, check_speed
@@ -91,6 +92,7 @@ class Twin:
         self.meters: list[LiveMeter] = []
         self.servers: dict[int, ModbusTcpServer] = {}  # by configured port
         self.rtu: ModbusRtuServer | None = None
+        self.http: HttpServer | None = None  # the HTTP API and front panel (--http)
         self._by_unit: dict[tuple[int | None, int], LiveMeter] = {}
         self._by_serial: dict[str, LiveMeter] = {}
         self._listeners: list[MeterListener] = []
@@ -397,6 +399,23 @@ async def _maybe_checkpoint(twin: Twin, loop: asyncio.AbstractEventLoop) -> None
     await loop.run_in_executor(None, lambda: cp.checkpoint(items, now_s=now))
 
 
+@asynccontextmanager
+async def http_part(twin: Twin) -> AsyncIterator[None]:
+    if twin.config.http is None:
+        yield
+        return
+    async with HttpServer(twin, twin.config.http) as twin.http:
+        yield
+
+
 #: The parts of every twin, entered in this order and left in reverse. A new part
 #: (MQTT, HTTP, a mirror) is one more entry; it does nothing while its config is None.
-PARTS: tuple[Part, ...] = (store_part, meters_part, hooks_part, tcp_part, rtu_part, tick_part)
+PARTS: tuple[Part, ...] = (
+    store_part,
+    meters_part,
+    hooks_part,
+    tcp_part,
+    rtu_part,
+    http_part,
+    tick_part,
+)
