@@ -87,7 +87,7 @@ class StreamHub:
         self._config = config
         self._metrics = metrics
         self.clients: set[StreamClient] = set()
-        self._frames: dict[str, tuple[float, bytes]] = {}
+        self._frames: dict[str, tuple[float, float, bytes]] = {}  # built at, meter time
         self._unsubscribe: Callable[[], None] | None = None
         self.closing = asyncio.Event()
 
@@ -115,10 +115,10 @@ class StreamHub:
 
     def frame(self, topic: str, now: float) -> bytes:
         """The newest frame of a topic (``fleet`` or a serial), built at most once per tick."""
-        cached = self._frames.get(topic)
-        if cached is not None and now - cached[0] < _FRAME_REUSE_S:
-            return cached[1]
         t = self._target
+        cached = self._frames.get(topic)
+        if cached is not None and now - cached[0] < _FRAME_REUSE_S and cached[1] == t.meter_time_s:
+            return cached[2]
         head = {"meter_time_s": t.meter_time_s, "speed": t.clock.speed, "lag_s": t.lag_s}
         if topic == FLEET_TOPIC:
             ports = {p: s.port for p, s in t.servers.items()}
@@ -128,7 +128,7 @@ class StreamHub:
             data = sse(
                 "meter", {**head, "serial": topic, "snapshot": snapshot_json(meter.snapshot)}
             )
-        self._frames[topic] = (now, data)
+        self._frames[topic] = (now, t.meter_time_s, data)
         return data
 
     async def serve(
