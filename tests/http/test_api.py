@@ -90,7 +90,9 @@ async def test_refusals_name_the_reason(make_client: Factory) -> None:
     url = f"/api/meters/{twin.meters[0].serial}/commands"
     resp = await client.post(f"{url}/explode")
     body = await resp.json()
-    assert resp.status == 422 and body["ok"] is False and "unknown command 'explode'" in body["error"]
+    assert (
+        resp.status == 422 and body["ok"] is False and "unknown command 'explode'" in body["error"]
+    )
     resp = await client.post(f"{url}/inject_error", json={"kind": "gremlins"})
     body = await resp.json()
     assert resp.status == 422 and "gremlins" in body["error"]
@@ -128,7 +130,9 @@ async def test_faults_add_list_clear(make_client: Factory) -> None:
     # A fixed port: a fault narrowed to a meter names its configured port (0 would be RTU)
     twin, client = await make_client(allow_writes=True, meters=2, port=find_free_port())
     second = twin.meters[1]
-    resp = await client.post(f"/api/faults?serial={second.serial}", json={"spec": "exception:code=4"})
+    resp = await client.post(
+        f"/api/faults?serial={second.serial}", json={"spec": "exception:code=4"}
+    )
     body = await resp.json()
     assert resp.status == 200 and body["ok"] is True
     fault_id = body["data"]["fault_id"]

@@ -79,7 +79,7 @@ async def test_a_client_that_never_reads_costs_a_bounded_queue(
     hub = client.server.app[STATE].hub
     serial = twin.meters[0].serial
     # A raw socket that asks for the stream and then never reads a byte.
-    reader, writer = await asyncio.open_connection(client.host, client.port)
+    _reader, writer = await asyncio.open_connection(client.host, client.port)
     request = f"GET /api/stream?serial={serial}&interval_s=0.05 HTTP/1.1\r\nHost: x\r\n\r\n"
     writer.write(request.encode())
     await writer.drain()

@@ -277,7 +277,7 @@ function onMeter(frame) {
   renderReadings(s);
   setText("meter-time", fmtDuration(frame.meter_time_s));
   setText("speed", "×" + frame.speed);
-  setText("lag", frame.lag_s > 1 ? `lag ${frame.lag_s.toFixed(0)} s` : "");
+  setText("lag", frame.lag_s > Math.max(1, frame.speed * 0.5) ? `lag ${frame.lag_s.toFixed(0)} s` : "");
   const last = state.chart[state.chart.length - 1];
   if (!last || frame.meter_time_s > last.t) {
     state.chart.push({ t: frame.meter_time_s, p: s.power_w,
