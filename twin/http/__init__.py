@@ -3,9 +3,9 @@ through `twin.control`, a live Server-Sent-Events stream with back-pressure, Pro
 ``/metrics``, an OpenAPI document generated from the routes, commands and register
 map, and the front panel page shipped as static files in this package."""
 
-from twin.http.app import ROUTES, Route, build_app
+from twin.http.app import ROUTES, build_app
 from twin.http.config import HttpConfig, add_arguments, config_from_args, parse_listen
-from twin.http.openapi import openapi_document
+from twin.http.openapi import Route, openapi_document
 from twin.http.server import HttpServer
 from twin.http.target import HttpTarget, MeterView
 

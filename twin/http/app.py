@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from twin.http.config import (
     HttpConfig,
 )
 from twin.http.metrics import HttpMetrics
+from twin.http.openapi import Handler, Route, openapi_document
 from twin.http.stream import StreamClient, StreamHub
 from twin.http.target import HttpTarget, MeterView
 from twin.http.views import fault_json, meter_json, register_json, snapshot_json
@@ -38,22 +38,6 @@ from twin.loadprofile.sampler import shipped_names
 from twin.registers.map import REGISTERS
 
 STATIC_DIR = Path(__file__).parent / "static"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """One route: served by the app and described by the OpenAPI document."""
-
-    method: str
-    path: str
-    handler: Handler
-    summary: str
-    responses: tuple[int, ...] = (200,)
-    body: str | None = None  # "command" (a command body) | "fault" | None
-    query: tuple[str, ...] = ()  # query parameter names (documented in openapi)
-    write: bool = False  # needs the bearer token when one is configured
-    tags: tuple[str, ...] = field(default=("api",))
 
 
 @dataclass(slots=True)
@@ -236,8 +220,6 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 
 async def openapi_json(request: web.Request) -> web.StreamResponse:
-    from twin.http.openapi import openapi_document
-
     return _json(openapi_document(ROUTES))
 
 

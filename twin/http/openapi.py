@@ -9,16 +9,34 @@ defines (block B identity, block A live values, block C settings) with its unit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
 
 from twin.control import COMMAND_SPECS, CommandName
 from twin.http.views import IDENTITY_FIELDS, LIVE_FIELDS, SETTING_FIELDS
 from twin.modbus.faults import KINDS
 from twin.registers.map import BY_NAME
 
-if TYPE_CHECKING:
-    from twin.http.app import Route
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One route: served by the app and described by the OpenAPI document."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    responses: tuple[int, ...] = (200,)
+    body: str | None = None  # "command" (a command body) | "fault" | None
+    query: tuple[str, ...] = ()  # query parameter names (documented in openapi)
+    write: bool = False  # needs the bearer token when one is configured
+    tags: tuple[str, ...] = field(default=("api",))
+
 
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "1"

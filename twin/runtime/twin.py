@@ -61,11 +61,11 @@ from typing import Literal
 from twin.control import Controller
 from twin.core import Event
 from twin.errors import CommandRefused, ConfigError
+from twin.http import HttpServer
 from twin.loadprofile.sampler import Profile, load_profile
 from twin.modbus.endpoint import MeterEndpoint
 from twin.modbus.hooks import WireHooks
 from twin.modbus.rtu import ModbusRtuServer
-from twin.http import HttpServer
 from twin.modbus.tcp import ModbusTcpServer
 from twin.runtime.clock import AcceleratedClock, Clock, ManualClock, make_clock
 from twin.runtime.config import TwinConfig, check_speed
