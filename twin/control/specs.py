@@ -64,8 +64,8 @@ class ParamSpec:
             schema["enum"] = list(self.choices)
         if self.default is not None:
             schema["default"] = self.default
-        if self.fields:
-            schema.update(_object_schema(self.fields, open_body=False))
+        if self.fields:  # its own keys; the type (maybe nullable) stays as set above
+            schema.update({**_object_schema(self.fields, open_body=False), "type": schema["type"]})
         return schema
 
 
