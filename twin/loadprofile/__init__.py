@@ -14,7 +14,6 @@ from twin.loadprofile.sampler import Profile, Sampler
 from twin.loadprofile.schema import SCHEMA_VERSION, ProfileSpec, SegmentKind
 from twin.loadprofile.shipped import (
     DEFAULT_PROFILE,
-    is_path,
     load_profile,
     shipped_names,
     shipped_profiles,
@@ -31,7 +30,6 @@ __all__ = [
     "ProfileSpec",
     "Sampler",
     "SegmentKind",
-    "is_path",
     "load_profile",
     "shipped_names",
     "shipped_profiles",

@@ -98,6 +98,9 @@ def parse_noise(ctx: Ctx, value: Any) -> NoiseSpec:
     return NoiseSpec(quantity, lines, amplitude, relative, period)
 
 
+_MASK64: Final = 2**64 - 1
+
+
 def _mix64(x: Any) -> Any:
     """splitmix64 finaliser on uint64 arrays (wrapping arithmetic)."""
     x = x + np.uint64(0x9E3779B97F4A7C15)
@@ -108,7 +111,7 @@ def _mix64(x: Any) -> Any:
 
 def noise_unit(seed: int, stream: int, buckets: Any) -> FloatArray:
     """Uniform in [-1, 1) per bucket index; a pure function of (seed, stream, bucket)."""
-    key = _mix64(np.array([(seed * 1_000_003 + stream) & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64))
+    key = _mix64(np.array([(seed * 1_000_003 + stream) & _MASK64], dtype=np.uint64))
     z = _mix64(np.asarray(buckets).astype(np.uint64) ^ key)
     unit: FloatArray = (z >> np.uint64(11)).astype(np.float64) * (2.0**-52) - 1.0
     return unit

@@ -46,7 +46,7 @@ def shipped_profiles() -> list[Profile]:
     return [load_profile(name) for name in shipped_names()]
 
 
-def is_path(ref: str | os.PathLike[str]) -> bool:
+def _is_path(ref: str | os.PathLike[str]) -> bool:
     """Whether a profile reference names a file rather than a shipped profile."""
     text = os.fspath(ref)
     return (
@@ -60,7 +60,7 @@ def is_path(ref: str | os.PathLike[str]) -> bool:
 def load_profile(ref: str | os.PathLike[str]) -> Profile:
     """A shipped profile by name (``residential-day``) or a profile file by path."""
     text_ref = os.fspath(ref)
-    if is_path(ref):
+    if _is_path(ref):
         path = Path(text_ref)
         try:
             raw = path.read_bytes()
