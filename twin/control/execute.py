@@ -41,7 +41,7 @@ from twin.control.commands import (
 from twin.control.parse import command_name, parse_command
 from twin.core import Command, DemandConfig, Event, Reconfigure, Snapshot
 from twin.errors import CommandRefused
-from twin.loadprofile.sampler import Profile
+from twin.loadprofile import Profile
 from twin.modbus.faults import FaultInjector, FaultSpec
 
 WRITES_LOCKED = "writes are locked; start the twin with --allow-writes (allow_writes=True)"

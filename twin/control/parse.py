@@ -40,7 +40,7 @@ from twin.core import (
     ResetMaxDemand,
 )
 from twin.errors import CommandRefused, ConfigError
-from twin.loadprofile.sampler import load_profile
+from twin.loadprofile import load_profile
 from twin.modbus.faults import FaultSpec, fault_from_mapping, parse_fault
 
 _TYPES: dict[str, tuple[type, ...]] = {

@@ -31,8 +31,7 @@ from dataclasses import replace
 from twin.control import Controller, SetLoad
 from twin.core import Command, Event, MeterConfig, MeterCore, NvState, SampleBlock, Snapshot
 from twin.drive import drive
-from twin.loadprofile.sampler import Profile, Sampler
-from twin.loadprofile.schema import ProfileSpec
+from twin.loadprofile import Profile, ProfileSpec, Sampler
 from twin.modbus.endpoint import CACHE_MAX, FLEET_CACHE_BUDGET, MeterEndpoint
 from twin.registers.map import Identity, RegisterImage, device_identification
 from twin.runtime.fleet import MeterSpec, OnPowerLoss

@@ -61,7 +61,7 @@ from typing import Literal
 from twin.control import Controller
 from twin.core import Event
 from twin.errors import CommandRefused, ConfigError
-from twin.loadprofile.sampler import Profile, load_profile
+from twin.loadprofile import Profile, load_profile
 from twin.modbus.endpoint import MeterEndpoint
 from twin.modbus.hooks import WireHooks
 from twin.modbus.rtu import ModbusRtuServer
@@ -70,7 +70,7 @@ from twin.runtime.clock import AcceleratedClock, Clock, ManualClock, make_clock
 from twin.runtime.config import TwinConfig, check_speed
 from twin.runtime.fleet import UnknownUnit, meter_configs
 from twin.runtime.meters import LiveMeter, MeterListener, SamplerPool, nv_items
-from twin.runtime.stepping import Stepper
+from twin.runtime.stepping import Stepper, tick_loop
 from twin.store.sqlite import Checkpointer, Store, store_path
 
 log = logging.getLogger(__name__)
@@ -359,42 +359,26 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
     if not twin.clock.ticks:
         yield  # a manual clock: meter time moves only by twin.step()
         return
-    task = asyncio.create_task(_tick_loop(twin), name="twin-tick")
+    loop = asyncio.get_running_loop()
+
+    async def after_step() -> None:
+        if twin.hooks.intercepting and not twin.hooks.faults.active:
+            twin.hooks.sync()  # every fault expired: back to the fast path
+        twin.hooks.flush()
+        cp, now = twin.checkpointer, time.monotonic()
+        if cp is not None and cp.due(now):
+            items = nv_items(twin.meters)  # frozen NvStates: safe to hand to a thread
+            await loop.run_in_executor(None, lambda: cp.checkpoint(items, now_s=now))
+
+    task = asyncio.create_task(
+        tick_loop(twin._stepper, twin.config.tick_s, after_step), name="twin-tick"
+    )
     try:
         yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def _tick_loop(twin: Twin) -> None:
-    loop = asyncio.get_running_loop()
-    tick_s = twin.config.tick_s
-    next_t = loop.time()
-    while True:
-        next_t += tick_s
-        await asyncio.sleep(max(0.0, next_t - loop.time()))
-        try:
-            await twin._stepper.step_to_clock()
-            if twin.hooks.intercepting and not twin.hooks.faults.active:
-                twin.hooks.sync()  # every fault expired: back to the fast path
-            twin.hooks.flush()
-            await _maybe_checkpoint(twin, loop)
-        except Exception:
-            log.exception("stepping the meters failed")
-            await asyncio.sleep(1.0)  # one line per second at most, not per tick
-        if next_t < loop.time() - 1.0:
-            next_t = loop.time()  # fell far behind (suspended): don't burst
-
-
-async def _maybe_checkpoint(twin: Twin, loop: asyncio.AbstractEventLoop) -> None:
-    cp = twin.checkpointer
-    now = time.monotonic()
-    if cp is None or not cp.due(now):
-        return
-    items = nv_items(twin.meters)  # frozen NvStates: safe to hand to a thread
-    await loop.run_in_executor(None, lambda: cp.checkpoint(items, now_s=now))
 
 
 #: The parts of every twin, entered in this order and left in reverse. A new part
