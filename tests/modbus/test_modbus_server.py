@@ -13,7 +13,7 @@ from twin.core import MeterConfig, MeterCore, SampleBlock
 from twin.modbus.endpoint import Intercept, MeterEndpoint, encode_device_id
 from twin.modbus.rtu import _rtu_request_size
 from twin.modbus.tcp import ModbusTcpServer
-from twin.registers.map import Identity, ModbusException, RegisterImage, device_identification
+from twin.registers import Identity, ModbusException, RegisterImage, device_identification
 
 
 def _image(current_a: float = 10.0) -> RegisterImage:

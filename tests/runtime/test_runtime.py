@@ -58,7 +58,7 @@ async def test_manual_steps_register_the_integral_and_refresh_the_image(
 
 
 async def test_every_register_of_the_map_reads(const_profile: str) -> None:
-    from twin.registers.map import REGISTERS
+    from twin.registers import REGISTERS
 
     async with Twin(_config(const_profile)) as twin, MeterClient(port=twin.port) as c:
         twin.step(120)

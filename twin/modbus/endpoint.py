@@ -25,10 +25,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from twin.registers.map import ModbusException
+from twin.registers import MAX_WRITE_REGISTERS, ExceptionCode, ModbusException
 
-ILLEGAL_FUNCTION, ILLEGAL_ADDRESS, ILLEGAL_VALUE = 0x01, 0x02, 0x03
-GATEWAY_TARGET_FAILED = 0x0B
+ILLEGAL_FUNCTION = ExceptionCode.ILLEGAL_FUNCTION
+ILLEGAL_ADDRESS = ExceptionCode.ILLEGAL_DATA_ADDRESS
+ILLEGAL_VALUE = ExceptionCode.ILLEGAL_DATA_VALUE
+GATEWAY_TARGET_FAILED = ExceptionCode.GATEWAY_TARGET_FAILED
 CACHE_MAX = 4096  # distinct read requests memoised per image (bounds a scanning client)
 FLEET_CACHE_BUDGET = 65_536  # memoised answers across all meters of a process (~30 MB)
 
@@ -120,7 +122,11 @@ class MeterEndpoint:
             echo = pdu
         else:
             count = (pdu[3] << 8) | pdu[4] if len(pdu) >= 5 else 0
-            if not 1 <= count <= 123 or len(pdu) != 6 + 2 * count or pdu[5] != 2 * count:
+            if (
+                not 1 <= count <= MAX_WRITE_REGISTERS
+                or len(pdu) != 6 + 2 * count
+                or pdu[5] != 2 * count
+            ):
                 return bytes((fc | 0x80, ILLEGAL_VALUE))
             values = [(pdu[6 + 2 * i] << 8) | pdu[7 + 2 * i] for i in range(count)]
             echo = pdu[:5]
