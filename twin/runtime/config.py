@@ -26,7 +26,7 @@ from typing import Literal
 from twin.core import DEFAULT_MODEL, MeterConfig
 from twin.errors import ConfigError
 from twin.modbus.faults import FaultSpec
-from twin.modbus.rtu import SerialSettings
+from twin.modbus.serial import SerialSettings
 from twin.runtime.fleet import FleetSpec, uniform_fleet, without_tcp
 from twin.runtime.meters import meter_configs
 
