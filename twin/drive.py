@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from twin.core import MeterCore
-from twin.core.types import Event
+from twin.core import Event, MeterCore
 from twin.loadprofile.sampler import Sampler
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from twin.core.models import ABSOLUTE_MAX_CURRENT_A, ABSOLUTE_MAX_VOLTAGE_V
+from twin.core import ABSOLUTE_MAX_CURRENT_A, ABSOLUTE_MAX_VOLTAGE_V
 from twin.errors import ProfileError
 from twin.loadprofile.reader import Ctx, LineDict
 from twin.loadprofile.schema import (

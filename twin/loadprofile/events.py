@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from twin.core.types import (
+from twin.core import (
     ClearError,
     ClearPulseCounts,
     Command,

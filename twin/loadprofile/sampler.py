@@ -26,8 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from twin.core.models import ABSOLUTE_MAX_CURRENT_A, ABSOLUTE_MAX_VOLTAGE_V, SUPPLY_MIN_V
-from twin.core.types import Command, FloatArray, SampleBlock
+from twin.core import (
+    ABSOLUTE_MAX_CURRENT_A,
+    ABSOLUTE_MAX_VOLTAGE_V,
+    SUPPLY_MIN_V,
+    Command,
+    FloatArray,
+    SampleBlock,
+)
 from twin.errors import ProfileError
 from twin.loadprofile.compose import ceil_div, concat
 from twin.loadprofile.events import ProfileEvent, apply_events, commands

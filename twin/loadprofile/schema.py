@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from twin.core.models import ABSOLUTE_MAX_CURRENT_A, ABSOLUTE_MAX_VOLTAGE_V
+from twin.core import ABSOLUTE_MAX_CURRENT_A, ABSOLUTE_MAX_VOLTAGE_V
 from twin.loadprofile.compose import Repeat, Sequence, Sum
 from twin.loadprofile.events import EVENT_KINDS, INPUT_KINDS, ProfileEvent
 from twin.loadprofile.reader import Ctx, LineDict

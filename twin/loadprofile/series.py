@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from twin.core.types import FloatArray
+from twin.core import FloatArray
 from twin.loadprofile.segments import (
     DAY_US,
     HOURS_S,
@@ -179,7 +179,7 @@ class CsvSeries:
 
 
 def _curve(ctx: Any, value: Any, is_power: bool, points: int) -> FloatArray:
-    from twin.core.models import ABSOLUTE_MAX_CURRENT_A
+    from twin.core import ABSOLUTE_MAX_CURRENT_A
     from twin.loadprofile.schema import MAX_POWER_W
 
     items = ctx.sequence(value, f"a list of {points} numbers")

@@ -28,14 +28,16 @@ from functools import lru_cache
 from operator import attrgetter, itemgetter
 from typing import Final
 
-from twin.core import MeterConfig, MeterModel, Snapshot
-from twin.core.types import (
+from twin.core import (
     ClearEnergy,
     ClearPulseCounts,
     Command,
+    MeterConfig,
+    MeterModel,
     NewDemandSubinterval,
     Reconfigure,
     ResetMaxDemand,
+    Snapshot,
 )
 from twin.errors import ConfigError
 from twin.registers import sunspec as _ss
@@ -450,8 +452,13 @@ class RegisterImage:
         else:
             extra_values = _EXTRA_DEFAULT_VALUES
         block_a = _pack_a(_SNAP_GET(snapshot) + extra_values, word_order)
-        interval, subintervals, method, window = snapshot.demand_config
-        config = (interval, subintervals, int(method), window, int(snapshot.registration_mode))
+        config = (
+            snapshot.demand_interval_min,
+            snapshot.demand_subintervals,
+            int(snapshot.demand_method),
+            snapshot.demand_max_window_h,
+            int(snapshot.registration_mode),
+        )
         block_c = _C_STRUCT.pack(0, *config)
         block_d = None
         if sunspec:
