@@ -12,7 +12,7 @@ import io
 import json
 from typing import Final
 
-from twin.core.status import ErrorCode, StatusBit
+from twin.core import ErrorCode, StatusBit
 from twin.errors import ConfigError
 from twin.registers import sunspec as _ss
 from twin.registers.map import MAP_VERSION, REGISTERS, Block, Register

@@ -222,8 +222,13 @@ class RegisterImage:
         else:
             extra_values = _EXTRA_DEFAULT_VALUES
         block_a = _pack_a(_SNAP_GET(snapshot) + extra_values, word_order)
-        interval, subintervals, method, window = snapshot.demand_config
-        config = (interval, subintervals, int(method), window, int(snapshot.registration_mode))
+        config = (
+            snapshot.demand_interval_min,
+            snapshot.demand_subintervals,
+            int(snapshot.demand_method),
+            snapshot.demand_max_window_h,
+            int(snapshot.registration_mode),
+        )
         block_c = _C_STRUCT.pack(0, *config)
         block_d = None
         if sunspec:

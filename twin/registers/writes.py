@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from twin.core.types import (
+from twin.core import (
     ClearEnergy,
     ClearPulseCounts,
     Command,
