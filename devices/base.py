@@ -231,7 +231,8 @@ class PulseSourceBase(ABC):
                 self.last_error = str(exc)
                 await asyncio.sleep(self.retry_delay_s)
                 continue
-            self.last_error = None
+            if observations:
+                self.last_error = None
             return observations
 
     def _apply(self, tracker: CounterTracker, observation: Observation) -> PulseReading | None:

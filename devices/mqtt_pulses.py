@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Sequence
@@ -34,6 +35,8 @@ from devices.readings import CounterSample, DeviceIOError, EdgeSample, Observati
 from devices.store import CounterStore
 from devices.urls import DeviceUrl, source_config
 from twin.errors import DeviceError
+
+LOG = logging.getLogger(__name__)
 
 MQTT_PORT: Final = 1883
 #: How late an edge timed on arrival may be (broker and network latency).
@@ -159,7 +162,13 @@ class MqttPulseSource(PulseSourceBase):
 
     async def _next_observations(self) -> Sequence[Observation]:
         payload = await self._link.next_payload()
-        return [self._parse(payload, self.clock())]
+        try:
+            return [self._parse(payload, self.clock())]
+        except DeviceIOError as exc:
+            # A malformed message is skipped, not retried: the next one may be fine.
+            LOG.warning("%s", exc)
+            self.last_error = str(exc)
+            return []
 
     @abstractmethod
     def _parse(self, payload: bytes, at_s: float) -> Observation:

@@ -44,9 +44,11 @@ def mosquitto(tmp_path: Path) -> Iterator[int]:
     port = find_free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    proc = subprocess.Popen(
-        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    log = tmp_path / "mosquitto.log"
+    with log.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=log_file
+        )
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -55,8 +57,9 @@ def mosquitto(tmp_path: Path) -> Iterator[int]:
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                _, err = proc.communicate()
-                raise AssertionError(f"mosquitto did not start: {err.decode()[-500:]}") from None
+                proc.wait(timeout=10)
+                err = log.read_text(errors="replace")[-500:]
+                raise AssertionError(f"mosquitto did not start: {err}") from None
             time.sleep(0.05)
     yield port
     proc.terminate()
