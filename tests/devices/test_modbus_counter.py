@@ -13,6 +13,7 @@ import pytest
 
 from devices import (
     CounterEvent,
+    DeviceIOError,
     JsonFileCounterStore,
     PulseReading,
     PulseSourceBase,
@@ -20,6 +21,7 @@ from devices import (
     open_source,
 )
 from tests.devices.fakes import CounterModule
+from tests.helpers import find_free_port
 from twin.errors import DeviceError
 
 POLL = "poll=20ms"
@@ -175,3 +177,10 @@ async def test_coil_sink_drives_exactly_the_closures_in_order(
     changes = [c for i, c in enumerate(closures) if c != ([False, *closures][i])]
     assert counter_module.coil_writes == [(5, c) for c in changes]
     assert sink.closures == changes.count(True) == 4
+
+
+async def test_a_coil_sink_whose_module_is_down_raises_a_device_io_error() -> None:
+    async with open_sink(f"modbus-coil://127.0.0.1:{find_free_port()}?coil=0") as sink:
+        with pytest.raises(DeviceIOError, match="cannot connect"):
+            await sink.drive(True)
+        assert not sink.closed and sink.closures == 0  # a failed write changes nothing
