@@ -19,11 +19,12 @@ from typing import Literal, cast
 
 from twin.errors import ConfigError
 from twin.loadprofile import DEFAULT_PROFILE
+from twin.modbus import UnknownUnit
 from twin.modbus.faults import parse_fault
-from twin.modbus.rtu import SerialSettings
-from twin.registers.map import WordOrder
+from twin.modbus.serial import SerialSettings
+from twin.registers import WordOrder
 from twin.runtime.config import TwinConfig
-from twin.runtime.fleet import OnPowerLoss, UnknownUnit, load_fleet
+from twin.runtime.fleet import OnPowerLoss, load_fleet
 from twin.runtime.twin import Twin
 
 

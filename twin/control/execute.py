@@ -9,7 +9,7 @@ satisfies it; control never imports the runtime). :func:`execute`
    ``allow_writes``; ``clear_energy`` also needs ``allow_energy_reset``;
 2. finds the addressed meters: one by serial, or (``serial=None``) every meter;
 3. checks what depends on each meter's present state (a demand setting is checked
-   against the meter's other demand settings, by the core's own `DemandConfig`)
+   against the meter's other demand settings, by the core's `validate_demand_settings`)
    for EVERY addressed meter before it changes ANY, so a refusal changes nothing;
 4. applies it and answers a :class:`~twin.control.commands.Result`.
 
@@ -39,7 +39,7 @@ from twin.control.commands import (
     SwitchProfile,
 )
 from twin.control.parse import command_name, parse_command
-from twin.core import Command, DemandConfig, Event, Reconfigure, Snapshot
+from twin.core import Command, Event, Reconfigure, Snapshot, validate_demand_settings
 from twin.errors import CommandRefused
 from twin.loadprofile import Profile
 from twin.modbus.faults import FaultInjector, FaultSpec
@@ -216,21 +216,19 @@ def _apply(
 
 
 def check_demand(where: str, snapshot: Snapshot, change: Reconfigure) -> None:
-    """Refuse a demand change the core would refuse, against the meter's present settings.
-
-    The rules are the core's (`DemandConfig`); this only merges and translates.
-    """
-    interval, subintervals, method, window = snapshot.demand_config
+    """Refuse a demand change the core would refuse, merged with the meter's present
+    settings; the rules are the core's (`validate_demand_settings`)."""
 
     def pick(new: int | None, old: int) -> int:
         return old if new is None else new
 
     try:
-        DemandConfig(
-            pick(change.demand_interval_min, interval),
-            pick(change.demand_subintervals, subintervals),
-            pick(change.demand_method, method),  # type: ignore[arg-type]  # the core coerces
-            pick(change.demand_max_window_h, window),
+        validate_demand_settings(
+            pick(change.demand_interval_min, snapshot.demand_interval_min),
+            pick(change.demand_subintervals, snapshot.demand_subintervals),
+            pick(change.demand_method, int(snapshot.demand_method)),
+            pick(change.demand_max_window_h, snapshot.demand_max_window_h),
+            pick(change.registration_mode, int(snapshot.registration_mode)),
         )
     except ValueError as exc:
         raise CommandRefused(f"{where}: {exc}") from None

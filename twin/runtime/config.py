@@ -29,13 +29,13 @@ from twin.control import MAX_SPEED
 from twin.core import DEFAULT_MODEL, MeterConfig
 from twin.errors import ConfigError
 from twin.loadprofile import DEFAULT_PROFILE
+from twin.modbus import UnknownUnit
 from twin.modbus.faults import FaultSpec
-from twin.modbus.rtu import SerialSettings
-from twin.registers.map import WordOrder
+from twin.modbus.serial import SerialSettings
+from twin.registers import WordOrder
 from twin.runtime.fleet import (
     FleetSpec,
     OnPowerLoss,
-    UnknownUnit,
     meter_configs,
     uniform_fleet,
     without_tcp,

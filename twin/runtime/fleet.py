@@ -29,7 +29,7 @@ Each meter gets its own serial (given, or ``MM`` + port + unit id, port 0 when i
 none), seed (given, or the profile's seed plus the meter's position in the fleet, so
 meters on one noisy profile differ) and store record (keyed by serial). A meter's
 faults apply to that meter only: its unit id on its TCP port and on the RTU line
-(port 0, see :data:`twin.modbus.faults.RTU_PORT`). Errors name the file, the key path and
+(port 0, see :data:`twin.modbus.RTU_PORT`). Errors name the file, the key path and
 what was expected.
 """
 
@@ -47,8 +47,9 @@ import yaml
 from twin.core import DEFAULT_MODEL, AccuracyConfig, MeterConfig, MeterModel
 from twin.errors import ConfigError
 from twin.loadprofile import DEFAULT_PROFILE
+from twin.modbus.endpoint import UnknownUnit
 from twin.modbus.faults import FaultSpec, fault_from_mapping, parse_fault
-from twin.registers.map import WordOrder
+from twin.registers import WordOrder
 from twin.units import SEED_MAX, SEED_MIN
 
 FLEET_SCHEMA = 1
@@ -66,13 +67,6 @@ class OnPowerLoss(StrEnum):
 
     ANSWER = "answer"  # frozen registers, status bit 13
     SILENT = "silent"  # no answer (its comms have no supply)
-
-
-class UnknownUnit(StrEnum):
-    """What a port answers a unit id it does not serve."""
-
-    EXCEPTION = "exception"  # exception 0x0B (gateway target failed)
-    SILENT = "silent"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from twin.control import ElementLoad, SetLoad
-from twin.core import SampleBlock
-from twin.core.types import BoolArray, FloatArray
+from twin.core import BoolArray, FloatArray, SampleBlock
 from twin.loadprofile import ProfileSpec, Sampler
 
 

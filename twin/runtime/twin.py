@@ -56,7 +56,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import TracebackType
-from typing import Literal
 
 from twin.control import Controller
 from twin.core import Event
@@ -68,7 +67,7 @@ from twin.modbus.rtu import ModbusRtuServer
 from twin.modbus.tcp import ModbusTcpServer
 from twin.runtime.clock import AcceleratedClock, Clock, ManualClock, make_clock
 from twin.runtime.config import TwinConfig, check_speed
-from twin.runtime.fleet import UnknownUnit, meter_configs
+from twin.runtime.fleet import meter_configs
 from twin.runtime.meters import LiveMeter, MeterListener, SamplerPool, nv_items
 from twin.runtime.stepping import Stepper, tick_loop
 from twin.store.sqlite import Checkpointer, Store, store_path
@@ -309,9 +308,6 @@ def _endpoints_by_port(twin: Twin) -> dict[int | None, dict[int, MeterEndpoint]]
 @asynccontextmanager
 async def tcp_part(twin: Twin) -> AsyncIterator[None]:
     cfg = twin.config
-    unknown: Literal["exception", "silent"] = (
-        "silent" if cfg.resolved.unknown_unit is UnknownUnit.SILENT else "exception"
-    )
     try:
         for port, units in _endpoints_by_port(twin).items():
             if port is None:
@@ -320,7 +316,7 @@ async def tcp_part(twin: Twin) -> AsyncIterator[None]:
                 units,
                 cfg.host,
                 port,
-                unknown_unit=unknown,
+                unknown_unit=cfg.resolved.unknown_unit,
                 max_connections=cfg.max_connections,
                 idle_timeout_s=cfg.idle_timeout_s,
             )
