@@ -102,6 +102,15 @@ async def test_refusals_change_nothing(twin: Twin) -> None:
         ("set_speed", {"speed": 10}, None, "manual clock"),
         ("switch_profile", {"profile": "no-such-profile"}, serial, "no such shipped profile"),
         ("frobnicate", {}, serial, "unknown command 'frobnicate'"),
+        ("set_load", {"l1": {"voltage_v": 700, "current_a": 1}}, serial, "700 out of range"),
+        ("set_load", {"l1": {"voltage_v": 120, "current_a": 1}}, "NO-SUCH", "no meter"),
+        ("clear_load", {}, "NO-SUCH", "no meter with serial"),
+        ("clear_error", {}, serial, "kind missing"),
+        ("add_fault", {"spec": "melt"}, serial, "kind 'melt' unknown"),
+        ("add_fault", {"spec": "silent"}, "NO-SUCH", "no meter with serial"),
+        ("reset_max_demand", {"now": 1}, serial, "unknown parameter 'now'"),
+        ("new_demand_subinterval", {}, "NO-SUCH", "no meter with serial"),
+        ("clear_pulses", {"x": None}, serial, "unknown parameter 'x'"),
     ]
     for name, body, where, reason in cases:
         _refused(twin.control.run(name, body, serial=where), name, reason)
