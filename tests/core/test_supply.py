@@ -13,8 +13,8 @@ from twin.core import (
     PowerRestored,
     SampleBlock,
     StatusBit,
+    SupplyConfig,
 )
-from twin.core.models import SupplyConfig
 
 
 def _run(volts: np.ndarray, dt_s: float, config: MeterConfig | None = None) -> list[object]:

@@ -12,8 +12,14 @@ import math
 import numpy as np
 import pytest
 
-from twin.core import Indicator, MeterConfig, MeterCore, SampleBlock, inputs_from_angle
-from twin.core.wiring import Service
+from twin.core import (
+    Indicator,
+    MeterConfig,
+    MeterCore,
+    SampleBlock,
+    Service,
+    inputs_from_angle,
+)
 
 
 def phasor_pq(

@@ -72,9 +72,17 @@ from twin.core.models import (
     MeterConfig,
     MeterModel,
     RegistrationMode,
+    SupplyConfig,
     validate_demand_settings,
 )
-from twin.core.samples import BoolArray, FloatArray, IntArray, SampleBlock, inputs_from_angle
+from twin.core.samples import (
+    SPLIT_PHASE_DEG,
+    BoolArray,
+    FloatArray,
+    IntArray,
+    SampleBlock,
+    inputs_from_angle,
+)
 from twin.core.snapshot import NvState, Snapshot
 from twin.core.status import (
     ERROR_PRIORITY,
@@ -85,6 +93,7 @@ from twin.core.status import (
     highest_error,
     highest_error_codes,
 )
+from twin.core.wiring import Service
 
 __all__ = [
     "ABSOLUTE_MAX_CURRENT_A",
@@ -108,6 +117,7 @@ __all__ = [
     "RATED_FREQUENCIES_HZ",
     "SAMPLE_PERIOD_RANGE_S",
     "SEED_MAX",
+    "SPLIT_PHASE_DEG",
     "SUPPLY_HOLD_UP_S",
     "SUPPLY_MAX_V",
     "SUPPLY_MIN_V",
@@ -153,9 +163,11 @@ __all__ = [
     "ResetMaxDemand",
     "SampleBlock",
     "ScalarEvent",
+    "Service",
     "Snapshot",
     "StatusBit",
     "StepTooCoarse",
+    "SupplyConfig",
     "highest_error",
     "highest_error_codes",
     "inputs_from_angle",

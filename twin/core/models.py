@@ -27,7 +27,7 @@ from twin.core.limits import (
     MAX_CT_PRIMARY_A,
     SEED_MAX,
     SUPPLY_HOLD_UP_S,
-    SUPPLY_MIN_V,
+    SUPPLY_MAX_V,
     SUPPLY_POWER_DOWN_V,
     SUPPLY_POWER_UP_V,
     VOLTAGE_MISSING_BELOW_V,
@@ -236,9 +236,13 @@ class SupplyConfig:
     hold_up_s: float = SUPPLY_HOLD_UP_S
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.power_up_v) and 0 < self.power_up_v <= SUPPLY_MIN_V):
+        if not (
+            math.isfinite(self.power_up_v)
+            and VOLTAGE_MISSING_BELOW_V <= self.power_up_v <= SUPPLY_MAX_V
+        ):
             raise ValueError(
-                f"supply power_up_v: {self.power_up_v} out of range; expected 0..{SUPPLY_MIN_V:g} V"
+                f"supply power_up_v: {self.power_up_v} out of range; expected "
+                f"{VOLTAGE_MISSING_BELOW_V:g}..{SUPPLY_MAX_V:g} V"
             )
         if not (
             math.isfinite(self.power_down_v)
