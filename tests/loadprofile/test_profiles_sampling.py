@@ -20,7 +20,7 @@ from twin.core import (
     PowerLost,
 )
 from twin.drive import drive
-from twin.loadprofile.sampler import load_profile, shipped_names
+from twin.loadprofile import load_profile, shipped_names
 
 FIELDS = ("voltage_v", "current_a", "cos_phi", "leading", "frequency_hz", "temperature_c")
 

@@ -75,6 +75,7 @@ from twin.core.models import (
     SupplyConfig,
     validate_demand_settings,
 )
+from twin.core.pulses import UJ_PER_WH
 from twin.core.samples import (
     SPLIT_PHASE_DEG,
     BoolArray,
@@ -124,6 +125,7 @@ __all__ = [
     "SUPPLY_POWER_DOWN_V",
     "SUPPLY_POWER_UP_V",
     "TEMPERATURE_RANGE_C",
+    "UJ_PER_WH",
     "VOLTAGE_MISSING_BELOW_V",
     "AccuracyConfig",
     "BoolArray",
