@@ -122,6 +122,9 @@ class MeterUnderTest:
         self.client = client
         self.twin = twin
         self.word_order = twin.config.word_order if twin is not None else target.word_order
+        self.host = twin.host if twin is not None else target.host
+        self.port = twin.port if twin is not None else target.port
+        self.unit = twin.unit if twin is not None else target.unit
 
     async def read(self) -> Values:
         """Blocks A and B decoded by the map (two reads)."""
