@@ -135,6 +135,11 @@ class MeterUnderTest:
             **decode_block(BLOCK_B, 100, b, self.word_order),
         }
 
+    def settle(self, meter_s: float) -> None:
+        """Give a twin some history to read; a live device already has its own."""
+        if self.twin is not None:
+            self.twin.advance(meter_s)
+
     async def elapse(self, meter_s: float) -> float:
         """Let ``meter_s`` of meter time pass; returns the meter seconds that passed."""
         if self.twin is not None:
@@ -143,7 +148,7 @@ class MeterUnderTest:
         start = (await self.read())["uptime_s"]
         wall0 = time.monotonic()
         while time.monotonic() - wall0 < WAIT_WALL_S:
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.1)
             passed = (await self.read())["uptime_s"] - start
             if passed >= meter_s:
                 return float(passed)

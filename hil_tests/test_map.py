@@ -83,7 +83,7 @@ async def test_every_register_in_range(target: Target) -> None:
     target.require_registers()
     scenario = LOADED if target.drivable else None
     async with open_meter(target, scenario) as meter:
-        await meter.elapse(60)
+        meter.settle(60)
         values = await meter.read()
     bad = []
     for reg in (*BLOCK_A, *BLOCK_B):
@@ -97,7 +97,7 @@ async def test_every_register_in_range(target: Target) -> None:
 async def test_derived_registers_agree(target: Target) -> None:
     target.require_registers()
     async with open_meter(target, LOADED if target.drivable else None) as meter:
-        await meter.elapse(600)
+        meter.settle(600)
         v = await meter.read()
     assert v["energy_delivered_hwh"] == v["energy_delivered_wh"] // 100
     assert math.isclose(
@@ -127,7 +127,7 @@ async def test_derived_registers_agree(target: Target) -> None:
 async def test_fc03_and_fc04_serve_the_same_words(target: Target) -> None:
     target.require_registers()
     async with open_meter(target, LOADED if target.drivable else None) as meter:
-        await meter.elapse(60)
+        meter.settle(60)
         spans = [(0, 100), (100, 100), (200, 100), (40000, 125), (40125, 54)]
         if target.drivable:  # a live device's values move between two reads
             for address, count in spans:
@@ -142,7 +142,7 @@ async def test_fc03_and_fc04_serve_the_same_words(target: Target) -> None:
 async def test_coils_and_inputs_mirror_the_bit_registers(target: Target) -> None:
     target.require_registers()
     async with open_meter(target, LOADED if target.drivable else None) as meter:
-        await meter.elapse(37)
+        meter.settle(37)
         v = await meter.read()
         coils = await meter.client.read_bits(1, 0, 4)
         inputs = await meter.client.read_bits(2, 0, 32)
@@ -233,7 +233,7 @@ async def test_bad_writes_answer_and_change_nothing(
 ) -> None:
     target.require_drive()
     async with open_meter(target, LOADED, allow_writes=True) as meter:
-        await meter.elapse(60)
+        meter.settle(60)
         before = await meter.read()
         config = await meter.client.read_registers(200, 6)
         with pytest.raises(ExceptionReply) as info:
@@ -251,7 +251,7 @@ async def test_word_orders(target: Target) -> None:
     sunspec: dict[str, list[int]] = {}
     for order in ("big", "little"):
         async with open_meter(target, LOADED, word_order=order) as meter:
-            await meter.elapse(3600)
+            meter.settle(3600)
             words[order] = await meter.client.read_registers(0, 80)
             values[order] = await meter.read()
             sunspec[order] = await meter.client.read_registers(40000, 125)

@@ -27,7 +27,7 @@ async def test_sunspec_walk(target: Target) -> None:
     target.require_registers()
     scenario = Scenario.constant("sunspec", Load(120, 30, 1.0), Load(120, 20, 1.0))
     async with open_meter(target, scenario if target.drivable else None) as meter:
-        await meter.elapse(3600)
+        meter.settle(3600)
         try:
             marker = await meter.client.read_registers(40000, 2)
         except ExceptionReply as exc:
