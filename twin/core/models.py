@@ -30,6 +30,10 @@ MAX_CT_PRIMARY_A = 5000
 #: condition): four times the largest CT primary any model accepts, with margin.
 ABSOLUTE_MAX_CURRENT_A = 4 * 1.1 * MAX_CT_PRIMARY_A
 ABSOLUTE_MAX_VOLTAGE_V = 600.0
+#: Frequency and temperature inputs outside these are bad input, like the two above.
+ABSOLUTE_MAX_FREQUENCY_HZ = 100.0
+ABSOLUTE_MIN_TEMPERATURE_C = -60.0
+ABSOLUTE_MAX_TEMPERATURE_C = 150.0
 
 
 class Family(IntEnum):

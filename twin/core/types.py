@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from twin.core.models import ABSOLUTE_MAX_CURRENT_A, ABSOLUTE_MAX_VOLTAGE_V
+from twin.core.models import (
+    ABSOLUTE_MAX_CURRENT_A,
+    ABSOLUTE_MAX_FREQUENCY_HZ,
+    ABSOLUTE_MAX_TEMPERATURE_C,
+    ABSOLUTE_MAX_VOLTAGE_V,
+    ABSOLUTE_MIN_TEMPERATURE_C,
+)
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -117,8 +123,14 @@ class SampleBlock:
         _check_range("voltage_v", block.voltage_v, 0.0, ABSOLUTE_MAX_VOLTAGE_V, "V")
         _check_range("current_a", block.current_a, 0.0, ABSOLUTE_MAX_CURRENT_A, "A")
         _check_range("cos_phi", block.cos_phi, -1.0, 1.0, "")
-        _check_range("frequency_hz", block.frequency_hz, 0.0, 100.0, "Hz")
-        _check_range("temperature_c", block.temperature_c, -60.0, 150.0, "°C")
+        _check_range("frequency_hz", block.frequency_hz, 0.0, ABSOLUTE_MAX_FREQUENCY_HZ, "Hz")
+        _check_range(
+            "temperature_c",
+            block.temperature_c,
+            ABSOLUTE_MIN_TEMPERATURE_C,
+            ABSOLUTE_MAX_TEMPERATURE_C,
+            "°C",
+        )
         return block
 
 

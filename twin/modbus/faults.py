@@ -42,8 +42,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from twin.errors import ConfigError
-from twin.loadprofile.reader import parse_duration_s
 from twin.modbus.endpoint import Intercept
+from twin.units import parse_duration_s
 
 KINDS = ("delay", "silent", "exception", "drop", "garbage", "truncate")
 RTU_PORT = 0  # the port an RTU line reports to filters: ``port=0`` targets the line

@@ -34,7 +34,7 @@ from twin.core import (
 )
 from twin.drive import drive
 from twin.errors import ConfigError
-from twin.loadprofile.sampler import Profile, Sampler, load_profile
+from twin.loadprofile import Profile, Sampler, load_profile
 from twin.modbus.endpoint import CACHE_MAX, FLEET_CACHE_BUDGET, MeterEndpoint
 from twin.registers.map import Identity, RegisterImage, WordOrder, device_identification
 from twin.runtime.fleet import FleetSpec, MeterSpec

@@ -45,7 +45,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from twin.core import Command, Event, MeterConfig, MeterCore, Snapshot
-from twin.loadprofile.sampler import Sampler
+from twin.loadprofile import Sampler
 from twin.modbus.endpoint import MeterEndpoint
 from twin.modbus.faults import FaultInjector, FaultSpec
 from twin.modbus.hooks import WireHooks, WireTrace
