@@ -36,7 +36,7 @@ import pytest
 from hil_tests.scenario import Scenario
 from twin.hil import HAVE_CONTROL, NO_CONTROL, MeterTwin
 from twin.modbus.client import MeterClient
-from twin.registers.map import REGISTERS, Register, WordOrder, decode
+from twin.registers import REGISTERS, Register, WordOrder, decode
 
 BLOCK_A = tuple(r for r in REGISTERS if r.block == "A")
 BLOCK_B = tuple(r for r in REGISTERS if r.block == "B")

@@ -15,7 +15,7 @@ import pytest
 from hil_tests.scenario import Scenario, Segment
 from hil_tests.targets import MeterUnderTest, Target, open_meter
 from twin.hil import Load
-from twin.registers.map import BY_NAME
+from twin.registers import BY_NAME
 
 NORMAL = Load(120, 20)
 FAULT_S = 3600  # the fault holds this long, then the inputs are normal again

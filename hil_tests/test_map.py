@@ -20,7 +20,7 @@ from hil_tests.targets import BLOCK_A, BLOCK_B, Target, open_meter
 from hil_tests.wire import exception_code, raw_pdu, read_pdu
 from twin.hil import Load
 from twin.modbus.client import ExceptionReply
-from twin.registers.map import BLOCK_RANGES
+from twin.registers import BLOCK_RANGES
 
 LOADED = Scenario.constant("loaded", Load(120, 30, 0.9), Load(118, 20, 0.95, True))
 

@@ -11,7 +11,7 @@ from hil_tests.scenario import Scenario
 from hil_tests.targets import Target, open_meter
 from twin.hil import Load
 from twin.modbus.client import ExceptionReply, decode_string
-from twin.registers.map import BY_NAME
+from twin.registers import BY_NAME
 
 SUNS = [0x5375, 0x6E53]
 END_ID = 0xFFFF
