@@ -6,12 +6,21 @@ twin beside the test (:mod:`twin.hil.runner`). Layer: above ``twin.runtime``, be
 ``twin.pytest_plugin`` and ``twin.cli``.
 """
 
-from twin.hil.handles import HAVE_CONTROL, CommandFailed, Load, MeterFleet, MeterHandle, MeterTwin
+from twin.hil.handles import (
+    HAVE_CONTROL,
+    NO_CONTROL,
+    CommandFailed,
+    Load,
+    MeterFleet,
+    MeterHandle,
+    MeterTwin,
+)
 from twin.hil.mqtt import mqtt_options
 from twin.hil.runner import LoopThread
 
 __all__ = [
     "HAVE_CONTROL",
+    "NO_CONTROL",
     "CommandFailed",
     "Load",
     "LoopThread",
