@@ -67,6 +67,11 @@ def test_every_command_has_a_spec_with_a_json_schema() -> None:
             CoreCommand(CommandName.INJECT_ERROR, InjectError(MeterErrorKind.MEMORY)),
         ),
         (
+            "inject_error",
+            {"kind": "calibration", "error_pct": 1.5},
+            CoreCommand(CommandName.INJECT_ERROR, InjectError(MeterErrorKind.CALIBRATION, 1.5)),
+        ),
+        (
             "clear_error",
             {"kind": "calibration"},
             CoreCommand(CommandName.CLEAR_ERROR, ClearError(MeterErrorKind.CALIBRATION)),
@@ -119,6 +124,12 @@ def test_switch_profile_and_add_fault_parse_with_their_owners() -> None:
         ("clear_pulses", {"now": True}, "clear_pulses: unknown parameter 'now'; expected no"),
         ("inject_error", {}, "inject_error: kind missing; expected one of memory, calibration"),
         ("inject_error", {"kind": "cosmic"}, "inject_error: kind: 'cosmic' unknown; expected"),
+        (
+            "inject_error",
+            {"kind": "memory", "error_pct": 1},
+            "inject_error: error_pct: given for a memory error; only calibration has one",
+        ),
+        ("inject_error", {"kind": "calibration", "error_pct": 60}, "error_pct: 60 out of range"),
         ("set_speed", {"speed": 0}, "set_speed: speed: 0 out of range; expected a number > 0"),
         ("set_speed", {"speed": "fast"}, "set_speed: speed: 'fast'; expected a number"),
         ("set_speed", {"speed": True}, "set_speed: speed: True; expected a number"),

@@ -22,6 +22,8 @@ from twin.control.commands import CommandName
 from twin.core import (
     ABSOLUTE_MAX_CURRENT_A,
     ABSOLUTE_MAX_VOLTAGE_V,
+    CALIBRATION_ERROR_RANGE_PCT,
+    DEFAULT_CALIBRATION_ERROR_PCT,
     DEMAND_INTERVAL_RANGE_MIN,
     DEMAND_MAX_WINDOW_RANGE_H,
     DEMAND_SUBINTERVALS_RANGE,
@@ -210,7 +212,22 @@ _SPECS: Final = (
         "Play another load profile from the present meter time",
         (ParamSpec("profile", "string", "a shipped profile name or a path", required=True),),
     ),
-    CommandSpec(CommandName.INJECT_ERROR, "Raise a meter error", (_error_kind(),)),
+    CommandSpec(
+        CommandName.INJECT_ERROR,
+        "Raise a meter error",
+        (
+            _error_kind(),
+            ParamSpec(
+                "error_pct",
+                "number",
+                "calibration only: how wrong registration is while the error is active "
+                f"(default {DEFAULT_CALIBRATION_ERROR_PCT:g} %)",
+                "%",
+                minimum=CALIBRATION_ERROR_RANGE_PCT[0],
+                maximum=CALIBRATION_ERROR_RANGE_PCT[1],
+            ),
+        ),
+    ),
     CommandSpec(CommandName.CLEAR_ERROR, "Clear an injected meter error", (_error_kind(),)),
     CommandSpec(
         CommandName.ADD_FAULT,
