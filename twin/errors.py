@@ -26,3 +26,7 @@ class ServeError(TwinError):
 class CommandRefused(TwinError):
     """A control command that is not applied: the reason names what was wrong and what
     was expected. A refused command changes nothing."""
+
+
+class DeviceError(TwinError):
+    """A pulse device cannot be used: bad URL, missing extra, unreachable or misbehaving."""

@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import ClassVar
 
 from twin.core import Command
-from twin.loadprofile.sampler import Profile
+from twin.loadprofile import Profile
 from twin.modbus.faults import FaultSpec
 
 

@@ -9,7 +9,7 @@ satisfies it; control never imports the runtime). :func:`execute`
    ``allow_writes``; ``clear_energy`` also needs ``allow_energy_reset``;
 2. finds the addressed meters: one by serial, or (``serial=None``) every meter;
 3. checks what depends on each meter's present state (a demand setting is checked
-   against the meter's other demand settings, by the core's own `DemandConfig`)
+   against the meter's other demand settings, by the core's `validate_demand_settings`)
    for EVERY addressed meter before it changes ANY, so a refusal changes nothing;
 4. applies it and answers a :class:`~twin.control.commands.Result`.
 
@@ -39,9 +39,9 @@ from twin.control.commands import (
     SwitchProfile,
 )
 from twin.control.parse import command_name, parse_command
-from twin.core import Command, DemandConfig, Event, Reconfigure, Snapshot
+from twin.core import Command, Event, Reconfigure, Snapshot, validate_demand_settings
 from twin.errors import CommandRefused
-from twin.loadprofile.sampler import Profile
+from twin.loadprofile import Profile
 from twin.modbus.faults import FaultInjector, FaultSpec
 
 WRITES_LOCKED = "writes are locked; start the twin with --allow-writes (allow_writes=True)"
@@ -117,6 +117,11 @@ class ControlTarget(Protocol):
 
     @property
     def hooks(self) -> FaultTarget: ...
+
+    def served_port(self, port: int | None) -> int | None:
+        """The TCP port listened on for meters configured on ``port`` (``0``: the port
+        the OS chose); what a fault narrowed to one meter must name."""
+        ...
 
     def set_speed(self, speed: float) -> None:
         """Change the clock's speed; raises CommandRefused (manual clock, too fast)."""
@@ -206,38 +211,40 @@ def _apply(
                 meter.switch_profile(profile)
         case AddFault(fault=fault):
             if serial is not None:
-                fault = fault.for_meter(meters[0].spec.port, meters[0].spec.unit)
+                fault = _for_meter(target, fault, meters[0])
             return {"fault_id": target.hooks.add_fault(fault)}
         case ClearFaults(fault_id=fault_id):
-            _clear_faults(target.hooks, fault_id, meters[0] if serial is not None else None)
+            _clear_faults(target, fault_id, meters[0] if serial is not None else None)
         case SetSpeed(speed=speed):
             target.set_speed(speed)
     return None
 
 
 def check_demand(where: str, snapshot: Snapshot, change: Reconfigure) -> None:
-    """Refuse a demand change the core would refuse, against the meter's present settings.
-
-    The rules are the core's (`DemandConfig`); this only merges and translates.
-    """
-    interval, subintervals, method, window = snapshot.demand_config
+    """Refuse a demand change the core would refuse, merged with the meter's present
+    settings; the rules are the core's (`validate_demand_settings`)."""
 
     def pick(new: int | None, old: int) -> int:
         return old if new is None else new
 
     try:
-        DemandConfig(
-            pick(change.demand_interval_min, interval),
-            pick(change.demand_subintervals, subintervals),
-            pick(change.demand_method, method),  # type: ignore[arg-type]  # the core coerces
-            pick(change.demand_max_window_h, window),
+        validate_demand_settings(
+            pick(change.demand_interval_min, snapshot.demand_interval_min),
+            pick(change.demand_subintervals, snapshot.demand_subintervals),
+            pick(change.demand_method, int(snapshot.demand_method)),
+            pick(change.demand_max_window_h, snapshot.demand_max_window_h),
+            pick(change.registration_mode, int(snapshot.registration_mode)),
         )
     except ValueError as exc:
         raise CommandRefused(f"{where}: {exc}") from None
 
 
-def _clear_faults(hooks: FaultTarget, fault_id: int | None, meter: MeterTarget | None) -> None:
-    name = CommandName.CLEAR_FAULTS
+def _for_meter(target: ControlTarget, fault: FaultSpec, meter: MeterTarget) -> FaultSpec:
+    return fault.for_meter(target.served_port(meter.spec.port), meter.spec.unit)
+
+
+def _clear_faults(target: ControlTarget, fault_id: int | None, meter: MeterTarget | None) -> None:
+    name, hooks = CommandName.CLEAR_FAULTS, target.hooks
     if fault_id is not None:
         if not hooks.remove_fault(fault_id):
             armed = ", ".join(map(str, hooks.faults.active)) or "none"
@@ -245,7 +252,6 @@ def _clear_faults(hooks: FaultTarget, fault_id: int | None, meter: MeterTarget |
     elif meter is None:
         hooks.clear_faults()
     else:
-        port, unit = meter.spec.port, meter.spec.unit
         for armed_id, spec in hooks.faults.active.items():
-            if spec == spec.for_meter(port, unit):
+            if spec == _for_meter(target, spec, meter):
                 hooks.remove_fault(armed_id)

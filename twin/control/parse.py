@@ -40,7 +40,7 @@ from twin.core import (
     ResetMaxDemand,
 )
 from twin.errors import CommandRefused, ConfigError
-from twin.loadprofile.sampler import load_profile
+from twin.loadprofile import load_profile
 from twin.modbus.faults import FaultSpec, fault_from_mapping, parse_fault
 
 _TYPES: dict[str, tuple[type, ...]] = {
@@ -89,7 +89,11 @@ def parse_command(name: str, body: Mapping[str, object] | None = None) -> Contro
             except ConfigError as exc:  # the loader's own message (ProfileError)
                 raise CommandRefused(f"{cmd}: {exc}") from None
         case CommandName.INJECT_ERROR:
-            return CoreCommand(cmd, InjectError(MeterErrorKind(values["kind"])))
+            try:
+                error = InjectError(MeterErrorKind(values["kind"]), values.get("error_pct"))
+            except ValueError as exc:  # the core's rule: only a calibration error has a size
+                raise CommandRefused(f"{cmd}: {exc}") from None
+            return CoreCommand(cmd, error)
         case CommandName.CLEAR_ERROR:
             return CoreCommand(cmd, ClearError(MeterErrorKind(values["kind"])))
         case CommandName.ADD_FAULT:

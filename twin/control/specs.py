@@ -4,9 +4,10 @@ docs all derive from :data:`COMMAND_SPECS`.
 A :class:`ParamSpec` gives a body key's JSON type, unit, range, choices and whether it
 is required; an ``object`` parameter lists its own fields. Ranges are taken from where
 the rule lives (the core's input limits, its enums, the register map's descriptions),
-never written twice: the demand-interval rules, for instance, are the core's
-(`DemandConfig`), so their parameters carry the register map's description and no
-range of their own.
+never written twice: the demand settings carry the register map's description and
+the core's limits, and the rule across them (subintervals dividing the interval) is
+the core's `validate_demand_settings`, checked at execution against the meter's
+present settings.
 """
 
 from __future__ import annotations
@@ -18,10 +19,20 @@ from types import MappingProxyType
 from typing import Final
 
 from twin.control.commands import CommandName
-from twin.core import DemandMethod, MeterErrorKind, RegistrationMode
-from twin.core.models import ABSOLUTE_MAX_CURRENT_A, ABSOLUTE_MAX_VOLTAGE_V
-from twin.modbus.faults import KINDS
-from twin.registers.map import BY_NAME
+from twin.core import (
+    ABSOLUTE_MAX_CURRENT_A,
+    ABSOLUTE_MAX_VOLTAGE_V,
+    CALIBRATION_ERROR_RANGE_PCT,
+    DEFAULT_CALIBRATION_ERROR_PCT,
+    DEMAND_INTERVAL_RANGE_MIN,
+    DEMAND_MAX_WINDOW_RANGE_H,
+    DEMAND_SUBINTERVALS_RANGE,
+    DemandMethod,
+    MeterErrorKind,
+    RegistrationMode,
+)
+from twin.modbus.faults import FaultKind
+from twin.registers import BY_NAME
 
 MAX_SPEED: Final = 1e7  # meter seconds per wall second: the fastest clock a twin runs
 MAX_OVERRIDE_S: Final = 1e9  # a load override's longest duration (~31 years of meter time)
@@ -64,8 +75,8 @@ class ParamSpec:
             schema["enum"] = list(self.choices)
         if self.default is not None:
             schema["default"] = self.default
-        if self.fields:
-            schema.update(_object_schema(self.fields, open_body=False))
+        if self.fields:  # its own keys; the type (maybe nullable) stays as set above
+            schema.update({**_object_schema(self.fields, open_body=False), "type": schema["type"]})
         return schema
 
 
@@ -107,18 +118,19 @@ def _enum_doc(enum: type[IntEnum]) -> str:
     return ", ".join(f"{int(m)} {m.name.lower()}" for m in enum)
 
 
-def _register_param(name: str, enum: type[IntEnum] | None = None) -> ParamSpec:
-    """A block-C setting: documented by the register map, ranged by the core."""
+def _register_param(
+    name: str, enum: type[IntEnum] | None = None, limits: tuple[int, int] | None = None
+) -> ParamSpec:
+    """A block-C setting: documented by the register map, ranged by the core's limits."""
     reg = BY_NAME[name]
+    low, high = limits if enum is None and limits is not None else (min(enum or [0]), 0)
     return ParamSpec(
         name,
         "integer",
-        f"{reg.description} (register {reg.address})"
-        if enum is None
-        else f"{_enum_doc(enum)} (register {reg.address})",
+        f"{reg.description if enum is None else _enum_doc(enum)} (register {reg.address})",
         unit=reg.unit,
-        minimum=None if enum is None else min(enum),
-        maximum=None if enum is None else max(enum),
+        minimum=low if enum is None else min(enum),
+        maximum=high if enum is None else max(enum),
         choices=() if enum is None else _enum_choices(enum),
     )
 
@@ -200,7 +212,22 @@ _SPECS: Final = (
         "Play another load profile from the present meter time",
         (ParamSpec("profile", "string", "a shipped profile name or a path", required=True),),
     ),
-    CommandSpec(CommandName.INJECT_ERROR, "Raise a meter error", (_error_kind(),)),
+    CommandSpec(
+        CommandName.INJECT_ERROR,
+        "Raise a meter error",
+        (
+            _error_kind(),
+            ParamSpec(
+                "error_pct",
+                "number",
+                "calibration only: how wrong registration is while the error is active "
+                f"(default {DEFAULT_CALIBRATION_ERROR_PCT:g} %)",
+                "%",
+                minimum=CALIBRATION_ERROR_RANGE_PCT[0],
+                maximum=CALIBRATION_ERROR_RANGE_PCT[1],
+            ),
+        ),
+    ),
     CommandSpec(CommandName.CLEAR_ERROR, "Clear an injected meter error", (_error_kind(),)),
     CommandSpec(
         CommandName.ADD_FAULT,
@@ -208,7 +235,12 @@ _SPECS: Final = (
         "and its keys); with a meter, narrowed to that meter",
         (
             ParamSpec("spec", "string", "a fault spec like delay:ms=200,jitter=50"),
-            ParamSpec("kind", "string", "the fault kind (mapping form)", choices=KINDS),
+            ParamSpec(
+                "kind",
+                "string",
+                "the fault kind (mapping form)",
+                choices=tuple(k.value for k in FaultKind),
+            ),
         ),
         open_body=True,
     ),
@@ -230,10 +262,11 @@ _SPECS: Final = (
         CommandName.SET_DEMAND,
         "Change demand settings (block C 201-205); keys left out keep their value",
         (
-            _register_param("demand_interval_min"),
-            _register_param("demand_subintervals"),
+            _register_param("demand_interval_min", limits=DEMAND_INTERVAL_RANGE_MIN),
+            _register_param("demand_subintervals", limits=DEMAND_SUBINTERVALS_RANGE),
             _register_param("demand_method", DemandMethod),
-            _register_param("demand_max_window_h"),
+            # 0 (until reset) or the core's window range
+            _register_param("demand_max_window_h", limits=(0, DEMAND_MAX_WINDOW_RANGE_H[1])),
             _register_param("registration_mode", RegistrationMode),
         ),
     ),

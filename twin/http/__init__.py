@@ -6,7 +6,7 @@ map, and the front panel page shipped as static files in this package."""
 from twin.http.app import ROUTES, build_app
 from twin.http.config import HttpConfig, add_arguments, config_from_args, parse_listen
 from twin.http.openapi import Route, openapi_document
-from twin.http.server import HttpServer
+from twin.http.server import HttpServer, HttpTwin, http_part
 from twin.http.target import HttpTarget, MeterView
 
 __all__ = [
@@ -14,11 +14,13 @@ __all__ = [
     "HttpConfig",
     "HttpServer",
     "HttpTarget",
+    "HttpTwin",
     "MeterView",
     "Route",
     "add_arguments",
     "build_app",
     "config_from_args",
+    "http_part",
     "openapi_document",
     "parse_listen",
 ]

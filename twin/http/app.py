@@ -34,8 +34,8 @@ from twin.http.openapi import Handler, Route, openapi_document
 from twin.http.stream import StreamClient, StreamHub
 from twin.http.target import HttpTarget, MeterView
 from twin.http.views import fault_json, meter_json, register_json, snapshot_json
-from twin.loadprofile.sampler import shipped_names
-from twin.registers.map import REGISTERS
+from twin.loadprofile import shipped_names
+from twin.registers import REGISTERS
 
 STATIC_DIR = Path(__file__).parent / "static"
 

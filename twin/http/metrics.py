@@ -1,7 +1,7 @@
 """``GET /metrics``: the twin in Prometheus text format (`prometheus_client`).
 
 Two kinds of series. What the twin already counts (Modbus requests and exceptions
-per function code from each endpoint's public counters, open and refused Modbus
+per function code from each port's dispatcher counters, open and refused Modbus
 connections per port, faults fired per kind, every meter's energy, power and demand,
 the stepping lag) is read at scrape time by :class:`TwinCollector`, so the hot paths
 never touch Prometheus. What only the HTTP part sees (its requests, commands, stream
@@ -42,11 +42,13 @@ class TwinCollector(Collector):
             labels=["function_code"],
         )
         req_sum, exc_sum = [0] * 256, [0] * 256
-        for m in t.meters:
-            ep = m.endpoint
+        dispatchers = [s.dispatcher for s in t.servers.values()]
+        if t.rtu is not None:
+            dispatchers.append(t.rtu.dispatcher)
+        for d in dispatchers:
             for fc in _FUNCTION_CODES:
-                req_sum[fc] += ep.requests[fc]
-                exc_sum[fc] += ep.exceptions[fc]
+                req_sum[fc] += d.requests[fc]
+                exc_sum[fc] += d.exceptions[fc]
         for fc in _FUNCTION_CODES:
             if req_sum[fc]:
                 requests.add_metric([str(fc)], req_sum[fc])

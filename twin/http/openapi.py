@@ -17,8 +17,8 @@ from aiohttp import web
 
 from twin.control import COMMAND_SPECS, CommandName
 from twin.http.views import IDENTITY_FIELDS, LIVE_FIELDS, SETTING_FIELDS
-from twin.modbus.faults import KINDS
-from twin.registers.map import BY_NAME
+from twin.modbus import FaultKind
+from twin.registers import BY_NAME
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -112,7 +112,10 @@ def _schemas() -> dict[str, Any]:
         },
         "Fault": {
             "type": "object",
-            "properties": {"id": {"type": "integer"}, "kind": {"enum": list(KINDS)}},
+            "properties": {
+                "id": {"type": "integer"},
+                "kind": {"enum": [str(k) for k in FaultKind]},
+            },
             "additionalProperties": True,
         },
         "Register": {"type": "object", "additionalProperties": True},

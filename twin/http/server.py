@@ -3,17 +3,23 @@
 ``async with HttpServer(twin, config) as http:`` listens (an ephemeral port when the
 config says 0; :attr:`HttpServer.port` tells which) and on exit closes the streams
 first (their loops end at once) and then the listener. Access logs are off: one log
-line per start and stop, never per request.
+line per start and stop, never per request. :func:`http_part` is the twin's part (one
+entry of ``twin.runtime.twin.PARTS``): a no-op while the twin's config has no ``http``;
+it sees the twin through :class:`HttpTwin`, so this package does not import the runtime.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from types import TracebackType
+from typing import Protocol
 
 from aiohttp import web
 
+from twin.control import Locks
 from twin.errors import ServeError
 from twin.http.app import build_app
 from twin.http.config import HttpConfig
@@ -74,3 +80,31 @@ class HttpServer:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+class HasHttpConfig(Locks, Protocol):
+    @property
+    def http(self) -> HttpConfig | None: ...
+
+
+class HttpTwin(HttpTarget, Protocol):
+    """A running twin as its HTTP part needs it: ``twin.http`` is set while it serves."""
+
+    http: HttpServer | None
+
+    @property
+    def config(self) -> HasHttpConfig: ...
+
+
+@asynccontextmanager
+async def http_part(twin: HttpTwin) -> AsyncIterator[None]:
+    config = twin.config.http
+    if config is None:
+        yield
+        return
+    async with HttpServer(twin, config) as server:
+        twin.http = server
+        try:
+            yield
+        finally:
+            twin.http = None

@@ -3,8 +3,8 @@
 `twin.http` sits below `twin.runtime` in the layers, so it never imports the twin; it
 sees it through :class:`HttpTarget`: control's ``ControlTarget`` (commands go through
 `twin.control.run_command` with the same object) plus what the panel, the stream and
-``/metrics`` read: each meter's endpoint counters and config, the clock, the lag, the
-Modbus servers and the event subscription.
+``/metrics`` read: each meter's config, the clock, the lag, the Modbus servers (their
+dispatchers count requests and exceptions) and the event subscription.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Protocol
 
 from twin.control import ControlTarget, MeterTarget
 from twin.core import Event, MeterConfig, MeterModel
-from twin.modbus.endpoint import MeterEndpoint
+from twin.modbus.rtu import ModbusRtuServer
 from twin.modbus.tcp import ModbusTcpServer
 
 EventListener = Callable[["MeterView", list[Event]], None]
@@ -32,14 +32,12 @@ class MeterSpecView(Protocol):
 
 
 class MeterView(MeterTarget, Protocol):
-    """One live meter: what control acts on, plus its endpoint counters and config."""
+    """One live meter: what control acts on, plus its place and config."""
 
     @property
     def spec(self) -> MeterSpecView: ...
     @property
     def config(self) -> MeterConfig: ...
-    @property
-    def endpoint(self) -> MeterEndpoint: ...
 
 
 class ClockView(Protocol):
@@ -60,5 +58,7 @@ class HttpTarget(ControlTarget, Protocol):
     def lag_s(self) -> float: ...
     @property
     def servers(self) -> Mapping[int, ModbusTcpServer]: ...
+    @property
+    def rtu(self) -> ModbusRtuServer | None: ...
 
     def subscribe(self, listener: EventListener) -> Callable[[], None]: ...

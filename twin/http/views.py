@@ -12,22 +12,24 @@ from collections.abc import Mapping
 from dataclasses import asdict, fields
 from typing import Any
 
-from twin.core import Event, ScalarEvent, Snapshot
-from twin.core.types import (
+from twin.core import (
     CountsCleared,
     DemandClosed,
     ErrorCleared,
     ErrorRaised,
+    Event,
     MaxDemandReset,
     PowerLost,
     PowerRestored,
+    ScalarEvent,
+    Snapshot,
 )
 from twin.http.target import MeterView
-from twin.modbus.faults import FaultSpec
-from twin.registers.map import BY_NAME, EXTRA_DEFAULTS, Register, field_names
+from twin.modbus import FaultSpec
+from twin.registers import BY_NAME, EXTRA_DEFAULTS, Register, field_names
 
 LIVE_FIELDS = tuple(field_names())
-#: Block C settings as a snapshot carries them (``demand_config`` order, then the mode).
+#: Block C settings, by the snapshot fields that carry them.
 SETTING_FIELDS = (
     "demand_interval_min",
     "demand_subintervals",
@@ -66,8 +68,7 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
     for name in LIVE_FIELDS:
         value = getattr(snap, name, None)
         out[name] = number(EXTRA_DEFAULTS[name] if value is None else value)
-    settings = (*snap.demand_config, snap.registration_mode)
-    out.update(zip(SETTING_FIELDS, settings, strict=True))
+    out.update((name, int(getattr(snap, name))) for name in SETTING_FIELDS)
     return out
 
 

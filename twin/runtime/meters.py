@@ -31,10 +31,16 @@ from dataclasses import replace
 from twin.control import Controller, SetLoad
 from twin.core import Command, Event, MeterConfig, MeterCore, NvState, SampleBlock, Snapshot
 from twin.drive import drive
-from twin.loadprofile.sampler import Profile, Sampler
-from twin.loadprofile.schema import ProfileSpec
+from twin.loadprofile import Profile, ProfileSpec, Sampler
 from twin.modbus.endpoint import CACHE_MAX, FLEET_CACHE_BUDGET, MeterEndpoint
-from twin.registers.map import Identity, RegisterImage, device_identification
+from twin.registers import (
+    ExceptionCode,
+    Identity,
+    ModbusException,
+    RegisterImage,
+    decode_write,
+    device_identification,
+)
 from twin.runtime.fleet import MeterSpec, OnPowerLoss
 from twin.runtime.override import OverrideSampler
 
@@ -196,9 +202,10 @@ class LiveMeter:
         raises the Modbus exception (02 bad address, 03 refused, with control's reason)."""
         if self._control is None:
             raise RuntimeError("writes are off for this meter")
-        # INTERIM until twin/registers/writes.py lands from main (H2's split)
-        unlocked = self._control.target.config.allow_energy_reset
-        self.apply(self.image.decode_write(address, values, energy_reset_unlocked=unlocked))
+        write = decode_write(address, values)  # 02/03 for what only the wire gets wrong
+        result = self._control.run(write.command, write.body, serial=self.serial)
+        if not result.ok:
+            raise ModbusException(ExceptionCode.ILLEGAL_DATA_VALUE, result.error or "refused")
 
 
 def nv_items(meters: Iterable[LiveMeter]) -> list[tuple[str, NvState]]:

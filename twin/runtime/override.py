@@ -18,10 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from twin.control import ElementLoad, SetLoad
-from twin.core import SampleBlock
-from twin.core.types import BoolArray, FloatArray
-from twin.loadprofile.sampler import Sampler
-from twin.loadprofile.schema import ProfileSpec
+from twin.core import BoolArray, FloatArray, SampleBlock
+from twin.loadprofile import ProfileSpec, Sampler
 
 
 class OverrideSampler(Sampler):

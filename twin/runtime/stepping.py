@@ -23,7 +23,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from twin.runtime.clock import Clock, ManualClock
@@ -115,3 +115,23 @@ class Stepper:
                 self.sample_s,
                 len(self.meters),
             )
+
+
+async def tick_loop(
+    stepper: Stepper, tick_s: float, after_step: Callable[[], Awaitable[None]]
+) -> None:
+    """Every ``tick_s`` of wall time: step to the clock, then ``after_step`` (faults,
+    traces, checkpoints). A failure is logged (once a second at most), not fatal."""
+    loop = asyncio.get_running_loop()
+    next_t = loop.time()
+    while True:
+        next_t += tick_s
+        await asyncio.sleep(max(0.0, next_t - loop.time()))
+        try:
+            await stepper.step_to_clock()
+            await after_step()
+        except Exception:
+            log.exception("stepping the meters failed")
+            await asyncio.sleep(1.0)  # one line per second at most, not per tick
+        if next_t < loop.time() - 1.0:
+            next_t = loop.time()  # fell far behind (suspended): don't burst

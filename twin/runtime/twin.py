@@ -16,7 +16,8 @@ it had opened (ports, the store and its lock, the trace file):
 3. ``hooks_part``: protocol faults (config and fleet file) and the ``--trace`` file;
 4. ``tcp_part``: one Modbus TCP server per port (a port's meters are its unit ids);
 5. ``rtu_part``: the Modbus RTU server on ``--serial``;
-6. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
+6. ``http_part`` (:mod:`twin.http.server`): the HTTP API and front panel, ``twin.http``;
+7. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
    meters to the clock (:mod:`twin.runtime.stepping`), expires faults, flushes traces
    and checkpoints every ``checkpoint_interval_s`` of wall time in a worker thread.
 
@@ -41,7 +42,8 @@ Public API (what parts, the CLI, MQTT, HTTP and HIL fixtures use):
   ``twin.lagging``, ``twin.set_speed(speed)``;
 - ``twin.hooks`` (protocol faults and frame traces: ``add_fault``, ``remove_fault``,
   ``clear_faults``, ``faults``, ``add_trace``), ``twin.store``, ``twin.servers`` (TCP,
-  by configured port), ``twin.tcp`` (the first), ``twin.rtu``, ``twin.port``/``ports``.
+  by configured port), ``twin.tcp`` (the first), ``twin.rtu``, ``twin.port``/``ports``,
+  ``twin.served_port(configured)``; ``twin.http`` (the HTTP server, ``http`` set).
 
 Logging: one line per start/stop/error, never per request.
 """
@@ -56,22 +58,21 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import TracebackType
-from typing import Literal
 
 from twin.control import Controller
 from twin.core import Event
 from twin.errors import CommandRefused, ConfigError
-from twin.http import HttpServer
-from twin.loadprofile.sampler import Profile, load_profile
+from twin.http import HttpServer, http_part
+from twin.loadprofile import Profile, load_profile
 from twin.modbus.endpoint import MeterEndpoint
 from twin.modbus.hooks import WireHooks
 from twin.modbus.rtu import ModbusRtuServer
 from twin.modbus.tcp import ModbusTcpServer
 from twin.runtime.clock import AcceleratedClock, Clock, ManualClock, make_clock
 from twin.runtime.config import TwinConfig, check_speed
-from twin.runtime.fleet import UnknownUnit, meter_configs
+from twin.runtime.fleet import meter_configs
 from twin.runtime.meters import LiveMeter, MeterListener, SamplerPool, nv_items
-from twin.runtime.stepping import Stepper
+from twin.runtime.stepping import Stepper, tick_loop
 from twin.store.sqlite import Checkpointer, Store, store_path
 
 log = logging.getLogger(__name__)
@@ -92,12 +93,12 @@ class Twin:
         self.meters: list[LiveMeter] = []
         self.servers: dict[int, ModbusTcpServer] = {}  # by configured port
         self.rtu: ModbusRtuServer | None = None
-        self.http: HttpServer | None = None  # the HTTP API and front panel (--http)
         self._by_unit: dict[tuple[int | None, int], LiveMeter] = {}
         self._by_serial: dict[str, LiveMeter] = {}
         self._listeners: list[MeterListener] = []
         self._stepper = Stepper(self.clock, config.sample_s, config.until_s, self.meters)
         self._stack: AsyncExitStack | None = None
+        self.http: HttpServer | None = None  # set by http_part (config.http given)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -169,6 +170,11 @@ class Twin:
     @property
     def ports(self) -> list[int]:
         return [s.port for s in self.servers.values()]
+
+    def served_port(self, port: int | None) -> int | None:
+        """The TCP port listened on for meters configured on ``port`` (0: ephemeral)."""
+        server = None if port is None else self.servers.get(port)
+        return port if server is None else server.port
 
     def meter(self, unit: int | None = None, port: int | None = None) -> LiveMeter:
         """A meter by unit id (and configured port when the fleet has several); the
@@ -311,9 +317,6 @@ def _endpoints_by_port(twin: Twin) -> dict[int | None, dict[int, MeterEndpoint]]
 @asynccontextmanager
 async def tcp_part(twin: Twin) -> AsyncIterator[None]:
     cfg = twin.config
-    unknown: Literal["exception", "silent"] = (
-        "silent" if cfg.resolved.unknown_unit is UnknownUnit.SILENT else "exception"
-    )
     try:
         for port, units in _endpoints_by_port(twin).items():
             if port is None:
@@ -322,7 +325,7 @@ async def tcp_part(twin: Twin) -> AsyncIterator[None]:
                 units,
                 cfg.host,
                 port,
-                unknown_unit=unknown,
+                unknown_unit=cfg.resolved.unknown_unit,
                 max_connections=cfg.max_connections,
                 idle_timeout_s=cfg.idle_timeout_s,
             )
@@ -361,51 +364,26 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
     if not twin.clock.ticks:
         yield  # a manual clock: meter time moves only by twin.step()
         return
-    task = asyncio.create_task(_tick_loop(twin), name="twin-tick")
+    loop = asyncio.get_running_loop()
+
+    async def after_step() -> None:
+        if twin.hooks.intercepting and not twin.hooks.faults.active:
+            twin.hooks.sync()  # every fault expired: back to the fast path
+        twin.hooks.flush()
+        cp, now = twin.checkpointer, time.monotonic()
+        if cp is not None and cp.due(now):
+            items = nv_items(twin.meters)  # frozen NvStates: safe to hand to a thread
+            await loop.run_in_executor(None, lambda: cp.checkpoint(items, now_s=now))
+
+    task = asyncio.create_task(
+        tick_loop(twin._stepper, twin.config.tick_s, after_step), name="twin-tick"
+    )
     try:
         yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def _tick_loop(twin: Twin) -> None:
-    loop = asyncio.get_running_loop()
-    tick_s = twin.config.tick_s
-    next_t = loop.time()
-    while True:
-        next_t += tick_s
-        await asyncio.sleep(max(0.0, next_t - loop.time()))
-        try:
-            await twin._stepper.step_to_clock()
-            if twin.hooks.intercepting and not twin.hooks.faults.active:
-                twin.hooks.sync()  # every fault expired: back to the fast path
-            twin.hooks.flush()
-            await _maybe_checkpoint(twin, loop)
-        except Exception:
-            log.exception("stepping the meters failed")
-            await asyncio.sleep(1.0)  # one line per second at most, not per tick
-        if next_t < loop.time() - 1.0:
-            next_t = loop.time()  # fell far behind (suspended): don't burst
-
-
-async def _maybe_checkpoint(twin: Twin, loop: asyncio.AbstractEventLoop) -> None:
-    cp = twin.checkpointer
-    now = time.monotonic()
-    if cp is None or not cp.due(now):
-        return
-    items = nv_items(twin.meters)  # frozen NvStates: safe to hand to a thread
-    await loop.run_in_executor(None, lambda: cp.checkpoint(items, now_s=now))
-
-
-@asynccontextmanager
-async def http_part(twin: Twin) -> AsyncIterator[None]:
-    if twin.config.http is None:
-        yield
-        return
-    async with HttpServer(twin, twin.config.http) as twin.http:
-        yield
 
 
 #: The parts of every twin, entered in this order and left in reverse. A new part
