@@ -19,7 +19,7 @@ from typing import Any, Final, overload
 import numpy as np
 import numpy.typing as npt
 
-from twin.core.pulses import UJ_PER_WH
+from twin.core import SEED_MAX, UJ_PER_WH
 
 __all__ = [
     "SEED_MAX",
@@ -36,7 +36,6 @@ __all__ = [
 #: Seeds (profile noise, accuracy curves, fault generators): what numpy and a
 #: signed 64-bit SQLite integer both hold.
 SEED_MIN: Final = 0
-SEED_MAX: Final = 2**63 - 1
 SEED_RANGE_TEXT: Final = "0..2^63-1"
 
 _DURATION_TERM = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|sec|s|min|m|h|d|w)?\s*")

@@ -9,8 +9,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twin.core import InjectError, MeterConfig, MeterCore, MeterErrorKind
-from twin.core.types import ErrorCleared, ErrorRaised, MaxDemandReset, PowerLost
+from twin.core import (
+    ErrorCleared,
+    ErrorRaised,
+    InjectError,
+    MaxDemandReset,
+    MeterConfig,
+    MeterCore,
+    MeterErrorKind,
+    PowerLost,
+)
 from twin.drive import drive
 from twin.loadprofile import load_profile, shipped_names
 

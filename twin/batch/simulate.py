@@ -53,6 +53,7 @@ from twin.core import (
     SampleBlock,
     ScalarEvent,
     Snapshot,
+    highest_error_codes,
 )
 from twin.drive import drive
 from twin.errors import ConfigError
@@ -227,7 +228,7 @@ class Recorder:
         cols["counter_count"] = self.closures[3]
         et, masks = (np.array(x) for x in zip(*self.error_points, strict=True))
         active = masks[np.searchsorted(et, row_end_s + 1e-9, side="right") - 1]
-        cols["error_code"] = _lowest_code(active.astype(np.int64))
+        cols["error_code"] = highest_error_codes(active.astype(np.int64))
         cols["unpowered_s"] = np.diff(self._unpowered_cum(np.append(0.0, row_end_s)))
         return cols
 
@@ -240,12 +241,6 @@ class Recorder:
         before = np.concatenate(([0.0], np.cumsum(lengths)[:-1]))
         fp = np.stack([before, before + lengths], axis=1).ravel()
         return np.asarray(np.interp(t, xp, fp, left=0.0, right=float(lengths.sum())))
-
-
-def _lowest_code(masks: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """Highest-priority (lowest numbered) active error code per mask; 0 for none."""
-    low = masks & -masks
-    return np.where(low > 0, np.log2(np.maximum(low, 1)).astype(np.int64), 0)
 
 
 class _RecordingCore(MeterCore):

@@ -20,7 +20,7 @@ from typing import Literal, cast
 from twin.errors import ConfigError
 from twin.loadprofile import DEFAULT_PROFILE
 from twin.modbus.faults import parse_fault
-from twin.modbus.rtu import SerialSettings
+from twin.modbus.serial import SerialSettings
 from twin.runtime.config import TwinConfig
 from twin.runtime.fleet import load_fleet
 from twin.runtime.twin import Twin

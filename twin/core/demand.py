@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from twin.core.events import DemandClosed
 from twin.core.models import DemandConfig, DemandMethod
-from twin.core.types import DemandClosed, IntArray
+from twin.core.samples import IntArray
+from twin.core.snapshot import NvState
 
 _US_PER_H = 3_600_000_000
 
@@ -46,6 +48,49 @@ class DemandState:
     period_max_w: float = 0.0  # running maximum of the current window
     period_max_at_us: int = 0
     window_start_us: int = 0
+
+    @classmethod
+    def restore(cls, config: DemandConfig, nv: NvState) -> DemandState:
+        """The demand state saved in ``nv``, running under ``config``."""
+        state = cls(config)
+        state.restart(nv.demand_origin_us)
+        state.partial_uj, state.closes, state.demand_w = (
+            nv.demand_partial_uj,
+            nv.demand_closes,
+            nv.demand_w,
+        )
+        state.recent_w.extend(nv.demand_recent_w[-config.subintervals :])
+        state.max_w, state.max_at_us = nv.demand_max_w, nv.demand_max_at_us
+        state.period_max_w = nv.demand_period_max_w
+        state.period_max_at_us = nv.demand_period_max_at_us
+        state.window_start_us = nv.demand_window_start_us
+        return state
+
+    def save(self, nv: NvState) -> NvState:
+        """``nv`` with this demand state (and its settings) in it."""
+        return replace(
+            nv,
+            demand_max_w=self.max_w,
+            demand_max_at_us=self.max_at_us,
+            demand_period_max_w=self.period_max_w,
+            demand_period_max_at_us=self.period_max_at_us,
+            demand_window_start_us=self.window_start_us,
+            demand_origin_us=self.origin_us,
+            demand_partial_uj=self.partial_uj,
+            demand_recent_w=tuple(self.recent_w),
+            demand_closes=self.closes,
+            demand_w=self.demand_w,
+            demand_config=self.config.as_tuple(),
+        )
+
+    def reconfigured(self, config: DemandConfig, uptime_us: int) -> DemandState:
+        """New settings: a fresh sub-interval grid from now; the maximum carries over."""
+        state = DemandState(config)
+        state.restart(uptime_us)
+        state.max_w, state.max_at_us = self.max_w, self.max_at_us
+        state.period_max_w, state.period_max_at_us = self.period_max_w, self.period_max_at_us
+        state.window_start_us = self.window_start_us
+        return state
 
     @property
     def valid(self) -> bool:

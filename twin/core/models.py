@@ -18,22 +18,14 @@ import re
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-SUPPLY_MIN_V = 102.0
-SUPPLY_MAX_V = 138.0
-VOLTAGE_MISSING_BELOW_V = 60.0
-FREQUENCY_RANGE_HZ = (45.0, 65.0)
-TEMPERATURE_RANGE_C = (-30.0, 70.0)
-PF_MIN = 0.5
-KH_WH = (10, 100, 1000)
-MAX_CT_PRIMARY_A = 5000
-#: Any input current above this is rejected as bad input (not an over-current
-#: condition): four times the largest CT primary any model accepts, with margin.
-ABSOLUTE_MAX_CURRENT_A = 4 * 1.1 * MAX_CT_PRIMARY_A
-ABSOLUTE_MAX_VOLTAGE_V = 600.0
-#: Frequency and temperature inputs outside these are bad input, like the two above.
-ABSOLUTE_MAX_FREQUENCY_HZ = 100.0
-ABSOLUTE_MIN_TEMPERATURE_C = -60.0
-ABSOLUTE_MAX_TEMPERATURE_C = 150.0
+from twin.core.limits import (
+    CALIBRATION_ERROR_RANGE_PCT,
+    DEMAND_INTERVAL_RANGE_MIN,
+    DEMAND_MAX_WINDOW_RANGE_H,
+    DEMAND_SUBINTERVALS_RANGE,
+    MAX_CT_PRIMARY_A,
+    SEED_MAX,
+)
 
 
 class Family(IntEnum):
@@ -133,6 +125,44 @@ CATALOG: tuple[str, ...] = tuple(
 DEFAULT_MODEL = "MMD-200A"
 
 
+def _setting(name: str, value: object, lo: int, hi: int, extra: str = "") -> int:
+    expected = f"{extra}{lo}..{hi}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} {value!r}; expected an integer {expected}")
+    if not (lo <= value <= hi or (extra and value == 0)):
+        raise ValueError(f"{name} {value}; expected {expected}")
+    return value
+
+
+def validate_demand_settings(
+    interval_min: int | None = None,
+    subintervals: int | None = None,
+    method: int | None = None,
+    max_window_h: int | None = None,
+    registration_mode: int | None = None,
+) -> None:
+    """The rules of register block C 201-205, defined once; None skips a setting.
+
+    Raises ValueError naming the setting and what was expected. Modbus writes,
+    ``twin.control`` and :class:`DemandConfig` all check through here, so a bad
+    setting is refused with the same words on every channel.
+    """
+    if interval_min is not None:
+        _setting("demand_interval_min", interval_min, *DEMAND_INTERVAL_RANGE_MIN)
+    if subintervals is not None:
+        _setting("demand_subintervals", subintervals, *DEMAND_SUBINTERVALS_RANGE)
+        if interval_min is not None and interval_min % subintervals:
+            raise ValueError(
+                f"demand_subintervals {subintervals} does not divide {interval_min} min"
+            )
+    if method is not None:
+        _setting("demand_method", method, 0, len(DemandMethod) - 1)
+    if max_window_h is not None:
+        _setting("demand_max_window_h", max_window_h, *DEMAND_MAX_WINDOW_RANGE_H, extra="0 or ")
+    if registration_mode is not None:
+        _setting("registration_mode", registration_mode, 0, len(RegistrationMode) - 1)
+
+
 @dataclass(frozen=True, slots=True)
 class DemandConfig:
     """Demand settings (register block C, 201-204)."""
@@ -143,24 +173,18 @@ class DemandConfig:
     max_window_h: int = 24  # 0 = until reset
 
     def __post_init__(self) -> None:
-        if not 1 <= self.interval_min <= 60:
-            raise ValueError(
-                f"demand_interval_min: {self.interval_min} out of range; expected 1..60"
-            )
-        if not 1 <= self.subintervals <= 15 or self.interval_min % self.subintervals:
-            raise ValueError(
-                f"demand_subintervals: {self.subintervals} invalid; expected 1..15 dividing "
-                f"the interval of {self.interval_min} min"
-            )
-        if not (self.max_window_h == 0 or 1 <= self.max_window_h <= 168):
-            raise ValueError(
-                f"demand_max_window_h: {self.max_window_h} out of range; expected 0 or 1..168"
-            )
+        validate_demand_settings(
+            self.interval_min, self.subintervals, self.method, self.max_window_h
+        )
         object.__setattr__(self, "method", DemandMethod(self.method))
 
     @property
     def subinterval_us(self) -> int:
         return self.interval_min * 60_000_000 // self.subintervals
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        """(interval_min, subintervals, method, max_window_h), as NvState stores it."""
+        return (self.interval_min, self.subintervals, int(self.method), self.max_window_h)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,13 +201,20 @@ class AccuracyConfig:
 
     def __post_init__(self) -> None:
         if self.seed is not None and (
-            isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, int)
+            or not 0 <= self.seed <= SEED_MAX
         ):
-            raise ValueError(f"accuracy seed: {self.seed!r} invalid; expected an integer >= 0")
-        if not math.isfinite(self.calibration_error_pct) or abs(self.calibration_error_pct) > 50:
+            raise ValueError(
+                f"accuracy seed: {self.seed!r} invalid; expected an integer 0..{SEED_MAX}"
+            )
+        lo, hi = CALIBRATION_ERROR_RANGE_PCT
+        if not (
+            math.isfinite(self.calibration_error_pct) and lo <= self.calibration_error_pct <= hi
+        ):
             raise ValueError(
                 f"calibration_error_pct: {self.calibration_error_pct} out of range; "
-                "expected -50..50 %"
+                f"expected {lo:g}..{hi:g} %"
             )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from twin.core.types import BoolArray, FloatArray, IntArray
+from twin.core.samples import BoolArray, FloatArray, IntArray
 
 UJ_PER_WH = 3_600_000_000  # microjoules: W x us, exact for the usual inputs
 

@@ -9,12 +9,14 @@ screen, one screen every ``lcd_screen_s`` of uptime, after a boot screen.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import IntEnum
 
 import numpy as np
 import numpy.typing as npt
 
-from twin.core.models import (
+from twin.core.events import ErrorCleared, ErrorRaised
+from twin.core.limits import (
     FREQUENCY_RANGE_HZ,
     PF_MIN,
     SUPPLY_MAX_V,
@@ -83,6 +85,9 @@ ERROR_MASK = 0
 for _code, _m in ERROR_BITS:
     ERROR_MASK |= _m
 
+#: Error codes, highest priority first (what the LCD error screen shows first).
+ERROR_PRIORITY: tuple[ErrorCode, ...] = tuple(code for code, _ in ERROR_BITS)
+
 
 class LcdScreen(IntEnum):
     OFF = 0
@@ -114,6 +119,42 @@ def error_code(bits: int) -> ErrorCode:
 
 def active_errors(bits: int) -> frozenset[ErrorCode]:
     return frozenset(code for code, mask in ERROR_BITS if bits & mask)
+
+
+def highest_error(codes: Iterable[int]) -> ErrorCode:
+    """The highest-priority code among ``codes`` (NONE when there is none)."""
+    present = {ErrorCode(c) for c in codes}
+    return next((code for code in ERROR_PRIORITY if code in present), ErrorCode.NONE)
+
+
+def highest_error_codes(code_masks: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """:func:`highest_error` per element of an array of code sets (bit ``c`` = code ``c``)."""
+    out = np.zeros(code_masks.shape, np.int64)
+    for code in reversed(ERROR_PRIORITY):
+        out = np.where(code_masks & (1 << code), int(code), out)
+    return out
+
+
+def error_events(
+    prev_bits: int, bits: npt.NDArray[np.uint32], time0_us: int, dt_us: int
+) -> list[ErrorRaised | ErrorCleared]:
+    """Raised/cleared events where the error set of per-sample ``bits`` changes.
+
+    Sample ``j`` is at ``time0_us + j * dt_us``; ``prev_bits`` are the bits before it.
+    """
+    errs = bits & np.uint32(ERROR_MASK)
+    prev_err = prev_bits & ERROR_MASK
+    changed = np.flatnonzero(errs != np.concatenate(([prev_err], errs[:-1])).astype(np.uint32))
+    events: list[ErrorRaised | ErrorCleared] = []
+    for j in changed.tolist():
+        before = active_errors(prev_err if j == 0 else int(errs[j - 1]))
+        after = active_errors(int(errs[j]))
+        t = (time0_us + j * dt_us) / 1e6
+        for code in sorted(after - before):
+            events.append(ErrorRaised(time_s=t, code=int(code), name=code.name.lower()))
+        for code in sorted(before - after):
+            events.append(ErrorCleared(time_s=t, code=int(code), name=code.name.lower()))
+    return events
 
 
 def line_status_bits(
@@ -165,7 +206,7 @@ def lcd_screen(
 
 
 def indicator_bits(
-    lines: list[tuple[float, float, float, float, float]],
+    lines: list[tuple[float, float, float, float, bool]],
     bits: int,
     load_led: bool,
     max_current_a: float,

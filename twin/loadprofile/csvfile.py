@@ -25,12 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from twin.core.models import (
+from twin.core import (
     ABSOLUTE_MAX_CURRENT_A,
-    ABSOLUTE_MAX_FREQUENCY_HZ,
-    ABSOLUTE_MAX_TEMPERATURE_C,
     ABSOLUTE_MAX_VOLTAGE_V,
-    ABSOLUTE_MIN_TEMPERATURE_C,
+    INPUT_FREQUENCY_RANGE_HZ,
+    INPUT_TEMPERATURE_RANGE_C,
 )
 from twin.errors import ProfileError
 from twin.loadprofile.levels import (
@@ -62,10 +61,10 @@ _UNITS: dict[str, tuple[dict[str, float], tuple[float, float]]] = {
     "current": ({"A": 1.0, "mA": 1e-3}, (0.0, ABSOLUTE_MAX_CURRENT_A)),
     "voltage": ({"V": 1.0}, (0.0, ABSOLUTE_MAX_VOLTAGE_V)),
     "pf": ({"": 1.0, "1": 1.0}, (0.0, 1.0)),
-    "frequency": ({"Hz": 1.0}, (0.0, ABSOLUTE_MAX_FREQUENCY_HZ)),
+    "frequency": ({"Hz": 1.0}, INPUT_FREQUENCY_RANGE_HZ),
     "temperature": (
         {"C": 1.0, "°C": 1.0, "degC": 1.0},
-        (ABSOLUTE_MIN_TEMPERATURE_C, ABSOLUTE_MAX_TEMPERATURE_C),
+        INPUT_TEMPERATURE_RANGE_C,
     ),
 }
 _TIME_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0}

@@ -25,8 +25,8 @@ from typing import Any, Final
 
 import numpy as np
 
-from twin.core.models import ABSOLUTE_MAX_CURRENT_A
-from twin.core.types import (
+from twin.core import (
+    ABSOLUTE_MAX_CURRENT_A,
     ClearError,
     ClearPulseCounts,
     Command,

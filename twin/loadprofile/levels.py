@@ -16,12 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
-from twin.core.models import (
+from twin.core import (
     ABSOLUTE_MAX_CURRENT_A,
-    ABSOLUTE_MAX_FREQUENCY_HZ,
-    ABSOLUTE_MAX_TEMPERATURE_C,
     ABSOLUTE_MAX_VOLTAGE_V,
-    ABSOLUTE_MIN_TEMPERATURE_C,
+    INPUT_FREQUENCY_RANGE_HZ,
+    INPUT_TEMPERATURE_RANGE_C,
 )
 from twin.loadprofile.reader import Ctx, LineDict
 from twin.loadprofile.segments import Level, Load
@@ -58,11 +57,11 @@ def parse_current(ctx: Ctx, value: Any) -> float:
 
 
 def parse_frequency(ctx: Ctx, value: Any) -> float:
-    return ctx.number(value, 0.0, ABSOLUTE_MAX_FREQUENCY_HZ, "Hz")
+    return ctx.number(value, *INPUT_FREQUENCY_RANGE_HZ, "Hz")
 
 
 def parse_temperature(ctx: Ctx, value: Any) -> float:
-    return ctx.number(value, ABSOLUTE_MIN_TEMPERATURE_C, ABSOLUTE_MAX_TEMPERATURE_C, "°C")
+    return ctx.number(value, *INPUT_TEMPERATURE_RANGE_C, "°C")
 
 
 def parse_load(ctx: Ctx, value: Any, base: Load) -> Load:

@@ -16,14 +16,13 @@ from typing import Any, Final
 
 import numpy as np
 
-from twin.core.models import (
+from twin.core import (
     ABSOLUTE_MAX_CURRENT_A,
-    ABSOLUTE_MAX_FREQUENCY_HZ,
-    ABSOLUTE_MAX_TEMPERATURE_C,
     ABSOLUTE_MAX_VOLTAGE_V,
-    ABSOLUTE_MIN_TEMPERATURE_C,
+    INPUT_FREQUENCY_RANGE_HZ,
+    INPUT_TEMPERATURE_RANGE_C,
+    FloatArray,
 )
-from twin.core.types import FloatArray
 from twin.loadprofile.levels import parse_duration_us
 from twin.loadprofile.reader import Ctx
 from twin.loadprofile.segments import Inputs
@@ -58,11 +57,10 @@ _TARGET: Final = {
     NoiseQuantity.CURRENT: ("current_a", 0.0, ABSOLUTE_MAX_CURRENT_A),
     NoiseQuantity.POWER: ("current_a", 0.0, ABSOLUTE_MAX_CURRENT_A),
     NoiseQuantity.PF: ("cos_phi", 0.0, 1.0),
-    NoiseQuantity.FREQUENCY: ("frequency_hz", 0.0, ABSOLUTE_MAX_FREQUENCY_HZ),
+    NoiseQuantity.FREQUENCY: ("frequency_hz", *INPUT_FREQUENCY_RANGE_HZ),
     NoiseQuantity.TEMPERATURE: (
         "temperature_c",
-        ABSOLUTE_MIN_TEMPERATURE_C,
-        ABSOLUTE_MAX_TEMPERATURE_C,
+        *INPUT_TEMPERATURE_RANGE_C,
     ),
 }
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from twin.core.types import Command, SampleBlock
+from twin.core import Command, SampleBlock
 from twin.loadprofile.compose import ceil_div, concat
 from twin.loadprofile.events import ProfileEvent, apply_events, commands
 from twin.loadprofile.noise import apply_noise

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-from twin.core.models import ABSOLUTE_MAX_CURRENT_A
+from twin.core import ABSOLUTE_MAX_CURRENT_A
 from twin.loadprofile.compose import Repeat, Sequence, Sum
 from twin.loadprofile.csvfile import parse_csv
 from twin.loadprofile.events import ProfileEvent, check_overlaps, parse_event

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from twin.core.types import FloatArray
+from twin.core import FloatArray
 
 DAY_US = 86_400_000_000
 HOURS_S = np.arange(25, dtype=np.float64) * 3600.0

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from twin.core.types import FloatArray
+from twin.core import FloatArray
 from twin.loadprofile.levels import (
     MAX_POWER_W,
     POWER_MIN_PF,

@@ -27,7 +27,7 @@ from twin.core import DEFAULT_MODEL, MeterConfig
 from twin.errors import ConfigError
 from twin.loadprofile import DEFAULT_PROFILE
 from twin.modbus.faults import FaultSpec
-from twin.modbus.rtu import SerialSettings
+from twin.modbus.serial import SerialSettings
 from twin.runtime.fleet import FleetSpec, uniform_fleet, without_tcp
 from twin.runtime.meters import meter_configs
 from twin.units import SEED_MAX, SEED_MIN, SEED_RANGE_TEXT

@@ -29,7 +29,7 @@ Each meter gets its own serial (given, or ``MM`` + port + unit id, port 0 when i
 none), seed (given, or the profile's seed plus the meter's position in the fleet, so
 meters on one noisy profile differ) and store record (keyed by serial). A meter's
 faults apply to that meter only: its unit id on its TCP port and on the RTU line
-(port 0, see :data:`twin.modbus.faults.RTU_PORT`). Errors name the file, the key path and
+(port 0, see :data:`twin.modbus.RTU_PORT`). Errors name the file, the key path and
 what was expected.
 """
 

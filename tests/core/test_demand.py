@@ -97,10 +97,11 @@ def test_demand_valid_after_first_window_and_reconfigure() -> None:
     assert core.snapshot().demand_valid == 1
     core.apply(Reconfigure(demand_interval_min=30, demand_subintervals=6))
     snap = core.snapshot()
-    assert snap.demand_config == (30, 6, 0, 24) and snap.demand_valid == 0
+    assert (snap.demand_interval_min, snap.demand_subintervals) == (30, 6)
+    assert snap.demand_valid == 0
     with pytest.raises(ValueError, match="demand_subintervals"):
         core.apply(Reconfigure(demand_subintervals=7))
-    assert core.snapshot().demand_config == (30, 6, 0, 24)
+    assert core.snapshot().demand_subintervals == 6
 
 
 def test_power_up_restarts_the_runtime_window() -> None:
@@ -166,3 +167,22 @@ def test_reconfigure_keeps_the_running_window_maximum() -> None:
         run(core, 15, 2.0)
     assert written.snapshot().demand_max_kw == plain.snapshot().demand_max_kw
     assert plain.snapshot().demand_max_kw == pytest.approx(6.0)
+
+
+def test_nv_state_round_trip_goes_through_demand_state() -> None:
+    core = MeterCore(MeterConfig(demand=DemandConfig(20, 4, DemandMethod.THERMAL, 12)))
+    core.advance(SampleBlock.build(4000, 1.0, voltage_v=120.0, current_a=SIX_KW_AMPS))
+    core.apply(ResetMaxDemand())
+    core.advance(SampleBlock.build(77, 1.0, voltage_v=120.0, current_a=3.0))
+    nv = core.nv_state()
+    assert nv.demand_config == (20, 4, 2, 12)
+    # Restored from nv, with a different configured demand: the meter keeps what it ran.
+    again = MeterCore(MeterConfig(), nv)
+    assert again.nv_state() == nv
+    snap = again.snapshot()
+    assert (snap.demand_interval_min, snap.demand_subintervals, snap.demand_method) == (
+        20,
+        4,
+        DemandMethod.THERMAL,
+    )
+    assert snap.demand_max_kw == core.snapshot().demand_max_kw > 0

@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 
 from twin.core import (
+    ClearedCounts,
     ClearEnergy,
     ClearError,
     ClearPulseCounts,
+    CountsCleared,
     ErrorCleared,
     ErrorCode,
     ErrorRaised,
+    Indicator,
     InjectError,
     LcdScreen,
     MeterConfig,
@@ -27,7 +30,6 @@ from twin.core import (
     StatusBit,
     inputs_from_angle,
 )
-from twin.core.status import Indicator
 
 
 def meter(model: str = "MMD-200A", **kw: object) -> MeterCore:
@@ -210,13 +212,14 @@ def test_condition_bits(kw: dict[str, float], bit: StatusBit) -> None:
 def test_clear_pulse_counts_and_energy() -> None:
     core = meter()
     core.advance(SampleBlock.build(3600, 1.0, voltage_v=120.0, current_a=30.0))
-    core.apply(ClearPulseCounts())
+    assert core.apply(ClearPulseCounts())[0] == CountsCleared(3600.0, ClearedCounts.PULSES)
     snap = core.snapshot()
     assert snap.pulses_10wh == snap.pulses_100wh == snap.pulses_1000wh == 0
     assert snap.energy_delivered_wh == 7200 and snap.counter_counts == 7
     core.advance(SampleBlock.build(360, 1.0, voltage_v=120.0, current_a=30.0))  # 720 Wh more
     assert core.snapshot().pulses_10wh == 72
-    core.apply(ClearEnergy())
+    (cleared,) = core.apply(ClearEnergy())
+    assert isinstance(cleared, CountsCleared) and cleared.what is ClearedCounts.ENERGY
     snap = core.snapshot()
     assert snap.energy_delivered_uj == 0 and snap.pulses_10wh == 0 and snap.counter_counts == 0
 

@@ -1,4 +1,4 @@
-"""Value objects at the core's boundary: input blocks, commands, events, snapshots.
+"""The core's input: a block of equally spaced samples, validated once.
 
 Inputs come as a :class:`SampleBlock` of ``n`` equally spaced samples. Per element
 (L1, L2): rms voltage, rms current (primary amperes), the signed power factor
@@ -7,27 +7,23 @@ reversed CT, or a CT on the wrong phase of a split-phase service) and whether th
 current leads. Per sample: frequency and meter temperature. Arrays may be numpy
 broadcast views (a constant segment costs no memory). ``inputs_from_angle`` turns a
 phase angle into that form.
-
-Commands go in as frozen objects; events come out as frozen objects. Pulse edges
-come out as arrays per output so a year of edges costs no Python objects per edge.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from twin.core.models import (
+from twin.core.limits import (
     ABSOLUTE_MAX_CURRENT_A,
-    ABSOLUTE_MAX_FREQUENCY_HZ,
-    ABSOLUTE_MAX_TEMPERATURE_C,
     ABSOLUTE_MAX_VOLTAGE_V,
-    ABSOLUTE_MIN_TEMPERATURE_C,
+    INPUT_FREQUENCY_RANGE_HZ,
+    INPUT_TEMPERATURE_RANGE_C,
+    SAMPLE_PERIOD_RANGE_S,
 )
 
 FloatArray = npt.NDArray[np.float64]
@@ -108,8 +104,9 @@ class SampleBlock:
         """Validate and broadcast; raises ValueError naming the field and its range."""
         if not isinstance(n, int | np.integer) or n < 1:
             raise ValueError(f"n: {n!r} invalid; expected a sample count >= 1")
-        if not (isinstance(dt_s, int | float) and math.isfinite(dt_s) and 1e-6 <= dt_s <= 86_400):
-            raise ValueError(f"dt_s: {dt_s!r} out of range; expected 1e-06..86400 s")
+        lo_s, hi_s = SAMPLE_PERIOD_RANGE_S
+        if not (isinstance(dt_s, int | float) and math.isfinite(dt_s) and lo_s <= dt_s <= hi_s):
+            raise ValueError(f"dt_s: {dt_s!r} out of range; expected {lo_s:g}..{hi_s:g} s")
         n = int(n)
         block = cls(
             dt_s=float(dt_s),
@@ -123,14 +120,8 @@ class SampleBlock:
         _check_range("voltage_v", block.voltage_v, 0.0, ABSOLUTE_MAX_VOLTAGE_V, "V")
         _check_range("current_a", block.current_a, 0.0, ABSOLUTE_MAX_CURRENT_A, "A")
         _check_range("cos_phi", block.cos_phi, -1.0, 1.0, "")
-        _check_range("frequency_hz", block.frequency_hz, 0.0, ABSOLUTE_MAX_FREQUENCY_HZ, "Hz")
-        _check_range(
-            "temperature_c",
-            block.temperature_c,
-            ABSOLUTE_MIN_TEMPERATURE_C,
-            ABSOLUTE_MAX_TEMPERATURE_C,
-            "°C",
-        )
+        _check_range("frequency_hz", block.frequency_hz, *INPUT_FREQUENCY_RANGE_HZ, "Hz")
+        _check_range("temperature_c", block.temperature_c, *INPUT_TEMPERATURE_RANGE_C, "°C")
         return block
 
 
@@ -142,167 +133,3 @@ def inputs_from_angle(angle_deg: npt.ArrayLike) -> tuple[FloatArray, BoolArray]:
     a = np.asarray(angle_deg, dtype=np.float64)
     wrapped = (a + 180.0) % 360.0 - 180.0
     return np.cos(np.radians(wrapped)), np.sin(np.radians(wrapped)) < 0
-
-
-# ---------------------------------------------------------------- commands
-
-
-class MeterErrorKind(Enum):
-    MEMORY = "memory"
-    CALIBRATION = "calibration"
-
-
-@dataclass(frozen=True, slots=True)
-class ResetMaxDemand:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class NewDemandSubinterval:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class ClearPulseCounts:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class ClearEnergy:
-    pass
-
-
-def _error_kind(kind: object) -> MeterErrorKind:
-    """Accept the enum or its value ("memory", "calibration"); anything else is bad input."""
-    try:
-        return MeterErrorKind(kind)
-    except ValueError:
-        allowed = ", ".join(k.value for k in MeterErrorKind)
-        raise ValueError(f"kind: {kind!r} unknown; expected one of {allowed}") from None
-
-
-@dataclass(frozen=True, slots=True)
-class InjectError:
-    kind: MeterErrorKind
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", _error_kind(self.kind))
-
-
-@dataclass(frozen=True, slots=True)
-class ClearError:
-    kind: MeterErrorKind
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", _error_kind(self.kind))
-
-
-@dataclass(frozen=True, slots=True)
-class Reconfigure:
-    """Change block C settings; fields left None keep their value."""
-
-    demand_interval_min: int | None = None
-    demand_subintervals: int | None = None
-    demand_method: int | None = None
-    demand_max_window_h: int | None = None
-    registration_mode: int | None = None
-
-
-Command = (
-    ResetMaxDemand
-    | NewDemandSubinterval
-    | ClearPulseCounts
-    | ClearEnergy
-    | InjectError
-    | ClearError
-    | Reconfigure
-)
-
-# ------------------------------------------------------------------ events
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class PulseEdges:
-    """Edges of one output in one block: times (s, core clock) and new states."""
-
-    output: str  # "10", "100", "1000" or "counter"
-    time_s: FloatArray
-    closed: BoolArray
-
-    def __len__(self) -> int:
-        return int(self.time_s.shape[0])
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Registration:
-    """Per-sample registration of one block (only when the core is asked for it).
-
-    ``power_w`` is the measured power per element (zero while unpowered); the
-    energies are the integer microjoules each register gained in each sample.
-    """
-
-    time0_s: float
-    dt_s: float
-    power_w: FloatArray  # (elements, n)
-    delivered_uj: IntArray
-    received_uj: IntArray
-    l1_uj: IntArray
-    l2_uj: IntArray
-
-
-@dataclass(frozen=True, slots=True)
-class DemandClosed:
-    time_s: float
-    subinterval_kw: float
-    demand_kw: float
-    demand_max_kw: float
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorRaised:
-    time_s: float
-    code: int
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorCleared:
-    time_s: float
-    code: int
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class PowerLost:
-    time_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class PowerRestored:
-    time_s: float
-    power_up_count: int
-
-
-@dataclass(frozen=True, slots=True)
-class MaxDemandReset:
-    time_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class CountsCleared:
-    time_s: float
-    what: str  # "pulses" or "energy"
-
-
-#: Events that are one moment each (what an event log holds).
-ScalarEvent = (
-    DemandClosed
-    | ErrorRaised
-    | ErrorCleared
-    | PowerLost
-    | PowerRestored
-    | MaxDemandReset
-    | CountsCleared
-)
-#: Everything advance() and apply() return: scalar events plus per-block arrays.
-Event = PulseEdges | Registration | ScalarEvent
