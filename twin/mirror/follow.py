@@ -29,12 +29,18 @@ from typing import Final
 
 import numpy as np
 
-from twin.core import DemandConfig, MeterModel, Snapshot
+from twin.core import (
+    KH_WH,
+    UJ_PER_WH,
+    DemandConfig,
+    LcdScreen,
+    MeterModel,
+    RegistrationMode,
+    Snapshot,
+    StatusBit,
+)
 from twin.core.demand import DemandState
-from twin.core.models import KH_WH
 from twin.core.pulses import closures, counter_counts, counter_energised, is_closed
-from twin.core.status import StatusBit
-from twin.units import UJ_PER_WH
 
 _NAN: Final = math.nan
 _US: Final = 1_000_000
@@ -163,7 +169,7 @@ class Follow:
             demand_valid=int(d.valid),
             status_bits=status_bits,
             error_code=0,
-            lcd_screen=0,
+            lcd_screen=int(LcdScreen.TOTAL_KWH),
             indicators=int(is_closed(e, KH_WH[0])),  # the load LED mirrors the 10 Wh output
             output_states=outputs,
             pulses_10wh=closures(e, KH_WH[0]),
@@ -173,8 +179,11 @@ class Follow:
             uptime_s=uptime_us // _US,
             power_up_count=1,
             temperature_c=_NAN,
-            registration_mode=0,
-            demand_config=(c.interval_min, c.subintervals, int(c.method), c.max_window_h),
+            registration_mode=RegistrationMode.SUM_THEN_CLAMP,
+            demand_interval_min=c.interval_min,
+            demand_subintervals=c.subintervals,
+            demand_method=c.method,
+            demand_max_window_h=c.max_window_h,
         )
 
 

@@ -57,7 +57,7 @@ from twin.mirror.crosscheck import Check, CrossCheck, EdgeMark, Verdict
 from twin.mirror.follow import Follow, with_mirror_bits
 from twin.mirror.reference import ProfileReference, Reference
 from twin.modbus.endpoint import MeterEndpoint
-from twin.registers.map import Identity, RegisterImage, WordOrder, device_identification
+from twin.registers import Identity, RegisterImage, WordOrder, device_identification
 
 log = logging.getLogger(__name__)
 

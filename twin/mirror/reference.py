@@ -69,7 +69,7 @@ class _Chunk:
 
     @property
     def end_s(self) -> float:
-        return self.t0_s + (self.energy_wh.shape[0] - 1) * self.dt_s
+        return self.t0_s + float(self.energy_wh.shape[0] - 1) * self.dt_s
 
     def at(self, t_s: float) -> tuple[float, float]:
         x = (t_s - self.t0_s) / self.dt_s
