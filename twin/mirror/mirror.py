@@ -281,8 +281,8 @@ class Mirror:
             return
         if self.crosscheck is not None:
             self._check = self.crosscheck.verdict(stale=self.stale)
-        elif self.stale:
-            self._check = Check(Verdict.INPUT_STALE)
+        else:
+            self._check = Check(Verdict.INPUT_STALE if self.stale else Verdict.NONE)
         now = max(self.now(), follow.last_at_s)
         snap = follow.snapshot(now, model=self.model, serial_number=self.identity.serial_number)
         self.snapshot = with_mirror_bits(
