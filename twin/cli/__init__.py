@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("twin.cli.simulate", "run a profile through the meter as fast as possible"),
     "profiles": ("twin.cli.profiles", "list, show and check load profiles"),
     "registers": ("twin.cli.registers", "print the register map (md, csv or json)"),
+    "mirror": ("twin.cli.mirror", "follow and cross-check a physical meter's pulse output"),
 }
 
 
