@@ -34,15 +34,17 @@ async def run_mirrored(
         refresh_s=None,
     )
     seen: list[tuple[int, Verdict]] = []
+    now_s = [0.0]
     async with (
         PulseOut(open_sink(f"virtual://{channel}")) as out,
-        Mirror(config, clock=lambda: stand.t_s) as mirror,
+        Mirror(config, clock=lambda: now_s[0]) as mirror,
     ):
         mirror.listeners.append(lambda m: seen.append((m.check.counts, m.check.verdict)))
         while stand.t_s < seconds:
             out.on_events(stand.step(STEP_S))
             await out.flush()
             await until(lambda: mirror.source.total_counts == out.sink.closures, "the mirror")
+            now_s[0] = stand.t_s  # the mirror's clock: time the edges have reached
         assert mirror.follow is not None
         limit = mirror.check.bound.class_limit_pct if mirror.check.bound else float("nan")
     return seen, stand, limit

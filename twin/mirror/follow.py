@@ -95,7 +95,8 @@ class Follow:
     def advance_to(self, at_s: float, energy_uj: int = 0) -> None:
         """Close demand sub-intervals up to ``at_s``; ``energy_uj`` was counted at ``at_s``."""
         t_us = round(at_s * _US)
-        if t_us < self._fed_us:
+        if t_us < self._fed_us:  # counted late (a clock that ran ahead): never lost
+            self._demand.partial_uj += energy_uj
             return
         d = self._demand
         sub = d.config.subinterval_us
