@@ -127,3 +127,53 @@ def test_bad_source_url_is_one_line_exit_1(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "kh" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_run_pulse_out_drives_a_do_coil_with_exactly_the_closures(
+    counter_module: CounterModule,
+) -> None:
+    port = find_free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "twin",
+            "run",
+            "--profile",
+            "c12-accuracy",
+            "--speed",
+            "3600",
+            "--until",
+            "1200",
+            "--port",
+            str(port),
+            "--no-state",
+            "--pulse-out",
+            f"modbus-coil://127.0.0.1:{counter_module.port}?coil=0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for_line(proc, "serving")
+        closures = -1
+        for _ in range(400):  # until the meter is frozen at 1200 s and every edge is out
+            async with MeterClient(port=port) as client:
+                closures = await client.read_uint(56, 2)
+                uptime = await client.read_uint(64, 2)
+            writes = counter_module.coil_writes
+            if uptime >= 1190 and sum(closed for _, closed in writes) == closures:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)
+    writes = list(counter_module.coil_writes)
+    # 7.2 kW (30 A on both lines at 120 V) for 10 min, then 0.72 kW for 10 min: 1320 Wh,
+    # the 10 Wh output closed 132 times.
+    assert closures == 132
+    assert [closed for _, closed in writes] == [True, False] * closures or [
+        closed for _, closed in writes
+    ] == [True, False] * (closures - 1) + [True]
+    assert {coil for coil, _ in writes} == {0}
