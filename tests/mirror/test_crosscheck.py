@@ -244,3 +244,21 @@ def test_marks_must_come_in_order() -> None:
     check.add(mark(5, 10.0, 50.0))
     with pytest.raises(ValueError, match="time order"):
         check.add(mark(4, 11.0, 60.0))
+
+
+def test_the_worked_example_of_docs_mirror() -> None:
+    # docs/mirror.md: 10 Wh output, rising edges, 3.6 kW, rig 0.05 %.
+    def n(error: float, timing_wh: float = 0.0) -> int | None:
+        return pulses_to_decide(
+            error,
+            class_limit_pct=0.5,
+            edge_wh=5,
+            wh_per_count=10,
+            timing_wh=timing_wh,
+            reference_pct=0.05,
+        )
+
+    assert n(0.8, timing_wh=1.0) == 242  # ADAM polled every second: 1 Wh per poll
+    assert n(0.8) == 202  # GPIO
+    assert n(2.0) == 36
+    assert n(0.0) == 112
