@@ -100,11 +100,14 @@ wiring: {{CT2: {{reversed: true}}}}
 
 def test_ct_events_are_relative_to_the_profiles_wiring(tmp_path: Path) -> None:
     # CT2 is mounted backwards from the start; the ct_reversed event is the fix.
-    body = SWAPPED + """wiring: {CT2: {reversed: true}}
+    body = (
+        SWAPPED
+        + """wiring: {CT2: {reversed: true}}
 events:
   - {at: 30min, kind: ct_reversed, line: L2, duration: 30min}
   - {at: 10min, kind: ct_wrong_phase, line: L1, duration: 10min}
 """
+    )
     p = profile(tmp_path, body)
     block = p.sampler().block(0.0, 60.0, 60)
     assert block.ct_reversed is not None and block.ct_line is not None
