@@ -97,12 +97,12 @@ def _pick(value: T | None, default: T) -> T:
     return default if value is None else value
 
 
-def _core_check(ctx: Ctx, **setting: int | None) -> None:
+def _core_check(ctx: Ctx, note: str = "", **setting: int | None) -> None:
     """Run the core's rules; a refusal names the key, line and the core's reason."""
     try:
         validate_demand_settings(**setting)
     except ValueError as exc:
-        ctx.fail(str(exc))
+        ctx.fail(f"{exc}{note}")
 
 
 def _name(ctx: Ctx, data: LineDict, key: str, kind: type[N]) -> N | None:
@@ -135,8 +135,11 @@ def parse_settings(ctx: Ctx, data: LineDict) -> MeterSettings:
     if interval is not None or subs is not None:
         default = DemandConfig()
         key = "demand_subintervals" if subs is not None else "demand_interval_min"
+        other = "demand_interval_min" if interval is None else "demand_subintervals"
+        note = "" if None not in (interval, subs) else f" (the default {other}; give {other} too)"
         _core_check(
             Ctx(ctx.source, "", ctx.at(key, data).line),
+            note,
             interval_min=default.interval_min if interval is None else interval,
             subintervals=default.subintervals if subs is None else subs,
         )
