@@ -24,7 +24,14 @@ import time
 from typing import cast
 
 from twin.errors import ServeError
-from twin.modbus.endpoint import Dispatcher, MeterEndpoint, TraceHook, UnknownUnit, unit_ids_text
+from twin.modbus.endpoint import (
+    TCP_UNIT_ALIASES,
+    Dispatcher,
+    MeterEndpoint,
+    TraceHook,
+    UnknownUnit,
+    unit_ids_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +50,11 @@ class ModbusTcpServer:
         unknown_unit: UnknownUnit = UnknownUnit.EXCEPTION,
         max_connections: int = 256,
         idle_timeout_s: float | None = None,
+        unit_aliases: frozenset[int] = TCP_UNIT_ALIASES,
     ) -> None:
-        self.dispatcher = Dispatcher(units, unknown_unit=unknown_unit, port=port)
+        self.dispatcher = Dispatcher(
+            units, unknown_unit=unknown_unit, port=port, unit_aliases=unit_aliases
+        )
         self.host, self.port = host, port
         self.max_connections = max_connections
         self.idle_timeout_s = idle_timeout_s
