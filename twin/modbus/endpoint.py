@@ -51,6 +51,7 @@ FLEET_CACHE_BUDGET: Final = 65_536  # memoised answers across all meters of a pr
 MAX_PDU_BYTES: Final = 253  # Modbus PDU size limit (function code + data)
 RTU_PORT: Final = 0  # the port a serial line reports to fault filters (``port=0``)
 BROADCAST_UNIT: Final = 0  # on a serial line: every meter acts, nobody answers
+WRITE_FUNCTIONS: Final = frozenset({5, 6, 15, 16, 22, 23})  # what a read-only role may not send
 #: Unit ids a one-meter TCP port answers as its meter (``--unit-alias``; empty: 0x0B).
 TCP_UNIT_ALIASES: Final = frozenset({0, 255})
 
@@ -279,11 +280,15 @@ class Dispatcher:
         return None
 
     def decide(
-        self, unit: int, pdu: bytes, connection: int
+        self, unit: int, pdu: bytes, connection: int, *, read_only: bool = False
     ) -> tuple[bytes | None, Intercept | None]:
         """The response PDU and what to do to it; the interceptor is asked only for a
         request this port would answer (not a broadcast, another slave's or a dark
-        meter's). A drop comes back as ``(None, Intercept(drop_connection=True))``."""
+        meter's). A drop comes back as ``(None, Intercept(drop_connection=True))``.
+        ``read_only``: the connection's role may not write (Modbus/TCP Security), so a
+        write the port would answer gets exception 0x01, as writes do when they are off."""
+        if read_only and pdu and pdu[0] in WRITE_FUNCTIONS and self._answers(unit):
+            return exception_pdu(pdu, ILLEGAL_FUNCTION), None
         interceptor = self.interceptor
         if interceptor is None or not self._answers(unit):
             return self.answer(unit, pdu), None
