@@ -169,13 +169,13 @@ def test_role_extension_encoding(tls_files: TlsFiles) -> None:
 
 
 def test_tls_settings_name_the_bad_file(tls_files: TlsFiles, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="--tls-ca .*missing.pem: no such file"):
+    with pytest.raises(ConfigError, match=r"--tls-ca .*missing\.pem: no such file"):
         TlsSettings(tls_files.server_cert, tls_files.server_key, tmp_path / "missing.pem")
     junk = tmp_path / "junk.pem"
     junk.write_text("not PEM\n")
-    with pytest.raises(ConfigError, match="--tls-cert .*junk.pem"):
+    with pytest.raises(ConfigError, match=r"--tls-cert .*junk\.pem"):
         TlsSettings(junk, tls_files.server_key, tls_files.ca).policy()
-    with pytest.raises(ConfigError, match="--tls-ca .*junk.pem"):
+    with pytest.raises(ConfigError, match=r"--tls-ca .*junk\.pem"):
         TlsSettings(tls_files.server_cert, tls_files.server_key, junk).policy()
 
 
