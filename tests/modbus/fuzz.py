@@ -51,6 +51,7 @@ class Figures:
     canaries: int = 0
     connections: int = 0
     closed_by_server: int = 0
+    resyncs: int = 0
     rss_kb: list[int] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -375,6 +376,7 @@ async def fuzz_rtu(master: int, pid: int, total: int, seed: int, gap_s: float) -
             reply = await _drain(master)
             assert reply == b"", f"{wire[:16].hex()}: answered {reply.hex()}"
             figures.silent_ok += 1
+            await _sync(master, canary, gap_s, figures)
         else:
             reply = await rtu_reply(master)
             assert len(reply) >= 5, f"{n}: {wire.hex()} {expect}: {reply.hex()}"
@@ -391,6 +393,25 @@ async def fuzz_rtu(master: int, pid: int, total: int, seed: int, gap_s: float) -
     figures.frames = total
     figures.seconds = round(time.monotonic() - start, 1)
     return figures
+
+
+async def _sync(master: int, canary: bytes, gap_s: float, figures: Figures) -> None:
+    """After a silent frame: the canary, answered right, proves the line is idle again.
+
+    If the server process was not scheduled within the gap (a loaded machine), the
+    canary joined the previous bytes and nobody answered: wait longer and retry (each
+    retry is counted in ``resyncs``); five misses in a row fail the run."""
+    for attempt in range(5):
+        os.write(master, rtu(UNIT, CANARY_PDU))
+        reply = await rtu_answer(master, 0.25 * (attempt + 1))
+        if reply:
+            assert reply[1:-2] == canary and crc16(reply[:-2]) == reply[-2:], reply.hex()
+            figures.canaries += 1
+            return
+        figures.resyncs += 1
+        await asyncio.sleep(gap_s * 2**attempt)
+        await _drain(master)
+    raise AssertionError("the RTU server stopped answering the canary")
 
 
 async def _drain(master: int) -> bytes:
