@@ -25,13 +25,21 @@ def blocks(draw: st.DrawFn) -> SampleBlock:
     volts = draw(st.lists(floats(0.0, 150.0), min_size=2 * n, max_size=2 * n))
     amps = draw(st.lists(floats(0.0, 260.0), min_size=2 * n, max_size=2 * n))
     cos = draw(st.lists(floats(-1.0, 1.0), min_size=2 * n, max_size=2 * n))
-    dt = draw(st.sampled_from([0.1, 0.5, 1.0, 7.0, 60.0]))
+    dt = draw(st.sampled_from([0.01, 0.05, 0.1, 0.5, 1.0, 7.0, 60.0]))
+    lines = draw(st.lists(st.integers(0, 1), min_size=2 * n, max_size=2 * n))
+    rev = draw(st.lists(st.booleans(), min_size=2 * n, max_size=2 * n))
+    lead = draw(st.lists(st.booleans(), min_size=2 * n, max_size=2 * n))
+    angles = draw(st.sampled_from([(0.0, 180.0), (0.0, 120.0), (0.0, -120.0)]))
     return SampleBlock.build(
         n,
         dt,
         voltage_v=np.reshape(volts, (2, n)),
         current_a=np.reshape(amps, (2, n)),
         cos_phi=np.reshape(cos, (2, n)),
+        leading=np.reshape(lead, (2, n)),
+        line_angle_deg=angles,
+        ct_line=np.reshape(lines, (2, n)),
+        ct_reversed=np.reshape(rev, (2, n)),
     )
 
 
@@ -45,6 +53,9 @@ def _slice(block: SampleBlock, a: int, b: int) -> SampleBlock:
         leading=block.leading[:, a:b],
         frequency_hz=block.frequency_hz[a:b],
         temperature_c=block.temperature_c[a:b],
+        line_angle_deg=block.line_angle_deg,
+        ct_line=(0, 1) if block.ct_line is None else block.ct_line[:, a:b],
+        ct_reversed=False if block.ct_reversed is None else block.ct_reversed[:, a:b],
     )
 
 

@@ -8,6 +8,7 @@ from twin.core import (
     ERROR_PRIORITY,
     ErrorCode,
     MeterCore,
+    PulseEdges,
     PulseOutput,
     SampleBlock,
     highest_error,
@@ -33,6 +34,6 @@ def test_highest_error_codes_per_set() -> None:
 def test_pulse_outputs_are_an_enum_equal_to_their_names() -> None:
     core = MeterCore()
     events = core.advance(SampleBlock.build(60, 1.0, voltage_v=120.0, current_a=100.0))
-    outputs = [getattr(e, "output", None) for e in events if hasattr(e, "output")]
+    outputs = [e.output for e in events if isinstance(e, PulseEdges)]
     assert outputs == list(PulseOutput)
     assert PulseOutput.COUNTER == "counter" and PulseOutput("1000") is PulseOutput.KH_1000

@@ -17,12 +17,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, cast
 
+from devices import open_sink
 from twin.errors import ConfigError
 from twin.loadprofile import DEFAULT_PROFILE
+from twin.mirror.pulse_out import PulseOut
+from twin.modbus import UnknownUnit
 from twin.modbus.faults import parse_fault
 from twin.modbus.serial import SerialSettings
+from twin.registers import WordOrder
 from twin.runtime.config import TwinConfig
-from twin.runtime.fleet import load_fleet
+from twin.runtime.fleet import OnPowerLoss, load_fleet
 from twin.runtime.twin import Twin
 
 
@@ -57,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--stopbits", type=int, choices=(1, 2), default=1, help="RTU stop bits (1)")
     a("--seed", type=int, default=None, help="seed of the profile's noise")
     a("--accuracy-seed", type=int, default=None, help="draw an error curve within class")
+    a("--pulse-out", default=None, metavar="URL", help="drive a pulse sink from the 10 Wh output")
     g = parser.add_argument_group("fleets, faults and limits")
     g.add_argument(
         "--meters",
@@ -141,15 +146,15 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
         until_s=args.until_s,
         state_dir=state_dir,
         checkpoint_interval_s=args.checkpoint_interval,
-        word_order=cast(Literal["big", "little"], args.word_order),
+        word_order=WordOrder(args.word_order),
         sunspec=not args.no_sunspec,
         allow_writes=args.allow_writes,
         allow_energy_reset=args.allow_energy_reset,
         serial=serial,
         meters=args.meters,
         fleet=fleet,
-        unknown_unit=args.unknown_unit,
-        on_power_loss=args.on_power_loss,
+        unknown_unit=None if args.unknown_unit is None else UnknownUnit(args.unknown_unit),
+        on_power_loss=OnPowerLoss(args.on_power_loss),
         faults=tuple(parse_fault(spec) for spec in args.fault),
         fault_seed=args.fault_seed,
         trace_path=args.trace,
@@ -185,7 +190,7 @@ def _where(twin: Twin) -> str:
 
 def status_rows(twin: Twin) -> list[tuple[str, str]]:
     """What the live status table shows (label, value): the first meter, fleet totals."""
-    s = twin.snapshot()
+    s = twin.meter().snapshot
     rows = [
         ("meter time", f"{twin.meter_time_s:.0f} s"),
         ("energy delivered", f"{s.energy_delivered_wh} Wh"),
@@ -209,7 +214,7 @@ def _fleet_summary(twin: Twin) -> str:
 
 
 def status_line(twin: Twin) -> str:
-    s = twin.snapshot()
+    s = twin.meter().snapshot
     line = (
         f"t={twin.meter_time_s:.0f}s E={s.energy_delivered_wh}Wh P={s.power_w:.1f}W "
         f"D={s.demand_kw:.3f}kW status=0x{s.status_bits:08x} err={s.error_code} "
@@ -238,8 +243,12 @@ def _status_printer(tty: bool) -> Callable[[Twin], None]:
     return show
 
 
-async def _serve(config: TwinConfig) -> None:
-    async with Twin(config) as twin:
+async def _serve(config: TwinConfig, pulse_out: str | None = None) -> None:
+    async with Twin(config) as twin, contextlib.AsyncExitStack() as parts:
+        if pulse_out is not None:  # the first meter's 10 Wh output onto the sink
+            first = twin.meters[0]
+            out = await parts.enter_async_context(PulseOut(open_sink(pulse_out)))
+            parts.callback(twin.subscribe(lambda m, ev: out.on_events(ev) if m is first else None))
         print(_where(twin), flush=True)
         await twin.run_until_signal(_status_printer(sys.stdout.isatty()))
 
@@ -255,5 +264,5 @@ def _event_loop_runner() -> contextlib.AbstractContextManager[asyncio.Runner]:
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     with _event_loop_runner() as runner:
-        runner.run(_serve(config))
+        runner.run(_serve(config, args.pulse_out))
     return 0

@@ -103,6 +103,20 @@ class CountsCleared:
     what: ClearedCounts
 
 
+@dataclass(frozen=True, slots=True)
+class StepTooCoarse:
+    """Once per output: a sample held two or more of its edges.
+
+    The edges are interpolated assuming constant power within the sample (exact for
+    such a load), but the step cannot show a load that varies faster. The shell
+    reports it once, e.g. as a warning naming the output and the step.
+    """
+
+    time_s: float
+    output: PulseOutput
+    dt_s: float
+
+
 #: Events that are one moment each (what an event log holds).
 ScalarEvent = (
     DemandClosed
@@ -112,6 +126,7 @@ ScalarEvent = (
     | PowerRestored
     | MaxDemandReset
     | CountsCleared
+    | StepTooCoarse
 )
 #: Everything advance() and apply() return: scalar events plus per-block arrays.
 Event = PulseEdges | Registration | ScalarEvent

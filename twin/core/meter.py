@@ -5,14 +5,17 @@ length, so the live twin (a few samples per tick) and batch simulation (a millio
 per call) share one implementation and get identical registers for the same
 samples, however they are split into blocks.
 
-Per sample: the meter is powered while some line is at or above 102 V. The block
-is cut into runs of constant power state. In a powered run the registers gain the
-run's energy (see ``registration``), the pulse outputs, counter and load LED follow
-delivered energy (see ``pulses``), demand is fed the run (see ``demand``) and status
+Per sample: the supply decides whether the meter is powered (102 V to power up,
+hysteresis and a hold-up time on the way down: see ``supply``). The block is cut
+into runs of constant power state. In a powered run the registers gain the run's
+energy as the wiring makes each element see it (see ``wiring``, ``registration``),
+the pulse outputs, counter and load LED follow delivered energy (see ``pulses``),
+demand is fed the run (see ``demand``) and status
 bits are computed per sample so error events carry their time (see ``status``). An
 unpowered run registers nothing and keeps every register; the next powered sample
-boots the meter and counts a power-up. Commands (see ``commands``) apply at the
-core's current time.
+boots the meter and counts a power-up; while unpowered the instantaneous readings
+are NaN ("not available"). Commands (see ``commands``) apply at the core's current
+time.
 
 No clock, IO or global RNG here: time is the block's sample period, integer
 microseconds since the core's start.
@@ -48,14 +51,16 @@ from twin.core.events import (
     PulseEdges,
     PulseOutput,
     Registration,
+    StepTooCoarse,
 )
-from twin.core.limits import KH_WH, SUPPLY_MIN_V
+from twin.core.limits import KH_WH
 from twin.core.models import DemandConfig, DemandMethod, MeterConfig, RegistrationMode
-from twin.core.readings import INITIAL_READINGS, Readings
+from twin.core.readings import UNPOWERED_READINGS, Readings
 from twin.core.registration import element_power, output_edges, register
 from twin.core.samples import BoolArray, FloatArray, IntArray, SampleBlock
 from twin.core.snapshot import NvState, Snapshot
 from twin.core.status import StatusBit, error_events, line_status_bits
+from twin.core.supply import SupplyState
 from twin.core.view import build_snapshot
 
 _ERROR_BIT = {
@@ -83,7 +88,8 @@ class MeterCore:
         self._curve = ErrorCurve.from_config(self.config.accuracy, self.config.model)
         self._time_us = round(start_time_s * 1e6)
         self._boot_us = round(self.config.boot_s * 1e6)
-        self._readings = INITIAL_READINGS
+        self._readings = UNPOWERED_READINGS
+        self._coarse_reported: set[PulseOutput] = set()
         self._restore(nv or NvState())
 
     # ------------------------------------------------------------ state I/O
@@ -97,7 +103,9 @@ class MeterCore:
         self._power_ups = nv.power_up_count
         self._uptime_us = nv.uptime_us
         self._powered = nv.powered
+        self._supply = SupplyState(self.config.supply, powered=nv.powered)
         self._injected = {MeterErrorKind(k) for k in nv.injected_errors}
+        self._calibration_pct = nv.calibration_error_pct
         # A meter that has run keeps the settings written to it (block C);
         # a new one takes them from its configuration.
         self._mode = self.config.registration_mode
@@ -123,6 +131,7 @@ class MeterCore:
             uptime_us=self._uptime_us,
             powered=self._powered,
             injected_errors=tuple(sorted(k.value for k in self._injected)),
+            calibration_error_pct=self._calibration_pct,
             registration_mode=int(self._mode),
         )
         return self._demand.save(nv)
@@ -140,8 +149,8 @@ class MeterCore:
         """Advance over ``block``; returns the events in time order per kind."""
         dt_us = block.dt_us
         model = self.config.model
-        supply = block.voltage_v[: model.elements].max(axis=0) >= SUPPLY_MIN_V
-        p = element_power(block, model, self._curve)
+        supply = self._supply.run(block.voltage_v[: model.elements].max(axis=0), dt_us)
+        p, amps, pf = element_power(block, model, self._curve, self._calibration_pct)
         e = np.rint(p * dt_us).astype(np.int64)  # µJ per sample and element
 
         events: list[Event] = []
@@ -155,7 +164,7 @@ class MeterCore:
         bounds = [0, *change.tolist(), block.n]
         for a, b in itertools.pairwise(bounds):
             if supply[a]:
-                self._run_powered(block, p, e, a, b, dt_us, events, edge_parts, series)
+                self._run_powered(block, (p, amps, pf), e, a, b, events, edge_parts, series)
             else:
                 self._run_unpowered(b - a, dt_us, events)
         if series is not None:
@@ -186,6 +195,7 @@ class MeterCore:
         if self._powered:
             self._powered = False
             events.append(PowerLost(time_s=self._time_us / 1e6))
+        self._readings = UNPOWERED_READINGS
         self._set_bits(
             np.array([self._injected_bits() | 1 << StatusBit.UNPOWERED], np.uint32), events, 0
         )
@@ -194,16 +204,17 @@ class MeterCore:
     def _run_powered(
         self,
         block: SampleBlock,
-        p: FloatArray,
+        measured: tuple[FloatArray, FloatArray, FloatArray],
         e: IntArray,
         a: int,
         b: int,
-        dt_us: int,
         events: list[Event],
         edge_parts: dict[PulseOutput, list[tuple[FloatArray, BoolArray]]],
         series: IntArray | None,
     ) -> None:
         model = self.config.model
+        dt_us = block.dt_us
+        p, amps, pf = measured
         if not self._powered:
             self._powered = True
             self._power_ups += 1
@@ -214,10 +225,14 @@ class MeterCore:
         reg = register(e[:, a:b], self._mode)
         cum = np.cumsum(reg.delivered)
         if self.emit_edges and cum[-1] > 0:
-            for output, times, closed in output_edges(
+            for output, times, closed, crowded in output_edges(
                 self._e_del, reg.delivered, cum, self._time_us, dt_us, model.counter_wh_per_count
             ):
                 edge_parts[output].append((times, closed))
+                if crowded >= 0 and output not in self._coarse_reported:
+                    self._coarse_reported.add(output)
+                    t = (self._time_us + crowded * dt_us) / 1e6
+                    events.append(StepTooCoarse(time_s=t, output=output, dt_s=dt_us / 1e6))
 
         events.extend(self._demand.advance(self._uptime_us, dt_us, reg.delivered, self._time_us))
 
@@ -225,9 +240,9 @@ class MeterCore:
         bits = line_status_bits(
             model.elements,
             block.voltage_v[:, a:b],
-            block.current_a[:, a:b],
+            amps[:, a:b],
             p[:, a:b],
-            np.abs(block.cos_phi[:, a:b]),
+            np.abs(pf[:, a:b]),
             block.frequency_hz[a:b],
             block.temperature_c[a:b],
             model.max_current_a,
@@ -287,8 +302,12 @@ class MeterCore:
             case InjectError(kind=kind) | ClearError(kind=kind):
                 if isinstance(command, InjectError):
                     self._injected.add(kind)
+                    if kind is MeterErrorKind.CALIBRATION:
+                        self._calibration_pct = command.calibration_error_pct
                 else:
                     self._injected.discard(kind)
+                    if kind is MeterErrorKind.CALIBRATION:
+                        self._calibration_pct = 0.0
                 events: list[Event] = []
                 base = self._bits & ~_INJECTABLE_MASK
                 self._set_bits(np.array([base | self._injected_bits()], np.uint32), events, 0)

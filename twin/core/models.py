@@ -23,8 +23,14 @@ from twin.core.limits import (
     DEMAND_INTERVAL_RANGE_MIN,
     DEMAND_MAX_WINDOW_RANGE_H,
     DEMAND_SUBINTERVALS_RANGE,
+    HOLD_UP_RANGE_S,
     MAX_CT_PRIMARY_A,
     SEED_MAX,
+    SUPPLY_HOLD_UP_S,
+    SUPPLY_MAX_V,
+    SUPPLY_POWER_DOWN_V,
+    SUPPLY_POWER_UP_V,
+    VOLTAGE_MISSING_BELOW_V,
 )
 
 
@@ -219,12 +225,52 @@ class AccuracyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SupplyConfig:
+    """The meter's supply: power-up/power-down thresholds (V) and hold-up time (s).
+
+    Defaults and their sources: ``twin.core.limits`` (SUPPLY_POWER_UP_V ...).
+    """
+
+    power_up_v: float = SUPPLY_POWER_UP_V
+    power_down_v: float = SUPPLY_POWER_DOWN_V
+    hold_up_s: float = SUPPLY_HOLD_UP_S
+
+    def __post_init__(self) -> None:
+        if not (
+            math.isfinite(self.power_up_v)
+            and VOLTAGE_MISSING_BELOW_V <= self.power_up_v <= SUPPLY_MAX_V
+        ):
+            raise ValueError(
+                f"supply power_up_v: {self.power_up_v} out of range; expected "
+                f"{VOLTAGE_MISSING_BELOW_V:g}..{SUPPLY_MAX_V:g} V"
+            )
+        if not (
+            math.isfinite(self.power_down_v)
+            and VOLTAGE_MISSING_BELOW_V <= self.power_down_v <= self.power_up_v
+        ):
+            raise ValueError(
+                f"supply power_down_v: {self.power_down_v} out of range; expected "
+                f"{VOLTAGE_MISSING_BELOW_V:g}..{self.power_up_v:g} V (at most power_up_v)"
+            )
+        lo, hi = HOLD_UP_RANGE_S
+        if not (math.isfinite(self.hold_up_s) and lo <= self.hold_up_s <= hi):
+            raise ValueError(
+                f"supply hold_up_s: {self.hold_up_s} out of range; expected {lo:g}..{hi:g} s"
+            )
+
+    @property
+    def hold_up_us(self) -> int:
+        return round(self.hold_up_s * 1e6)
+
+
+@dataclass(frozen=True, slots=True)
 class MeterConfig:
     model: MeterModel = field(default_factory=lambda: MeterModel.parse(DEFAULT_MODEL))
     serial_number: str = "MM00000001"
     registration_mode: RegistrationMode = RegistrationMode.SUM_THEN_CLAMP
     demand: DemandConfig = field(default_factory=DemandConfig)
     accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
+    supply: SupplyConfig = field(default_factory=SupplyConfig)
     boot_s: float = 5.0
     lcd_screen_s: float = 5.0
     firmware_version: str = "twin-1.0"

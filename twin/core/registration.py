@@ -1,7 +1,9 @@
 """Registration: from samples to integer microjoules per register, and pulse edges.
 
-Real power per element is P = V·I·cos(phi), zero below the starting current (no
-creep), scaled by the accuracy model. Energy per sample is rounded to integer
+Real power per element is P = V·I·cos(delta), V its line's voltage and I, delta
+the current its CT sees and its angle (see ``wiring``), zero below the starting
+current (no creep), scaled by the accuracy model and by an injected calibration
+error while one is active. Energy per sample is rounded to integer
 microjoules (W x us), so every register is an exact integer sum of those (Python
 ints: no overflow, no drift) and the result does not depend on how samples are
 split into blocks.
@@ -25,20 +27,28 @@ from twin.core.events import PulseOutput
 from twin.core.limits import KH_WH
 from twin.core.models import MeterModel, RegistrationMode
 from twin.core.samples import BoolArray, FloatArray, IntArray, SampleBlock
+from twin.core.wiring import element_inputs
 
 #: The isolated outputs in Kh order (KH_WH), then the counter.
 KH_OUTPUTS = (PulseOutput.KH_10, PulseOutput.KH_100, PulseOutput.KH_1000)
 
 
-def element_power(block: SampleBlock, model: MeterModel, curve: ErrorCurve | None) -> FloatArray:
-    """Measured real power per element and sample, shape (elements, n)."""
+def element_power(
+    block: SampleBlock,
+    model: MeterModel,
+    curve: ErrorCurve | None,
+    calibration_error_pct: float = 0.0,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Measured real power, current seen and cos(delta) per element, shape (els, n)."""
     els = model.elements
-    volts, amps, cos_phi = block.voltage_v[:els], block.current_a[:els], block.cos_phi[:els]
-    p = volts * amps * cos_phi
+    amps, pf = element_inputs(block, els)
+    p = block.voltage_v[:els] * amps * pf
     p = np.where(amps >= model.starting_current_a, p, 0.0)
     if curve is not None:
-        p = p * curve.ratio(amps, np.abs(cos_phi))
-    return np.asarray(p, dtype=np.float64)
+        p = p * curve.ratio(amps, np.abs(pf))
+    if calibration_error_pct:
+        p = p * (1.0 + calibration_error_pct / 100.0)
+    return np.asarray(p, dtype=np.float64), amps, pf
 
 
 class Registered(NamedTuple):
@@ -78,8 +88,12 @@ def output_edges(
     time0_us: int,
     dt_us: int,
     counter_wh_per_count: int,
-) -> list[tuple[PulseOutput, FloatArray, BoolArray]]:
-    """Edges of every output during a run that starts at delivered energy ``energy0_uj``."""
+) -> list[tuple[PulseOutput, FloatArray, BoolArray, int]]:
+    """Edges of every output during a run that starts at delivered energy ``energy0_uj``.
+
+    Per output: edge times, new states and the first sample holding two or more
+    edges (-1 if none; see ``pulses.edges``).
+    """
     halves = [pulses.half_period_uj(kh) for kh in KH_WH]
     halves.append(pulses.half_period_uj(counter_wh_per_count))
     outputs = (*KH_OUTPUTS, PulseOutput.COUNTER)

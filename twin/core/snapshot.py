@@ -41,6 +41,7 @@ class NvState:
     uptime_us: int = 0
     powered: bool = False
     injected_errors: tuple[str, ...] = ()
+    calibration_error_pct: float = 0.0  # size of an injected calibration error
     registration_mode: int = 0
     demand_config: tuple[int, int, int, int] = (15, 3, 0, 24)
 

@@ -9,7 +9,7 @@ screen, one screen every ``lcd_screen_s`` of uptime, after a boot screen.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import IntEnum
 
 import numpy as np
@@ -17,8 +17,9 @@ import numpy.typing as npt
 
 from twin.core.events import ErrorCleared, ErrorRaised
 from twin.core.limits import (
-    FREQUENCY_RANGE_HZ,
+    FREQUENCY_TOLERANCE_PCT,
     PF_MIN,
+    RATED_FREQUENCIES_HZ,
     SUPPLY_MAX_V,
     SUPPLY_MIN_V,
     TEMPERATURE_RANGE_C,
@@ -181,8 +182,7 @@ def line_status_bits(
         bits |= (current_a[e] > max_current_a).astype(np.int64) << StatusBit.OVER_CURRENT
         low_pf = (current_a[e] >= starting_current_a) & (pf_abs[e] < PF_MIN)
         bits |= low_pf.astype(np.int64) << StatusBit.PF_BELOW_RANGE
-    f_lo, f_hi = FREQUENCY_RANGE_HZ
-    bits |= ((frequency_hz < f_lo) | (frequency_hz > f_hi)).astype(np.int64) << (
+    bits |= _per_sample(frequency_out_of_range, frequency_hz).astype(np.int64) << (
         StatusBit.FREQUENCY_OUT_OF_RANGE
     )
     t_lo, t_hi = TEMPERATURE_RANGE_C
@@ -190,6 +190,26 @@ def line_status_bits(
         StatusBit.TEMPERATURE_OUT_OF_RANGE
     )
     return bits.astype(np.uint32)
+
+
+def _per_sample(
+    test: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.bool_]],
+    values: npt.NDArray[np.float64],
+) -> npt.NDArray[np.bool_]:
+    """``test(values)``, evaluated once when ``values`` is a broadcast constant."""
+    if values.ndim == 1 and values.shape[0] > 1 and values.strides[0] == 0:
+        return np.broadcast_to(test(values[:1]), values.shape)
+    return test(values)
+
+
+def frequency_out_of_range(frequency_hz: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    """More than the tolerance from the nearer rated frequency (50 or 60 Hz)."""
+    f50, f60 = RATED_FREQUENCIES_HZ
+    nominal = np.where(frequency_hz < (f50 + f60) / 2, f50, f60)
+    out: npt.NDArray[np.bool_] = np.abs(frequency_hz - nominal) > (
+        nominal * FREQUENCY_TOLERANCE_PCT / 100.0
+    )
+    return out
 
 
 def lcd_screen(

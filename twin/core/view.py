@@ -81,7 +81,7 @@ def build_snapshot(
         power_l2_w=r.power_l2_w,
         voltage_l1_v=r.voltage_l1_v,
         voltage_l2_v=r.voltage_l2_v,
-        voltage_l1_l2_v=r.voltage_l1_v + r.voltage_l2_v if els == 2 else _NAN,
+        voltage_l1_l2_v=r.voltage_l1_l2_v,
         current_l1_a=r.current_l1_a,
         current_l2_a=r.current_l2_a,
         power_factor_l1=r.pf_abs_l1 if r.current_l1_a >= start else _NAN,
