@@ -12,12 +12,13 @@ import shutil
 import ssl
 import struct
 import subprocess
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 from pymodbus.client import AsyncModbusTlsClient
 
+from tests.helpers import TwinProcess
 from tests.modbus.tlscerts import TlsFiles, make_tls_files
 from twin.core import MeterConfig, MeterCore, SampleBlock
 from twin.errors import ConfigError
@@ -191,3 +192,35 @@ def test_exposure_warning_only_beyond_loopback_with_writes_and_no_tls() -> None:
     text = exposure_warning("", allow_writes=True, allow_energy_reset=True, tls=False)
     assert text is not None and "every interface" in text and "writes and energy reset" in text
     assert "0.0.0.0" in (exposure_warning("0.0.0.0", **on, tls=False) or "")
+
+
+async def test_minimeter_run_serves_tls_and_warns_only_without_it(
+    tls_files: TlsFiles, start_twin: Callable[..., TwinProcess]
+) -> None:
+    tp = start_twin(
+        "--tls-cert", str(tls_files.server_cert), "--tls-key", str(tls_files.server_key),
+        "--tls-ca", str(tls_files.ca), "--allow-writes", "--host", "0.0.0.0",
+    )  # fmt: skip
+    regs, refused, code = await pymodbus_session(tp.port, client_context(tls_files, "viewer"))
+    assert regs == [1, 2, 2] and refused is True and code == 1
+    regs, refused, _ = await pymodbus_session(tp.port, client_context(tls_files, "operator"))
+    assert regs == [1, 2, 2] and refused is False
+    _, _, err = tp.stop()
+    assert "warning" not in err  # TLS on: no exposure warning
+    plain = start_twin("--allow-writes", "--host", "0.0.0.0")
+    _, _, err = plain.stop()
+    assert "warning: listening on 0.0.0.0 with writes on and no TLS" in err
+
+
+def test_tls_options_go_together(start_twin: Callable[..., TwinProcess]) -> None:
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "twin", "run", "--no-state", "--tls-cert", "x.pem"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1
+    assert "--tls-cert, --tls-key and --tls-ca go together" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -118,3 +118,19 @@ async def test_pysunspec2_unpowered_meter_reads_not_implemented_but_energy() -> 
     assert {"202.W", "202.A", "202.Hz", "202.PhV"} <= missing
     assert values["202.TotWhImp"] and values["202.TotWhExp"] == 1
     assert isinstance(values["202.Evt"], int) and values["202.Evt"] & 1 << 2
+
+
+@pytest.mark.parametrize(("aliases", "answered"), [(None, True), (frozenset(), False)])
+async def test_twin_config_unit_aliases(aliases: frozenset[int] | None, answered: bool) -> None:
+    from twin.runtime.config import TwinConfig
+    from twin.runtime.twin import Twin
+
+    cfg = TwinConfig(port=0, speed=None, state_dir=None)
+    if aliases is not None:
+        cfg = TwinConfig(port=0, speed=None, state_dir=None, unit_aliases=aliases)
+    async with Twin(cfg) as twin:
+        reader, writer = await asyncio.open_connection("127.0.0.1", twin.port)
+        writer.write(struct.pack(">HHHB", 5, 0, 6, 255) + READ)
+        head = await asyncio.wait_for(reader.readexactly(8), 5)
+        assert (head[7] == 3) is answered and (head[7] == 0x83) is not answered
+        writer.close()

@@ -319,6 +319,8 @@ async def tcp_part(twin: Twin) -> AsyncIterator[None]:
                 unknown_unit=cfg.resolved.unknown_unit,
                 max_connections=cfg.max_connections,
                 idle_timeout_s=cfg.idle_timeout_s,
+                unit_aliases=cfg.unit_aliases,
+                tls=cfg.tls.policy() if cfg.tls is not None else None,
             )
             twin.servers[port] = server
             await server.start()
