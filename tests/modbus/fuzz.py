@@ -32,8 +32,9 @@ CANARY_PDU = struct.pack(">BHH", 3, 100, 7)  # block B: map version .. has_12vdc
 SUPPORTED = frozenset({1, 2, 3, 4, 6, 16, 0x2B})
 
 
-def frames_wanted() -> int:
-    return int(os.environ.get("MM_FUZZ_FRAMES", CI_FRAMES))
+def frames_wanted(ci_default: int = CI_FRAMES) -> int:
+    """``MM_FUZZ_FRAMES`` if set (``make soak``: 100,000 for every transport), else CI's."""
+    return int(os.environ.get("MM_FUZZ_FRAMES", ci_default))
 
 
 @dataclass(frozen=True)
