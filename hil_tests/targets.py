@@ -37,7 +37,7 @@ from devices import open_source
 from hil_tests.scenario import Scenario
 from twin.core import DEFAULT_MODEL
 from twin.errors import TwinError
-from twin.hil import HAVE_CONTROL, NO_CONTROL, MeterTwin
+from twin.hil import MeterTwin
 from twin.loadprofile import load_profile
 from twin.modbus.client import MeterClient
 from twin.registers import REGISTERS, Register, WordOrder, decode
@@ -66,8 +66,6 @@ class Target:
     def with_errors(self, errors: tuple[str, ...]) -> Target:
         if errors and not self.drivable:
             raise pytest.UsageError(f"--inject-error applies to --target twin, not {self.text}")
-        if errors and not HAVE_CONTROL:
-            raise pytest.UsageError(f"--inject-error: {NO_CONTROL}")
         return replace(self, errors=errors)
 
     @property
