@@ -132,6 +132,7 @@ class Mirror:
         self._check = Check(Verdict.UNDECIDED if self.reference else Verdict.NONE)
         self._pending: deque[PulseReading] = deque(maxlen=MAX_PENDING)
         self._saved_at = -math.inf
+        self._unsaved = False  # marks added since the last save
         self.continued = False  # the cross-check window goes on from before a restart
         self.snapshot: Snapshot | None = None
         self.image: RegisterImage | None = None
@@ -207,7 +208,7 @@ class Mirror:
                     rolling_s=self.config.rolling_s,
                 )
                 self._continue_window()
-                await self.reference.start(self._on_reference)
+                await self.reference.start(self.reference_updated)
             self._save(force=True)
             self.refresh()
             self._tasks.append(asyncio.create_task(self._read_loop(), name="mirror-read"))
@@ -274,8 +275,15 @@ class Mirror:
         while True:
             await asyncio.sleep(self.config.refresh_s)
             self.refresh()
+            self._save()
 
-    def _on_reference(self) -> None:
+    @property
+    def pending(self) -> int:
+        """Readings waiting for the reference to answer for their time."""
+        return len(self._pending)
+
+    def reference_updated(self) -> None:
+        """The reference can answer further (a poll): add the marks waiting for it."""
         if self._pending:
             self._flush()
             self.refresh()
@@ -283,11 +291,13 @@ class Mirror:
     def _save(self, *, force: bool = False) -> None:
         path, check = self._state_path, self.crosscheck
         now = time.monotonic()
-        if path is None or (not force and now - self._saved_at < SAVE_INTERVAL_S):
+        if path is None or not (
+            force or (self._unsaved and now - self._saved_at >= SAVE_INTERVAL_S)
+        ):
             return
         marks = tuple(check.saved(KEEP_MARKS)) if check is not None else ()
         save_state(path, MirrorState(self.epoch_unix_s, self.reference_key, marks))
-        self._saved_at = now
+        self._saved_at, self._unsaved = now, False
 
     # ------------------------------------------------------------ readings
 
@@ -333,6 +343,7 @@ class Mirror:
                 apparent_vah=energy[2],
             )
         )
+        self._unsaved = True
         cumulative = check.cumulative()
         bound = cumulative.bound
         self._record(
