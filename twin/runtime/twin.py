@@ -70,7 +70,7 @@ from twin.runtime.config import TwinConfig, check_speed
 from twin.runtime.fleet import meter_configs
 from twin.runtime.meters import LiveMeter, MeterListener, SamplerPool, nv_items
 from twin.runtime.stepping import Stepper, tick_loop
-from twin.store.sqlite import Checkpointer, Store, store_path
+from twin.store import Checkpointer, Store, store_path
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ async def meters_part(twin: Twin) -> AsyncIterator[None]:
             spec,
             mcfg,
             profile,
-            twin.store.load(spec.serial) if twin.store is not None else None,
+            twin.store.load(spec.serial, model=spec.model) if twin.store is not None else None,
             position=i,
             pool=pool,
             sunspec=cfg.sunspec,
