@@ -17,8 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, cast
 
+from devices import open_sink
 from twin.errors import ConfigError
 from twin.loadprofile import DEFAULT_PROFILE
+from twin.mirror.pulse_out import PulseOut
 from twin.modbus import UnknownUnit
 from twin.modbus.faults import parse_fault
 from twin.modbus.serial import SerialSettings
@@ -59,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--stopbits", type=int, choices=(1, 2), default=1, help="RTU stop bits (1)")
     a("--seed", type=int, default=None, help="seed of the profile's noise")
     a("--accuracy-seed", type=int, default=None, help="draw an error curve within class")
+    a("--pulse-out", default=None, metavar="URL", help="drive a pulse sink from the 10 Wh output")
     g = parser.add_argument_group("fleets, faults and limits")
     g.add_argument(
         "--meters",
@@ -240,8 +243,12 @@ def _status_printer(tty: bool) -> Callable[[Twin], None]:
     return show
 
 
-async def _serve(config: TwinConfig) -> None:
-    async with Twin(config) as twin:
+async def _serve(config: TwinConfig, pulse_out: str | None = None) -> None:
+    async with Twin(config) as twin, contextlib.AsyncExitStack() as parts:
+        if pulse_out is not None:  # the first meter's 10 Wh output onto the sink
+            first = twin.meters[0]
+            out = await parts.enter_async_context(PulseOut(open_sink(pulse_out)))
+            parts.callback(twin.subscribe(lambda m, ev: out.on_events(ev) if m is first else None))
         print(_where(twin), flush=True)
         await twin.run_until_signal(_status_printer(sys.stdout.isatty()))
 
@@ -257,5 +264,5 @@ def _event_loop_runner() -> contextlib.AbstractContextManager[asyncio.Runner]:
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     with _event_loop_runner() as runner:
-        runner.run(_serve(config))
+        runner.run(_serve(config, args.pulse_out))
     return 0
