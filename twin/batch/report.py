@@ -32,7 +32,9 @@ _PLOT_POINTS = 3000
 #: removes these first, so --out holds only its own outputs (no stale plots after
 #: --no-plot, no stale Parquet without pyarrow); any other file there is left alone.
 DATA_FILES = ("timeseries.csv", "timeseries.parquet", "events.jsonl", "summary.json")
-PLOT_FILES = ("power.png", "energy.png", "demand.png", "pulses.png", "status.png")
+PLOT_FILES = (
+    "power.png", "voltage.png", "energy.png", "demand.png", "pulses.png", "status.png",
+)  # fmt: skip
 
 
 def _fmt(name: str) -> str:
@@ -183,20 +185,75 @@ def error_spans(result: SimResult, end_s: float) -> dict[str, list[tuple[float, 
 
 
 def pulse_rate_per_h(
-    counts: npt.NDArray[Any], interval_s: float, min_pulses: float = 20.0
+    counts: npt.NDArray[Any],
+    first_s: npt.NDArray[Any],
+    last_s: npt.NDArray[Any],
+    row_end_s: npt.NDArray[Any],
+    min_pulses: float = 2.0,
 ) -> tuple[npt.NDArray[np.float64], float]:
-    """Pulses per hour over a trailing window long enough to hold ~min_pulses pulses.
+    """Pulses per hour at each row end over a trailing window, without aliasing.
 
-    Per-interval counts of a slow output are 0 or 1: unreadable as a rate.
+    A count taken per window is 0 or 1 for a slow output (the 1000 Wh output at
+    5.4 kW gives 5.4 pulses an hour: a 0/10 per hour square wave over 6-minute
+    windows). Instead the pulse count is a line through the pulses themselves (each
+    row's first and last count time are exact), so a constant load gives a constant
+    rate for any window. Before the first pulse and after the last, the count moves
+    at the nearest pulse period but never reaches another pulse, so a load that
+    stops fades to 0. The window (returned, in s) holds about ``min_pulses`` pulses
+    at the run's mean rate, at most a tenth of the run.
     """
     c = np.asarray(counts, dtype=np.float64)
-    mean = float(c.mean()) if c.size else 0.0
+    t_end = np.asarray(row_end_s, dtype=np.float64)
+    rows = c.size
+    mean = float(c.mean()) if rows else 0.0
     w = math.ceil(min_pulses / mean) if mean > 0 else 1
-    w = max(1, min(w, c.size // 10 or 1))
-    cum = np.concatenate(([0.0], np.cumsum(c)))
-    idx = np.arange(1, c.size + 1)
-    rate = (cum[idx] - cum[np.maximum(idx - w, 0)]) / (np.minimum(idx, w) * interval_s / 3600.0)
-    return np.asarray(rate, dtype=np.float64), w * interval_s
+    w = max(1, min(w, rows // 10 or 1))
+    t0 = np.concatenate(([0.0], t_end))
+    n0 = _pulse_count_line(c, np.asarray(first_s), np.asarray(last_s), t0)
+    i = np.arange(1, rows + 1)
+    j = np.maximum(i - w, 0)
+    rate = (n0[i] - n0[j]) / np.maximum(t0[i] - t0[j], 1e-9) * 3600.0
+    window_s = float(t_end[w - 1]) if rows else 0.0
+    return np.asarray(rate, dtype=np.float64), window_s
+
+
+def _pulse_count_line(
+    c: npt.NDArray[np.float64],
+    first_s: npt.NDArray[Any],
+    last_s: npt.NDArray[Any],
+    t: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """The pulse count at times ``t``, linear between pulses (see pulse_rate_per_h)."""
+    idx = np.flatnonzero(c > 0)
+    if idx.size == 0:
+        return np.zeros_like(t)
+    cum = np.cumsum(c)
+    xp = np.empty(2 * idx.size)
+    fp = np.empty_like(xp)
+    xp[0::2], fp[0::2] = first_s[idx], cum[idx] - c[idx] + 1
+    xp[1::2], fp[1::2] = last_s[idx], cum[idx]
+    n = np.interp(t, xp, fp)
+
+    def period(a: float, b: float, pulses: float) -> float:
+        return (b - a) / pulses if pulses > 0 and b > a else 0.0
+
+    head, tail = idx[0], idx[-1]
+    if c[head] > 1:
+        first_period = period(xp[0], xp[1], c[head] - 1)
+    else:
+        first_period = period(xp[0], xp[2], 1) if idx.size > 1 else 0.0
+    if c[tail] > 1:
+        last_period = period(xp[-2], xp[-1], c[tail] - 1)
+    else:
+        last_period = period(xp[-3], xp[-1], 1) if idx.size > 1 else 0.0
+    before, after = t < xp[0], t > xp[-1]
+    if first_period > 0:
+        n[before] = 1.0 - np.minimum((xp[0] - t[before]) / first_period, 1.0)
+    else:  # a single pulse: nothing says when the count began
+        n[before] = 0.0
+    if last_period > 0:
+        n[after] = fp[-1] + np.minimum((t[after] - xp[-1]) / last_period, 1.0)
+    return np.asarray(n, dtype=np.float64)
 
 
 def write_plots(out_dir: Path, result: SimResult) -> list[Path]:
@@ -234,13 +291,23 @@ def write_plots(out_dir: Path, result: SimResult) -> list[Path]:
         plt.close(fig)
         paths.append(path)
 
+    # Each row is the mean over the interval ENDING at its time: steps drawn "pre",
+    # from the start of the run (a row's value holds over its whole interval).
+    t_step = np.concatenate(([0.0], t))
+
+    def steps(y: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return np.concatenate((y[:1], y))
+
     fig, ax = figure("Power")
     for key, label in (("power_l1_w", "L1"), ("power_l2_w", "L2"), ("power_w", "total")):
-        (line,) = ax.plot(t, _bin(cols[key], k, "mean") / 1000.0, label=label, lw=1)
+        mean_kw = _bin(cols[key], k, "mean") / 1000.0
+        (line,) = ax.step(t_step, steps(mean_kw), where="pre", label=label, lw=1)
         if k > 1:
             low = -_bin(-np.asarray(cols[key]), k, "max") / 1000.0
             high = _bin(cols[key], k, "max") / 1000.0
-            ax.fill_between(t, low, high, color=line.get_color(), alpha=0.15, lw=0)
+            ax.fill_between(
+                t_step, steps(low), steps(high), step="pre", color=line.get_color(), alpha=0.15
+            )
     ax.set_ylabel("mean power (kW)")
     if k > 1:
         ax.set_title(
@@ -249,6 +316,22 @@ def write_plots(out_dir: Path, result: SimResult) -> list[Path]:
         )
     ax.legend(loc="upper right")
     save(fig, ax, "power.png")
+
+    fig, ax = figure("Input voltage")
+    for key, label in (("voltage_l1_v", "L1 mean"), ("voltage_l2_v", "L2 mean")):
+        ax.step(t_step, steps(_bin(cols[key], k, "mean")), where="pre", label=label, lw=1)
+    lowest = -_bin(-np.asarray(cols["voltage_min_v"]), k, "max")
+    ax.step(t_step, steps(lowest), where="pre", label="lowest sample", lw=1, color="tab:red")
+    supply = result.config.supply
+    for volts, label, style in (
+        (supply.power_up_v, "power-up", "--"),
+        (supply.power_down_v, "power-down", ":"),
+    ):
+        ax.axhline(volts, color="0.3", ls=style, lw=1, label=f"{label} {volts:g} V")
+    ax.set_ylabel("voltage (V)")
+    ax.set_title(f"supply hold-up {supply.hold_up_s * 1000:g} ms{bin_label}", fontsize=9)
+    ax.legend(loc="lower right", fontsize=8)
+    save(fig, ax, "voltage.png")
 
     fig, ax = figure("Cumulative energy")
     for key, label in (
@@ -293,7 +376,8 @@ def write_plots(out_dir: Path, result: SimResult) -> list[Path]:
         ("counter_count", "counter"),
     )
     for ax, (key, label) in zip(axes, outputs, strict=True):
-        rate_h, window_s = pulse_rate_per_h(cols[key], result.interval_s)
+        first_s, last_s = result.count_times[key]
+        rate_h, window_s = pulse_rate_per_h(cols[key], first_s, last_s, t_s)
         window = _duration_text(window_s) if window_s < 3600 else f"{window_s / 3600:.3g} h"
         ax.plot(t, _bin(rate_h, k, "mean"), lw=1, label=f"{label} (mean over {window})")
         ax.set_ylabel("pulses/h")

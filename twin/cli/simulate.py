@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from twin.batch.simulate import SimSettings
+from twin.batch.simulate import SimSettings, error_names
 from twin.core import DEFAULT_MODEL, MeterModel
 from twin.errors import ConfigError
 from twin.units import parse_duration_s
@@ -32,7 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--interval", default="1min", help="time-series row interval (default 1min)"
     )
     parser.add_argument(
-        "--seed", type=int, help="seed: profile noise and a per-meter accuracy curve in class"
+        "--seed", type=int, help="seed of the profile's noise (default: the profile's seed)"
+    )
+    parser.add_argument(
+        "--accuracy-seed",
+        type=int,
+        help="draw a per-meter error curve within the accuracy class (default: none, ideal)",
     )
     parser.add_argument("--out", type=Path, help="write timeseries, events, summary and plots here")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -64,6 +69,7 @@ def settings_from_args(args: argparse.Namespace) -> SimSettings:
         seed=args.seed,
         interval_s=_duration("--interval", args.interval),
         edges=args.edges,
+        accuracy_seed=args.accuracy_seed,
     )
 
 
@@ -105,7 +111,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"counter {summary['counter_counts']}",
         f"max demand         {summary['demand_max_kw']:.3f} kW "
         f"(peak {summary['demand_peak_kw']:.3f} kW at {summary['demand_peak_at_s']:.0f} s)",
-        f"errors seen        {summary['errors_seen'] or 'none'}",
+        f"errors seen        {', '.join(error_names(summary['errors_seen'])) or 'none'}",
         f"unpowered          {summary['unpowered_s']:g} s",
     ]
     print("\n".join(lines))
@@ -125,6 +131,8 @@ def main(args: argparse.Namespace) -> int:
     result = simulate(profile, settings, progress=progress)
     sim_s = time.perf_counter() - t0
     progress.finish()
+    for warning in result.summary["warnings"]:  # once each, before the figures
+        print(f"minimeter simulate: warning: {warning}", file=sys.stderr)
     if args.out is not None:
         write_all(args.out, result, plots=args.plot)
     total_s = time.perf_counter() - t0
