@@ -141,7 +141,7 @@ def test_recorder_independent_of_block_split() -> None:
     def run(sizes: list[int]) -> tuple[dict[str, np.ndarray], Snapshot]:
         settings = SimSettings(step_s=dt, interval_s=60.0)
         rec = Recorder(n, dt, settings.samples_per_row, settings.model)
-        core = make_core(settings, rec)
+        core = make_core(MeterConfig(model=settings.model), rec)
         i = 0
         for size in sizes:
             m = min(size, n - i)

@@ -41,7 +41,6 @@ from twin.core import (
     PulseEdges,
     SampleBlock,
     ScalarEvent,
-    Snapshot,
     StepTooCoarse,
 )
 from twin.drive import drive
@@ -71,8 +70,13 @@ class SimSettings:
     interval_s: float = 60.0
     edges: bool = False
     accuracy_seed: int | None = None  # a per-meter error curve within class; None: ideal
+    # The meter to run, its settings already chosen (the CLI resolves its options over
+    # the profile's own); None: ``model``, ``accuracy_seed`` and the profile's settings.
+    meter: MeterConfig | None = None
 
     def __post_init__(self) -> None:
+        if self.meter is not None:
+            object.__setattr__(self, "model", self.meter.model)
         if not (math.isfinite(self.step_s) and 1e-3 <= self.step_s <= 86_400):
             raise ConfigError(f"--step: {self.step_s:g} s out of range; expected 0.001..86400 s")
         if not (math.isfinite(self.interval_s) and self.interval_s > 0):
@@ -123,13 +127,19 @@ class SimResult:
     config: MeterConfig  # the meter that ran
 
 
-def meter_config(settings: SimSettings) -> MeterConfig:
-    """The simulated meter's configuration."""
-    return MeterConfig(model=settings.model, accuracy=AccuracyConfig(seed=settings.accuracy_seed))
+def meter_config(settings: SimSettings, profile: Profile) -> MeterConfig:
+    """The simulated meter: ``settings.meter``, else the model with the profile's settings."""
+    if settings.meter is not None:
+        return settings.meter
+    base = MeterConfig(model=settings.model, accuracy=AccuracyConfig(seed=settings.accuracy_seed))
+    try:
+        return profile.meter_settings.apply(base)
+    except ValueError as exc:
+        raise ConfigError(f"profile {profile.name!r}: {exc}") from None
 
 
-def make_core(settings: SimSettings, recorder: Recorder) -> MeterCore:
-    core = _RecordingCore(meter_config(settings), emit_edges=True, emit_series=True)
+def make_core(config: MeterConfig, recorder: Recorder) -> MeterCore:
+    core = _RecordingCore(config, emit_edges=True, emit_series=True)
     core.recorder = recorder
     return core
 
@@ -168,7 +178,7 @@ def simulate(
     duration_s = n * settings.step_s + tail_s
     recorder = Recorder(total, settings.step_s, spr, settings.model, duration_s)
     recorder.keep_edges = settings.edges
-    core = make_core(settings, recorder)
+    core = make_core(meter_config(settings, profile), recorder)
     sampler = profile.sampler(settings.seed)
     max_block = max(spr, BLOCK_SAMPLES // spr * spr)
     for _events in drive(core, sampler, 0.0, settings.step_s, n, max_block=max_block):
@@ -178,7 +188,7 @@ def simulate(
         for _events in drive(core, sampler, n * settings.step_s, tail_s, 1):
             if progress is not None:
                 progress(recorder.done, total)
-    summary = build_summary(core.snapshot(), recorder, profile, settings)
+    summary = build_summary(core, recorder, profile, settings)
     return SimResult(
         summary=summary,
         columns=recorder.columns(),
@@ -199,6 +209,9 @@ def error_names(codes: list[int]) -> list[str]:
 def warnings(events: list[ScalarEvent], profile: Profile, settings: SimSettings) -> list[str]:
     """What the run could not represent, each said once (the summary's ``warnings``)."""
     out = []
+    model_warning = profile.model_warning(settings.model)
+    if model_warning is not None:
+        out.append(model_warning.removeprefix("warning: "))
     coarse = [ev for ev in events if isinstance(ev, StepTooCoarse)]
     if coarse:
         names = [f"{ev.output}" + ("" if ev.output == "counter" else " Wh") for ev in coarse]
@@ -212,10 +225,26 @@ def warnings(events: list[ScalarEvent], profile: Profile, settings: SimSettings)
     return out
 
 
+def meter_summary(config: MeterConfig) -> dict[str, Any]:
+    """The settings the meter ran with (names as the options and fleet keys)."""
+    d, s = config.demand, config.supply
+    return {
+        "registration_mode": config.registration_mode.name.lower(),
+        "demand_method": d.method.name.lower(),
+        "demand_interval_min": d.interval_min,
+        "demand_subintervals": d.subintervals,
+        "demand_max_window_h": d.max_window_h,
+        "power_up_v": s.power_up_v,
+        "power_down_v": s.power_down_v,
+        "hold_up_s": s.hold_up_s,
+    }
+
+
 def build_summary(
-    snap: Snapshot, recorder: Recorder, profile: Profile, settings: SimSettings
+    core: MeterCore, recorder: Recorder, profile: Profile, settings: SimSettings
 ) -> dict[str, Any]:
     """The registers at the end of the run plus what happened on the way (JSON-ready)."""
+    snap = core.snapshot()
     duration_s = recorder.duration_s
     peak_kw, peak_at = recorder.peak_demand
     return {
@@ -223,6 +252,7 @@ def build_summary(
         "model": settings.model.name,
         "seed": settings.seed,
         "accuracy_seed": settings.accuracy_seed,
+        "settings": meter_summary(core.config),
         "duration_s": duration_s,
         "step_s": settings.step_s,
         "samples": recorder.done,

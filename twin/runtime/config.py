@@ -9,8 +9,10 @@ expected, so `twin.runtime.twin.Twin` never sees a bad value. It then resolves w
 served: ``--meters N`` on one port becomes a uniform `FleetSpec`, a fleet file is
 taken as given (``--no-tcp`` drops its ports, a ``--serial`` line needs a fleet on one
 port), and `resolved` holds that fleet and `meter` the first meter's `MeterConfig`.
-Every meter's `MeterConfig` is built here already, so a meter the core would refuse
-fails as a `ConfigError` at the boundary, before anything listens.
+Every meter's `MeterConfig` is built here already (model, accuracy, the settings
+chosen on the command line and in the fleet file), so a meter the core would refuse
+fails as a `ConfigError` at the boundary, before anything listens; the profile's own
+settings join when the twin loads its profiles (still before anything listens).
 
 Speeds are bounded by the sample rate a core can sustain: ``speed / sample_s`` at
 most `MAX_SAMPLE_RATE` samples per wall second per meter (:func:`check_speed`, also
@@ -25,7 +27,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from twin.control import MAX_SPEED
+from twin.control import MAX_SPEED, MeterChoices
 from twin.core import DEFAULT_MODEL, MeterConfig
 from twin.errors import ConfigError
 from twin.loadprofile import DEFAULT_PROFILE
@@ -94,6 +96,8 @@ class TwinConfig:
     trace_path: Path | None = None
     max_connections: int = 256
     idle_timeout_s: float | None = None
+    # settings chosen on the command line: above a fleet file's and the profile's
+    choices: MeterChoices | None = None
     meter: MeterConfig = field(init=False)  # the first meter's (the single meter's)
     resolved: FleetSpec = field(init=False)  # the fleet actually served
 
@@ -159,6 +163,7 @@ class TwinConfig:
             )
         if self.unknown_unit is not None:
             fleet = FleetSpec(fleet.meters, unknown_unit=self.unknown_unit)
-        configs = meter_configs(fleet, self.accuracy_seed)
+        # Without the profiles' own settings: those join when the twin loads them.
+        configs = meter_configs(fleet, self.accuracy_seed, self.choices)
         object.__setattr__(self, "resolved", fleet)
         object.__setattr__(self, "meter", configs[0])

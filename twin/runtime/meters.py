@@ -29,8 +29,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from twin.control import Controller, SetLoad
-from twin.core import Command, Event, MeterConfig, MeterCore, NvState, SampleBlock, Snapshot
+from twin.core import (
+    Command,
+    Event,
+    MeterConfig,
+    MeterCore,
+    NvState,
+    Reconfigure,
+    SampleBlock,
+    Snapshot,
+)
 from twin.drive import drive
+from twin.errors import ConfigError
 from twin.loadprofile import Profile, ProfileSpec, Sampler
 from twin.modbus.endpoint import CACHE_MAX, FLEET_CACHE_BUDGET, MeterEndpoint
 from twin.registers import (
@@ -139,6 +149,17 @@ class LiveMeter:
         if isinstance(sampler, OverrideSampler) and not sampler.overridden(self.time_s, dt_s, 1):
             self.clear_load()  # the override's time is up: back to the profile
         self.refresh()
+
+    def keep_chosen(self, chosen: Reconfigure | None) -> None:
+        """A restored meter keeps the block C it had (Modbus writes included), but for
+        the settings this start chooses (``chosen``): those are applied now."""
+        if chosen is None or not self.restored or not self.core.nv_state().power_up_count:
+            return  # a new meter took every setting from its configuration
+        try:
+            self.apply(chosen)
+        except ValueError as exc:  # the core's rule, against the saved settings
+            msg = f"meter {self.serial}: chosen settings with its saved ones: {exc}"
+            raise ConfigError(msg) from None
 
     def apply(self, command: Command) -> list[Event]:
         """Apply a core command now (what `twin.control` does for the core's commands)."""

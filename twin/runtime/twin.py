@@ -11,8 +11,11 @@ it had opened (ports, the store and its lock, the trace file):
 
 1. ``store_part``: the durable store and its checkpointer (``state_dir`` set);
 2. ``meters_part``: the meters, each restored by serial (a process restart is not a
-   power cycle: energy, counts and the power-up count continue); on a clean stop the
-   last checkpoint of every meter, in one transaction;
+   power cycle: energy, counts and the power-up count continue; another model on the
+   same serial is refused), with the settings chosen on the command line, in the fleet
+   file and in the profile (``twin.control.resolve``; a restored meter keeps its
+   block C but for the settings this start chooses); on a clean stop the last
+   checkpoint of every meter, in one transaction;
 3. ``hooks_part``: protocol faults (config and fleet file) and the ``--trace`` file;
 4. ``tcp_part``: one Modbus TCP server per port (a port's meters are its unit ids);
 5. ``rtu_part``: the Modbus RTU server on ``--serial``;
@@ -27,7 +30,8 @@ the part, yields, and stops it; it reads its own config field on ``TwinConfig`` 
 
 Public API (what parts, the CLI, MQTT, HTTP and HIL fixtures use):
 
-- ``twin.config`` (frozen TwinConfig), ``twin.clock``;
+- ``twin.config`` (frozen TwinConfig), ``twin.clock``, ``twin.warnings`` (what the
+  start found worth saying once, e.g. a single-element model on a profile loading L2);
 - ``twin.meters``: the :class:`~twin.runtime.meters.LiveMeter` s, each with ``.serial``,
   ``.spec`` (unit, port, model, profile...), ``.snapshot`` (frozen core Snapshot),
   ``.config`` (core MeterConfig), ``.load`` (the load override in force),
@@ -57,7 +61,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import TracebackType
 
-from twin.control import Controller
+from twin.control import Controller, chosen_demand
 from twin.core import Event
 from twin.errors import CommandRefused, ConfigError
 from twin.loadprofile import Profile, load_profile
@@ -67,7 +71,7 @@ from twin.modbus.rtu import ModbusRtuServer
 from twin.modbus.tcp import ModbusTcpServer
 from twin.runtime.clock import AcceleratedClock, Clock, ManualClock, make_clock
 from twin.runtime.config import TwinConfig, check_speed
-from twin.runtime.fleet import meter_configs
+from twin.runtime.fleet import meter_configs, meter_layers
 from twin.runtime.meters import LiveMeter, MeterListener, SamplerPool, nv_items
 from twin.runtime.stepping import Stepper, tick_loop
 from twin.store import Checkpointer, Store, store_path
@@ -93,6 +97,7 @@ class Twin:
         self._by_unit: dict[tuple[int | None, int], LiveMeter] = {}
         self._by_serial: dict[str, LiveMeter] = {}
         self._listeners: list[MeterListener] = []
+        self.warnings: list[str] = []  # said once at start (a model that misses L2 ...)
         self._stepper = Stepper(self.clock, config.sample_s, config.until_s, self.meters)
         self._stack: AsyncExitStack | None = None
 
@@ -257,18 +262,19 @@ async def store_part(twin: Twin) -> AsyncIterator[None]:
 async def meters_part(twin: Twin) -> AsyncIterator[None]:
     cfg, fleet = twin.config, twin.config.resolved
     pool, profiles = SamplerPool(), dict[str, Profile]()
+    for spec in fleet.meters:
+        if spec.profile not in profiles:
+            profiles[spec.profile] = load_profile(spec.profile)
+    configs = meter_configs(fleet, cfg.accuracy_seed, cfg.choices, profiles)
     control = twin.control if cfg.allow_writes else None
-    for i, (spec, mcfg) in enumerate(
-        zip(fleet.meters, meter_configs(fleet, cfg.accuracy_seed), strict=True)
-    ):
-        profile = profiles.get(spec.profile)
-        if profile is None:
-            profile = profiles[spec.profile] = load_profile(spec.profile)
+    for i, (spec, mcfg) in enumerate(zip(fleet.meters, configs, strict=True)):
+        profile = profiles[spec.profile]
+        nv = twin.store.load(spec.serial, model=spec.model) if twin.store is not None else None
         meter = LiveMeter(
             spec,
             mcfg,
             profile,
-            twin.store.load(spec.serial, model=spec.model) if twin.store is not None else None,
+            nv,
             position=i,
             pool=pool,
             sunspec=cfg.sunspec,
@@ -276,9 +282,12 @@ async def meters_part(twin: Twin) -> AsyncIterator[None]:
             on_events=twin._publish,
             fleet_size=len(fleet.meters),
         )
+        meter.keep_chosen(chosen_demand(meter_layers(spec, cfg.choices, profile)))
         twin.meters.append(meter)
         twin._by_unit[(spec.port, spec.unit)] = meter
         twin._by_serial[spec.serial] = meter
+    found = (profiles[s.profile].model_warning(s.model) for s in fleet.meters)
+    twin.warnings.extend(dict.fromkeys(w for w in found if w is not None))  # once each
     yield
     # A clean stop (a failed start raises at the yield and saves nothing): the last
     # checkpoint, after the servers and the tick loop have stopped.
