@@ -272,11 +272,14 @@ async def _serve(config: TwinConfig, pulse_out: str | None = None) -> None:
             first = twin.meters[0]
             out = await parts.enter_async_context(PulseOut(open_sink(pulse_out)))
             parts.callback(twin.subscribe(lambda m, ev: out.on_events(ev) if m is first else None))
-        print(where(twin), flush=True)
-        for warning in twin.warnings:
-            print(f"minimeter run: {warning}", file=sys.stderr, flush=True)
         parts.callback(twin.subscribe(coarse_step_warner(config.sample_s)))
-        await twin.run_until_signal(status_printer(sys.stdout.isatty()))
+
+        def ready(twin: Twin) -> None:
+            print(where(twin), flush=True)  # the first line: a signal from now on stops cleanly
+            for warning in twin.warnings:
+                print(f"minimeter run: {warning}", file=sys.stderr, flush=True)
+
+        await twin.run_until_signal(status_printer(sys.stdout.isatty()), on_ready=ready)
 
 
 def _event_loop_runner() -> contextlib.AbstractContextManager[asyncio.Runner]:

@@ -138,13 +138,20 @@ class Twin:
     ) -> None:
         await self.stop()
 
-    async def run_until_signal(self, on_status: Callable[[Twin], None] | None = None) -> None:
-        """Serve until SIGINT or SIGTERM; ``on_status`` is called every ~2 s of wall time."""
+    async def run_until_signal(
+        self,
+        on_status: Callable[[Twin], None] | None = None,
+        on_ready: Callable[[Twin], None] | None = None,
+    ) -> None:
+        """Serve until SIGINT or SIGTERM; ``on_ready`` is called once the signals are
+        caught (a signal after it stops cleanly), ``on_status`` every ~2 s of wall time."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
+            if on_ready is not None:
+                on_ready(self)
             while not stop.is_set():
                 if on_status is not None:
                     on_status(self)
