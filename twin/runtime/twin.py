@@ -64,7 +64,6 @@ from types import TracebackType
 from twin.control import Controller, chosen_demand
 from twin.core import Event
 from twin.errors import CommandRefused, ConfigError
-from twin.loadprofile import Profile, load_profile
 from twin.modbus.endpoint import MeterEndpoint
 from twin.modbus.hooks import WireHooks
 from twin.modbus.rtu import ModbusRtuServer
@@ -268,10 +267,7 @@ async def store_part(twin: Twin) -> AsyncIterator[None]:
 @asynccontextmanager
 async def meters_part(twin: Twin) -> AsyncIterator[None]:
     cfg, fleet = twin.config, twin.config.resolved
-    pool, profiles = SamplerPool(), dict[str, Profile]()
-    for spec in fleet.meters:
-        if spec.profile not in profiles:
-            profiles[spec.profile] = load_profile(spec.profile)
+    pool, profiles = SamplerPool(), cfg.profiles
     configs = meter_configs(fleet, cfg.accuracy_seed, cfg.choices, profiles)
     control = twin.control if cfg.allow_writes else None
     for i, (spec, mcfg) in enumerate(zip(fleet.meters, configs, strict=True)):
