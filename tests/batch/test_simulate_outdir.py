@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from twin.batch.report import DATA_FILES, PLOT_FILES
+from twin.batch.plots import PLOT_FILES
+from twin.batch.report import DATA_FILES
 from twin.cli import main as cli_main
 
 RUN = ["simulate", "full-load-then-faults", "--step", "60", "--json"]

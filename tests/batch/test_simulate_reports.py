@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twin.batch.report import PLOT_FILES, pulse_rate_per_h, write_all
+from twin.batch.plots import PLOT_FILES, pulse_rate_per_h
+from twin.batch.report import write_all
 from twin.batch.simulate import SimSettings, simulate
 from twin.core import AccuracyConfig, MeterConfig, MeterCore, MeterModel
 from twin.drive import drive

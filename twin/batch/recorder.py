@@ -16,7 +16,7 @@ over row boundaries inside the block):
   proportion to the registered energy per sample, so the series ends exactly on the
   registers;
 - pulses and counter counts per row, and the times of each row's first and last
-  count (what a rate without aliasing needs, see ``twin.batch.report``);
+  count (what a rate without aliasing needs, see ``twin.batch.plots``);
 - demand and maximum demand: step functions from the demand closes and the
   registers after each block; error code and unpowered time from the error and
   power events.
