@@ -173,3 +173,12 @@ def test_single_element_model_has_no_l2(tmp_path: Path) -> None:
     assert result.summary["energy_l2_wh"] == 0
     assert not result.columns["power_l2_w"].any()
     assert result.summary["energy_delivered_wh"] == 3300  # 3.6 kW x 55 min on L1 only
+
+
+def test_voltage_rows_show_a_one_second_dip(tmp_path: Path) -> None:
+    path = tmp_path / "dip.yaml"
+    path.write_text(FULL_LOAD_2H + "events:\n  - {at: 90s, kind: outage, duration: 1s}\n")
+    cols = simulate(load_profile(path), SimSettings(interval_s=60.0)).columns
+    assert cols["voltage_min_v"][1] == 0.0  # the dip, in the second minute
+    assert cols["voltage_l1_v"][1] == pytest.approx(120.0 * 59 / 60)
+    assert cols["voltage_min_v"][0] == cols["voltage_min_v"][2] == 120.0

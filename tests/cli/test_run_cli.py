@@ -13,7 +13,7 @@ import pytest
 from twin.cli import main as cli_main
 from twin.cli.main import build_parser
 from twin.cli.run import config_from_args
-from twin.cli.status import status_line, status_rows
+from twin.cli.status import coarse_step_warner, status_line, status_rows
 from twin.core import DemandMethod, MeterConfig, RegistrationMode
 from twin.runtime import Twin, TwinConfig
 from twin.runtime.fleet import meter_configs
@@ -128,3 +128,17 @@ async def test_status_times_are_labelled_uptime_and_profile_time(tmp_path: Path)
     assert rows["uptime"].startswith(f"{uptime + 100} s")
     assert rows["profile time"].startswith("100 s of full-load-then-faults")
     assert "t=" not in line.replace("profile_t=", "")
+
+
+async def test_a_coarse_sample_is_said_once_per_output(capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = TwinConfig(port=0, speed=None, meters=2, sample_s=60.0, profile="full-load-then-faults")
+    async with Twin(cfg) as twin:
+        twin.subscribe(coarse_step_warner(cfg.sample_s))
+        twin.step(1800)
+        twin.step(1800)
+    lines = capsys.readouterr().err.strip().splitlines()
+    # at 5.4 kW a 10 Wh edge comes every 3.3 s: 60 s samples hold many; the 1000 Wh
+    # output (an edge every 333 s) never has two in one sample
+    outputs = [re.search(r"for the (\w+)( Wh)? output", ln)[1] for ln in lines]  # type: ignore[index]
+    assert sorted(outputs) == ["10", "100"]
+    assert all(ln.startswith("minimeter run: warning: --sample 60 s is too coarse") for ln in lines)
