@@ -6,10 +6,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_for_line
 from twin.cli import main as cli_main
 from twin.cli.main import build_parser
 from twin.cli.run import config_from_args
@@ -142,3 +146,19 @@ async def test_a_coarse_sample_is_said_once_per_output(capsys: pytest.CaptureFix
     outputs = [re.search(r"for the (\w+)( Wh)? output", ln)[1] for ln in lines]  # type: ignore[index]
     assert sorted(outputs) == ["10", "100"]
     assert all(ln.startswith("minimeter run: warning: --sample 60 s is too coarse") for ln in lines)
+
+
+def test_run_warns_once_when_a_single_element_model_misses_l2() -> None:
+    argv = [sys.executable, "-m", "twin", "run", "--port", "0", "--no-state", "--meters", "3"]
+    argv += ["--model", "MMS-200A", "--profile", "residential-day"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_line(proc, "serving ")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    lines = [ln for ln in err.splitlines() if "warning" in ln]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("minimeter run: warning: profile 'residential-day' loads L2")
+    assert "MMS-200A" in lines[0]

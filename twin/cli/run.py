@@ -277,7 +277,7 @@ async def _serve(config: TwinConfig, pulse_out: str | None = None) -> None:
         def ready(twin: Twin) -> None:
             print(where(twin), flush=True)  # the first line: a signal from now on stops cleanly
             for warning in twin.warnings:
-                print(f"minimeter run: {warning}", file=sys.stderr, flush=True)
+                print(f"minimeter run: warning: {warning}", file=sys.stderr, flush=True)
 
         await twin.run_until_signal(status_printer(sys.stdout.isatty()), on_ready=ready)
 

@@ -290,7 +290,8 @@ async def meters_part(twin: Twin) -> AsyncIterator[None]:
         twin._by_unit[(spec.port, spec.unit)] = meter
         twin._by_serial[spec.serial] = meter
     found = (profiles[s.profile].model_warning(s.model) for s in fleet.meters)
-    twin.warnings.extend(dict.fromkeys(w for w in found if w is not None))  # once each
+    said = dict.fromkeys(w.removeprefix("warning: ") for w in found if w is not None)
+    twin.warnings.extend(said)  # each once, however many meters it concerns
     yield
     # A clean stop (a failed start raises at the yield and saves nothing): the last
     # checkpoint, after the servers and the tick loop have stopped.
