@@ -20,11 +20,20 @@ from twin.cli.meter_options import add_meter_options, choices_from_args
 from twin.cli.status import coarse_step_warner, status_printer, where
 from twin.core import DEFAULT_MODEL
 from twin.errors import ConfigError
+from twin.http import add_arguments as add_http_arguments
+from twin.http import config_from_args as http_config_from_args
 from twin.loadprofile import DEFAULT_PROFILE
 from twin.mirror.pulse_out import PulseOut
 from twin.modbus import UnknownUnit
 from twin.modbus.faults import parse_fault
+from twin.modbus.security import (
+    DEFAULT_WRITE_ROLES,
+    MODBUS_TLS_PORT,
+    TlsSettings,
+    exposure_warning,
+)
 from twin.modbus.serial import SerialSettings
+from twin.modbus.tcp import DEFAULT_IDLE_TIMEOUT_S
 from twin.registers import WordOrder
 from twin.runtime.config import TwinConfig
 from twin.runtime.fleet import OnPowerLoss, load_fleet
@@ -34,6 +43,7 @@ DEFAULT_PORT = 5020
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_security_arguments(parser)
     a = parser.add_argument
     a(
         "--profile",
@@ -196,9 +206,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--idle-timeout",
         type=float,
-        default=None,
-        help="close connections idle this many seconds (default: none, never)",
+        default=DEFAULT_IDLE_TIMEOUT_S,
+        help="close connections without a complete request this long, s; 0: never "
+        "(default: %(default)g s)",
     )
+    add_http_arguments(parser)
+
+
+def add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("Modbus/TCP Security (TLS, docs/security.md)")
+    g.add_argument(
+        "--unit-alias",
+        default="0,255",
+        help="unit ids a one-meter TCP port answers as its meter, or 'none' (default: 0,255)",
+    )
+    g.add_argument(
+        "--tls-cert",
+        type=Path,
+        default=None,
+        help="server certificate, PEM (default: none, no TLS)",
+    )
+    g.add_argument(
+        "--tls-key", type=Path, default=None, help="its private key, PEM (default: none)"
+    )
+    g.add_argument(
+        "--tls-ca", type=Path, default=None, help="CA of the client certificates (default: none)"
+    )
+    g.add_argument(
+        "--tls-write-role",
+        action="append",
+        default=None,
+        help="a client role that may write; repeatable (default: operator)",
+    )
+
+
+def _unit_aliases(text: str) -> frozenset[int]:
+    if text.strip().lower() == "none":
+        return frozenset()
+    try:
+        ids = frozenset(int(part) for part in text.split(","))
+    except ValueError:
+        ids = frozenset({-1})
+    if not all(0 <= i <= 255 for i in ids):
+        raise ConfigError(f"--unit-alias {text}: expected unit ids 0..255 like 0,255, or none")
+    return ids
+
+
+def _tls(args: argparse.Namespace) -> TlsSettings | None:
+    given = [args.tls_cert, args.tls_key, args.tls_ca]
+    if not any(given):
+        return None
+    if not all(given):
+        raise ConfigError("--tls-cert, --tls-key and --tls-ca go together (mutual TLS)")
+    roles = frozenset(args.tls_write_role or DEFAULT_WRITE_ROLES)
+    return TlsSettings(args.tls_cert, args.tls_key, args.tls_ca, roles)
 
 
 def config_from_args(args: argparse.Namespace) -> TwinConfig:
@@ -233,6 +294,8 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
             },
             tcp=not args.no_tcp,
         )
+    tls = _tls(args)
+    default_port = MODBUS_TLS_PORT if tls is not None else DEFAULT_PORT
     return TwinConfig(
         profile=args.profile,
         model=args.model,
@@ -240,7 +303,7 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
         seed=args.seed,
         accuracy_seed=args.accuracy_seed,
         host=args.host,
-        port=None if args.no_tcp else (DEFAULT_PORT if args.port is None else args.port),
+        port=None if args.no_tcp else (default_port if args.port is None else args.port),
         unit=args.unit,
         speed=args.speed,
         tick_s=args.tick_s,
@@ -261,7 +324,10 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
         fault_seed=args.fault_seed,
         trace_path=args.trace,
         max_connections=args.max_connections,
-        idle_timeout_s=args.idle_timeout,
+        idle_timeout_s=args.idle_timeout or None,
+        http=http_config_from_args(args),
+        unit_aliases=_unit_aliases(args.unit_alias),
+        tls=tls,
         choices=choices_from_args(args),
     )
 
@@ -292,6 +358,14 @@ def _event_loop_runner() -> contextlib.AbstractContextManager[asyncio.Runner]:
 
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    warning = exposure_warning(
+        config.host,
+        allow_writes=config.allow_writes,
+        allow_energy_reset=config.allow_energy_reset,
+        tls=config.tls is not None,
+    )
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
     with _event_loop_runner() as runner:
         runner.run(_serve(config, args.pulse_out))
     return 0

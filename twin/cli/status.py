@@ -20,6 +20,12 @@ from twin.runtime.twin import Twin
 
 
 def where(twin: Twin) -> str:
+    """The first line: what is served where (Modbus, and HTTP when on)."""
+    modbus = _where_modbus(twin)
+    return modbus if twin.http is None else f"{modbus}; http {twin.http.url}"
+
+
+def _where_modbus(twin: Twin) -> str:
     cfg = twin.config
     writes = "writes on" if cfg.allow_writes else "read-only"
     if len(twin.meters) == 1:

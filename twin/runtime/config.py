@@ -33,10 +33,13 @@ from pathlib import Path
 from twin.control import MAX_SPEED, MeterChoices
 from twin.core import DEFAULT_MODEL, MeterConfig
 from twin.errors import ConfigError
+from twin.http import HttpConfig
 from twin.loadprofile import DEFAULT_PROFILE, Profile, load_profile
-from twin.modbus import UnknownUnit
+from twin.modbus import TCP_UNIT_ALIASES, UnknownUnit
 from twin.modbus.faults import FaultSpec
+from twin.modbus.security import TlsSettings
 from twin.modbus.serial import SerialSettings
+from twin.modbus.tcp import DEFAULT_IDLE_TIMEOUT_S
 from twin.registers import WordOrder
 from twin.runtime.fleet import (
     FleetSpec,
@@ -98,7 +101,10 @@ class TwinConfig:
     fault_seed: int | None = None
     trace_path: Path | None = None
     max_connections: int = 256
-    idle_timeout_s: float | None = None
+    idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S  # None: never
+    http: HttpConfig | None = None  # --http: the JSON API, stream, /metrics, front panel
+    unit_aliases: frozenset[int] = TCP_UNIT_ALIASES  # TCP unit ids a one-meter port answers
+    tls: TlsSettings | None = None  # Modbus/TCP Security on every TCP port
     # settings chosen on the command line: above a fleet file's and the profile's
     choices: MeterChoices | None = None
     meter: MeterConfig = field(init=False)  # the first meter's (the single meter's)

@@ -231,3 +231,10 @@ class LiveMeter:
 
 def nv_items(meters: Iterable[LiveMeter]) -> list[tuple[str, NvState]]:
     return [(m.serial, m.nv_state()) for m in meters]
+
+
+def start_warnings(meters: Iterable[LiveMeter]) -> list[str]:
+    """What a start says once however many meters it concerns: a single-element model on
+    a profile that loads L2 (the profile's own words, without their ``warning:``)."""
+    found = (m.profile.model_warning(m.spec.model) for m in meters)
+    return list(dict.fromkeys(w.removeprefix("warning: ") for w in found if w is not None))

@@ -10,16 +10,14 @@ reverse, so a half-started twin (a port taken, a device missing) releases everyt
 it had opened (ports, the store and its lock, the trace file):
 
 1. ``store_part``: the durable store and its checkpointer (``state_dir`` set);
-2. ``meters_part``: the meters, each restored by serial (a process restart is not a
-   power cycle: energy, counts and the power-up count continue; another model on the
-   same serial is refused), with the settings chosen on the command line, in the fleet
-   file and in the profile (``twin.control.resolve``; a restored meter keeps its
-   block C but for the settings this start chooses); on a clean stop the last
-   checkpoint of every meter, in one transaction;
+2. ``meters_part``: the meters, restored by serial (a restart is not a power cycle;
+   another model on a serial is refused), with the settings chosen at start
+   (``twin.control.resolve``); on a clean stop the last checkpoint of every meter;
 3. ``hooks_part``: protocol faults (config and fleet file) and the ``--trace`` file;
 4. ``tcp_part``: one Modbus TCP server per port (a port's meters are its unit ids);
 5. ``rtu_part``: the Modbus RTU server on ``--serial``;
-6. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
+6. ``http_part`` (:mod:`twin.http.server`): the HTTP API and front panel, ``twin.http``;
+7. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
    meters to the clock (:mod:`twin.runtime.stepping`), expires faults, flushes traces
    and checkpoints every ``checkpoint_interval_s`` of wall time in a worker thread.
 
@@ -30,8 +28,7 @@ the part, yields, and stops it; it reads its own config field on ``TwinConfig`` 
 
 Public API (what parts, the CLI, MQTT, HTTP and HIL fixtures use):
 
-- ``twin.config`` (frozen TwinConfig), ``twin.clock``, ``twin.warnings`` (what the
-  start found worth saying once, e.g. a single-element model on a profile loading L2);
+- ``twin.config`` (frozen TwinConfig), ``twin.clock``, ``twin.warnings`` (said once);
 - ``twin.meters``: the :class:`~twin.runtime.meters.LiveMeter` s, each with ``.serial``,
   ``.spec`` (unit, port, model, profile...), ``.snapshot`` (frozen core Snapshot),
   ``.config`` (core MeterConfig), ``.load`` (the load override in force),
@@ -45,7 +42,8 @@ Public API (what parts, the CLI, MQTT, HTTP and HIL fixtures use):
   ``twin.lagging``, ``twin.set_speed(speed)``;
 - ``twin.hooks`` (protocol faults and frame traces: ``add_fault``, ``remove_fault``,
   ``clear_faults``, ``faults``, ``add_trace``), ``twin.store``, ``twin.servers`` (TCP,
-  by configured port), ``twin.tcp`` (the first), ``twin.rtu``, ``twin.port``/``ports``.
+  by configured port), ``twin.tcp`` (the first), ``twin.rtu``, ``twin.port``/``ports``,
+  ``twin.served_port(configured)``; ``twin.http`` (the HTTP server, ``http`` set).
 
 Logging: one line per start/stop/error, never per request.
 """
@@ -54,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -64,6 +63,7 @@ from types import TracebackType
 from twin.control import Controller, chosen_demand
 from twin.core import Event
 from twin.errors import CommandRefused, ConfigError
+from twin.http import HttpServer, http_part
 from twin.modbus.endpoint import MeterEndpoint
 from twin.modbus.hooks import WireHooks
 from twin.modbus.rtu import ModbusRtuServer
@@ -71,7 +71,7 @@ from twin.modbus.tcp import ModbusTcpServer
 from twin.runtime.clock import AcceleratedClock, Clock, ManualClock, make_clock
 from twin.runtime.config import TwinConfig, check_speed
 from twin.runtime.fleet import meter_configs, meter_layers
-from twin.runtime.meters import LiveMeter, MeterListener, SamplerPool, nv_items
+from twin.runtime.meters import LiveMeter, MeterListener, SamplerPool, nv_items, start_warnings
 from twin.runtime.stepping import Stepper, tick_loop
 from twin.store import Checkpointer, Store, store_path
 
@@ -99,8 +99,7 @@ class Twin:
         self.warnings: list[str] = []  # said once at start (a model that misses L2 ...)
         self._stepper = Stepper(self.clock, config.sample_s, config.until_s, self.meters)
         self._stack: AsyncExitStack | None = None
-
-    # ---------------------------------------------------------------- lifecycle
+        self.http: HttpServer | None = None  # set by http_part (config.http given)
 
     async def start(self) -> None:
         if self._stack is not None:
@@ -142,8 +141,8 @@ class Twin:
         on_status: Callable[[Twin], None] | None = None,
         on_ready: Callable[[Twin], None] | None = None,
     ) -> None:
-        """Serve until SIGINT or SIGTERM; ``on_ready`` is called once the signals are
-        caught (a signal after it stops cleanly), ``on_status`` every ~2 s of wall time."""
+        """Serve until SIGINT/SIGTERM: ``on_ready`` once they are caught (a signal after
+        it stops cleanly), ``on_status`` every ~2 s of wall time."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -178,6 +177,11 @@ class Twin:
     def ports(self) -> list[int]:
         return [s.port for s in self.servers.values()]
 
+    def served_port(self, port: int | None) -> int | None:
+        """The TCP port listened on for meters configured on ``port`` (0: ephemeral)."""
+        server = None if port is None else self.servers.get(port)
+        return port if server is None else server.port
+
     def meter(self, unit: int | None = None, port: int | None = None) -> LiveMeter:
         """A meter by unit id (and configured port when the fleet has several); the
         first meter without a unit id."""
@@ -206,8 +210,6 @@ class Twin:
     def _publish(self, meter: LiveMeter, events: list[Event]) -> None:
         for listener in tuple(self._listeners):  # a listener may unsubscribe itself
             listener(meter, events)
-
-    # ---------------------------------------------------------------- time
 
     @property
     def meter_time_s(self) -> float:
@@ -269,32 +271,25 @@ async def meters_part(twin: Twin) -> AsyncIterator[None]:
     cfg, fleet = twin.config, twin.config.resolved
     pool, profiles = SamplerPool(), cfg.profiles
     configs = meter_configs(fleet, cfg.accuracy_seed, cfg.choices, profiles)
-    control = twin.control if cfg.allow_writes else None
+    new_meter = functools.partial(
+        LiveMeter,
+        pool=pool,
+        sunspec=cfg.sunspec,
+        control=twin.control if cfg.allow_writes else None,
+        on_events=twin._publish,
+        fleet_size=len(fleet.meters),
+    )
     for i, (spec, mcfg) in enumerate(zip(fleet.meters, configs, strict=True)):
         profile = profiles[spec.profile]
         nv = twin.store.load(spec.serial, model=spec.model) if twin.store is not None else None
-        meter = LiveMeter(
-            spec,
-            mcfg,
-            profile,
-            nv,
-            position=i,
-            pool=pool,
-            sunspec=cfg.sunspec,
-            control=control,
-            on_events=twin._publish,
-            fleet_size=len(fleet.meters),
-        )
+        meter = new_meter(spec, mcfg, profile, nv, position=i)
         meter.keep_chosen(chosen_demand(meter_layers(spec, cfg.choices, profile)))
         twin.meters.append(meter)
         twin._by_unit[(spec.port, spec.unit)] = meter
         twin._by_serial[spec.serial] = meter
-    found = (profiles[s.profile].model_warning(s.model) for s in fleet.meters)
-    said = dict.fromkeys(w.removeprefix("warning: ") for w in found if w is not None)
-    twin.warnings.extend(said)  # each once, however many meters it concerns
+    twin.warnings.extend(start_warnings(twin.meters))
     yield
-    # A clean stop (a failed start raises at the yield and saves nothing): the last
-    # checkpoint, after the servers and the tick loop have stopped.
+    # A clean stop (a failed start raises at the yield): the last checkpoint, servers stopped.
     if twin.checkpointer is not None:
         twin.checkpointer.checkpoint(nv_items(twin.meters))
 
@@ -332,6 +327,8 @@ async def tcp_part(twin: Twin) -> AsyncIterator[None]:
                 unknown_unit=cfg.resolved.unknown_unit,
                 max_connections=cfg.max_connections,
                 idle_timeout_s=cfg.idle_timeout_s,
+                unit_aliases=cfg.unit_aliases,
+                tls=cfg.tls.policy() if cfg.tls is not None else None,
             )
             twin.servers[port] = server
             await server.start()
@@ -392,4 +389,12 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
 
 #: The parts of every twin, entered in this order and left in reverse. A new part
 #: (MQTT, HTTP, a mirror) is one more entry; it does nothing while its config is None.
-PARTS: tuple[Part, ...] = (store_part, meters_part, hooks_part, tcp_part, rtu_part, tick_part)
+PARTS: tuple[Part, ...] = (
+    store_part,
+    meters_part,
+    hooks_part,
+    tcp_part,
+    rtu_part,
+    http_part,
+    tick_part,
+)
