@@ -25,6 +25,8 @@ from twin.modbus.serial import SerialSettings
 from twin.registers import WordOrder
 from twin.runtime.config import TwinConfig
 from twin.runtime.fleet import OnPowerLoss, load_fleet
+from twin.runtime.shard import parse_shard
+from twin.runtime.supervisor import run_workers
 from twin.runtime.twin import Twin
 
 
@@ -94,6 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--idle-timeout", type=float, default=None, help="close connections idle this long (s)"
     )
+    g.add_argument("--shard", default=None, help="serve shard I/N of --fleet (0-based) or auto")
+    g.add_argument("--workers", type=int, default=1, help="K shard processes, one supervisor")
 
 
 def config_from_args(args: argparse.Namespace) -> TwinConfig:
@@ -157,6 +161,7 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
         trace_path=args.trace,
         max_connections=args.max_connections,
         idle_timeout_s=args.idle_timeout,
+        shard=None if args.shard is None else parse_shard(args.shard),
     )
 
 
@@ -256,6 +261,8 @@ def _event_loop_runner() -> contextlib.AbstractContextManager[asyncio.Runner]:
 
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if args.workers != 1:
+        return run_workers(config, args.workers, runner=_event_loop_runner)
     with _event_loop_runner() as runner:
         runner.run(_serve(config))
     return 0

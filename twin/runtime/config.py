@@ -40,6 +40,7 @@ from twin.runtime.fleet import (
     uniform_fleet,
     without_tcp,
 )
+from twin.runtime.shard import ShardSpec, shard_fleet
 from twin.units import SEED_MAX, SEED_MIN, SEED_RANGE_TEXT
 
 MAX_SAMPLE_RATE = 1e6  # speed / sample_s: samples per wall second per meter
@@ -94,6 +95,7 @@ class TwinConfig:
     trace_path: Path | None = None
     max_connections: int = 256
     idle_timeout_s: float | None = None
+    shard: ShardSpec | None = None  # --shard I/N: serve only that shard of the fleet
     meter: MeterConfig = field(init=False)  # the first meter's (the single meter's)
     resolved: FleetSpec = field(init=False)  # the fleet actually served
 
@@ -159,6 +161,10 @@ class TwinConfig:
             )
         if self.unknown_unit is not None:
             fleet = FleetSpec(fleet.meters, unknown_unit=self.unknown_unit)
+        if self.shard is not None:
+            if self.accuracy_seed is not None:  # error curves are numbered by position
+                raise ConfigError("--accuracy-seed with --shard: not supported yet; give one")
+            fleet = shard_fleet(fleet, self.shard, source=f"--shard {self.shard}")
         configs = meter_configs(fleet, self.accuracy_seed)
         object.__setattr__(self, "resolved", fleet)
         object.__setattr__(self, "meter", configs[0])
