@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := mosquitto mosquitto-clients mbpoll socat libmodbus-dev pkg-config
+APT_PACKAGES := mosquitto mosquitto-clients mbpoll socat libmodbus-dev pkg-config chromium
 ARGS ?=
 
 .PHONY: run test install install-test system-deps lint typecheck pytest bench docs clean

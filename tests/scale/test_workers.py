@@ -147,6 +147,7 @@ def test_a_worker_that_cannot_start_stops_the_supervisor(
         (("--workers", "0"), "--workers 0: expected 1..256"),
         (("--workers", "2", "--shard", "0/2"), "--workers and --shard exclude each other"),
         (("--workers", "5"), "4 port(s) for 5 shards"),
+        (("--workers", "2", "--http", "0"), "--workers with --http"),
     ],
 )
 def test_bad_worker_options_are_one_line_errors(

@@ -17,8 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, cast
 
+from devices import open_sink
 from twin.errors import ConfigError
+from twin.http import add_arguments as add_http_arguments
+from twin.http import config_from_args as http_config_from_args
 from twin.loadprofile import DEFAULT_PROFILE
+from twin.mirror.pulse_out import PulseOut
 from twin.modbus import UnknownUnit
 from twin.modbus.faults import parse_fault
 from twin.modbus.serial import SerialSettings
@@ -61,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--stopbits", type=int, choices=(1, 2), default=1, help="RTU stop bits (1)")
     a("--seed", type=int, default=None, help="seed of the profile's noise")
     a("--accuracy-seed", type=int, default=None, help="draw an error curve within class")
+    a("--pulse-out", default=None, metavar="URL", help="drive a pulse sink from the 10 Wh output")
     g = parser.add_argument_group("fleets, faults and limits")
     g.add_argument(
         "--meters",
@@ -96,6 +101,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--idle-timeout", type=float, default=None, help="close connections idle this long (s)"
     )
+    add_http_arguments(parser)
     g.add_argument("--shard", default=None, help="serve shard I/N of --fleet (0-based) or auto")
     g.add_argument("--workers", type=int, default=1, help="K shard processes, one supervisor")
 
@@ -161,11 +167,17 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
         trace_path=args.trace,
         max_connections=args.max_connections,
         idle_timeout_s=args.idle_timeout,
+        http=http_config_from_args(args),
         shard=None if args.shard is None else parse_shard(args.shard),
     )
 
 
 def _where(twin: Twin) -> str:
+    where = _where_modbus(twin)
+    return where if twin.http is None else f"{where}; http {twin.http.url}"
+
+
+def _where_modbus(twin: Twin) -> str:
     cfg = twin.config
     writes = "writes on" if cfg.allow_writes else "read-only"
     if len(twin.meters) == 1:
@@ -245,8 +257,12 @@ def _status_printer(tty: bool) -> Callable[[Twin], None]:
     return show
 
 
-async def _serve(config: TwinConfig) -> None:
-    async with Twin(config) as twin:
+async def _serve(config: TwinConfig, pulse_out: str | None = None) -> None:
+    async with Twin(config) as twin, contextlib.AsyncExitStack() as parts:
+        if pulse_out is not None:  # the first meter's 10 Wh output onto the sink
+            first = twin.meters[0]
+            out = await parts.enter_async_context(PulseOut(open_sink(pulse_out)))
+            parts.callback(twin.subscribe(lambda m, ev: out.on_events(ev) if m is first else None))
         print(_where(twin), flush=True)
         await twin.run_until_signal(_status_printer(sys.stdout.isatty()))
 
@@ -262,7 +278,9 @@ def _event_loop_runner() -> contextlib.AbstractContextManager[asyncio.Runner]:
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.workers != 1:
+        if args.pulse_out is not None:
+            raise ConfigError("--pulse-out drives one process's first meter: not with --workers")
         return run_workers(config, args.workers, runner=_event_loop_runner)
     with _event_loop_runner() as runner:
-        runner.run(_serve(config))
+        runner.run(_serve(config, args.pulse_out))
     return 0

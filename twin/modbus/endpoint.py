@@ -16,7 +16,9 @@ failed). While a fault is armed the dispatcher asks its :data:`Interceptor` firs
 (:meth:`Dispatcher.decide`): it may delay, silence, drop, replace or cut the answer,
 or answer an exception instead; a serial line has no connection to drop, so a drop
 there is one unanswered request. With no interceptor, the transports call the lean
-:meth:`Dispatcher.answer`.
+:meth:`Dispatcher.answer`. Either way the dispatcher counts what it answers, by the
+request's function code (``requests``, and ``exceptions`` for exception answers): two
+list increments per request, read by ``/metrics``.
 
 ``MeterEndpoint.respond(pdu)`` turns a request PDU into a response PDU from the
 meter's current :class:`~twin.registers.RegisterImage` (rebuilt by the runtime
@@ -224,8 +226,10 @@ class Dispatcher:
 
     __slots__ = (
         "connection_closed_hook",
+        "exceptions",
         "interceptor",
         "port",
+        "requests",
         "serial_line",
         "units",
         "unknown_unit",
@@ -247,20 +251,35 @@ class Dispatcher:
         self.interceptor: Interceptor | None = None  # set only while a fault is armed
         # Told when a TCP connection closes (per-connection fault counts can go).
         self.connection_closed_hook: Callable[[int], None] | None = None
+        # Answers sent, by the request's function code (index 0..255), and how many of
+        # them were exceptions: public counters for /metrics.
+        self.requests = [0] * 256
+        self.exceptions = [0] * 256
 
     def answer(self, unit: int, pdu: bytes) -> bytes | None:
         """The response PDU with no interceptor armed; None: nobody answers."""
         ep = self.units.get(unit)
         if ep is not None:
-            return None if ep.silent else ep.respond(pdu)
-        if self.serial_line and unit == BROADCAST_UNIT:
+            if ep.silent:
+                return None
+            resp = ep.respond(pdu)
+        elif self.serial_line and unit == BROADCAST_UNIT:
             if pdu and pdu[0] in (6, 16):
                 for each in self.units.values():
                     each.respond(pdu)
             return None
-        if self.unknown_unit is UnknownUnit.EXCEPTION:
-            return exception_pdu(pdu, GATEWAY_TARGET_FAILED)
-        return None
+        elif self.unknown_unit is UnknownUnit.EXCEPTION:
+            resp = exception_pdu(pdu, GATEWAY_TARGET_FAILED)
+        else:
+            return None
+        self._count(pdu, resp)
+        return resp
+
+    def _count(self, pdu: bytes, resp: bytes) -> None:
+        fc = pdu[0] if pdu else 0
+        self.requests[fc] += 1
+        if resp[0] & 0x80:
+            self.exceptions[fc] += 1
 
     def decide(
         self, unit: int, pdu: bytes, connection: int
@@ -280,7 +299,9 @@ class Dispatcher:
         if action.silent:
             return None, None
         if action.exception_code is not None:
-            return exception_pdu(pdu, action.exception_code), action
+            resp = exception_pdu(pdu, action.exception_code)
+            self._count(pdu, resp)
+            return resp, action
         return self.answer(unit, pdu), action
 
     def _answers(self, unit: int) -> bool:

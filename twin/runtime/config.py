@@ -28,6 +28,7 @@ from pathlib import Path
 from twin.control import MAX_SPEED
 from twin.core import DEFAULT_MODEL, MeterConfig
 from twin.errors import ConfigError
+from twin.http import HttpConfig
 from twin.loadprofile import DEFAULT_PROFILE
 from twin.modbus import UnknownUnit
 from twin.modbus.faults import FaultSpec
@@ -95,6 +96,7 @@ class TwinConfig:
     trace_path: Path | None = None
     max_connections: int = 256
     idle_timeout_s: float | None = None
+    http: HttpConfig | None = None  # --http: the JSON API, stream, /metrics, front panel
     shard: ShardSpec | None = None  # --shard I/N: serve only that shard of the fleet
     meter: MeterConfig = field(init=False)  # the first meter's (the single meter's)
     resolved: FleetSpec = field(init=False)  # the fleet actually served

@@ -68,6 +68,11 @@ def worker_configs(config: TwinConfig, workers: int) -> list[TwinConfig]:
         raise ConfigError("--workers and --shard exclude each other (workers pick shards)")
     if config.serial is not None:
         raise ConfigError("--workers with --serial: one RTU line cannot be shared by workers")
+    if config.http is not None:
+        raise ConfigError(
+            "--workers with --http: one HTTP port cannot be shared by workers; expected "
+            "shard processes (--shard I/N) with an --http port each"
+        )
     out = []
     for i in range(workers):
         state = None if config.state_dir is None else config.state_dir / f"shard-{i}"

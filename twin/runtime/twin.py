@@ -16,7 +16,8 @@ it had opened (ports, the store and its lock, the trace file):
 3. ``hooks_part``: protocol faults (config and fleet file) and the ``--trace`` file;
 4. ``tcp_part``: one Modbus TCP server per port (a port's meters are its unit ids);
 5. ``rtu_part``: the Modbus RTU server on ``--serial``;
-6. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
+6. ``http_part`` (:mod:`twin.http.server`): the HTTP API and front panel, ``twin.http``;
+7. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
    meters to the clock (:mod:`twin.runtime.stepping`), expires faults, flushes traces
    and checkpoints every ``checkpoint_interval_s`` of wall time in a worker thread.
 
@@ -41,7 +42,8 @@ Public API (what parts, the CLI, MQTT, HTTP and HIL fixtures use):
   ``twin.lagging``, ``twin.set_speed(speed)``;
 - ``twin.hooks`` (protocol faults and frame traces: ``add_fault``, ``remove_fault``,
   ``clear_faults``, ``faults``, ``add_trace``), ``twin.store``, ``twin.servers`` (TCP,
-  by configured port), ``twin.tcp`` (the first), ``twin.rtu``, ``twin.port``/``ports``.
+  by configured port), ``twin.tcp`` (the first), ``twin.rtu``, ``twin.port``/``ports``,
+  ``twin.served_port(configured)``; ``twin.http`` (the HTTP server, ``http`` set).
 
 Logging: one line per start/stop/error, never per request.
 """
@@ -60,6 +62,7 @@ from types import TracebackType
 from twin.control import Controller
 from twin.core import Event
 from twin.errors import CommandRefused, ConfigError
+from twin.http import HttpServer, http_part
 from twin.loadprofile import Profile, load_profile
 from twin.modbus.endpoint import MeterEndpoint
 from twin.modbus.hooks import WireHooks
@@ -95,6 +98,7 @@ class Twin:
         self._listeners: list[MeterListener] = []
         self._stepper = Stepper(self.clock, config.sample_s, config.until_s, self.meters)
         self._stack: AsyncExitStack | None = None
+        self.http: HttpServer | None = None  # set by http_part (config.http given)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -166,6 +170,11 @@ class Twin:
     @property
     def ports(self) -> list[int]:
         return [s.port for s in self.servers.values()]
+
+    def served_port(self, port: int | None) -> int | None:
+        """The TCP port listened on for meters configured on ``port`` (0: ephemeral)."""
+        server = None if port is None else self.servers.get(port)
+        return port if server is None else server.port
 
     def meter(self, unit: int | None = None, port: int | None = None) -> LiveMeter:
         """A meter by unit id (and configured port when the fleet has several); the
@@ -379,4 +388,12 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
 
 #: The parts of every twin, entered in this order and left in reverse. A new part
 #: (MQTT, HTTP, a mirror) is one more entry; it does nothing while its config is None.
-PARTS: tuple[Part, ...] = (store_part, meters_part, hooks_part, tcp_part, rtu_part, tick_part)
+PARTS: tuple[Part, ...] = (
+    store_part,
+    meters_part,
+    hooks_part,
+    tcp_part,
+    rtu_part,
+    http_part,
+    tick_part,
+)
