@@ -25,7 +25,14 @@ from twin.loadprofile import DEFAULT_PROFILE
 from twin.mirror.pulse_out import PulseOut
 from twin.modbus import UnknownUnit
 from twin.modbus.faults import parse_fault
+from twin.modbus.security import (
+    DEFAULT_WRITE_ROLES,
+    MODBUS_TLS_PORT,
+    TlsSettings,
+    exposure_warning,
+)
 from twin.modbus.serial import SerialSettings
+from twin.modbus.tcp import DEFAULT_IDLE_TIMEOUT_S
 from twin.registers import WordOrder
 from twin.runtime.config import TwinConfig
 from twin.runtime.fleet import OnPowerLoss, load_fleet
@@ -35,6 +42,7 @@ from twin.runtime.twin import Twin
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_security_arguments(parser)
     a = parser.add_argument
     a("--profile", default=DEFAULT_PROFILE, help="shipped profile name or a YAML file (default)")
     a("--model", default="MMD-200A", help="meter model, e.g. MMS-100A, MMD-200A (MMD-200A)")
@@ -99,11 +107,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-connections", type=int, default=256, help="TCP connections per port (256)"
     )
     g.add_argument(
-        "--idle-timeout", type=float, default=None, help="close connections idle this long (s)"
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT_S,
+        help="close connections without a complete request this long, s; 0: never (60)",
     )
     add_http_arguments(parser)
     g.add_argument("--shard", default=None, help="serve shard I/N of --fleet (0-based) or auto")
     g.add_argument("--workers", type=int, default=1, help="K shard processes, one supervisor")
+
+
+def add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("Modbus/TCP Security (TLS, docs/security.md)")
+    g.add_argument(
+        "--unit-alias",
+        default="0,255",
+        help="unit ids a one-meter TCP port answers as its meter, or 'none' (0,255)",
+    )
+    g.add_argument("--tls-cert", type=Path, default=None, help="server certificate (PEM)")
+    g.add_argument("--tls-key", type=Path, default=None, help="its private key (PEM)")
+    g.add_argument("--tls-ca", type=Path, default=None, help="CA of the client certificates")
+    g.add_argument(
+        "--tls-write-role",
+        action="append",
+        default=None,
+        help="a client role that may write (repeatable; operator)",
+    )
+
+
+def _unit_aliases(text: str) -> frozenset[int]:
+    if text.strip().lower() == "none":
+        return frozenset()
+    try:
+        ids = frozenset(int(part) for part in text.split(","))
+    except ValueError:
+        ids = frozenset({-1})
+    if not all(0 <= i <= 255 for i in ids):
+        raise ConfigError(f"--unit-alias {text}: expected unit ids 0..255 like 0,255, or none")
+    return ids
+
+
+def _tls(args: argparse.Namespace) -> TlsSettings | None:
+    given = [args.tls_cert, args.tls_key, args.tls_ca]
+    if not any(given):
+        return None
+    if not all(given):
+        raise ConfigError("--tls-cert, --tls-key and --tls-ca go together (mutual TLS)")
+    roles = frozenset(args.tls_write_role or DEFAULT_WRITE_ROLES)
+    return TlsSettings(args.tls_cert, args.tls_key, args.tls_ca, roles)
 
 
 def config_from_args(args: argparse.Namespace) -> TwinConfig:
@@ -138,6 +189,8 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
             },
             tcp=not args.no_tcp,
         )
+    tls = _tls(args)
+    default_port = MODBUS_TLS_PORT if tls is not None else 5020
     return TwinConfig(
         profile=args.profile,
         model=args.model,
@@ -145,7 +198,7 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
         seed=args.seed,
         accuracy_seed=args.accuracy_seed,
         host=args.host,
-        port=None if args.no_tcp else (5020 if args.port is None else args.port),
+        port=None if args.no_tcp else (default_port if args.port is None else args.port),
         unit=args.unit,
         speed=args.speed,
         tick_s=args.tick_s,
@@ -166,8 +219,10 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
         fault_seed=args.fault_seed,
         trace_path=args.trace,
         max_connections=args.max_connections,
-        idle_timeout_s=args.idle_timeout,
+        idle_timeout_s=args.idle_timeout or None,
         http=http_config_from_args(args),
+        unit_aliases=_unit_aliases(args.unit_alias),
+        tls=tls,
         shard=None if args.shard is None else parse_shard(args.shard),
     )
 
@@ -277,6 +332,14 @@ def _event_loop_runner() -> contextlib.AbstractContextManager[asyncio.Runner]:
 
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    warning = exposure_warning(
+        config.host,
+        allow_writes=config.allow_writes,
+        allow_energy_reset=config.allow_energy_reset,
+        tls=config.tls is not None,
+    )
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
     if args.workers != 1:
         if args.pulse_out is not None:
             raise ConfigError("--pulse-out drives one process's first meter: not with --workers")

@@ -60,16 +60,23 @@ class TwinCollector(Collector):
         connections = GaugeMetricFamily(
             "minimeter_modbus_connections", "Open Modbus TCP connections", labels=["port"]
         )
-        refused = CounterMetricFamily(
-            "minimeter_modbus_connections_refused",
-            "Modbus TCP connections refused (limit reached)",
+        evicted = CounterMetricFamily(
+            "minimeter_modbus_connections_evicted",
+            "Modbus TCP connections closed to admit a new one (limit reached)",
+            labels=["port"],
+        )
+        timed_out = CounterMetricFamily(
+            "minimeter_modbus_connections_timed_out",
+            "Modbus TCP connections closed by the idle or incomplete-frame timeout",
             labels=["port"],
         )
         for server in t.servers.values():
             connections.add_metric([str(server.port)], len(server.connections))
-            refused.add_metric([str(server.port)], server.refused)
+            evicted.add_metric([str(server.port)], server.evicted)
+            timed_out.add_metric([str(server.port)], server.timed_out)
         yield connections
-        yield refused
+        yield evicted
+        yield timed_out
 
         fired = CounterMetricFamily(
             "minimeter_faults_fired", "Protocol faults fired, by kind", labels=["kind"]

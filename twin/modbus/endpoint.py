@@ -12,7 +12,12 @@ unit's endpoint; nobody for a dark meter that goes silent on power loss, for a
 broadcast (unit 0 on a serial line: writes act on every meter, nobody answers) or
 for a unit the port does not serve when the port is told to stay silent (always on
 a serial line: the line has other slaves); else exception 0x0B (gateway target
-failed). While a fault is armed the dispatcher asks its :data:`Interceptor` first
+failed). On TCP, unit ids 0 and 255 (:data:`TCP_UNIT_ALIASES`) reach the port's meter
+when the port serves exactly one: the Modbus TCP guide has a directly connected server
+answer them and many masters send 255 by default. A serial line never aliases (unit 0
+is its broadcast, 248-255 are reserved there).
+
+While a fault is armed the dispatcher asks its :data:`Interceptor` first
 (:meth:`Dispatcher.decide`): it may delay, silence, drop, replace or cut the answer,
 or answer an exception instead; a serial line has no connection to drop, so a drop
 there is one unanswered request. With no interceptor, the transports call the lean
@@ -48,6 +53,9 @@ FLEET_CACHE_BUDGET: Final = 65_536  # memoised answers across all meters of a pr
 MAX_PDU_BYTES: Final = 253  # Modbus PDU size limit (function code + data)
 RTU_PORT: Final = 0  # the port a serial line reports to fault filters (``port=0``)
 BROADCAST_UNIT: Final = 0  # on a serial line: every meter acts, nobody answers
+WRITE_FUNCTIONS: Final = frozenset({5, 6, 15, 16, 22, 23})  # what a read-only role may not send
+#: Unit ids a one-meter TCP port answers as its meter (``--unit-alias``; empty: 0x0B).
+TCP_UNIT_ALIASES: Final = frozenset({0, 255})
 
 
 class Image(Protocol):
@@ -225,12 +233,14 @@ class Dispatcher:
     """The unit ids of one port or serial line, and who answers a request."""
 
     __slots__ = (
+        "_lookup",
         "connection_closed_hook",
         "exceptions",
         "interceptor",
         "port",
         "requests",
         "serial_line",
+        "unit_aliases",
         "units",
         "unknown_unit",
     )
@@ -242,9 +252,16 @@ class Dispatcher:
         unknown_unit: UnknownUnit = UnknownUnit.EXCEPTION,
         serial_line: bool = False,
         port: int = RTU_PORT,
+        unit_aliases: frozenset[int] = TCP_UNIT_ALIASES,
     ) -> None:
         self.units = units
         self.serial_line = serial_line
+        # Aliases only where one meter is unambiguous and no broadcast is meant; a real
+        # unit id always wins over an alias (a fleet may serve unit 255 itself).
+        self.unit_aliases = frozenset() if serial_line or len(units) != 1 else unit_aliases
+        only = next(iter(units.values()), None)
+        aliased = {a: only for a in self.unit_aliases if a not in units and only is not None}
+        self._lookup: dict[int, MeterEndpoint] = {**aliased, **units}
         # A serial line has other slaves: what is not ours is never answered.
         self.unknown_unit = UnknownUnit.SILENT if serial_line else unknown_unit
         self.port = port  # what fault filters and traces call this port (RTU_PORT on a line)
@@ -258,7 +275,7 @@ class Dispatcher:
 
     def answer(self, unit: int, pdu: bytes) -> bytes | None:
         """The response PDU with no interceptor armed; None: nobody answers."""
-        ep = self.units.get(unit)
+        ep = self._lookup.get(unit)
         if ep is not None:
             if ep.silent:
                 return None
@@ -282,11 +299,15 @@ class Dispatcher:
             self.exceptions[fc] += 1
 
     def decide(
-        self, unit: int, pdu: bytes, connection: int
+        self, unit: int, pdu: bytes, connection: int, *, read_only: bool = False
     ) -> tuple[bytes | None, Intercept | None]:
         """The response PDU and what to do to it; the interceptor is asked only for a
         request this port would answer (not a broadcast, another slave's or a dark
-        meter's). A drop comes back as ``(None, Intercept(drop_connection=True))``."""
+        meter's). A drop comes back as ``(None, Intercept(drop_connection=True))``.
+        ``read_only``: the connection's role may not write (Modbus/TCP Security), so a
+        write the port would answer gets exception 0x01, as writes do when they are off."""
+        if read_only and pdu and pdu[0] in WRITE_FUNCTIONS and self._answers(unit):
+            return exception_pdu(pdu, ILLEGAL_FUNCTION), None
         interceptor = self.interceptor
         if interceptor is None or not self._answers(unit):
             return self.answer(unit, pdu), None
@@ -306,7 +327,7 @@ class Dispatcher:
 
     def _answers(self, unit: int) -> bool:
         """Whether a request to ``unit`` gets an answer here when no fault intervenes."""
-        ep = self.units.get(unit)
+        ep = self._lookup.get(unit)
         if ep is not None:
             return not ep.silent
         # On a serial line unknown units (and the broadcast unit 0) are always silent.

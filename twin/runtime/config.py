@@ -30,9 +30,11 @@ from twin.core import DEFAULT_MODEL, MeterConfig
 from twin.errors import ConfigError
 from twin.http import HttpConfig
 from twin.loadprofile import DEFAULT_PROFILE
-from twin.modbus import UnknownUnit
+from twin.modbus import TCP_UNIT_ALIASES, UnknownUnit
 from twin.modbus.faults import FaultSpec
+from twin.modbus.security import TlsSettings
 from twin.modbus.serial import SerialSettings
+from twin.modbus.tcp import DEFAULT_IDLE_TIMEOUT_S
 from twin.registers import WordOrder
 from twin.runtime.fleet import (
     FleetSpec,
@@ -95,8 +97,10 @@ class TwinConfig:
     fault_seed: int | None = None
     trace_path: Path | None = None
     max_connections: int = 256
-    idle_timeout_s: float | None = None
+    idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S  # None: never
     http: HttpConfig | None = None  # --http: the JSON API, stream, /metrics, front panel
+    unit_aliases: frozenset[int] = TCP_UNIT_ALIASES  # TCP unit ids a one-meter port answers
+    tls: TlsSettings | None = None  # Modbus/TCP Security on every TCP port
     shard: ShardSpec | None = None  # --shard I/N: serve only that shard of the fleet
     meter: MeterConfig = field(init=False)  # the first meter's (the single meter's)
     resolved: FleetSpec = field(init=False)  # the fleet actually served

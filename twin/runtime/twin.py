@@ -100,8 +100,6 @@ class Twin:
         self._stack: AsyncExitStack | None = None
         self.http: HttpServer | None = None  # set by http_part (config.http given)
 
-    # ---------------------------------------------------------------- lifecycle
-
     async def start(self) -> None:
         if self._stack is not None:
             raise RuntimeError("this twin is already started")
@@ -204,8 +202,6 @@ class Twin:
     def _publish(self, meter: LiveMeter, events: list[Event]) -> None:
         for listener in tuple(self._listeners):  # a listener may unsubscribe itself
             listener(meter, events)
-
-    # ---------------------------------------------------------------- time
 
     @property
     def meter_time_s(self) -> float:
@@ -328,6 +324,8 @@ async def tcp_part(twin: Twin) -> AsyncIterator[None]:
                 unknown_unit=cfg.resolved.unknown_unit,
                 max_connections=cfg.max_connections,
                 idle_timeout_s=cfg.idle_timeout_s,
+                unit_aliases=cfg.unit_aliases,
+                tls=cfg.tls.policy() if cfg.tls is not None else None,
             )
             twin.servers[port] = server
             await server.start()
