@@ -27,6 +27,7 @@ import yaml
 
 from tests.helpers import REPO, wait_for_line
 from tests.scale.test_shards import free_ports, read_meters
+from twin.health import probe
 from twin.store.sqlite import LOCK_SUFFIX, Store, store_path
 
 UNITS = 25
@@ -112,7 +113,11 @@ def test_a_sigkilled_worker_is_restarted_with_its_state(
     checkpointed = _stored_wh(state / "shard-1", serial)
     assert checkpointed > 0
     wait_for_line(proc, "restarts=1", timeout_s=60)
-    restarted = _worker_pid(state, 1)
+    for _ in range(600):  # the new worker has its store and answers Modbus
+        restarted = _worker_pid(state, 1)
+        if restarted != victim and probe("127.0.0.1", ports[3]) is None:
+            break
+        time.sleep(0.05)
     assert restarted != victim and _alive(restarted) and not _alive(victim)
     assert _worker_pid(state, 0) == other and _alive(other)  # the other one untouched
     (got,) = asyncio.run(read_meters([meter])).values()
