@@ -81,7 +81,7 @@ def start_shard(index: int, fleet: Path, state: Path, log: Path) -> Shard:
 def _spawn(index: int, argv: list[str], log: Path) -> Shard:
     with log.open("a") as err:
         proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True)
-    line = wait_for_line(proc, "serving", timeout_s=60)
+    line = wait_for_line(proc, "serving", timeout_s=120)
     ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+)", line)]
     return Shard(index, argv, proc, ports)
 
@@ -110,7 +110,7 @@ def shards(fleet_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         for i in range(SHARDS):
             started.append(start_shard(i, fleet_file, state, logs / f"shard-{i}.log"))
         for shard in started:  # every meter frozen at UNTIL_S
-            wait_for_line(shard.proc, f"t={UNTIL_S}s", timeout_s=90)
+            wait_for_line(shard.proc, f"t={UNTIL_S}s", timeout_s=120)
         yield started
     finally:
         for shard in started:
@@ -213,7 +213,7 @@ def test_sigkill_one_shard_restart_loses_nothing_checkpointed(
         assert first[k][0] == expected[k][0]
         assert first[k][1] >= expected[k][1]  # nothing checkpointed was lost
     # ... and register the profile again on top (a restart is not a new meter).
-    wait_for_line(restarted.proc, f"t={UNTIL_S}s", timeout_s=90)
+    wait_for_line(restarted.proc, f"t={UNTIL_S}s", timeout_s=120)
     final = asyncio.run(read_meters(mine))
     for k in mine:
         again = expected[k][1]

@@ -59,7 +59,7 @@ def supervisor(
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     proc = _start(fleet[0], tmp_path / "state")
     try:
-        line = wait_for_line(proc, "serving 2 workers", timeout_s=60)
+        line = wait_for_line(proc, "serving 2 workers", timeout_s=120)
         yield proc, line
     finally:
         if proc.poll() is None:
@@ -104,7 +104,7 @@ def test_a_sigkilled_worker_is_restarted_with_its_state(
     serial = f"MM{ports[3]:05d}007"
     victim, other = _worker_pid(state, 1), _worker_pid(state, 0)
     assert victim != other and {victim, other}.isdisjoint({proc.pid})
-    wait_for_line(proc, "workers=2/2")  # a status line: both report
+    wait_for_line(proc, "workers=2/2", timeout_s=60)  # a status line: both report
     for _ in range(600):  # energy is registering and checkpointed
         if _stored_wh(state / "shard-1", serial) > 0:
             break
@@ -112,7 +112,7 @@ def test_a_sigkilled_worker_is_restarted_with_its_state(
     os.kill(victim, signal.SIGKILL)
     checkpointed = _stored_wh(state / "shard-1", serial)
     assert checkpointed > 0
-    wait_for_line(proc, "restarts=1", timeout_s=60)
+    wait_for_line(proc, "restarts=1", timeout_s=120)
     for _ in range(600):  # the new worker has its store and answers Modbus
         restarted = _worker_pid(state, 1)
         if restarted != victim and probe("127.0.0.1", ports[3]) is None:
