@@ -162,6 +162,7 @@ def _sample(fleet_file: Path) -> dict[tuple[int, int], tuple[str, int]]:
     return out
 
 
+@pytest.mark.timeout(300)  # starts four 1,000-meter twins: slow on a loaded machine
 def test_each_meter_is_served_by_exactly_one_shard(fleet_file: Path, shards: list[Shard]) -> None:
     plan = plan_shards(_fleet(fleet_file), SHARDS)
     assert [s.ports for s in shards] == plan  # each listens on exactly its planned ports
@@ -173,6 +174,7 @@ def test_each_meter_is_served_by_exactly_one_shard(fleet_file: Path, shards: lis
     assert len({e for _, e in expected.values()}) >= len(PROFILES)  # meters differ
 
 
+@pytest.mark.timeout(300)
 def test_sigkill_one_shard_restart_loses_nothing_checkpointed(
     fleet_file: Path, shards: list[Shard], tmp_path: Path
 ) -> None:

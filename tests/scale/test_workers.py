@@ -89,6 +89,7 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") < 0
 
 
+@pytest.mark.timeout(300)  # spawns and restarts workers: slow on a loaded machine
 def test_a_sigkilled_worker_is_restarted_with_its_state(
     fleet: tuple[Path, list[int]], supervisor: tuple[subprocess.Popen[str], str], tmp_path: Path
 ) -> None:
