@@ -39,7 +39,8 @@ Public API (what parts, the CLI, MQTT, HTTP and HIL fixtures use):
 - ``twin.control``: the :class:`~twin.control.Controller` of this twin,
   ``twin.control.run(name, body, serial=...) -> Result`` (every channel's commands);
 - ``twin.meter_time_s``, ``twin.step(seconds)`` (manual clock), ``twin.lag_s``,
-  ``twin.lagging``, ``twin.set_speed(speed)``;
+  ``twin.lagging``, ``twin.set_speed(speed)``; ``twin.store_error`` (why checkpoints
+  fail now, e.g. a full disk, else None);
 - ``twin.hooks`` (protocol faults and frame traces: ``add_fault``, ``remove_fault``,
   ``clear_faults``, ``faults``, ``add_trace``), ``twin.store``, ``twin.servers`` (TCP,
   by configured port), ``twin.tcp`` (the first), ``twin.rtu``, ``twin.port``/``ports``,
@@ -60,8 +61,8 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from types import TracebackType
 
 from twin.control import Controller
-from twin.core import Event
-from twin.errors import CommandRefused, ConfigError
+from twin.core import Event, NvState
+from twin.errors import CommandRefused, ConfigError, StoreError
 from twin.http import HttpServer, http_part
 from twin.loadprofile import Profile, load_profile
 from twin.modbus.endpoint import MeterEndpoint
@@ -73,7 +74,7 @@ from twin.runtime.config import TwinConfig, check_speed
 from twin.runtime.fleet import meter_configs
 from twin.runtime.meters import LiveMeter, MeterListener, SamplerPool, nv_items
 from twin.runtime.stepping import Stepper, tick_loop
-from twin.store.sqlite import Checkpointer, Store, store_path
+from twin.store.sqlite import RETRY_S, Checkpointer, Store, store_path
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +212,13 @@ class Twin:
     def step(self, seconds: float) -> None:
         """Advance a manual clock by ``seconds`` of meter time and step every meter."""
         self._stepper.step(seconds)
+
+    @property
+    def store_error(self) -> str | None:
+        """Why checkpoints fail now (a full disk, a read-only state dir), else None:
+        the meters serve from memory and the store is retried every second."""
+        cp = self.checkpointer
+        return None if cp is None or cp.error is None else str(cp.error)
 
     @property
     def lagging(self) -> bool:
@@ -371,7 +379,7 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
         cp, now = twin.checkpointer, time.monotonic()
         if cp is not None and cp.due(now):
             items = nv_items(twin.meters)  # frozen NvStates: safe to hand to a thread
-            await loop.run_in_executor(None, lambda: cp.checkpoint(items, now_s=now))
+            await _checkpoint(cp, items, now, loop)
 
     task = asyncio.create_task(
         tick_loop(twin._stepper, twin.config.tick_s, after_step), name="twin-tick"
@@ -382,6 +390,27 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def _checkpoint(
+    cp: Checkpointer, items: list[tuple[str, NvState]], now: float, loop: asyncio.AbstractEventLoop
+) -> None:
+    """One checkpoint in a worker thread. A failing store (full disk, read-only) is one
+    error line when it starts and one when it recovers; the meters keep serving from
+    memory meanwhile and ``twin.store_error`` says why saving fails."""
+    failing_since = cp.failed_since_s
+    try:
+        await loop.run_in_executor(None, lambda: cp.checkpoint(items, now_s=now))
+    except StoreError as exc:
+        if cp.failures == 1:
+            log.error("%s; serving continues from memory, retrying every %g s", exc, RETRY_S)
+        return
+    if failing_since is not None:
+        log.warning(
+            "store %s: checkpoints succeed again after %.1f s of failures",
+            cp.store.path,
+            now - failing_since,
+        )
 
 
 #: The parts of every twin, entered in this order and left in reverse. A new part

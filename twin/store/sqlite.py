@@ -59,7 +59,11 @@ SCHEMA_VERSION: Final = 1
 APPLICATION_ID: Final = 0x4D4D5457
 STORE_FILENAME: Final = "meters.sqlite3"
 LOCK_SUFFIX: Final = ".lock"
+#: The WAL is cut back to this size when it restarts (after a large fleet's save).
+WAL_SIZE_LIMIT_BYTES: Final = 1 << 20
 MIN_INTERVAL_S: Final = 0.01
+#: After a failed checkpoint, wait this long (at most the interval) before retrying.
+RETRY_S: Final = 1.0
 MAX_INTERVAL_S: Final = 3600.0
 
 _SCHEMA_V1: Final = """
@@ -111,6 +115,11 @@ class Store:
             if self.path.exists() and not self.path.is_file():
                 raise StoreError(f"store {self.path}: exists but is not a regular file")
             self._lock_fd = self._take_lock()
+            try:
+                _refuse_truncated(self.path)
+            except BaseException:
+                self._release_lock()
+                raise
         try:
             # mode=ro: a reader must not create, convert or checkpoint the file.
             target = f"{self.path.absolute().as_uri()}?mode=ro" if read_only else str(self.path)
@@ -196,14 +205,21 @@ class Store:
             if mode != "wal":
                 raise StoreError(f"store {self.path}: cannot use WAL journal (got {mode!r})")
             self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
             if is_empty:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.execute(_SCHEMA_V1)
                 self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 self._conn.execute("COMMIT")
+            else:
+                # A file that cannot be written (read-only, immutable, a read-only mount)
+                # is refused now, not at the first checkpoint.
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute(f"PRAGMA user_version = {version}")
+                self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StoreError(f"store {self.path}: cannot initialise: {exc}") from exc
+            raise StoreError(f"store {self.path}: cannot initialise: {_why(exc)}") from exc
 
     def _check_existing(self, app_id: int, version: int) -> None:
         if app_id != APPLICATION_ID:
@@ -288,10 +304,17 @@ class Store:
                     )
                     self._conn.execute("COMMIT")
                 except BaseException:
-                    self._conn.execute("ROLLBACK")
+                    # SQLite rolls back by itself on a full disk or an I/O error; a second
+                    # ROLLBACK would raise and hide the cause.
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
                     raise
+                # Move the frames into the database now, so the WAL is reused from its
+                # start (no new disk blocks) instead of growing to the auto-checkpoint
+                # size: with little space left the next save still fits.
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:
-                raise StoreError(f"store {self.path}: checkpoint failed: {exc}") from exc
+                raise StoreError(f"store {self.path}: checkpoint failed: {_why(exc)}") from exc
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -323,6 +346,12 @@ class Checkpointer:
     Thread-safe for the runtime's pattern (`due()` on the loop, `checkpoint()` in a
     worker thread): checkpoints are serialised, and `due()` is False while one runs, so
     a slow fsync does not queue a second, overlapping save.
+
+    A failed checkpoint (a full disk, a read-only filesystem) keeps the timer, so the
+    save is due again, but `due()` waits `RETRY_S` (or the interval, if shorter) after
+    the failure: a failing disk is retried once a second, not every tick. `error` holds
+    the failure in force (None once a checkpoint succeeds again), `failures` counts
+    the failed attempts since the last success, `failed_since_s` is when they began.
     """
 
     def __init__(self, store: Store, interval_s: float) -> None:
@@ -342,9 +371,16 @@ class Checkpointer:
         self._lock = threading.Lock()  # serialises checkpoints
         self._count_lock = threading.Lock()  # guards _in_flight (+= is not atomic)
         self._in_flight = 0
+        self.error: StoreError | None = None
+        self.failures = 0
+        self.failed_at_s: float | None = None  # the last failed attempt
+        self.failed_since_s: float | None = None  # the first of this run of failures
 
     def due(self, now_s: float) -> bool:
         if self._in_flight:
+            return False
+        failed = self.failed_at_s
+        if failed is not None and failed <= now_s < failed + min(RETRY_S, self.interval_s):
             return False
         last = self.last_checkpoint_s
         # A clock that went backwards (a new manual clock) counts as due, not as "wait
@@ -370,13 +406,52 @@ class Checkpointer:
             self._in_flight += 1
         try:
             with self._lock:
-                self.store.save_many(items() if callable(items) else items)
+                try:
+                    self.store.save_many(items() if callable(items) else items)
+                except StoreError as exc:
+                    self.error, self.failures = exc, self.failures + 1
+                    if now_s is not None:
+                        self.failed_at_s = now_s
+                        if self.failed_since_s is None:
+                            self.failed_since_s = now_s
+                    raise
                 self.checkpoints += 1
+                self.error, self.failures = None, 0
+                self.failed_at_s = self.failed_since_s = None
                 if now_s is not None:
                     self.last_checkpoint_s = now_s
         finally:
             with self._count_lock:
                 self._in_flight -= 1
+
+
+def _why(exc: sqlite3.Error) -> str:
+    """SQLite's reason, with what the user can do for the usual ones."""
+    text = str(exc)
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_FULL or "disk is full" in text:
+        return f"disk full ({text}); free space on that filesystem"
+    if code == sqlite3.SQLITE_READONLY or "readonly" in text:
+        return f"read-only ({text}); make the file and its directory writable"
+    if code == sqlite3.SQLITE_IOERR or "disk I/O error" in text:
+        return f"I/O error ({text}): the filesystem refused the write (full, read-only?)"
+    return text
+
+
+def _refuse_truncated(path: Path) -> None:
+    """A store file of 0 bytes is a truncated store (SQLite writes the header at once
+    when it creates one): refuse it rather than start every meter again at 0 Wh."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise StoreError(f"store {path}: cannot stat: {exc}") from exc
+    if size == 0:
+        raise StoreError(
+            f"store {path}: 0 bytes (truncated?), not a store; left untouched: restore a "
+            "backup, or delete it to start every meter again at 0 Wh"
+        )
 
 
 def _read_pid(fd: int) -> int | None:
