@@ -32,6 +32,7 @@ class PulseOut:
         self.output = output
         self._queue: asyncio.Queue[tuple[bool, float]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.edges = 0
         self.failed = 0
 
@@ -47,7 +48,9 @@ class PulseOut:
         await self._queue.join()
 
     async def _drain(self) -> None:
-        while True:
+        # The flag, not only the cancel: Python 3.11's wait_for (in pymodbus) loses a
+        # cancellation that lands as its answer arrives, and the loop would go on.
+        while not self._stopping:
             closed, at_s = await self._queue.get()
             try:
                 await self.sink.drive(closed, at_s)
@@ -70,6 +73,7 @@ class PulseOut:
         tb: TracebackType | None,
     ) -> None:
         if self._task is not None:
+            self._stopping = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
