@@ -265,7 +265,7 @@ class CrashRig:
                     assert first >= stored_uj // UJ_PER_WH, "energy went back across a restart"
                     if watch is not None:
                         await watch.wait_for("online", seen)
-                    mirror_round = self.rng.randrange(MIRROR_KILL_EVERY) == 0
+                    mirror_round = f.kills % MIRROR_KILL_EVERY == 1
                     if mirror_round:  # the twin pulses on while the mirror is dead
                         mirror.proc.send_signal(signal.SIGKILL)
                         mirror.kill()
