@@ -293,13 +293,13 @@ def status_line(twin: Twin) -> str:
     return line if len(twin.meters) == 1 else f"{line} meters={_fleet_summary(twin)}"
 
 
-def _status_printer(tty: bool) -> Callable[[Twin], None]:
+def _status_printer(tty: bool, notes: Callable[[], list[str]] = list) -> Callable[[Twin], None]:
     drawn = 0
 
     def show(twin: Twin) -> None:
         nonlocal drawn
         if not tty:
-            sys.stdout.write(status_line(twin) + "\n")
+            sys.stdout.write(" ".join([status_line(twin), *notes()]) + "\n")
         else:  # a table redrawn in place: cursor up over the last one, clear to the end
             rows = status_rows(twin)
             width = max(len(label) for label, _ in rows)
@@ -313,12 +313,17 @@ def _status_printer(tty: bool) -> Callable[[Twin], None]:
 
 async def _serve(config: TwinConfig, pulse_out: str | None = None) -> None:
     async with Twin(config) as twin, contextlib.AsyncExitStack() as parts:
+        out: PulseOut | None = None
         if pulse_out is not None:  # the first meter's 10 Wh output onto the sink
             first = twin.meters[0]
             out = await parts.enter_async_context(PulseOut(open_sink(pulse_out)))
             parts.callback(twin.subscribe(lambda m, ev: out.on_events(ev) if m is first else None))
+
+        def notes() -> list[str]:
+            return ["pulse_out=FAILING"] if out is not None and out.failing else []
+
         print(_where(twin), flush=True)
-        await twin.run_until_signal(_status_printer(sys.stdout.isatty()))
+        await twin.run_until_signal(_status_printer(sys.stdout.isatty(), notes))
 
 
 def _event_loop_runner() -> contextlib.AbstractContextManager[asyncio.Runner]:
