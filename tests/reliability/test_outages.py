@@ -5,8 +5,11 @@
   14 and on its status line, and counts what the module counted meanwhile exactly
   once when it is back.
 - A pulse sink (the module a ``minimeter run --pulse-out`` drives) goes away: the
-  twin keeps serving and stepping, logs the outage once (not once per pulse) and
-  drives the sink again when it is back.
+  twin keeps serving and stepping, logs the outage once (not once per pulse), shows
+  ``pulse_out=FAILING`` on its status line and drives the sink again when it is back.
+- A reference meter (a twin read by ``minimeter mirror --reference modbus-meter://``)
+  goes away: the mirror logs it once, shows ``REFERENCE-DOWN`` on its status line,
+  serves on, and clears the flag when the reference answers again.
 
 The figures (time to report the outage, time to recover) are printed; ``make soak``
 collects them for docs/reliability.md.
@@ -139,3 +142,62 @@ async def test_pulse_sink_outage_keeps_the_twin_serving(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_reference_meter_outage_is_reported_and_the_mirror_serves_on(
+    counter_module: CounterModule, tmp_path: Path
+) -> None:
+    """The reference (a twin on a constant load, read over Modbus) goes away and comes
+    back: the mirror logs it once, its status line says REFERENCE-DOWN meanwhile, it
+    keeps answering Modbus, and the flag clears when the reference answers again."""
+    profile = tmp_path / "constant.yaml"
+    profile.write_text(PROFILE)
+    ref_port, port = find_free_port(), find_free_port()
+    reference_argv = minimeter(
+        "run", "--profile", str(profile), "--port", str(ref_port), "--no-state"
+    )
+    reference = Drained(reference_argv)
+    mirror = None
+    try:
+        await asyncio.to_thread(reference.wait_line, lambda ln: ln.startswith("serving"))
+        mirror = Drained(
+            minimeter(
+                "mirror",
+                "--source",
+                f"adam6051://127.0.0.1:{counter_module.port}?channel=0&kh={KH_WH}&poll=20ms",
+                "--reference",
+                f"modbus-meter://127.0.0.1:{ref_port}?unit=1&energy=0&type=uint64&poll=100ms",
+                "--port",
+                str(port),
+                "--no-state",
+                "--status",
+                "0.2",
+            )
+        )
+        await asyncio.to_thread(mirror.wait_line, lambda ln: "serving modbus tcp" in ln)
+        assert reference.stop(signal.SIGKILL) == -signal.SIGKILL
+        down = time.monotonic()
+        line = await asyncio.to_thread(mirror.wait_line, lambda ln: "REFERENCE-DOWN" in ln)
+        noticed_s = time.monotonic() - down
+        await counter_module.set_counter(3, 0, 4, low_word_first=True)
+        assert await served(port, 77, 2) in (0, 4)  # still answering
+        reference = Drained(reference_argv)
+        await asyncio.to_thread(reference.wait_line, lambda ln: ln.startswith("serving"))
+        back = time.monotonic()
+        seen = len(mirror.out)
+
+        def cleared(ln: str) -> bool:
+            return mirror.out.index(ln) >= seen and "REFERENCE-DOWN" not in ln
+
+        await asyncio.to_thread(mirror.wait_line, lambda ln: ln.startswith("t=") and cleared(ln))
+        back_s = time.monotonic() - back
+        warnings = [ln for ln in mirror.err if "reference" in ln and "retrying" in ln]
+        assert 1 <= len(warnings) <= 2, warnings  # refused, then perhaps timed out: not per poll
+        assert mirror.stop(signal.SIGTERM) == 0
+        assert not any("Traceback" in ln for ln in mirror.err)
+        assert "verdict=" in line
+        print(f"\nreference outage: noticed {noticed_s:.2f} s, cleared {back_s:.2f} s after back")
+    finally:
+        reference.kill()
+        if mirror is not None:
+            mirror.kill()
