@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 from twin.core import MeterConfig, MeterCore, NvState, SampleBlock
-from twin.store.sqlite import Checkpointer, Store
+from twin.store.checkpoint import Checkpointer
+from twin.store.sqlite import Store
 
 
 def main() -> None:

@@ -14,10 +14,10 @@ import pytest
 
 from twin.core import MeterConfig, MeterCore, NvState, SampleBlock
 from twin.errors import StoreError
+from twin.store.checkpoint import Checkpointer
 from twin.store.sqlite import (
     APPLICATION_ID,
     SCHEMA_VERSION,
-    Checkpointer,
     Store,
     default_state_dir,
     store_path,

@@ -61,8 +61,8 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 from types import TracebackType
 
 from twin.control import Controller
-from twin.core import Event, NvState
-from twin.errors import CommandRefused, ConfigError, StoreError
+from twin.core import Event
+from twin.errors import CommandRefused, ConfigError
 from twin.http import HttpServer, http_part
 from twin.loadprofile import Profile, load_profile
 from twin.mirror import Mirror, mirror_part
@@ -75,7 +75,8 @@ from twin.runtime.config import TwinConfig, check_speed
 from twin.runtime.fleet import meter_configs
 from twin.runtime.meters import LiveMeter, MeterListener, SamplerPool, nv_items
 from twin.runtime.stepping import Stepper, tick_loop
-from twin.store.sqlite import RETRY_S, Checkpointer, Store, store_path
+from twin.store.checkpoint import Checkpointer, checkpoint_in_thread
+from twin.store.sqlite import Store, store_path
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +373,6 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
     if not twin.clock.ticks:
         yield  # a manual clock: meter time moves only by twin.step()
         return
-    loop = asyncio.get_running_loop()
 
     async def after_step() -> None:
         if twin.hooks.intercepting and not twin.hooks.faults.active:
@@ -381,7 +381,7 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
         cp, now = twin.checkpointer, time.monotonic()
         if cp is not None and cp.due(now):
             items = nv_items(twin.meters)  # frozen NvStates: safe to hand to a thread
-            await _checkpoint(cp, items, now, loop)
+            await checkpoint_in_thread(cp, items, now)
 
     task = asyncio.create_task(
         tick_loop(twin._stepper, twin.config.tick_s, after_step), name="twin-tick"
@@ -392,27 +392,6 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def _checkpoint(
-    cp: Checkpointer, items: list[tuple[str, NvState]], now: float, loop: asyncio.AbstractEventLoop
-) -> None:
-    """One checkpoint in a worker thread. A failing store (full disk, read-only) is one
-    error line when it starts and one when it recovers; the meters keep serving from
-    memory meanwhile and ``twin.store_error`` says why saving fails."""
-    failing_since = cp.failed_since_s
-    try:
-        await loop.run_in_executor(None, lambda: cp.checkpoint(items, now_s=now))
-    except StoreError as exc:
-        if cp.failures == 1:
-            log.error("%s; serving continues from memory, retrying every %g s", exc, RETRY_S)
-        return
-    if failing_since is not None:
-        log.warning(
-            "store %s: checkpoints succeed again after %.1f s of failures",
-            cp.store.path,
-            now - failing_since,
-        )
 
 
 #: The parts of every twin, entered in this order and left in reverse. A new part
