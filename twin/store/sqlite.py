@@ -5,8 +5,8 @@ Theory of operation
 One SQLite file holds one row per meter serial number: the meter's `NvState` as a
 JSON document, a CRC-32 of that text, and the wall time of the save. The runtime
 checkpoints the whole fleet in ONE transaction (`save_many`) at a fixed interval and
-on clean shutdown (`Checkpointer`), and restores each meter with `load` at start.
-How a row's text is written and checked on the way back is `twin.store.rows`.
+on clean shutdown (`twin.store.checkpoint.Checkpointer`), and restores each meter with
+`load` at start. How a row's text is written and checked on the way back is `twin.store.rows`.
 
 Invariants
 - A checkpoint is atomic: after a crash (SIGKILL, power loss) a reader sees either
@@ -35,6 +35,12 @@ Invariants
   stale lock; the lock file itself is never deleted (unlinking it would let two
   openers lock two different inodes). `read_only=True` opens a store that a running
   twin holds, to inspect it: no lock, no writes.
+- A row remembers its meter's model (schema 2; a schema-1 file gains the column when
+  a writer opens it, its rows' model unknown until the next checkpoint). A state
+  continues one meter: `load(serial, model=...)` refuses a row saved by another model
+  (a single-element meter would otherwise report the old meter's L2 energy), naming
+  both models and how to start fresh, and claims the row for that model, which every
+  later checkpoint of the serial writes.
 """
 
 from __future__ import annotations
@@ -49,11 +55,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from twin.core import NvState
+from twin.core import MeterModel, NvState
 from twin.errors import StoreError
+from twin.store.diagnose import refuse_truncated, sqlite_reason
 from twin.store.rows import check_serial, decode_row, encode_row, row_crc32
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 #: PRAGMA application_id of a minimeter-twin store ("MMTW"): tells our file from others.
 APPLICATION_ID: Final = 0x4D4D5457
 STORE_FILENAME: Final = "meters.sqlite3"
@@ -66,9 +73,11 @@ CREATE TABLE IF NOT EXISTS meters (
     serial TEXT PRIMARY KEY NOT NULL,
     nv_json TEXT NOT NULL,      -- NvState.to_dict() as JSON: exact big ints
     nv_crc32 INTEGER NOT NULL,  -- zlib.crc32 of nv_json (UTF-8): catches bit rot
-    saved_at_unix_s REAL NOT NULL
+    saved_at_unix_s REAL NOT NULL,
+    model TEXT                  -- the meter model's name (NULL: unknown, schema 1)
 )
 """
+_V1_TO_V2: Final = "ALTER TABLE meters ADD COLUMN model TEXT"
 
 Items = Iterable[tuple[str, NvState]]
 
@@ -99,6 +108,8 @@ class Store:
         self.read_only = read_only
         self._lock = threading.Lock()
         self._lock_fd: int | None = None
+        self._models: dict[str, str] = {}  # serial -> model name claimed by load()
+        self._has_model_column = True
         if read_only:
             if not self.path.is_file():
                 raise StoreError(f"store {self.path}: no such store file")
@@ -111,7 +122,7 @@ class Store:
                 raise StoreError(f"store {self.path}: exists but is not a regular file")
             self._lock_fd = self._take_lock()
             try:
-                _refuse_truncated(self.path)
+                refuse_truncated(self.path)
             except BaseException:
                 self._release_lock()
                 raise
@@ -194,6 +205,7 @@ class Store:
         if not is_empty:
             self._check_existing(app_id, version)
         if self.read_only:
+            self._has_model_column = is_empty or version >= 2
             return  # the writer set WAL (persistent); a reader changes nothing
         try:
             mode = str(self._pragma("journal_mode = WAL")).lower()
@@ -207,6 +219,10 @@ class Store:
                 self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 self._conn.execute("COMMIT")
+            elif version == 1:  # the model column: rows saved before it know no model
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute(_V1_TO_V2)
+                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             else:
                 # A file that cannot be written (read-only, immutable, a read-only mount)
                 # is refused now, not at the first checkpoint.
@@ -214,7 +230,7 @@ class Store:
                 self._conn.execute(f"PRAGMA user_version = {version}")
                 self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StoreError(f"store {self.path}: cannot initialise: {_why(exc)}") from exc
+            raise StoreError(f"store {self.path}: cannot initialise: {sqlite_reason(exc)}") from exc
 
     def _check_existing(self, app_id: int, version: int) -> None:
         if app_id != APPLICATION_ID:
@@ -247,19 +263,56 @@ class Store:
 
     # -- reading and writing -----------------------------------------------------------
 
-    def load(self, serial: str) -> NvState | None:
-        """The meter's last checkpoint, or None if this serial was never saved."""
+    def load(self, serial: str, *, model: MeterModel | None = None) -> NvState | None:
+        """The meter's last checkpoint, or None if this serial was never saved.
+
+        With ``model``: StoreError if the row was saved by another model; otherwise
+        the serial is claimed for ``model`` (later checkpoints write its name).
+        """
         check_serial(serial)
+        column = "model" if self._has_model_column else "NULL"
         with self._lock:
             try:
                 row = self._conn.execute(
-                    "SELECT nv_json, nv_crc32 FROM meters WHERE serial = ?", (serial,)
+                    f"SELECT nv_json, nv_crc32, {column} FROM meters WHERE serial = ?", (serial,)
                 ).fetchone()
             except sqlite3.Error as exc:
                 raise StoreError(f"store {self.path}: cannot read meter {serial}: {exc}") from exc
+        if model is not None and row is not None and row[2] is not None:
+            self._check_model(serial, str(row[2]), model)
+        if model is not None:
+            self._models[serial] = model.name
         if row is None:
             return None
         return decode_row(f"store {self.path}: meter {serial}", row[0], row[1])
+
+    def model_of(self, serial: str) -> str | None:
+        """The model name a serial was last saved with (None: never saved, or unknown)."""
+        check_serial(serial)
+        if not self._has_model_column:
+            return None
+        with self._lock:
+            try:
+                row = self._conn.execute(
+                    "SELECT model FROM meters WHERE serial = ?", (serial,)
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"store {self.path}: cannot read meter {serial}: {exc}") from exc
+        return None if row is None or row[0] is None else str(row[0])
+
+    def _check_model(self, serial: str, stored: str, model: MeterModel) -> None:
+        try:
+            same = _model_key(MeterModel.parse(stored)) == _model_key(model)
+        except ValueError:
+            same = False  # a name this version does not know is not the same meter
+        if not same:
+            raise StoreError(
+                f"store {self.path}: meter {serial} was saved as a {stored}, but this run "
+                f"configures it as a {model.name}; a state continues one meter, and another "
+                f"model's registers would be wrong. Use --model {stored} to continue it, or "
+                f"start fresh: --state-dir elsewhere (or --no-state), or delete {self.path} "
+                "(it holds every meter of that state dir)"
+            )
 
     def serials(self) -> list[str]:
         """Every serial with a checkpoint, sorted."""
@@ -281,7 +334,7 @@ class Store:
         for serial, nv in items:
             check_serial(serial)
             text = encode_row(serial, nv)
-            rows.append((serial, text, row_crc32(text), now_s))
+            rows.append((serial, text, row_crc32(text), now_s, self._models.get(serial)))
         if not rows:
             return
         if self.read_only:
@@ -291,10 +344,11 @@ class Store:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     self._conn.executemany(
-                        "INSERT INTO meters (serial, nv_json, nv_crc32, saved_at_unix_s) "
-                        "VALUES (?, ?, ?, ?) ON CONFLICT (serial) DO UPDATE SET "
+                        "INSERT INTO meters (serial, nv_json, nv_crc32, saved_at_unix_s, model) "
+                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (serial) DO UPDATE SET "
                         "nv_json = excluded.nv_json, nv_crc32 = excluded.nv_crc32, "
-                        "saved_at_unix_s = excluded.saved_at_unix_s",
+                        "saved_at_unix_s = excluded.saved_at_unix_s, "
+                        "model = coalesce(excluded.model, meters.model)",
                         rows,
                     )
                     self._conn.execute("COMMIT")
@@ -309,7 +363,9 @@ class Store:
                 # size: with little space left the next save still fits.
                 self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:
-                raise StoreError(f"store {self.path}: checkpoint failed: {_why(exc)}") from exc
+                raise StoreError(
+                    f"store {self.path}: checkpoint failed: {sqlite_reason(exc)}"
+                ) from exc
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -331,33 +387,9 @@ class Store:
         self.close()
 
 
-def _why(exc: sqlite3.Error) -> str:
-    """SQLite's reason, with what the user can do for the usual ones."""
-    text = str(exc)
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code == sqlite3.SQLITE_FULL or "disk is full" in text:
-        return f"disk full ({text}); free space on that filesystem"
-    if code == sqlite3.SQLITE_READONLY or "readonly" in text:
-        return f"read-only ({text}); make the file and its directory writable"
-    if code == sqlite3.SQLITE_IOERR or "disk I/O error" in text:
-        return f"I/O error ({text}): the filesystem refused the write (full, read-only?)"
-    return text
-
-
-def _refuse_truncated(path: Path) -> None:
-    """A store file of 0 bytes is a truncated store (SQLite writes the header at once
-    when it creates one): refuse it rather than start every meter again at 0 Wh."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise StoreError(f"store {path}: cannot stat: {exc}") from exc
-    if size == 0:
-        raise StoreError(
-            f"store {path}: 0 bytes (truncated?), not a store; left untouched: restore a "
-            "backup, or delete it to start every meter again at 0 Wh"
-        )
+def _model_key(model: MeterModel) -> tuple[object, ...]:
+    """What makes two model names the same meter (``MMU-0.2A`` is ``MMU-0.2A:200``)."""
+    return (model.family, model.ct_primary_a, model.ct_secondary_ma, model.counter_wh_per_count)
 
 
 def _read_pid(fd: int) -> int | None:
