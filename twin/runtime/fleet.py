@@ -6,7 +6,7 @@ A single meter is a fleet of one: the runtime always serves a :class:`FleetSpec`
 ``minimeter run`` builds it with :func:`uniform_fleet` (``--meters N``: unit ids
 ``--unit``..``--unit``+N-1 on one port, serials counted up from ``--serial-number``) or
 :func:`load_fleet` (``--fleet FILE``). A fleet file is YAML, parsed once with
-``yaml.safe_load`` into frozen objects::
+``read_fleet_yaml`` (twin.runtime.fleetfile) into frozen objects::
 
     fleet: 1                       # schema version
     defaults:                      # optional; any meter key but unit
@@ -42,8 +42,6 @@ from dataclasses import dataclass, replace
 from enum import Enum, StrEnum
 from typing import Any, TypeVar
 
-import yaml
-
 from twin.control import CHOICE_KEYS, MeterChoices, profile_choices, resolve
 from twin.core import DEFAULT_MODEL, AccuracyConfig, MeterConfig, MeterModel
 from twin.errors import ConfigError
@@ -51,13 +49,11 @@ from twin.loadprofile import DEFAULT_PROFILE, Profile
 from twin.modbus.endpoint import UnknownUnit
 from twin.modbus.faults import FaultSpec, fault_from_mapping, parse_fault
 from twin.registers import WordOrder
+from twin.runtime.fleetfile import read_fleet_yaml
 from twin.units import SEED_MAX, SEED_MIN
 
 FLEET_SCHEMA = 1
 MAX_METERS = 10_000
-#: A fleet file's size at most: MAX_METERS meters at 200 bytes each. A bigger file is
-#: refused before it is parsed (a 100,000-meter file took 23 s and 400 MB to refuse).
-MAX_FLEET_FILE_BYTES = MAX_METERS * 200
 _METER_KEYS = (
     "unit", "port", "model", "profile", "seed", "serial", "word_order", "on_power_loss", "faults",
     *CHOICE_KEYS,
@@ -343,33 +339,7 @@ def load_fleet(
     """Read and validate a fleet file (``base``: defaults from the command line;
     ``tcp=False``: RTU only, ports optional and dropped)."""
     source = os.fspath(path)
-    try:
-        with open(source, "rb") as fh:
-            raw = fh.read(MAX_FLEET_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read fleet file ({exc.strerror})") from None
-    if len(raw) > MAX_FLEET_FILE_BYTES:
-        raise ConfigError(
-            f"{source}: over {MAX_FLEET_FILE_BYTES} bytes; expected a fleet file of at most "
-            f"{MAX_METERS} meters"
-        )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{source}: not UTF-8 text (byte {exc.start}); expected a UTF-8 YAML fleet file"
-        ) from None
-    try:
-        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except RecursionError:
-        raise ConfigError(
-            f"{source}: nested too deeply; expected a mapping with fleet, defaults, meters"
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{source}{line}: not valid YAML ({problem})") from None
+    data = read_fleet_yaml(source, max_meters=MAX_METERS)
     return parse_fleet(data, source, base, tcp=tcp)
 
 

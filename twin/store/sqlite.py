@@ -218,7 +218,6 @@ class Store:
                 self._conn.execute(_SCHEMA_V1)
                 self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                self._conn.execute("COMMIT")
             elif version == 1:  # the model column: rows saved before it know no model
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.execute(_V1_TO_V2)
@@ -228,6 +227,7 @@ class Store:
                 # is refused now, not at the first checkpoint.
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.execute(f"PRAGMA user_version = {version}")
+            if self._conn.in_transaction:
                 self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(f"store {self.path}: cannot initialise: {sqlite_reason(exc)}") from exc
