@@ -6,7 +6,8 @@ A single meter is a fleet of one: the runtime always serves a :class:`FleetSpec`
 ``minimeter run`` builds it with :func:`uniform_fleet` (``--meters N``: unit ids
 ``--unit``..``--unit``+N-1 on one port, serials counted up from ``--serial-number``) or
 :func:`load_fleet` (``--fleet FILE``). A fleet file is YAML, parsed once with
-``read_fleet_yaml`` (twin.runtime.fleetfile) into frozen objects::
+``read_fleet_yaml`` (twin.runtime.fleetfile: bounded, libyaml's safe loader when
+present) into frozen objects::
 
     fleet: 1                       # schema version
     defaults:                      # optional; any meter key but unit
