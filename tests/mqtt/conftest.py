@@ -1,0 +1,154 @@
+"""MQTT fixtures: a real Mosquitto on a free loopback port (plain, and TLS with a
+``trustme`` CA), and an in-process twin on a manual clock with its publisher."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+from tests.helpers import Broker, find_free_port, mosquitto_conf
+from twin.core import Event
+from twin.mqtt.config import MqttConfig
+from twin.mqtt.publisher import MqttPublisher
+from twin.runtime.config import TwinConfig
+from twin.runtime.meters import LiveMeter
+from twin.runtime.twin import Twin
+
+
+def _need_mosquitto() -> None:
+    if shutil.which("mosquitto") is None:
+        pytest.skip("mosquitto not installed (make system-deps)")
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    _need_mosquitto()
+    port = find_free_port()
+    b = Broker(mosquitto_conf(tmp_path / "mosquitto.conf", port), port)
+    b.start()
+    yield b
+    b.kill()
+
+
+@pytest.fixture
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path, ca: trustme.CA) -> dict[str, Path]:
+    """PEM files: the CA, a server certificate for 127.0.0.1 and one for another name."""
+    out = {"ca": tmp_path / "ca.pem"}
+    ca.cert_pem.write_to_path(str(out["ca"]))
+    for name, host in (("good", "127.0.0.1"), ("other", "broker.invalid")):
+        cert = ca.issue_cert(host)
+        out[f"{name}_cert"] = tmp_path / f"{name}-cert.pem"
+        out[f"{name}_key"] = tmp_path / f"{name}-key.pem"
+        cert.cert_chain_pems[0].write_to_path(str(out[f"{name}_cert"]))
+        cert.private_key_pem.write_to_path(str(out[f"{name}_key"]))
+    return out
+
+
+def _tls_broker(tmp_path: Path, files: dict[str, Path], name: str) -> Iterator[Broker]:
+    _need_mosquitto()
+    port = find_free_port()
+    tls = (files["ca"], files[f"{name}_cert"], files[f"{name}_key"])
+    b = Broker(mosquitto_conf(tmp_path / f"mosquitto-{name}.conf", port, tls=tls), port)
+    b.start()
+    yield b
+    b.kill()
+
+
+@pytest.fixture
+def tls_broker(tmp_path: Path, tls_files: dict[str, Path]) -> Iterator[Broker]:
+    """TLS broker whose certificate is issued for 127.0.0.1 by the test CA."""
+    yield from _tls_broker(tmp_path, tls_files, "good")
+
+
+@pytest.fixture
+def wrong_name_broker(tmp_path: Path, tls_files: dict[str, Path]) -> Iterator[Broker]:
+    """TLS broker whose certificate (same CA) is issued for another host name."""
+    yield from _tls_broker(tmp_path, tls_files, "other")
+
+
+# -- an in-process twin (manual clock) with its MQTT publisher ------------------------------
+
+
+class TwinAdapter:
+    """The runtime Twin as a `TwinSource` (until the Twin has `subscribe` itself)."""
+
+    def __init__(self, twin: Twin) -> None:
+        self.twin = twin
+
+    @property
+    def meters(self) -> list[LiveMeter]:
+        return self.twin.meters
+
+    @property
+    def meter_time_s(self) -> float:
+        return self.twin.meter_time_s
+
+    def subscribe(self, listener: Callable[[Any, list[Event]], None]) -> Callable[[], None]:
+        self.twin.meter_listeners.append(listener)
+        return lambda: self.twin.meter_listeners.remove(listener)
+
+
+@dataclass(frozen=True)
+class FakeResult:
+    ok: bool
+    command: str
+    error: str | None = None
+
+    def as_json(self, correlation_id: str | None = None) -> dict[str, object]:
+        return {"ok": self.ok, "command": self.command, "id": correlation_id, "error": self.error}
+
+
+@dataclass
+class RecordingRunner:
+    """A command runner that records its calls and accepts every name in ``known``."""
+
+    known: tuple[str, ...] = ("reset_max_demand", "clear_pulses")
+    calls: list[tuple[str, dict[str, object], str | None]] = field(default_factory=list)
+
+    def __call__(self, name: str, body: Mapping[str, object], serial: str | None) -> FakeResult:
+        self.calls.append((name, dict(body), serial))
+        if name not in self.known:
+            return FakeResult(False, name, f"unknown command {name!r}")
+        return FakeResult(True, name)
+
+
+def refusal(name: str, error: str, correlation_id: str | None) -> dict[str, object]:
+    return FakeResult(False, name, error).as_json(correlation_id)
+
+
+@dataclass
+class Live:
+    twin: Twin
+    publisher: MqttPublisher
+    runner: RecordingRunner
+    config: MqttConfig
+
+
+@pytest.fixture
+async def start_live() -> AsyncIterator[Callable[..., Awaitable[Live]]]:
+    """``await start_live(broker_port, profile=..., meters=1, **MqttConfig options)``."""
+    stack = contextlib.AsyncExitStack()
+
+    async def start(port: int, *, profile: str = "default", meters: int = 1, **mqtt: Any) -> Live:
+        cfg = TwinConfig(profile=profile, meters=meters, speed=None, port=0, state_dir=None)
+        twin = await stack.enter_async_context(Twin(cfg))
+        mqtt_cfg = MqttConfig(host="127.0.0.1", port=port, **{"interval_s": 0.2, **mqtt})
+        runner = RecordingRunner()
+        publisher = MqttPublisher(mqtt_cfg, TwinAdapter(twin), runner, refusal, seed=1)
+        await stack.enter_async_context(publisher)
+        return Live(twin, publisher, runner, mqtt_cfg)
+
+    async with stack:
+        yield start

@@ -1,0 +1,54 @@
+"""Commands over MQTT: the payload a client sends and what the publisher calls.
+
+A command message's payload is a JSON object (the command's body, as ``twin.control``
+defines it per command) or empty (``{}``). Its optional ``"id"`` is the correlation id
+the result echoes; an MQTT 5 client may instead (or as well) set correlation data,
+which is echoed as a property and, as text, stands in for a missing ``"id"``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+
+class CommandResult(Protocol):
+    """A command's outcome, as ``twin.control.Result``."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    def as_json(self, correlation_id: str | None = None) -> dict[str, object]: ...
+
+
+#: run(name, body, serial or None for the fleet) -> result; never raises for a refusal.
+CommandRunner = Callable[[str, Mapping[str, object], str | None], CommandResult]
+#: The JSON of a refusal before any command is run (same shape as Result.as_json).
+Refusal = Callable[[str, str, str | None], dict[str, object]]
+
+
+def parse_payload(
+    payload: object, correlation: bytes | None
+) -> tuple[dict[str, object], str | None, str | None]:
+    """(command body, correlation id, refusal reason or None) of a command message.
+
+    The body is a JSON object (an empty payload is ``{}``); its ``"id"`` is the
+    correlation id echoed in the result, else the MQTT 5 correlation data as text.
+    """
+    correlation_id = correlation.decode("utf-8", "replace") if correlation else None
+    raw = payload if isinstance(payload, bytes | bytearray) else str(payload or "").encode()
+    if not raw.strip():
+        return {}, correlation_id, None
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return {}, correlation_id, f"payload: not JSON ({exc}); expected a JSON object"
+    if not isinstance(body, dict):
+        return {}, correlation_id, f"payload: {type(body).__name__}; expected a JSON object"
+    if "id" in body:
+        given = body.pop("id")
+        if not isinstance(given, str | int) or isinstance(given, bool):
+            return body, correlation_id, "id: expected a string or an integer correlation id"
+        correlation_id = str(given)
+    return body, correlation_id, None
