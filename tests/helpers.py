@@ -115,7 +115,8 @@ class Broker:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode() if self.proc.stderr else ""
+                _, err_bytes = self.proc.communicate()
+                err = err_bytes.decode() if err_bytes else ""
                 raise AssertionError(f"mosquitto exited {self.proc.returncode}: {err}")
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", self.port)) == 0:
@@ -132,12 +133,22 @@ class Broker:
         self.proc = None
 
 
-def mosquitto_conf(path: Path, port: int, *, tls: tuple[Path, Path, Path] | None = None) -> Path:
+def mosquitto_conf(
+    path: Path,
+    port: int,
+    *,
+    tls: tuple[Path, Path, Path] | None = None,
+    require_client_cert: bool = False,
+) -> Path:
     """A broker config: loopback, anonymous, no persistence; ``tls``: (ca, cert, key)."""
     lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
+    if os.geteuid() == 0:  # as root mosquitto drops to its own user, who cannot read tmp_path
+        lines.append("user root")
     if tls is not None:
         ca, cert, key = tls
         lines += [f"cafile {ca}", f"certfile {cert}", f"keyfile {key}"]
+        if require_client_cert:
+            lines.append("require_certificate true")
     lines += ["log_dest stderr", "log_type error"]
     path.write_text("\n".join(lines) + "\n")
     return path

@@ -47,7 +47,7 @@ def tls_files(tmp_path: Path, ca: trustme.CA) -> dict[str, Path]:
     """PEM files: the CA, a server certificate for 127.0.0.1 and one for another name."""
     out = {"ca": tmp_path / "ca.pem"}
     ca.cert_pem.write_to_path(str(out["ca"]))
-    for name, host in (("good", "127.0.0.1"), ("other", "broker.invalid")):
+    for name, host in (("good", "127.0.0.1"), ("other", "broker.invalid"), ("client", "twin")):
         cert = ca.issue_cert(host)
         out[f"{name}_cert"] = tmp_path / f"{name}-cert.pem"
         out[f"{name}_key"] = tmp_path / f"{name}-key.pem"
@@ -56,11 +56,14 @@ def tls_files(tmp_path: Path, ca: trustme.CA) -> dict[str, Path]:
     return out
 
 
-def _tls_broker(tmp_path: Path, files: dict[str, Path], name: str) -> Iterator[Broker]:
+def _tls_broker(
+    tmp_path: Path, files: dict[str, Path], name: str, *, client_cert: bool = False
+) -> Iterator[Broker]:
     _need_mosquitto()
     port = find_free_port()
     tls = (files["ca"], files[f"{name}_cert"], files[f"{name}_key"])
-    b = Broker(mosquitto_conf(tmp_path / f"mosquitto-{name}.conf", port, tls=tls), port)
+    conf = tmp_path / f"mosquitto-{name}-{client_cert}.conf"
+    b = Broker(mosquitto_conf(conf, port, tls=tls, require_client_cert=client_cert), port)
     b.start()
     yield b
     b.kill()
@@ -70,6 +73,12 @@ def _tls_broker(tmp_path: Path, files: dict[str, Path], name: str) -> Iterator[B
 def tls_broker(tmp_path: Path, tls_files: dict[str, Path]) -> Iterator[Broker]:
     """TLS broker whose certificate is issued for 127.0.0.1 by the test CA."""
     yield from _tls_broker(tmp_path, tls_files, "good")
+
+
+@pytest.fixture
+def client_cert_broker(tmp_path: Path, tls_files: dict[str, Path]) -> Iterator[Broker]:
+    """TLS broker that also requires a client certificate signed by the test CA."""
+    yield from _tls_broker(tmp_path, tls_files, "good", client_cert=True)
 
 
 @pytest.fixture

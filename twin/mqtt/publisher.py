@@ -36,6 +36,7 @@ import contextlib
 import logging
 import random
 import secrets
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -63,6 +64,7 @@ KEEPALIVE_S: Final = 15
 TIMEOUT_S: Final = 5.0  # connect, and any publish that cannot be written
 EVENT_QUEUE_MAX: Final = 10_000  # events held while a slow broker drains
 _MIN_SLEEP_S: Final = 0.002  # below this a fleet slot is published without sleeping
+_TLS_REFUSED: Final = "TLS: the broker's certificate was refused"
 _GATHER_MAX: Final = 200  # messages in flight at once in a burst (discovery, online)
 
 
@@ -76,12 +78,24 @@ def backoff_s(attempt: int, rng: random.Random) -> float:
 def describe_error(config: MqttConfig, exc: BaseException) -> str:
     """One line saying why the broker could not be used (never the password)."""
     text = str(exc) or type(exc).__name__
+    if exc.__cause__ is not None:  # aiomqtt wraps the reason (a lost socket, a code)
+        text = f"{text}: {exc.__cause__}"
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
         return (
-            f"TLS: the broker's certificate was refused (not signed by a trusted CA, or not "
-            f"issued for {config.host}): {text}"
+            f"{_TLS_REFUSED} (not signed by a trusted CA, or not issued for {config.host}): {text}"
         )
     return text
+
+
+class _ClosingSSLSocket(ssl.SSLSocket):
+    """paho drops the socket of a failed TLS handshake unclosed: close it here."""
+
+    def do_handshake(self, block: bool = False) -> None:
+        try:
+            super().do_handshake(block)
+        except BaseException:
+            self.close()
+            raise
 
 
 class MqttPublisher:
@@ -161,6 +175,9 @@ class MqttPublisher:
 
     def _client(self) -> aiomqtt.Client:
         cfg = self.config
+        context = cfg.ssl_context()
+        if context is not None:
+            context.sslsocket_class = _ClosingSSLSocket
         client = aiomqtt.Client(
             cfg.host,
             cfg.port,
@@ -171,7 +188,7 @@ class MqttPublisher:
             will=aiomqtt.Will(self._will_topic, topics.OFFLINE, qos=1, retain=True),
             keepalive=KEEPALIVE_S,
             timeout=TIMEOUT_S,
-            tls_context=cfg.ssl_context(),
+            tls_context=context,
         )
         client.pending_calls_threshold = 2 * _GATHER_MAX  # bursts are bounded by design
         return client
@@ -208,7 +225,8 @@ class MqttPublisher:
         if was_connected:
             log.warning("mqtt: connection to %s lost: %s; reconnecting", self.config.url, reason)
         elif reason != self.last_error:  # once per distinct reason, not per attempt
-            log.error(
+            log.log(
+                logging.ERROR if reason.startswith(_TLS_REFUSED) else logging.WARNING,
                 "mqtt: cannot connect to %s: %s (retrying every %g s at most)",
                 self.config.url,
                 reason,
