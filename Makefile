@@ -42,6 +42,8 @@ typecheck: install-test
 
 pytest: install-test system-deps
 	$(BIN)/pytest
+	$(BIN)/pytest hil_tests --target twin -p no:cacheprovider \
+	  --junitxml build/hil/junit.xml --hil-report build/hil/report.md
 
 test: install-test system-deps lint typecheck pytest
 

@@ -27,7 +27,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reads", type=int, default=20000, help="requests per run (20000)")
     ap.add_argument("--rounds", type=int, default=3, help="runs per server, interleaved (3)")
-    ap.add_argument("--max-ratio", type=float, default=1.5, help="p50 twin/libmodbus bound")
+    ap.add_argument("--max-ratio", type=float, default=1.1, help="p50 twin/libmodbus bound")
     args = ap.parse_args()
 
     with reference_servers() as servers:

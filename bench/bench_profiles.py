@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from twin.loadprofile.sampler import load_profile
+from twin.loadprofile import load_profile
 
 
 def main() -> None:

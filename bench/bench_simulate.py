@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.loadprofile.sampler import shipped_names
+from twin.loadprofile import shipped_names
 
 TARGET_S = 30.0
 

@@ -28,7 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_BENCH = REPO.parent / "shared" / "bench"
+# ../shared/bench beside the repository (or beside its worktrees folder); MM_SHARED_BENCH wins.
+SHARED_BENCH = Path(
+    os.environ.get("MM_SHARED_BENCH")
+    or next(
+        (p for p in (REPO.parent / "shared" / "bench", REPO.parents[1] / "shared" / "bench")
+         if p.is_dir()),
+        REPO.parent / "shared" / "bench",
+    )
+)  # fmt: skip
 _LINE = re.compile(
     r"requests (\d+) errors (\d+) wall_s ([\d.]+) req_per_s (\d+) p50_us (\d+) p99_us (\d+)"
 )

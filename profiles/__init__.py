@@ -1,4 +1,4 @@
 """The shipped load profiles (YAML, with CSV beside them), installed as ``twin.shipped_profiles``.
 
-Load them by name with :func:`twin.loadprofile.sampler.load_profile`; this package holds data only.
+Load them by name with :func:`twin.loadprofile.load_profile`; this package holds data only.
 """

@@ -94,6 +94,54 @@ async def rtu_reply(master: int, timeout_s: float = 1.0) -> bytes:
     return data
 
 
+# ------------------------------------------------------------ energy oracle
+
+#: Datasheet: the meter runs from L1 or L2 at 102..138 V; below that on both lines it
+#: is off and registers nothing. Stated here again on purpose: an oracle must not
+#: share the implementation (or the constants) it checks.
+ORACLE_SUPPLY_MIN_V = 102.0
+
+
+@dataclass(frozen=True)
+class ImpliedEnergy:
+    """What a profile implies an ideal meter registers (sum_then_clamp)."""
+
+    l1_wh: float  # signed: negative when the line exports
+    l2_wh: float
+    total_wh: float  # integral of max(P1 + P2, 0) while powered
+    peak_w: float  # largest P1 + P2 while powered (0 if none above)
+
+
+def implied_energy(
+    sampler: Any, dt_s: float, t0_s: float = 0.0, duration_s: float | None = None
+) -> ImpliedEnergy:
+    """Plain numpy integration of V·I·cos φ over the profile's samples.
+
+    Independent of the core: no starting current, no accuracy curve, no rounding to
+    microjoules; only the supply threshold. Tests compare the core against it.
+    """
+    import numpy as np
+
+    span_s = sampler.duration_s if duration_s is None else duration_s
+    dt_us = round(dt_s * 1e6)
+    total_n = round(span_s * 1e6) // dt_us
+    chunk = max(1, 86_400_000_000 // dt_us)
+    e1 = e2 = total = peak = 0.0
+    for start in range(0, total_n, chunk):
+        m = min(chunk, total_n - start)
+        block = sampler.block(t0_s + start * dt_us / 1e6, dt_s, m)
+        p = block.voltage_v * block.current_a * block.cos_phi
+        powered = block.voltage_v.max(axis=0) >= ORACLE_SUPPLY_MIN_V
+        p = np.where(powered, p, 0.0)
+        net = p[0] + p[1]
+        e1 += float(p[0].sum())
+        e2 += float(p[1].sum())
+        total += float(np.maximum(net, 0.0).sum())
+        peak = max(peak, float(net.max()))
+    hours = dt_us / 1e6 / 3600.0
+    return ImpliedEnergy(e1 * hours, e2 * hours, total * hours, peak)
+
+
 # -- MQTT: a real Mosquitto on a free loopback port, and a subscriber that records ---------
 
 

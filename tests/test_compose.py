@@ -120,7 +120,7 @@ def test_twin_commands_parse_with_the_real_cli(compose: dict[str, Any], name: st
     assert [(c) for _, _, c in _ports(svc)] == [args.port]
     # ... and the one the image's HEALTHCHECK probes (MINIMETER_PORT, default 5020).
     assert int(svc.get("environment", {}).get("MINIMETER_PORT", 5020)) == args.port
-    from twin.loadprofile.sampler import load_profile
+    from twin.loadprofile import load_profile
 
     load_profile(args.profile)  # the named profile exists and validates
 

@@ -30,7 +30,7 @@ def test_wheel_ships_profiles_and_loads_them_outside_the_tree(tmp_path: Path) ->
     assert "twin/shipped_profiles/csv-day.csv" in names
     # Import from the unpacked wheel only (not the source tree), from another directory.
     code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import twin.loadprofile.sampler as p; "
+        "import sys; sys.path.insert(0, sys.argv[1]); import twin.loadprofile as p; "
         "assert p.__file__.startswith(sys.argv[1]), p.__file__; "
         "print(p.load_profile('csv-day').name, len(p.shipped_profiles()))"
     )

@@ -10,15 +10,31 @@ events included, in time order) are yielded once the block is done.
 
 Sample times are integer microseconds (``t0 + i*dt``), like the sampler's, so the
 split into blocks never changes what the core sees.
+
+:func:`register` runs a fresh, ideal meter over a profile with this loop and reports
+what it registered (``minimeter profiles show``): the figures are the core's own,
+never a second computation of energy beside it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
-from twin.core import MeterCore
-from twin.core.types import Event
-from twin.loadprofile.sampler import Sampler
+from twin.core import (
+    AccuracyConfig,
+    Event,
+    MeterConfig,
+    MeterCore,
+    MeterModel,
+    Registration,
+    RegistrationMode,
+)
+from twin.loadprofile import Sampler
+from twin.units import uj_to_wh
+
+#: The meter :func:`register` uses: dual element, so both lines register.
+REGISTER_MODEL = "MMD-200A"
 
 
 def drive(
@@ -53,3 +69,41 @@ def drive(
             events += core.advance(sampler.block((start_us + j * dt_us) / 1e6, dt_s, m - j))
         done += m
         yield events
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """What an ideal meter registered over a run (sum_then_clamp)."""
+
+    l1_wh: float  # net: delivered minus received on L1 (negative when it exports)
+    l2_wh: float
+    delivered_wh: float  # the energy register: max(P1 + P2, 0) while powered
+    peak_w: float  # the largest measured P1 + P2 of any sample (0 if none above)
+
+
+def register(
+    sampler: Sampler, t0_s: float, dt_s: float, n: int, max_block: int = 86_400
+) -> Registered:
+    """Drive a fresh ideal MMD-200A over ``n`` samples and report its registers.
+
+    The core measures as it does live: nothing below the starting current, nothing
+    while unpowered, energy in whole microjoules per sample.
+    """
+    config = MeterConfig(
+        model=MeterModel.parse(REGISTER_MODEL),
+        registration_mode=RegistrationMode.SUM_THEN_CLAMP,
+        accuracy=AccuracyConfig(seed=None),
+    )
+    core = MeterCore(config, emit_edges=False, emit_series=True)
+    peak_w = 0.0
+    for events in drive(core, sampler, t0_s, dt_s, n, max_block):
+        for ev in events:
+            if isinstance(ev, Registration) and ev.power_w.size:
+                peak_w = max(peak_w, float(ev.power_w.sum(axis=0).max()))
+    nv = core.nv_state()
+    return Registered(
+        l1_wh=uj_to_wh(nv.energy_l1_uj - nv.energy_l1_received_uj),
+        l2_wh=uj_to_wh(nv.energy_l2_uj - nv.energy_l2_received_uj),
+        delivered_wh=uj_to_wh(nv.energy_delivered_uj),
+        peak_w=peak_w,
+    )

@@ -21,3 +21,7 @@ class StoreError(TwinError):
 
 class ServeError(TwinError):
     """A server cannot start (address in use, serial device missing)."""
+
+
+class DeviceError(TwinError):
+    """A pulse device cannot be used: bad URL, missing extra, unreachable or misbehaving."""

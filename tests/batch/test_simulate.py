@@ -20,7 +20,7 @@ from twin.core import (
     Snapshot,
 )
 from twin.drive import drive
-from twin.loadprofile.sampler import load_profile
+from twin.loadprofile import load_profile
 
 # A day with every kind of thing the report must follow: outages, a reversed CT,
 # an injected memory error, a demand reset and a clear of the pulse counts.

@@ -12,7 +12,7 @@ from twin.batch.report import pulse_rate_per_h, write_all
 from twin.batch.simulate import SimSettings, simulate
 from twin.core import AccuracyConfig, MeterConfig, MeterCore, MeterModel
 from twin.drive import drive
-from twin.loadprofile.sampler import load_profile
+from twin.loadprofile import load_profile
 
 # ANSI C12.1 style test points of a 200 A class meter (TA = 30 A): full load,
 # light load (10 % TA), PF 0.5 lagging at TA, and near the top of the range.

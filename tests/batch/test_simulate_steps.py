@@ -9,7 +9,7 @@ import pytest
 from twin.batch.simulate import SimSettings, sample_count, simulate
 from twin.cli import main as cli_main
 from twin.errors import ConfigError
-from twin.loadprofile.sampler import load_profile
+from twin.loadprofile import load_profile
 
 
 def test_step_that_does_not_divide_drops_the_partial_step() -> None:

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import implied_energy
 from twin.core import ClearError, InjectError, MeterErrorKind, ResetMaxDemand
+from twin.drive import register
 from twin.errors import ProfileError
-from twin.loadprofile.sampler import load_profile, shipped_profiles
+from twin.loadprofile import load_profile, shipped_profiles
 
 MINIMAL = """\
 schema: 1
@@ -51,10 +53,21 @@ def test_minimal_profile_is_accepted_exactly(tmp_path: Path) -> None:
 
 
 def test_energy_of_minimal_profile(tmp_path: Path) -> None:
-    l1, l2, total = load_profile(write(tmp_path, MINIMAL)).sampler().energy_wh(1.0)
-    assert l1 == pytest.approx(3600 * 55 / 60)
-    assert l2 == pytest.approx(1800 * 45 / 60 - 1800 * 10 / 60)
-    assert total == pytest.approx(5400 * 35 / 60 + 1800 * 10 / 60 + 5400 * 10 / 60)
+    sampler = load_profile(write(tmp_path, MINIMAL)).sampler()
+    l1_wh = 3600 * 55 / 60
+    l2_wh = 1800 * 45 / 60 - 1800 * 10 / 60
+    total_wh = 5400 * 35 / 60 + 1800 * 10 / 60 + 5400 * 10 / 60
+    implied = implied_energy(sampler, 1.0)
+    assert implied.l1_wh == pytest.approx(l1_wh)
+    assert implied.l2_wh == pytest.approx(l2_wh)
+    assert implied.total_wh == pytest.approx(total_wh)
+    assert implied.peak_w == pytest.approx(5400)
+    # The core, driven over the same samples, registers the same.
+    registered = register(sampler, 0.0, 1.0, 3600)
+    assert registered.l1_wh == pytest.approx(l1_wh)
+    assert registered.l2_wh == pytest.approx(l2_wh)
+    assert registered.delivered_wh == pytest.approx(total_wh)
+    assert registered.peak_w == pytest.approx(5400)
 
 
 def test_constant_block_is_a_cheap_broadcast(tmp_path: Path) -> None:

@@ -9,9 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPO
-from twin.loadprofile.events import EVENT_KINDS
-from twin.loadprofile.sampler import load_profile
-from twin.loadprofile.schema import LAZY_KINDS, SEGMENT_KINDS
+from twin.loadprofile import EventKind, SegmentKind, load_profile
 
 ROOT = REPO
 DOC = (ROOT / "docs" / "profiles.md").read_text()
@@ -21,7 +19,7 @@ EXAMPLES = re.findall(r"```yaml\n(.*?)```", DOC, flags=re.S)
 def test_docs_have_one_example_per_kind() -> None:
     assert len(EXAMPLES) >= 20
     segment_kinds = {k for ex in EXAMPLES for k in re.findall(r"kind: (\w+)", ex)}
-    for kind in (*SEGMENT_KINDS, *LAZY_KINDS, *EVENT_KINDS):
+    for kind in (*SegmentKind, *EventKind):
         assert kind in segment_kinds, f"no example for kind {kind}"
 
 

@@ -9,10 +9,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twin.core import InjectError, MeterConfig, MeterCore, MeterErrorKind
-from twin.core.types import ErrorCleared, ErrorRaised, MaxDemandReset, PowerLost
+from twin.core import (
+    ErrorCleared,
+    ErrorRaised,
+    InjectError,
+    MaxDemandReset,
+    MeterConfig,
+    MeterCore,
+    MeterErrorKind,
+    PowerLost,
+)
 from twin.drive import drive
-from twin.loadprofile.sampler import load_profile, shipped_names
+from twin.loadprofile import load_profile, shipped_names
 
 FIELDS = ("voltage_v", "current_a", "cos_phi", "leading", "frequency_hz", "temperature_c")
 

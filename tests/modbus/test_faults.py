@@ -8,7 +8,6 @@ import asyncio
 import os
 import socket
 import struct
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,8 +16,8 @@ from pymodbus.exceptions import ModbusIOException
 
 from tests.helpers import TwinProcess, rtu_frame, rtu_reply
 from twin.errors import ConfigError
+from twin.modbus import FaultInjector, FaultSpec, SerialSettings, parse_fault
 from twin.modbus.client import ExceptionReply, MeterClient
-from twin.modbus.faults import FaultInjector, FaultSpec, parse_fault
 from twin.runtime.config import TwinConfig
 from twin.runtime.twin import Twin
 
@@ -75,16 +74,35 @@ class Raw:
         self.sock.close()
 
 
+async def _answer_order(port: int) -> list[int]:
+    """Pipeline a read to unit 1 then unit 2 on one connection: the units in reply order."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(_request(1, unit=1) + _request(2, unit=2))
+    replies = [await asyncio.wait_for(reader.readexactly(17), 2) for _ in range(2)]
+    writer.close()
+    assert all(r[7:9] == bytes((3, 8)) for r in replies)
+    return [r[6] for r in replies]
+
+
 async def test_delay_with_jitter_then_cleared(twin: Twin) -> None:
-    fault = twin.add_fault("delay:ms=300,jitter=50")
+    fault = twin.add_fault("delay:ms=300,jitter=50,unit=1")
+    assert await _answer_order(twin.port) == [2, 1]  # unit 1's answer is held back
+    assert twin.remove_fault(fault)
+    assert await _answer_order(twin.port) == [1, 2]  # cleared: answered in order
     async with MeterClient(port=twin.port, timeout_s=2) as c:
-        t0 = time.monotonic()
         assert await c.read_uint(0, 4) == 2400
-        assert time.monotonic() - t0 >= 0.24
-        assert twin.remove_fault(fault)
-        t0 = time.monotonic()
-        assert await c.read_uint(0, 4) == 2400
-        assert time.monotonic() - t0 < 0.2
+
+
+def test_delay_is_ms_plus_uniform_jitter() -> None:
+    injector = FaultInjector(seed=3)
+    injector.add(parse_fault("delay:ms=300,jitter=50"))
+    delays = []
+    for _ in range(200):
+        action = injector(1, bytes((3, 0, 0, 0, 4)), 1, 5020)
+        assert action is not None
+        delays.append(action.delay_s)
+    assert all(0.25 <= d <= 0.35 for d in delays)
+    assert min(delays) < 0.27 and max(delays) > 0.33  # spread over the whole range
 
 
 async def test_silent_times_out_then_answers_when_cleared(twin: Twin) -> None:
@@ -284,8 +302,6 @@ def test_fault_on_the_command_line(start_twin: object) -> None:
 
 
 async def test_faults_and_power_loss_silence_over_rtu(tmp_path: Path, pty: tuple[int, str]) -> None:
-    from twin.modbus.rtu import SerialSettings
-
     profile = tmp_path / "outage.yaml"
     profile.write_text(CONST + "events:\n  - {at: 60s, kind: outage, duration: 60s}\n")
     master, device = pty

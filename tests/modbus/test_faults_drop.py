@@ -49,7 +49,7 @@ def test_p_zero_never_drops_and_keeps_one_count() -> None:
     injector = FaultInjector(seed=1)
     injector.add(parse_fault("drop:after=3,p=0"))
     assert not any(_fires(injector, 9, 50))
-    assert injector._seen == {(1, 9): 3}  # bounded: the count stops at N
+    assert injector.drop_counts == {(1, 9): 3}  # bounded: the count stops at N
 
 
 def test_closed_connections_are_forgotten() -> None:
@@ -57,10 +57,10 @@ def test_closed_connections_are_forgotten() -> None:
     injector.add(parse_fault("drop:after=5"))
     for connection in range(100):
         _fires(injector, connection, 2)
-    assert len(injector._seen) == 100
+    assert len(injector.drop_counts) == 100
     for connection in range(100):
         injector.connection_closed(connection)
-    assert injector._seen == {}
+    assert injector.drop_counts == {}
 
 
 @pytest.fixture
@@ -82,9 +82,9 @@ async def test_many_short_connections_leave_no_drop_counts(twin: Twin) -> None:
     for tid in range(40):
         await _one_request_then_close(twin.port, tid)
     for _ in range(50):  # the server sees each close a moment later
-        if not twin.faults._seen:
+        if not twin.faults.drop_counts:
             break
         await asyncio.sleep(0.01)
-    assert twin.faults._seen == {}
+    assert twin.faults.drop_counts == {}
     twin.clear_faults()  # unarmed: the server goes back to its fast path
-    assert twin.tcp is not None and twin.tcp.connection_closed is None
+    assert twin.tcp is not None and twin.tcp.dispatcher.interceptor is None

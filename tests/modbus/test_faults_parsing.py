@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from twin.errors import ConfigError
-from twin.loadprofile.reader import parse_duration_s
 from twin.modbus.faults import fault_from_mapping, parse_fault
+from twin.units import parse_duration_s
 
 
 @pytest.mark.parametrize(

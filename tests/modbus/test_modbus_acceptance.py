@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, TwinProcess
-from twin.loadprofile.sampler import load_profile
+from tests.helpers import REPO, TwinProcess, implied_energy
+from twin.loadprofile import load_profile
 from twin.modbus.client import MeterClient, decode_string
 
 pytestmark = pytest.mark.skipif(shutil.which("mbpoll") is None, reason="mbpoll not installed")
@@ -68,7 +68,7 @@ def _hour(start: Start, profile: str, *extra: str) -> TwinProcess:
 
 
 async def test_mbpoll_reads_what_the_meter_registered(start_twin: Start, profile: str) -> None:
-    integral = load_profile(profile).sampler(None).energy_wh(1.0, 0.0, 3600.0)[2]
+    integral = implied_energy(load_profile(profile).sampler(None), 1.0, 0.0, 3600.0).total_wh
     twin = _hour(start_twin, profile)
     await _wait_frozen(twin.port, round(integral))  # 1 h at x3600: the profile's integral
     energy = [int(v) for v in tcp(twin.port, "-r", "0", "-c", "4")]

@@ -10,10 +10,16 @@ import pytest
 
 from tests.helpers import rtu_frame, rtu_reply
 from twin.core import MeterConfig, MeterCore, SampleBlock
-from twin.modbus.endpoint import Intercept, MeterEndpoint, encode_device_id
-from twin.modbus.rtu import _rtu_request_size
-from twin.modbus.tcp import ModbusTcpServer
-from twin.registers.map import Identity, ModbusException, RegisterImage, device_identification
+from twin.modbus import (
+    Intercept,
+    MeterEndpoint,
+    ModbusTcpServer,
+    SerialSettings,
+    UnknownUnit,
+    encode_device_id,
+)
+from twin.modbus.rtu import ModbusRtuServer, rtu_request_size
+from twin.registers import Identity, ModbusException, RegisterImage, device_identification
 
 
 def _image(current_a: float = 10.0) -> RegisterImage:
@@ -54,7 +60,7 @@ async def test_fc03_answers_the_image_bytes(server: ModbusTcpServer) -> None:
     writer.write(_req(7, 1, struct.pack(">BHH", 3, 0, 40)))
     tid, unit, pdu = await _reply(reader)
     assert (tid, unit, pdu[0], pdu[1]) == (7, 1, 3, 80)
-    assert pdu[2:] == server.units[1].image.read_registers(0, 40)
+    assert pdu[2:] == server.dispatcher.units[1].image.read_registers(0, 40)
     writer.close()
 
 
@@ -75,7 +81,7 @@ async def test_image_change_invalidates_cached_answers(server: ModbusTcpServer) 
     req = _req(1, 1, struct.pack(">BHH", 3, 20, 2))
     writer.write(req)
     power_before = struct.unpack(">f", (await _reply(reader))[2][2:])[0]
-    server.units[1].set_image(_image(current_a=20.0))
+    server.dispatcher.units[1].set_image(_image(current_a=20.0))
     writer.write(req)
     power_after = struct.unpack(">f", (await _reply(reader))[2][2:])[0]
     assert power_after == pytest.approx(2 * power_before)
@@ -108,7 +114,7 @@ async def test_unknown_unit_answers_gateway_target_failed(server: ModbusTcpServe
     reader, writer = await _connect(server)
     writer.write(_req(3, 9, struct.pack(">BHH", 3, 0, 4)))
     assert await _reply(reader) == (3, 9, bytes((0x83, 0x0B)))
-    server.unknown_unit = "silent"
+    server.dispatcher.unknown_unit = UnknownUnit.SILENT
     writer.write(
         _req(4, 9, struct.pack(">BHH", 3, 0, 4)) + _req(5, 1, struct.pack(">BHH", 3, 0, 4))
     )
@@ -169,7 +175,7 @@ async def test_hooks_trace_and_intercept(server: ModbusTcpServer) -> None:
     def intercept(unit: int, pdu: bytes, conn: int) -> Intercept | None:
         return Intercept(exception_code=4) if pdu[2] == 8 else None
 
-    server.interceptor = intercept
+    server.dispatcher.interceptor = intercept
     reader, writer = await _connect(server)
     writer.write(
         _req(1, 1, struct.pack(">BHH", 3, 8, 4)) + _req(2, 1, struct.pack(">BHH", 3, 0, 4))
@@ -177,12 +183,18 @@ async def test_hooks_trace_and_intercept(server: ModbusTcpServer) -> None:
     assert (await _reply(reader))[2] == b"\x83\x04"
     assert len((await _reply(reader))[2]) == 10
     assert [d for d, _, _ in trace] == ["rx", "tx", "rx", "tx"]
-    server.interceptor = lambda unit, pdu, conn: Intercept(truncate=True, delay_s=0.1)
-    t0 = asyncio.get_running_loop().time()
-    writer.write(_req(3, 1, struct.pack(">BHH", 3, 0, 4)))
-    assert len(await asyncio.wait_for(reader.read(100), 2)) == (7 + 10) // 2  # cut short
-    assert asyncio.get_running_loop().time() - t0 >= 0.09  # and late
-    server.interceptor = lambda unit, pdu, conn: Intercept(drop_connection=True)
+
+    def late_and_short(unit: int, pdu: bytes, conn: int) -> Intercept | None:
+        return Intercept(truncate=True, delay_s=0.1) if pdu[2] == 0 else None
+
+    server.dispatcher.interceptor = late_and_short
+    writer.write(
+        _req(3, 1, struct.pack(">BHH", 3, 0, 4)) + _req(4, 1, struct.pack(">BHH", 3, 8, 4))
+    )
+    # the later request is answered first (the first is late), then the first, cut short
+    assert (await _reply(reader))[0] == 4
+    assert len(await asyncio.wait_for(reader.read(100), 2)) == (7 + 10) // 2
+    server.dispatcher.interceptor = lambda unit, pdu, conn: Intercept(drop_connection=True)
     writer.write(_req(3, 1, struct.pack(">BHH", 3, 0, 4)))
     assert await asyncio.wait_for(reader.read(), 2) == b""
     writer.close()
@@ -204,17 +216,15 @@ async def test_connection_limit_and_idle_timeout() -> None:
 
 
 def test_rtu_request_sizes() -> None:
-    assert _rtu_request_size(bytes((1, 3, 0, 0, 0, 1))) == 8
-    assert _rtu_request_size(bytes((1, 16, 0, 200, 0, 1, 2))) == 11
-    assert _rtu_request_size(bytes((1, 0x2B, 0x0E))) == 7
-    assert _rtu_request_size(bytes((1, 16, 0))) is None
-    assert _rtu_request_size(bytes((1, 0x11))) is None
+    assert rtu_request_size(bytes((1, 3, 0, 0, 0, 1))) == 8
+    assert rtu_request_size(bytes((1, 16, 0, 200, 0, 1, 2))) == 11
+    assert rtu_request_size(bytes((1, 0x2B, 0x0E))) == 7
+    assert rtu_request_size(bytes((1, 16, 0))) is None
+    assert rtu_request_size(bytes((1, 0x11))) is None
 
 
 async def test_rtu_server_on_a_pty(pty: tuple[int, str]) -> None:
     import os
-
-    from twin.modbus.rtu import ModbusRtuServer, SerialSettings
 
     master, device = pty
     ep = MeterEndpoint(_image(), _ident())
@@ -229,7 +239,7 @@ async def test_rtu_server_on_a_pty(pty: tuple[int, str]) -> None:
         assert reply == rtu_frame(bytes((5, 3, 8)) + ep.image.read_registers(0, 4))
         os.write(master, rtu_frame(struct.pack(">BBHH", 6, 3, 0, 4)))  # another slave's request
         assert await rtu_reply(master, 0.3) == b""
-        srv.interceptor = lambda unit, pdu, conn: Intercept(exception_code=6)
+        srv.dispatcher.interceptor = lambda unit, pdu, conn: Intercept(exception_code=6)
         os.write(master, good)
         assert await rtu_reply(master) == rtu_frame(bytes((5, 0x83, 6)))
     finally:

@@ -27,19 +27,20 @@ from twin.core import (
     StatusBit,
 )
 from twin.errors import ConfigError
-from twin.registers.docs import render_table
-from twin.registers.map import (
+from twin.registers import (
     BLOCK_RANGES,
     EXTRA_DEFAULTS,
     REGISTERS,
     Identity,
     ModbusException,
     RegisterImage,
+    RegisterKind,
     WordOrder,
     decode,
     device_identification,
     encode,
     field_names,
+    render_table,
 )
 
 ORDERS = [WordOrder.BIG, WordOrder.LITTLE]
@@ -79,12 +80,12 @@ def test_numbers_round_trip(
     order: WordOrder, u16: int, u32: int, u64: int, i16: int, f32: float
 ) -> None:
     for kind, value in (
-        ("uint16", u16),
-        ("uint32", u32),
-        ("uint64", u64),
-        ("int16", i16),
-        ("acc32", u32),
-        ("float32", f32),
+        (RegisterKind.UINT16, u16),
+        (RegisterKind.UINT32, u32),
+        (RegisterKind.UINT64, u64),
+        (RegisterKind.INT16, i16),
+        (RegisterKind.ACC32, u32),
+        (RegisterKind.FLOAT32, f32),
     ):
         encoded = encode(kind, value, order)
         assert all(0 <= w <= 0xFFFF for w in encoded)
@@ -93,27 +94,28 @@ def test_numbers_round_trip(
 
 @given(text=st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=127), max_size=32))
 def test_strings_round_trip_and_ignore_word_order(text: str) -> None:
-    big = encode("string", text, WordOrder.BIG, count=16)
+    big = encode(RegisterKind.STRING, text, WordOrder.BIG, count=16)
     assert len(big) == 16
-    assert encode("string", text, WordOrder.LITTLE, count=16) == big
-    assert decode("string", big) == text
+    assert encode(RegisterKind.STRING, text, WordOrder.LITTLE, count=16) == big
+    assert decode(RegisterKind.STRING, big) == text
 
 
 def test_word_order_swaps_words_not_bytes() -> None:
-    assert encode("uint32", 0x12345678, WordOrder.BIG) == [0x1234, 0x5678]
-    assert encode("uint32", 0x12345678, WordOrder.LITTLE) == [0x5678, 0x1234]
-    assert encode("uint64", 0x0001000200030004, WordOrder.LITTLE) == [4, 3, 2, 1]
-    assert encode("float32", 1.0, WordOrder.BIG) == [0x3F80, 0x0000]
-    assert encode("float32", 1.0, WordOrder.LITTLE) == [0x0000, 0x3F80]
-    assert encode("string", "AB", WordOrder.LITTLE) == [0x4142]  # first char in the high byte
-    assert encode("float32", math.nan) == [0x7FC0, 0x0000]  # the "not available" NaN
+    assert encode(RegisterKind.UINT32, 0x12345678, WordOrder.BIG) == [0x1234, 0x5678]
+    assert encode(RegisterKind.UINT32, 0x12345678, WordOrder.LITTLE) == [0x5678, 0x1234]
+    assert encode(RegisterKind.UINT64, 0x0001000200030004, WordOrder.LITTLE) == [4, 3, 2, 1]
+    assert encode(RegisterKind.FLOAT32, 1.0, WordOrder.BIG) == [0x3F80, 0x0000]
+    assert encode(RegisterKind.FLOAT32, 1.0, WordOrder.LITTLE) == [0x0000, 0x3F80]
+    # first char in the high byte:
+    assert encode(RegisterKind.STRING, "AB", WordOrder.LITTLE) == [0x4142]
+    assert encode(RegisterKind.FLOAT32, math.nan) == [0x7FC0, 0x0000]  # the "not available" NaN
 
 
 def test_encode_refuses_out_of_range() -> None:
     with pytest.raises(ValueError, match="uint16"):
-        encode("uint16", 70000)
+        encode(RegisterKind.UINT16, 70000)
     with pytest.raises(ValueError, match="longer than 2 registers"):
-        encode("string", "ABCDE", count=2)
+        encode(RegisterKind.STRING, "ABCDE", count=2)
     with pytest.raises(ValueError, match="unknown register type"):
         encode("int8", 1)
 
@@ -169,7 +171,7 @@ def test_every_block_a_register_decodes_to_the_snapshot(order: WordOrder, model:
         value = decode(reg.kind, words(img, reg.address, reg.count), order)
         expected = getattr(snap, reg.name, EXTRA_DEFAULTS.get(reg.name))
         assert isinstance(expected, int | float)
-        if reg.kind == "float32":
+        if reg.kind is RegisterKind.FLOAT32:
             assert isinstance(value, float)
             if math.isnan(expected):
                 assert math.isnan(value), reg.name
@@ -182,10 +184,10 @@ def test_every_block_a_register_decodes_to_the_snapshot(order: WordOrder, model:
 _A_REGS = [r for r in REGISTERS if r.block == "A" and r.name not in EXTRA_DEFAULTS]
 _BASE = run_core(minutes=1).snapshot()
 _VALUE = {
-    "uint16": st.integers(0, 2**16 - 1),
-    "uint32": st.integers(0, 2**32 - 1),
-    "uint64": st.integers(0, 2**64 - 1),
-    "float32": st.floats(width=32),
+    RegisterKind.UINT16: st.integers(0, 2**16 - 1),
+    RegisterKind.UINT32: st.integers(0, 2**32 - 1),
+    RegisterKind.UINT64: st.integers(0, 2**64 - 1),
+    RegisterKind.FLOAT32: st.floats(width=32),
 }
 
 
@@ -220,14 +222,15 @@ def test_identity_config_and_extras() -> None:
     extra = {"source_mode": 1, "mirror_registration_pct": 99.5, "mirror_pulses": 77}
     img = image_for(core, extra=extra)
     assert words(img, 100, 7) == [1, 3, 2, 400, 200, 100, 0]
-    assert decode("string", words(img, 108, 16)) == "MM12345678"
-    assert decode("string", words(img, 124, 8)) == "twin-1.0"
-    assert decode("string", words(img, 132, 16)) == "MMU-0.2A:400/100"
+    assert decode(RegisterKind.STRING, words(img, 108, 16)) == "MM12345678"
+    assert decode(RegisterKind.STRING, words(img, 124, 8)) == "twin-1.0"
+    assert decode(RegisterKind.STRING, words(img, 132, 16)) == "MMU-0.2A:400/100"
     assert words(img, 200, 6) == [0, 15, 3, 0, 24, 0]  # command reads 0, then the defaults
     assert words(img, 70, 1) == [1]
-    assert decode("float32", words(img, 72, 2)) == 99.5
-    assert math.isnan(float(decode("float32", words(img, 74, 2))))  # default: not mirroring
-    assert decode("uint32", words(img, 77, 2)) == 77
+    assert decode(RegisterKind.FLOAT32, words(img, 72, 2)) == 99.5
+    not_mirroring = decode(RegisterKind.FLOAT32, words(img, 74, 2))
+    assert math.isnan(float(not_mirroring))  # the default
+    assert decode(RegisterKind.UINT32, words(img, 77, 2)) == 77
     with pytest.raises(ValueError, match="unknown registers"):
         image_for(core, extra={"bogus": 1})
 
@@ -237,7 +240,7 @@ def test_counters_that_outgrow_their_register_wrap() -> None:
     ident = Identity(model=MeterModel.parse("MMD-200A"), serial_number="X1")
     for order in ORDERS:
         img = RegisterImage.build(snap, ident, word_order=order, sunspec=False)
-        assert decode("uint32", words(img, 56, 2), order) == 5
+        assert decode(RegisterKind.UINT32, words(img, 56, 2), order) == 5
 
 
 def test_read_exceptions_and_reserved_addresses() -> None:

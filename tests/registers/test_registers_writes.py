@@ -16,7 +16,7 @@ from twin.core import (
     ResetMaxDemand,
     SampleBlock,
 )
-from twin.registers.map import Identity, ModbusException, RegisterImage, decode_write
+from twin.registers import Identity, ModbusException, RegisterImage, decode_write
 
 DEFAULTS = (15, 3, 0, 24, 0)
 
@@ -108,15 +108,15 @@ def test_image_checks_writes_against_its_config_and_reads_the_change_back() -> N
     ident = Identity.from_config(core.config)
     img = RegisterImage.build(core.snapshot(), ident)
     with pytest.raises(ModbusException) as info:
-        img.decode_write(202, [4], energy_reset_unlocked=False)
+        decode_write(202, [4], energy_reset_unlocked=False, current=img.config)
     assert info.value.code == 3
-    cmd = img.decode_write(201, [20, 4, 1], energy_reset_unlocked=False)
+    cmd = decode_write(201, [20, 4, 1], energy_reset_unlocked=False, current=img.config)
     core.apply(cmd)
     img = RegisterImage.build(core.snapshot(), ident)
     assert struct.unpack(">6H", img.read_registers(200, 6)) == (0, 20, 4, 1, 24, 0)
     # Now 4 divides 20 but not the 15 it was refused against.
-    assert img.decode_write(202, [4], energy_reset_unlocked=False) == Reconfigure(
+    assert decode_write(202, [4], energy_reset_unlocked=False, current=img.config) == Reconfigure(
         demand_subintervals=4
     )
     with pytest.raises(ModbusException):
-        img.decode_write(202, [3], energy_reset_unlocked=False)
+        decode_write(202, [3], energy_reset_unlocked=False, current=img.config)

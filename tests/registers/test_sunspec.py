@@ -8,8 +8,15 @@ import struct
 import pytest
 
 from twin.core import MeterConfig, MeterCore, MeterModel, SampleBlock, StatusBit
-from twin.registers import sunspec
-from twin.registers.map import REGISTERS, Identity, RegisterImage, WordOrder, decode
+from twin.registers import (
+    REGISTERS,
+    Identity,
+    RegisterImage,
+    RegisterKind,
+    WordOrder,
+    decode,
+    sunspec,
+)
 
 NI16 = 0x8000
 
@@ -80,10 +87,10 @@ def test_walk_dual_element_meter_matches_block_a(order: WordOrder) -> None:
     assert models[1][0] == 40002 and models[202][0] == 40070 and models[0xFFFF][0] == 40177
     common = models[1][1]
     assert len(common) == 66
-    assert decode("string", common[0:16]) == "Leviton (twin)"
-    assert decode("string", common[16:32]) == "MMD-200A"
-    assert decode("string", common[40:48]) == "twin-1.0"
-    assert decode("string", common[48:64]) == "SN-42"
+    assert decode(RegisterKind.STRING, common[0:16]) == "Leviton (twin)"
+    assert decode(RegisterKind.STRING, common[16:32]) == "MMD-200A"
+    assert decode(RegisterKind.STRING, common[40:48]) == "twin-1.0"
+    assert decode(RegisterKind.STRING, common[48:64]) == "SN-42"
     assert common[64] == 3  # DA = Modbus unit
     body = models[202][1]
     assert len(body) == 105
@@ -103,8 +110,8 @@ def test_walk_dual_element_meter_matches_block_a(order: WordOrder) -> None:
     assert acc32(body, "TotWhExp") == snap.energy_received_wh
     # Block A, read through the same image, agrees.
     a = read(img, 0, 22)
-    assert decode("uint64", a[0:4], order) == acc32(body, "TotWhImp")
-    block_a_w = decode("float32", a[20:22], order)
+    assert decode(RegisterKind.UINT64, a[0:4], order) == acc32(body, "TotWhImp")
+    block_a_w = decode(RegisterKind.FLOAT32, a[20:22], order)
     assert scaled(body, "W", "W_SF") == pytest.approx(block_a_w, abs=10**sf_w / 2 + 1e-3)
     # Phase C and unmeasured accumulators: "not implemented".
     for name in ("AphC", "PhVphC", "WphC", "VAphC", "PFphC", "PhVphBC", "TotVAh_SF"):

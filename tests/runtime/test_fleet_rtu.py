@@ -18,7 +18,7 @@ from twin.cli import build_parser
 from twin.cli.run import config_from_args
 from twin.errors import ConfigError
 from twin.modbus.client import ExceptionReply, MeterClient
-from twin.modbus.rtu import SerialSettings
+from twin.modbus.serial import SerialSettings
 from twin.runtime.config import TwinConfig
 from twin.runtime.fleet import load_fleet, parse_fleet, without_tcp
 from twin.runtime.twin import Twin

@@ -18,6 +18,7 @@ from twin.modbus.client import (
     decode_uint,
     same_float,
 )
+from twin.registers import WordOrder
 from twin.runtime.config import TwinConfig
 from twin.runtime.twin import Twin
 
@@ -58,7 +59,7 @@ async def test_manual_steps_register_the_integral_and_refresh_the_image(
 
 
 async def test_every_register_of_the_map_reads(const_profile: str) -> None:
-    from twin.registers.map import REGISTERS
+    from twin.registers import REGISTERS
 
     async with Twin(_config(const_profile)) as twin, MeterClient(port=twin.port) as c:
         twin.step(120)
@@ -93,10 +94,10 @@ async def test_little_word_order_swaps_words_not_values(const_profile: str) -> N
         big.step(1800)
         little.step(1800)
         wb, wl = await cb.read_registers(0, 4), await cl.read_registers(0, 4)
-        assert wl == wb[::-1] and decode_uint(wl, "little") == 1200
+        assert wl == wb[::-1] and decode_uint(wl, WordOrder.LITTLE) == 1200
         pb, pl = await cb.read_registers(20, 2), await cl.read_registers(20, 2)
         assert pl == pb[::-1]
-        assert decode_float32(pl, "little") == decode_float32(pb) == pytest.approx(2400)
+        assert decode_float32(pl, WordOrder.LITTLE) == decode_float32(pb) == pytest.approx(2400)
         assert await cl.read_registers(108, 16) == await cb.read_registers(108, 16)  # strings
 
 

@@ -53,15 +53,16 @@ from twin.core import (
     SampleBlock,
     ScalarEvent,
     Snapshot,
+    highest_error_codes,
 )
 from twin.drive import drive
 from twin.errors import ConfigError
-from twin.loadprofile.sampler import Profile
+from twin.loadprofile import Profile
+from twin.units import SEED_MAX, SEED_MIN, SEED_RANGE_TEXT, uj_to_kwh, uj_to_wh
 
 FloatArray = npt.NDArray[np.float64]
 OUTPUTS = ("10", "100", "1000", "counter")
 ENERGIES = ("delivered", "received", "l1", "l2")
-_UJ_PER_WH = 3_600_000_000
 #: Target block length in samples: the core costs ~0.4 ms a call, so hour-long blocks
 #: keep that under 10 % of a year's run while registers stay exact every hour.
 BLOCK_SAMPLES = 3600
@@ -87,8 +88,8 @@ class SimSettings:
             raise ConfigError(f"--step: {self.step_s:g} s out of range; expected 0.001..86400 s")
         if not (math.isfinite(self.interval_s) and self.interval_s > 0):
             raise ConfigError(f"--interval: {self.interval_s:g} s invalid; expected > 0 s")
-        if self.seed is not None and not 0 <= self.seed < 2**63:
-            raise ConfigError(f"--seed: {self.seed} out of range; expected 0..2^63-1")
+        if self.seed is not None and not SEED_MIN <= self.seed <= SEED_MAX:
+            raise ConfigError(f"--seed: {self.seed} out of range; expected {SEED_RANGE_TEXT}")
         if self.duration_s is not None and not (
             math.isfinite(self.duration_s) and self.duration_s >= self.step_s
         ):
@@ -218,7 +219,7 @@ class Recorder:
         cols["power_l1_w"], cols["power_l2_w"] = mean_w[0], mean_w[1]
         cols["power_w"] = mean_w[0] + mean_w[1]
         for name in ENERGIES:
-            cols[f"energy_{name}_wh"] = self.energy_uj[name] / _UJ_PER_WH
+            cols[f"energy_{name}_wh"] = uj_to_wh(self.energy_uj[name])
         t, d, m = (np.array(x) for x in zip(*self.demand_points, strict=True))
         at = np.searchsorted(t, row_end_s + 1e-9, side="right") - 1
         cols["demand_kw"], cols["demand_max_kw"] = d[at], m[at]
@@ -227,7 +228,7 @@ class Recorder:
         cols["counter_count"] = self.closures[3]
         et, masks = (np.array(x) for x in zip(*self.error_points, strict=True))
         active = masks[np.searchsorted(et, row_end_s + 1e-9, side="right") - 1]
-        cols["error_code"] = _lowest_code(active.astype(np.int64))
+        cols["error_code"] = highest_error_codes(active.astype(np.int64))
         cols["unpowered_s"] = np.diff(self._unpowered_cum(np.append(0.0, row_end_s)))
         return cols
 
@@ -240,12 +241,6 @@ class Recorder:
         before = np.concatenate(([0.0], np.cumsum(lengths)[:-1]))
         fp = np.stack([before, before + lengths], axis=1).ravel()
         return np.asarray(np.interp(t, xp, fp, left=0.0, right=float(lengths.sum())))
-
-
-def _lowest_code(masks: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """Highest-priority (lowest numbered) active error code per mask; 0 for none."""
-    low = masks & -masks
-    return np.where(low > 0, np.log2(np.maximum(low, 1)).astype(np.int64), 0)
 
 
 class _RecordingCore(MeterCore):
@@ -353,7 +348,7 @@ def build_summary(
         "energy_received_uj": snap.energy_received_uj,
         "energy_l1_uj": snap.energy_l1_uj,
         "energy_l2_uj": snap.energy_l2_uj,
-        "energy_delivered_kwh": snap.energy_delivered_uj / (1000 * _UJ_PER_WH),
+        "energy_delivered_kwh": uj_to_kwh(snap.energy_delivered_uj),
         "pulses": {"10": snap.pulses_10wh, "100": snap.pulses_100wh, "1000": snap.pulses_1000wh},
         "counter_counts": snap.counter_counts,
         "demand_kw": snap.demand_kw,

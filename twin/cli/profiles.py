@@ -1,9 +1,10 @@
 """`minimeter profiles list|show|check`: browse and validate load profiles.
 
 ``list`` prints the shipped profiles (name, duration, description); ``show`` prints
-one profile's duration, expected energy per element and total (sum_then_clamp,
-ideal meter), peak power and events; ``check`` validates files and exits 1 when
-any is invalid, printing one line per bad file (file:line: key path: problem).
+one profile's duration, the energy per element and total and the peak power an
+ideal MMD-200A registers over it (sum_then_clamp, run through the real core with
+:func:`twin.drive.register`), and its events; ``check`` validates files and exits
+1 when any is invalid, printing one line per bad file (file:line: key path: problem).
 """
 
 from __future__ import annotations
@@ -12,16 +13,29 @@ import argparse
 import math
 import sys
 
+from twin.drive import REGISTER_MODEL, register
 from twin.errors import ProfileError
-from twin.loadprofile.reader import parse_duration_s
-from twin.loadprofile.sampler import load_profile, shipped_profiles
-from twin.loadprofile.schema import format_duration
+from twin.loadprofile import load_profile, shipped_profiles
+from twin.units import format_duration, parse_duration_s
+
+#: Default step of `show`: 1 s, coarser for profiles longer than a week.
+SHOW_STEP_S = 1.0
+SHOW_LONG_STEP_S = 60.0
+SHOW_LONG_AFTER_S = 7 * 86_400
+SHOW_STEP_RANGE_S = (1e-3, 3600.0)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     sub.add_parser("list", help="list the shipped profiles")
-    show = sub.add_parser("show", help="duration, expected energy, peak power and events")
+    show = sub.add_parser(
+        "show",
+        help=f"duration, registered energy and peak power (an ideal {REGISTER_MODEL}), events",
+        description=f"Runs the profile through an ideal {REGISTER_MODEL} (the real meter core, "
+        "sum_then_clamp) and prints what it registers: energy per line (net) and in total, "
+        "and the peak measured power. Like the meter, it registers nothing below the "
+        "starting current or while unpowered.",
+    )
     show.add_argument("profile", metavar="NAME|PATH")
     show.add_argument(
         "--step",
@@ -61,17 +75,19 @@ def _step_s(text: str) -> float:
 def _show(ref: str, step_s: float | None) -> int:
     profile = load_profile(ref)
     if step_s is None:
-        step_s = 1.0 if profile.duration_s <= 7 * 86_400 else 60.0
-    if not 1e-3 <= step_s <= 3600:
-        raise ProfileError(f"--step: {step_s:g} s out of range; expected 0.001..3600 s")
-    stats = profile.sampler().stats(step_s)
+        step_s = SHOW_STEP_S if profile.duration_s <= SHOW_LONG_AFTER_S else SHOW_LONG_STEP_S
+    lo, hi = SHOW_STEP_RANGE_S
+    if not lo <= step_s <= hi:
+        raise ProfileError(f"--step: {step_s:g} s out of range; expected {lo:g}..{hi:g} s")
+    n = round(profile.duration_s * 1e6) // round(step_s * 1e6)
+    stats = register(profile.sampler(), 0.0, step_s, n)
     print(f"name:        {profile.name}")
     print(f"source:      {profile.source}")
     print(f"description: {profile.description}")
     print(f"duration:    {format_duration(profile.duration_s)} ({profile.duration_s:g} s)")
     print(f"energy L1:   {stats.l1_wh / 1000:.6f} kWh (net, negative = export)")
     print(f"energy L2:   {stats.l2_wh / 1000:.6f} kWh")
-    print(f"registered:  {stats.total_wh / 1000:.6f} kWh (sum then clamp, step {step_s:g} s)")
+    print(f"registered:  {stats.delivered_wh / 1000:.6f} kWh (sum then clamp, step {step_s:g} s)")
     print(f"peak power:  {stats.peak_w:.1f} W")
     print(f"events:      {len(profile.events)}")
     for ev in profile.events:

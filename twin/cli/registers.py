@@ -1,6 +1,6 @@
 """`minimeter registers`: print the register map (the same table as docs/registers.md).
 
-The table comes from :func:`twin.registers.docs.render_table`, so the printed map, the
+The table comes from :func:`twin.registers.render_table`, so the printed map, the
 docs and the served image cannot disagree.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from twin.registers.docs import render_table
+from twin.registers import render_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

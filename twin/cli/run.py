@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Literal, cast
 
 from twin.errors import ConfigError
+from twin.loadprofile import DEFAULT_PROFILE
 from twin.modbus.faults import parse_fault
-from twin.modbus.rtu import SerialSettings
+from twin.modbus.serial import SerialSettings
 from twin.runtime.config import TwinConfig
 from twin.runtime.fleet import load_fleet
 from twin.runtime.twin import Twin
@@ -27,7 +28,7 @@ from twin.runtime.twin import Twin
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
-    a("--profile", default="default", help="shipped profile name or a YAML file (default)")
+    a("--profile", default=DEFAULT_PROFILE, help="shipped profile name or a YAML file (default)")
     a("--model", default="MMD-200A", help="meter model, e.g. MMS-100A, MMD-200A (MMD-200A)")
     a("--serial-number", default="MM00000001", help="meter serial number (MM00000001)")
     a("--host", default="127.0.0.1", help="TCP address to listen on (127.0.0.1)")

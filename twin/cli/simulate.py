@@ -18,7 +18,7 @@ from typing import Any, TextIO
 from twin.batch.simulate import SimSettings
 from twin.core import DEFAULT_MODEL, MeterModel
 from twin.errors import ConfigError
-from twin.loadprofile.reader import parse_duration_s
+from twin.units import parse_duration_s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -114,7 +114,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 def main(args: argparse.Namespace) -> int:
     from twin.batch.report import prepare_out_dir, summary_json, write_all
     from twin.batch.simulate import simulate
-    from twin.loadprofile.sampler import load_profile
+    from twin.loadprofile import load_profile
 
     settings = settings_from_args(args)
     profile = load_profile(args.profile)

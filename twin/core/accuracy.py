@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from twin.core.models import AccuracyConfig, MeterModel
-from twin.core.types import FloatArray
+from twin.core.samples import FloatArray
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,12 @@
 Time here is the meter's uptime in integer microseconds, because the Mini Meter
 has no real-time clock: sub-intervals and the 24-hour maximum-demand window run
 on time since power-up. Energy comes in as delivered energy per sample (integer
-microjoules); a sample belongs to the sub-interval in which it ends.
+microjoules). A sample that spans a sub-interval boundary is split there by time
+(constant power within a sample; integer floor of the share, the remainder going
+to the next sub-interval, so no energy is lost or counted twice), and each
+sub-interval closes at its boundary. So demand, maximum demand and their times
+are the same for any sample step, one second or one hour, provided the load is
+constant within each sample.
 
 - sliding: at each sub-interval close, demand = mean power of the last N
   sub-intervals (N = subintervals per interval), the Mini Meter's 15 = 3 x 5 min.
@@ -14,19 +19,22 @@ microjoules); a sample belongs to the sub-interval in which it ends.
 Maximum demand follows the Mini Meter: during the first window after power-up it
 is the largest demand since power-up; after that it changes once per window, to
 the largest demand of the window just ended. A window of 0 keeps the largest
-demand until a reset.
+demand until a reset, at any age. A sub-interval that closes exactly at a window
+boundary belongs to the window it ends.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from twin.core.events import DemandClosed
 from twin.core.models import DemandConfig, DemandMethod
-from twin.core.types import DemandClosed, IntArray
+from twin.core.samples import IntArray
+from twin.core.snapshot import NvState
 
 _US_PER_H = 3_600_000_000
 
@@ -46,6 +54,49 @@ class DemandState:
     period_max_w: float = 0.0  # running maximum of the current window
     period_max_at_us: int = 0
     window_start_us: int = 0
+
+    @classmethod
+    def restore(cls, config: DemandConfig, nv: NvState) -> DemandState:
+        """The demand state saved in ``nv``, running under ``config``."""
+        state = cls(config)
+        state.restart(nv.demand_origin_us)
+        state.partial_uj, state.closes, state.demand_w = (
+            nv.demand_partial_uj,
+            nv.demand_closes,
+            nv.demand_w,
+        )
+        state.recent_w.extend(nv.demand_recent_w[-config.subintervals :])
+        state.max_w, state.max_at_us = nv.demand_max_w, nv.demand_max_at_us
+        state.period_max_w = nv.demand_period_max_w
+        state.period_max_at_us = nv.demand_period_max_at_us
+        state.window_start_us = nv.demand_window_start_us
+        return state
+
+    def save(self, nv: NvState) -> NvState:
+        """``nv`` with this demand state (and its settings) in it."""
+        return replace(
+            nv,
+            demand_max_w=self.max_w,
+            demand_max_at_us=self.max_at_us,
+            demand_period_max_w=self.period_max_w,
+            demand_period_max_at_us=self.period_max_at_us,
+            demand_window_start_us=self.window_start_us,
+            demand_origin_us=self.origin_us,
+            demand_partial_uj=self.partial_uj,
+            demand_recent_w=tuple(self.recent_w),
+            demand_closes=self.closes,
+            demand_w=self.demand_w,
+            demand_config=self.config.as_tuple(),
+        )
+
+    def reconfigured(self, config: DemandConfig, uptime_us: int) -> DemandState:
+        """New settings: a fresh sub-interval grid from now; the maximum carries over."""
+        state = DemandState(config)
+        state.restart(uptime_us)
+        state.max_w, state.max_at_us = self.max_w, self.max_at_us
+        state.period_max_w, state.period_max_at_us = self.period_max_w, self.period_max_at_us
+        state.window_start_us = self.window_start_us
+        return state
 
     @property
     def valid(self) -> bool:
@@ -92,15 +143,18 @@ class DemandState:
         cum = np.cumsum(delivered_uj)
         taken = 0
         while close_us <= end_us:
-            # The sample ending at or after the boundary closes the sub-interval.
-            j = -(-(close_us - u0_us) // dt_us) - 1
-            upto = int(cum[j])
+            # Energy of the run up to the boundary: whole samples before it, plus the
+            # share of the sample it falls in.
+            j, into_us = divmod(close_us - u0_us, dt_us)
+            upto = int(cum[j - 1]) if j else 0
+            if into_us:
+                upto += int(delivered_uj[j]) * into_us // dt_us
             self._close(self.partial_uj + upto - taken, self.config.subinterval_us, close_us)
             taken = upto
             self.partial_uj = 0
             events.append(
                 DemandClosed(
-                    time_s=(time0_us + (j + 1) * dt_us) / 1e6,
+                    time_s=(time0_us + close_us - u0_us) / 1e6,
                     subinterval_kw=self.recent_w[-1] / 1000.0,
                     demand_kw=self.demand_w / 1000.0,
                     demand_max_kw=self.max_w / 1000.0,
@@ -143,19 +197,23 @@ class DemandState:
 
     def _update_max(self, at_us: int) -> None:
         window_h = self.config.max_window_h
+        # Windows that ended before this close are over, whatever the sample step.
+        self._roll_window(at_us, inclusive=False)
         if self.demand_w > self.period_max_w:
             self.period_max_w, self.period_max_at_us = self.demand_w, at_us
-        first_window = window_h == 0 or at_us <= self.window_start_us + window_h * _US_PER_H
-        if first_window and self.window_start_us == 0 and self.period_max_w > self.max_w:
+        live = window_h == 0 or (
+            self.window_start_us == 0 and at_us <= window_h * _US_PER_H
+        )  # until reset, or the first window after power-up: shown at once
+        if live and self.period_max_w > self.max_w:
             self.max_w, self.max_at_us = self.period_max_w, self.period_max_at_us
         self._roll_window(at_us)
 
-    def _roll_window(self, uptime_us: int) -> None:
+    def _roll_window(self, uptime_us: int, *, inclusive: bool = True) -> None:
         window_h = self.config.max_window_h
         if window_h == 0:
             return
         window_us = window_h * _US_PER_H
-        while uptime_us >= self.window_start_us + window_us:
+        while uptime_us > self.window_start_us + window_us - (1 if inclusive else 0):
             self.max_w, self.max_at_us = self.period_max_w, self.period_max_at_us
             self.window_start_us += window_us
             self.period_max_w, self.period_max_at_us = 0.0, self.window_start_us

@@ -5,17 +5,17 @@ length, so the live twin (a few samples per tick) and batch simulation (a millio
 per call) share one implementation and get identical registers for the same
 samples, however they are split into blocks.
 
-Per sample: the meter is powered while some line is at or above 102 V. The block
-is cut into runs of constant power state. In a powered run, real power per element
-is P = V·I·cos(phi), zero below the starting current (no creep), scaled by the
-accuracy model; energy per sample is rounded to integer microjoules (W x us), and the
-registers are exact integer sums of those (Python ints: no overflow, no drift).
-Registration follows the mode: sum_then_clamp (L1+L2, only when positive),
-per_element_clamp, or bidirectional (delivered and received). Pulse outputs,
-counter and load LED are functions of delivered energy (see ``pulses``); demand is
-fed per run (see ``demand``); status bits are computed per sample so error events
-carry their time. An unpowered run registers nothing and keeps every register;
-the next powered sample boots the meter and counts a power-up.
+Per sample: the supply decides whether the meter is powered (102 V to power up,
+hysteresis and a hold-up time on the way down: see ``supply``). The block is cut
+into runs of constant power state. In a powered run the registers gain the run's
+energy as the wiring makes each element see it (see ``wiring``, ``registration``),
+the pulse outputs, counter and load LED follow delivered energy (see ``pulses``),
+demand is fed the run (see ``demand``) and status
+bits are computed per sample so error events carry their time (see ``status``). An
+unpowered run registers nothing and keeps every register; the next powered sample
+boots the meter and counts a power-up; while unpowered the instantaneous readings
+are NaN ("not available"). Commands (see ``commands``) apply at the core's current
+time.
 
 No clock, IO or global RNG here: time is the block's sample period, integer
 microseconds since the core's start.
@@ -29,56 +29,45 @@ import numpy as np
 
 from twin.core import pulses
 from twin.core.accuracy import ErrorCurve
-from twin.core.demand import DemandState
-from twin.core.models import (
-    KH_WH,
-    SUPPLY_MIN_V,
-    DemandConfig,
-    DemandMethod,
-    MeterConfig,
-    RegistrationMode,
-)
-from twin.core.snapshot import NvState, Snapshot
-from twin.core.status import (
-    ERROR_MASK,
-    StatusBit,
-    active_errors,
-    error_code,
-    indicator_bits,
-    lcd_screen,
-    line_status_bits,
-)
-from twin.core.types import (
-    BoolArray,
+from twin.core.commands import (
     ClearEnergy,
     ClearError,
     ClearPulseCounts,
     Command,
-    CountsCleared,
-    ErrorCleared,
-    ErrorRaised,
-    Event,
-    FloatArray,
     InjectError,
-    IntArray,
-    MaxDemandReset,
     MeterErrorKind,
     NewDemandSubinterval,
+    Reconfigure,
+    ResetMaxDemand,
+)
+from twin.core.demand import DemandState
+from twin.core.events import (
+    ClearedCounts,
+    CountsCleared,
+    Event,
+    MaxDemandReset,
     PowerLost,
     PowerRestored,
     PulseEdges,
-    Reconfigure,
+    PulseOutput,
     Registration,
-    ResetMaxDemand,
-    SampleBlock,
+    StepTooCoarse,
 )
+from twin.core.limits import KH_WH
+from twin.core.models import DemandConfig, DemandMethod, MeterConfig, RegistrationMode
+from twin.core.readings import UNPOWERED_READINGS, Readings
+from twin.core.registration import element_power, output_edges, register
+from twin.core.samples import BoolArray, FloatArray, IntArray, SampleBlock
+from twin.core.snapshot import NvState, Snapshot
+from twin.core.status import StatusBit, error_events, line_status_bits
+from twin.core.supply import SupplyState
+from twin.core.view import build_snapshot
 
-_NAN = float("nan")
-_OUTPUTS = ("10", "100", "1000", "counter")
 _ERROR_BIT = {
     MeterErrorKind.MEMORY: StatusBit.MEMORY_ERROR,
     MeterErrorKind.CALIBRATION: StatusBit.CALIBRATION_ERROR,
 }
+_INJECTABLE_MASK = sum(1 << bit for bit in _ERROR_BIT.values())
 
 
 class MeterCore:
@@ -99,11 +88,8 @@ class MeterCore:
         self._curve = ErrorCurve.from_config(self.config.accuracy, self.config.model)
         self._time_us = round(start_time_s * 1e6)
         self._boot_us = round(self.config.boot_s * 1e6)
-        self._mode = self.config.registration_mode
-        self._demand = DemandState(self.config.demand)
-        self._bits = 0
-        # Last instantaneous readings: V1, V2, I1, I2, P1, P2, |pf1|, |pf2|, lead1, lead2, f, T
-        self._inst: tuple[float, ...] = (0.0,) * 10 + (60.0, 25.0)
+        self._readings = UNPOWERED_READINGS
+        self._coarse_reported: set[PulseOutput] = set()
         self._restore(nv or NvState())
 
     # ------------------------------------------------------------ state I/O
@@ -117,26 +103,22 @@ class MeterCore:
         self._power_ups = nv.power_up_count
         self._uptime_us = nv.uptime_us
         self._powered = nv.powered
+        self._supply = SupplyState(self.config.supply, powered=nv.powered)
         self._injected = {MeterErrorKind(k) for k in nv.injected_errors}
+        self._calibration_pct = nv.calibration_error_pct
+        # A meter that has run keeps the settings written to it (block C);
+        # a new one takes them from its configuration.
+        self._mode = self.config.registration_mode
+        demand_config = self.config.demand
         if nv.power_up_count:
-            # A meter that has run keeps the settings written to it (block C);
-            # a new one takes them from its configuration.
-            interval, subs, method, window = nv.demand_config
             self._mode = RegistrationMode(nv.registration_mode)
-            self._demand = DemandState(DemandConfig(interval, subs, DemandMethod(method), window))
-        d = self._demand
-        d.restart(nv.demand_origin_us)
-        d.partial_uj, d.closes, d.demand_w = nv.demand_partial_uj, nv.demand_closes, nv.demand_w
-        d.recent_w.extend(nv.demand_recent_w[-d.config.subintervals :])
-        d.max_w, d.max_at_us = nv.demand_max_w, nv.demand_max_at_us
-        d.period_max_w, d.period_max_at_us = nv.demand_period_max_w, nv.demand_period_max_at_us
-        d.window_start_us = nv.demand_window_start_us
+            interval, subs, method, window = nv.demand_config
+            demand_config = DemandConfig(interval, subs, DemandMethod(method), window)
+        self._demand = DemandState.restore(demand_config, nv)
         self._bits = self._injected_bits() | (0 if self._powered else 1 << StatusBit.UNPOWERED)
 
     def nv_state(self) -> NvState:
-        d = self._demand
-        c = d.config
-        return NvState(
+        nv = NvState(
             energy_delivered_uj=self._e_del,
             energy_received_uj=self._e_rec,
             energy_l1_uj=self._e_l1,
@@ -145,23 +127,14 @@ class MeterCore:
             energy_l2_received_uj=self._e_l2_rec,
             pulse_offsets=(self._pulse_offsets[0], self._pulse_offsets[1], self._pulse_offsets[2]),
             counter_offset=self._counter_offset,
-            demand_max_w=d.max_w,
-            demand_max_at_us=d.max_at_us,
-            demand_period_max_w=d.period_max_w,
-            demand_period_max_at_us=d.period_max_at_us,
-            demand_window_start_us=d.window_start_us,
-            demand_origin_us=d.origin_us,
-            demand_partial_uj=d.partial_uj,
-            demand_recent_w=tuple(d.recent_w),
-            demand_closes=d.closes,
-            demand_w=d.demand_w,
             power_up_count=self._power_ups,
             uptime_us=self._uptime_us,
             powered=self._powered,
             injected_errors=tuple(sorted(k.value for k in self._injected)),
+            calibration_error_pct=self._calibration_pct,
             registration_mode=int(self._mode),
-            demand_config=(c.interval_min, c.subintervals, int(c.method), c.max_window_h),
         )
+        return self._demand.save(nv)
 
     @property
     def time_s(self) -> float:
@@ -176,19 +149,14 @@ class MeterCore:
         """Advance over ``block``; returns the events in time order per kind."""
         dt_us = block.dt_us
         model = self.config.model
-        volts, amps, cos_phi = block.voltage_v, block.current_a, block.cos_phi
-        if model.elements == 1:
-            volts = volts[:1]
-        supply = volts.max(axis=0) >= SUPPLY_MIN_V
-        # Real power per element; no registration below the starting current.
-        p = volts * amps[: model.elements] * cos_phi[: model.elements]
-        p = np.where(amps[: model.elements] >= model.starting_current_a, p, 0.0)
-        if self._curve is not None:
-            p = p * self._curve.ratio(amps[: model.elements], np.abs(cos_phi[: model.elements]))
+        supply = self._supply.run(block.voltage_v[: model.elements].max(axis=0), dt_us)
+        p, amps, pf = element_power(block, model, self._curve, self._calibration_pct)
         e = np.rint(p * dt_us).astype(np.int64)  # µJ per sample and element
 
         events: list[Event] = []
-        edge_parts: dict[str, list[tuple[FloatArray, BoolArray]]] = {k: [] for k in _OUTPUTS}
+        edge_parts: dict[PulseOutput, list[tuple[FloatArray, BoolArray]]] = {
+            k: [] for k in PulseOutput
+        }
         # Per-sample registered energy (delivered, received, L1, L2) when asked for.
         series = np.zeros((4, block.n), np.int64) if self.emit_series else None
         time0_us = self._time_us
@@ -196,7 +164,7 @@ class MeterCore:
         bounds = [0, *change.tolist(), block.n]
         for a, b in itertools.pairwise(bounds):
             if supply[a]:
-                self._run_powered(block, p, e, a, b, dt_us, events, edge_parts, series)
+                self._run_powered(block, (p, amps, pf), e, a, b, events, edge_parts, series)
             else:
                 self._run_unpowered(b - a, dt_us, events)
         if series is not None:
@@ -211,12 +179,12 @@ class MeterCore:
                     l2_uj=series[3],
                 )
             )
-        for name in _OUTPUTS:
-            parts = edge_parts[name]
+        for output in PulseOutput:
+            parts = edge_parts[output]
             if parts:
                 events.append(
                     PulseEdges(
-                        output=name,
+                        output=output,
                         time_s=np.concatenate([t for t, _ in parts]),
                         closed=np.concatenate([c for _, c in parts]).astype(bool),
                     )
@@ -227,27 +195,26 @@ class MeterCore:
         if self._powered:
             self._powered = False
             events.append(PowerLost(time_s=self._time_us / 1e6))
+        self._readings = UNPOWERED_READINGS
         self._set_bits(
-            np.array([self._injected_bits() | 1 << StatusBit.UNPOWERED], np.uint32),
-            self._time_us,
-            events,
-            0,
+            np.array([self._injected_bits() | 1 << StatusBit.UNPOWERED], np.uint32), events, 0
         )
         self._time_us += m * dt_us
 
     def _run_powered(
         self,
         block: SampleBlock,
-        p: FloatArray,
+        measured: tuple[FloatArray, FloatArray, FloatArray],
         e: IntArray,
         a: int,
         b: int,
-        dt_us: int,
         events: list[Event],
-        edge_parts: dict[str, list[tuple[FloatArray, BoolArray]]],
+        edge_parts: dict[PulseOutput, list[tuple[FloatArray, BoolArray]]],
         series: IntArray | None,
     ) -> None:
-        els = self.config.model.elements
+        model = self.config.model
+        dt_us = block.dt_us
+        p, amps, pf = measured
         if not self._powered:
             self._powered = True
             self._power_ups += 1
@@ -255,102 +222,60 @@ class MeterCore:
             self._demand.power_up()
             events.append(PowerRestored(time_s=self._time_us / 1e6, power_up_count=self._power_ups))
         m = b - a
-        e_el = e[:, a:b]
-        e1 = e_el[0]
-        e2 = e_el[1] if els == 2 else np.zeros(m, np.int64)
-        net = e1 + e2
-        if self._mode is RegistrationMode.PER_ELEMENT_CLAMP:
-            delivered = np.maximum(e1, 0) + np.maximum(e2, 0)
-        else:
-            delivered = np.maximum(net, 0)
-        cum = np.cumsum(delivered)
-        e0 = self._e_del
+        reg = register(e[:, a:b], self._mode)
+        cum = np.cumsum(reg.delivered)
         if self.emit_edges and cum[-1] > 0:
-            for kh, name in zip(KH_WH, _OUTPUTS, strict=False):
-                edge_parts[name].append(
-                    pulses.edges(
-                        e0, delivered, cum, pulses.half_period_uj(kh), self._time_us, dt_us
-                    )
-                )
-            half = pulses.half_period_uj(self.config.model.counter_wh_per_count)
-            edge_parts["counter"].append(
-                pulses.edges(e0, delivered, cum, half, self._time_us, dt_us)
-            )
+            for output, times, closed, crowded in output_edges(
+                self._e_del, reg.delivered, cum, self._time_us, dt_us, model.counter_wh_per_count
+            ):
+                edge_parts[output].append((times, closed))
+                if crowded >= 0 and output not in self._coarse_reported:
+                    self._coarse_reported.add(output)
+                    t = (self._time_us + crowded * dt_us) / 1e6
+                    events.append(StepTooCoarse(time_s=t, output=output, dt_s=dt_us / 1e6))
 
-        events.extend(self._demand.advance(self._uptime_us, dt_us, delivered, self._time_us))
+        events.extend(self._demand.advance(self._uptime_us, dt_us, reg.delivered, self._time_us))
 
         # Status bits per sample, then error raised/cleared events at their sample.
-        volts = block.voltage_v[:, a:b]
-        amps = block.current_a[:, a:b]
-        pf_abs = np.abs(block.cos_phi[:, a:b])
         bits = line_status_bits(
-            els,
-            volts,
-            amps,
+            model.elements,
+            block.voltage_v[:, a:b],
+            amps[:, a:b],
             p[:, a:b],
-            pf_abs,
+            np.abs(pf[:, a:b]),
             block.frequency_hz[a:b],
             block.temperature_c[a:b],
-            self.config.model.max_current_a,
-            self.config.model.starting_current_a,
+            model.max_current_a,
+            model.starting_current_a,
         )
         bits |= np.uint32(self._injected_bits())
         if self._uptime_us < self._boot_us:
             n_boot = min(m, -(-(self._boot_us - self._uptime_us) // dt_us))
             bits[:n_boot] |= np.uint32(1 << StatusBit.BOOTING)
-        self._set_bits(bits, self._time_us, events, dt_us)
+        self._set_bits(bits, events, dt_us)
 
-        l1 = np.maximum(e1, 0)
-        l2 = np.maximum(e2, 0)
-        received = np.maximum(-net, 0) if self._mode is RegistrationMode.BIDIRECTIONAL else None
         self._e_del += int(cum[-1])
-        self._e_l1 += int(l1.sum())
-        self._e_l1_rec += int(np.maximum(-e1, 0).sum())
-        if els == 2:
-            self._e_l2 += int(l2.sum())
-            self._e_l2_rec += int(np.maximum(-e2, 0).sum())
-        if received is not None:
-            self._e_rec += int(received.sum())
+        self._e_l1 += int(reg.l1.sum())
+        self._e_l1_rec += int(reg.l1_received.sum())
+        if reg.l2 is not None and reg.l2_received is not None:
+            self._e_l2 += int(reg.l2.sum())
+            self._e_l2_rec += int(reg.l2_received.sum())
+        if reg.received is not None:
+            self._e_rec += int(reg.received.sum())
         if series is not None:
-            series[0, a:b] = delivered
-            series[2, a:b] = l1
-            series[3, a:b] = l2
-            if received is not None:
-                series[1, a:b] = received
+            series[0, a:b] = reg.delivered
+            series[2, a:b] = reg.l1
+            if reg.l2 is not None:
+                series[3, a:b] = reg.l2
+            if reg.received is not None:
+                series[1, a:b] = reg.received
         self._uptime_us += m * dt_us
         self._time_us += m * dt_us
-        i = b - 1
-        v1, v2 = float(block.voltage_v[0, i]), float(block.voltage_v[1, i]) if els == 2 else _NAN
-        i1, i2 = float(block.current_a[0, i]), float(block.current_a[1, i]) if els == 2 else _NAN
-        p2 = float(p[1, i]) if els == 2 else _NAN
-        self._inst = (
-            v1,
-            v2,
-            i1,
-            i2,
-            float(p[0, i]),
-            p2,
-            float(pf_abs[0, -1]),
-            float(pf_abs[1, -1]) if els == 2 else _NAN,
-            float(block.leading[0, i]),
-            float(block.leading[1, i]) if els == 2 else 0.0,
-            float(block.frequency_hz[i]),
-            float(block.temperature_c[i]),
-        )
+        self._readings = Readings.at(block, p, b - 1, model.elements)
 
-    def _set_bits(self, bits: np.ndarray, time0_us: int, events: list[Event], dt_us: int) -> None:
-        """Record per-sample status bits; emit error events where the error set changes."""
-        errs = bits & np.uint32(ERROR_MASK)
-        prev_err = self._bits & ERROR_MASK
-        changed = np.flatnonzero(errs != np.concatenate(([prev_err], errs[:-1])).astype(np.uint32))
-        for j in changed.tolist():
-            before = active_errors(prev_err if j == 0 else int(errs[j - 1]))
-            after = active_errors(int(errs[j]))
-            t = (time0_us + j * dt_us) / 1e6
-            for code in sorted(after - before):
-                events.append(ErrorRaised(time_s=t, code=int(code), name=code.name.lower()))
-            for code in sorted(before - after):
-                events.append(ErrorCleared(time_s=t, code=int(code), name=code.name.lower()))
+    def _set_bits(self, bits: np.ndarray, events: list[Event], dt_us: int) -> None:
+        """Record per-sample status bits from now; emit error events where errors change."""
+        events.extend(error_events(self._bits, bits, self._time_us, dt_us))
         self._bits = int(bits[-1])
 
     # ------------------------------------------------------------ commands
@@ -367,23 +292,25 @@ class MeterCore:
                 return []
             case ClearPulseCounts():
                 self._pulse_offsets = [pulses.closures(self._e_del, kh) for kh in KH_WH]
-                return [CountsCleared(time_s=t, what="pulses")]
+                return [CountsCleared(time_s=t, what=ClearedCounts.PULSES)]
             case ClearEnergy():
                 self._e_del = self._e_rec = self._e_l1 = self._e_l2 = 0
                 self._e_l1_rec = self._e_l2_rec = 0
                 self._pulse_offsets = [0, 0, 0]
                 self._counter_offset = 0
-                return [CountsCleared(time_s=t, what="energy")]
+                return [CountsCleared(time_s=t, what=ClearedCounts.ENERGY)]
             case InjectError(kind=kind) | ClearError(kind=kind):
                 if isinstance(command, InjectError):
                     self._injected.add(kind)
+                    if kind is MeterErrorKind.CALIBRATION:
+                        self._calibration_pct = command.calibration_error_pct
                 else:
                     self._injected.discard(kind)
+                    if kind is MeterErrorKind.CALIBRATION:
+                        self._calibration_pct = 0.0
                 events: list[Event] = []
-                base = self._bits & ~(3 << StatusBit.MEMORY_ERROR)
-                self._set_bits(
-                    np.array([base | self._injected_bits()], np.uint32), self._time_us, events, 0
-                )
+                base = self._bits & ~_INJECTABLE_MASK
+                self._set_bits(np.array([base | self._injected_bits()], np.uint32), events, 0)
                 return events
             case Reconfigure():
                 self._reconfigure(command)
@@ -404,98 +331,27 @@ class MeterCore:
             if cmd.demand_max_window_h is None
             else cmd.demand_max_window_h,
         )
-        mode = (
-            self._mode if cmd.registration_mode is None else RegistrationMode(cmd.registration_mode)
-        )
+        mode = self._mode
+        if cmd.registration_mode is not None:
+            mode = RegistrationMode(cmd.registration_mode)
         if new != c:
-            old = self._demand
-            self._demand = DemandState(new)
-            self._demand.restart(self._uptime_us)
-            new_state = self._demand
-            new_state.max_w, new_state.max_at_us = old.max_w, old.max_at_us
-            new_state.period_max_w = old.period_max_w
-            new_state.period_max_at_us = old.period_max_at_us
-            new_state.window_start_us = old.window_start_us
+            self._demand = self._demand.reconfigured(new, self._uptime_us)
         self._mode = mode
 
     # ------------------------------------------------------------ snapshot
 
     def snapshot(self) -> Snapshot:
-        cfg = self.config
-        model = cfg.model
-        els = model.elements
-        v1, v2, i1, i2, p1, p2, pf1, pf2, lead1, lead2, freq, temp = self._inst
-        bits = self._bits
-        powered = self._powered
-        e_del = self._e_del
-        start = model.starting_current_a
-        d = self._demand
-        indicators = 0
-        outputs = 0
-        if powered:
-            closed = [pulses.is_closed(e_del, kh) for kh in KH_WH]
-            counter_on = pulses.counter_energised(e_del, model.counter_wh_per_count)
-            outputs = sum(int(c) << k for k, c in enumerate([*closed, counter_on]))
-            lines = [(v1, i1, p1, pf1, lead1)] + ([(v2, i2, p2, pf2, lead2)] if els == 2 else [])
-            indicators = indicator_bits(
-                lines, bits, closed[0], model.max_current_a, model.starting_current_a
-            )
-        booting = bool(bits & (1 << StatusBit.BOOTING))
-        p_total = p1 + (p2 if els == 2 else 0.0)
-        c = d.config
-        return Snapshot(
-            time_s=self._time_us / 1e6,
-            serial_number=cfg.serial_number,
-            model=model.name,
-            elements=els,
-            powered=powered,
-            energy_delivered_uj=e_del,
-            energy_received_uj=self._e_rec,
-            energy_l1_uj=self._e_l1,
-            energy_l2_uj=self._e_l2,
-            energy_delivered_wh=e_del // pulses.UJ_PER_WH,
-            energy_received_wh=self._e_rec // pulses.UJ_PER_WH,
-            energy_l1_wh=self._e_l1 // pulses.UJ_PER_WH,
-            energy_l2_wh=self._e_l2 // pulses.UJ_PER_WH,
-            energy_delivered_hwh=e_del // (100 * pulses.UJ_PER_WH),
-            energy_delivered_kwh=e_del / (1000 * pulses.UJ_PER_WH),
-            power_w=p_total,
-            power_l1_w=p1,
-            power_l2_w=p2,
-            voltage_l1_v=v1,
-            voltage_l2_v=v2,
-            voltage_l1_l2_v=v1 + v2 if els == 2 else _NAN,
-            current_l1_a=i1,
-            current_l2_a=i2,
-            power_factor_l1=pf1 if i1 >= start else _NAN,
-            power_factor_l2=pf2 if els == 2 and i2 >= start else _NAN,
-            frequency_hz=freq,
-            demand_kw=d.demand_w / 1000.0,
-            demand_max_kw=d.max_w / 1000.0,
-            demand_max_at_s=d.max_at_us // 1_000_000,
-            demand_subinterval_elapsed_s=d.elapsed_us(self._uptime_us) // 1_000_000,
-            demand_valid=int(d.valid),
-            status_bits=bits,
-            error_code=int(error_code(bits)),
-            lcd_screen=int(
-                lcd_screen(
-                    powered,
-                    booting,
-                    (self._uptime_us - self._boot_us) / 1e6,
-                    cfg.lcd_screen_s,
-                    bits,
-                )
-            ),
-            indicators=indicators,
-            output_states=outputs,
-            pulses_10wh=pulses.closures(e_del, 10) - self._pulse_offsets[0],
-            pulses_100wh=pulses.closures(e_del, 100) - self._pulse_offsets[1],
-            pulses_1000wh=pulses.closures(e_del, 1000) - self._pulse_offsets[2],
-            counter_counts=pulses.counter_counts(e_del, model.counter_wh_per_count)
-            - self._counter_offset,
-            uptime_s=self._uptime_us // 1_000_000,
+        return build_snapshot(
+            self.config,
+            time_us=self._time_us,
+            uptime_us=self._uptime_us,
+            boot_us=self._boot_us,
+            powered=self._powered,
+            bits=self._bits,
+            readings=self._readings,
+            demand=self._demand,
+            mode=self._mode,
+            energies_uj=(self._e_del, self._e_rec, self._e_l1, self._e_l2),
+            pulse_offsets=(*self._pulse_offsets, self._counter_offset),
             power_up_count=self._power_ups,
-            temperature_c=temp,
-            registration_mode=int(self._mode),
-            demand_config=(c.interval_min, c.subintervals, int(c.method), c.max_window_h),
         )

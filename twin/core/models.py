@@ -18,18 +18,20 @@ import re
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-SUPPLY_MIN_V = 102.0
-SUPPLY_MAX_V = 138.0
-VOLTAGE_MISSING_BELOW_V = 60.0
-FREQUENCY_RANGE_HZ = (45.0, 65.0)
-TEMPERATURE_RANGE_C = (-30.0, 70.0)
-PF_MIN = 0.5
-KH_WH = (10, 100, 1000)
-MAX_CT_PRIMARY_A = 5000
-#: Any input current above this is rejected as bad input (not an over-current
-#: condition): four times the largest CT primary any model accepts, with margin.
-ABSOLUTE_MAX_CURRENT_A = 4 * 1.1 * MAX_CT_PRIMARY_A
-ABSOLUTE_MAX_VOLTAGE_V = 600.0
+from twin.core.limits import (
+    CALIBRATION_ERROR_RANGE_PCT,
+    DEMAND_INTERVAL_RANGE_MIN,
+    DEMAND_MAX_WINDOW_RANGE_H,
+    DEMAND_SUBINTERVALS_RANGE,
+    HOLD_UP_RANGE_S,
+    MAX_CT_PRIMARY_A,
+    SEED_MAX,
+    SUPPLY_HOLD_UP_S,
+    SUPPLY_MAX_V,
+    SUPPLY_POWER_DOWN_V,
+    SUPPLY_POWER_UP_V,
+    VOLTAGE_MISSING_BELOW_V,
+)
 
 
 class Family(IntEnum):
@@ -129,6 +131,44 @@ CATALOG: tuple[str, ...] = tuple(
 DEFAULT_MODEL = "MMD-200A"
 
 
+def _setting(name: str, value: object, lo: int, hi: int, extra: str = "") -> int:
+    expected = f"{extra}{lo}..{hi}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} {value!r}; expected an integer {expected}")
+    if not (lo <= value <= hi or (extra and value == 0)):
+        raise ValueError(f"{name} {value}; expected {expected}")
+    return value
+
+
+def validate_demand_settings(
+    interval_min: int | None = None,
+    subintervals: int | None = None,
+    method: int | None = None,
+    max_window_h: int | None = None,
+    registration_mode: int | None = None,
+) -> None:
+    """The rules of register block C 201-205, defined once; None skips a setting.
+
+    Raises ValueError naming the setting and what was expected. Modbus writes,
+    ``twin.control`` and :class:`DemandConfig` all check through here, so a bad
+    setting is refused with the same words on every channel.
+    """
+    if interval_min is not None:
+        _setting("demand_interval_min", interval_min, *DEMAND_INTERVAL_RANGE_MIN)
+    if subintervals is not None:
+        _setting("demand_subintervals", subintervals, *DEMAND_SUBINTERVALS_RANGE)
+        if interval_min is not None and interval_min % subintervals:
+            raise ValueError(
+                f"demand_subintervals {subintervals} does not divide {interval_min} min"
+            )
+    if method is not None:
+        _setting("demand_method", method, 0, len(DemandMethod) - 1)
+    if max_window_h is not None:
+        _setting("demand_max_window_h", max_window_h, *DEMAND_MAX_WINDOW_RANGE_H, extra="0 or ")
+    if registration_mode is not None:
+        _setting("registration_mode", registration_mode, 0, len(RegistrationMode) - 1)
+
+
 @dataclass(frozen=True, slots=True)
 class DemandConfig:
     """Demand settings (register block C, 201-204)."""
@@ -139,24 +179,18 @@ class DemandConfig:
     max_window_h: int = 24  # 0 = until reset
 
     def __post_init__(self) -> None:
-        if not 1 <= self.interval_min <= 60:
-            raise ValueError(
-                f"demand_interval_min: {self.interval_min} out of range; expected 1..60"
-            )
-        if not 1 <= self.subintervals <= 15 or self.interval_min % self.subintervals:
-            raise ValueError(
-                f"demand_subintervals: {self.subintervals} invalid; expected 1..15 dividing "
-                f"the interval of {self.interval_min} min"
-            )
-        if not (self.max_window_h == 0 or 1 <= self.max_window_h <= 168):
-            raise ValueError(
-                f"demand_max_window_h: {self.max_window_h} out of range; expected 0 or 1..168"
-            )
+        validate_demand_settings(
+            self.interval_min, self.subintervals, self.method, self.max_window_h
+        )
         object.__setattr__(self, "method", DemandMethod(self.method))
 
     @property
     def subinterval_us(self) -> int:
         return self.interval_min * 60_000_000 // self.subintervals
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        """(interval_min, subintervals, method, max_window_h), as NvState stores it."""
+        return (self.interval_min, self.subintervals, int(self.method), self.max_window_h)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,14 +207,60 @@ class AccuracyConfig:
 
     def __post_init__(self) -> None:
         if self.seed is not None and (
-            isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, int)
+            or not 0 <= self.seed <= SEED_MAX
         ):
-            raise ValueError(f"accuracy seed: {self.seed!r} invalid; expected an integer >= 0")
-        if not math.isfinite(self.calibration_error_pct) or abs(self.calibration_error_pct) > 50:
+            raise ValueError(
+                f"accuracy seed: {self.seed!r} invalid; expected an integer 0..{SEED_MAX}"
+            )
+        lo, hi = CALIBRATION_ERROR_RANGE_PCT
+        if not (
+            math.isfinite(self.calibration_error_pct) and lo <= self.calibration_error_pct <= hi
+        ):
             raise ValueError(
                 f"calibration_error_pct: {self.calibration_error_pct} out of range; "
-                "expected -50..50 %"
+                f"expected {lo:g}..{hi:g} %"
             )
+
+
+@dataclass(frozen=True, slots=True)
+class SupplyConfig:
+    """The meter's supply: power-up/power-down thresholds (V) and hold-up time (s).
+
+    Defaults and their sources: ``twin.core.limits`` (SUPPLY_POWER_UP_V ...).
+    """
+
+    power_up_v: float = SUPPLY_POWER_UP_V
+    power_down_v: float = SUPPLY_POWER_DOWN_V
+    hold_up_s: float = SUPPLY_HOLD_UP_S
+
+    def __post_init__(self) -> None:
+        if not (
+            math.isfinite(self.power_up_v)
+            and VOLTAGE_MISSING_BELOW_V <= self.power_up_v <= SUPPLY_MAX_V
+        ):
+            raise ValueError(
+                f"supply power_up_v: {self.power_up_v} out of range; expected "
+                f"{VOLTAGE_MISSING_BELOW_V:g}..{SUPPLY_MAX_V:g} V"
+            )
+        if not (
+            math.isfinite(self.power_down_v)
+            and VOLTAGE_MISSING_BELOW_V <= self.power_down_v <= self.power_up_v
+        ):
+            raise ValueError(
+                f"supply power_down_v: {self.power_down_v} out of range; expected "
+                f"{VOLTAGE_MISSING_BELOW_V:g}..{self.power_up_v:g} V (at most power_up_v)"
+            )
+        lo, hi = HOLD_UP_RANGE_S
+        if not (math.isfinite(self.hold_up_s) and lo <= self.hold_up_s <= hi):
+            raise ValueError(
+                f"supply hold_up_s: {self.hold_up_s} out of range; expected {lo:g}..{hi:g} s"
+            )
+
+    @property
+    def hold_up_us(self) -> int:
+        return round(self.hold_up_s * 1e6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +270,7 @@ class MeterConfig:
     registration_mode: RegistrationMode = RegistrationMode.SUM_THEN_CLAMP
     demand: DemandConfig = field(default_factory=DemandConfig)
     accuracy: AccuracyConfig = field(default_factory=AccuracyConfig)
+    supply: SupplyConfig = field(default_factory=SupplyConfig)
     boot_s: float = 5.0
     lcd_screen_s: float = 5.0
     firmware_version: str = "twin-1.0"

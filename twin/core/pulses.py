@@ -9,14 +9,17 @@ offset. The counter advances one count per 100 or 1000 Wh; its coil is energised
 for the first half of each count. The load LED mirrors the 10 Wh output.
 
 Edge times are interpolated within the sample in which E crosses a multiple of
-Kh/2, assuming constant power during the sample.
+Kh/2, assuming constant power during the sample. When a sample holds two or more
+edges of an output, the step is coarser than that output's half period: the edge
+times are still exact for constant power, but a load varying within the sample
+could not be represented, so the core reports it once per output.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from twin.core.types import BoolArray, FloatArray, IntArray
+from twin.core.samples import BoolArray, FloatArray, IntArray
 
 UJ_PER_WH = 3_600_000_000  # microjoules: W x us, exact for the usual inputs
 
@@ -51,10 +54,11 @@ def edges(
     half_uj: int,
     time0_us: int,
     dt_us: int,
-) -> tuple[FloatArray, BoolArray]:
+) -> tuple[FloatArray, BoolArray, int]:
     """Times and new states of every crossing of a multiple of ``half_uj``.
 
     ``cum_uj`` is ``cumsum(delivered_uj)`` for the run starting at ``energy0_uj``.
+    The third value is the first sample holding two or more edges, or -1.
     """
     _, r0 = divmod(energy0_uj, 2 * half_uj)  # keep the parity, work in small numbers
     k_end = (r0 + cum_uj) // half_uj
@@ -64,8 +68,10 @@ def edges(
     crossings = k_end - k_start
     idx = np.flatnonzero(crossings)
     if idx.size == 0:
-        return np.empty(0), np.empty(0, dtype=bool)
+        return np.empty(0), np.empty(0, dtype=bool), -1
     counts = crossings[idx]
+    crowded = np.flatnonzero(counts >= 2)
+    first_crowded = int(idx[crowded[0]]) if crowded.size else -1
     sample = np.repeat(idx, counts)
     # k of each crossed boundary: k_start + 1 .. k_end for each sample
     first = np.repeat(k_start[idx] + 1, counts)
@@ -75,4 +81,4 @@ def edges(
     frac = (k * half_uj - e_before) / delivered_uj[sample]
     # Integer microseconds first, so the times do not depend on how blocks were split.
     times = ((time0_us + sample * dt_us) + frac * dt_us) / 1e6
-    return times, (k % 2) == 1
+    return times, (k % 2) == 1, first_crowded

@@ -8,8 +8,10 @@ whole watt-hours (floor of the exact µJ accumulators, which are kept too).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from twin.core.models import DemandMethod, RegistrationMode
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +41,7 @@ class NvState:
     uptime_us: int = 0
     powered: bool = False
     injected_errors: tuple[str, ...] = ()
+    calibration_error_pct: float = 0.0  # size of an injected calibration error
     registration_mode: int = 0
     demand_config: tuple[int, int, int, int] = (15, 3, 0, 24)
 
@@ -105,8 +108,12 @@ class Snapshot:
     uptime_s: int
     power_up_count: int
     temperature_c: float
-    registration_mode: int
-    demand_config: tuple[int, int, int, int] = field(default=(15, 3, 0, 24))
+    # Register block C (REGISTER_MAP.md 201-205), as the meter runs them now.
+    registration_mode: RegistrationMode
+    demand_interval_min: int
+    demand_subintervals: int
+    demand_method: DemandMethod
+    demand_max_window_h: int
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -9,14 +9,17 @@ screen, one screen every ``lcd_screen_s`` of uptime, after a boot screen.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from enum import IntEnum
 
 import numpy as np
 import numpy.typing as npt
 
-from twin.core.models import (
-    FREQUENCY_RANGE_HZ,
+from twin.core.events import ErrorCleared, ErrorRaised
+from twin.core.limits import (
+    FREQUENCY_TOLERANCE_PCT,
     PF_MIN,
+    RATED_FREQUENCIES_HZ,
     SUPPLY_MAX_V,
     SUPPLY_MIN_V,
     TEMPERATURE_RANGE_C,
@@ -83,6 +86,9 @@ ERROR_MASK = 0
 for _code, _m in ERROR_BITS:
     ERROR_MASK |= _m
 
+#: Error codes, highest priority first (what the LCD error screen shows first).
+ERROR_PRIORITY: tuple[ErrorCode, ...] = tuple(code for code, _ in ERROR_BITS)
+
 
 class LcdScreen(IntEnum):
     OFF = 0
@@ -116,6 +122,42 @@ def active_errors(bits: int) -> frozenset[ErrorCode]:
     return frozenset(code for code, mask in ERROR_BITS if bits & mask)
 
 
+def highest_error(codes: Iterable[int]) -> ErrorCode:
+    """The highest-priority code among ``codes`` (NONE when there is none)."""
+    present = {ErrorCode(c) for c in codes}
+    return next((code for code in ERROR_PRIORITY if code in present), ErrorCode.NONE)
+
+
+def highest_error_codes(code_masks: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """:func:`highest_error` per element of an array of code sets (bit ``c`` = code ``c``)."""
+    out = np.zeros(code_masks.shape, np.int64)
+    for code in reversed(ERROR_PRIORITY):
+        out = np.where(code_masks & (1 << code), int(code), out)
+    return out
+
+
+def error_events(
+    prev_bits: int, bits: npt.NDArray[np.uint32], time0_us: int, dt_us: int
+) -> list[ErrorRaised | ErrorCleared]:
+    """Raised/cleared events where the error set of per-sample ``bits`` changes.
+
+    Sample ``j`` is at ``time0_us + j * dt_us``; ``prev_bits`` are the bits before it.
+    """
+    errs = bits & np.uint32(ERROR_MASK)
+    prev_err = prev_bits & ERROR_MASK
+    changed = np.flatnonzero(errs != np.concatenate(([prev_err], errs[:-1])).astype(np.uint32))
+    events: list[ErrorRaised | ErrorCleared] = []
+    for j in changed.tolist():
+        before = active_errors(prev_err if j == 0 else int(errs[j - 1]))
+        after = active_errors(int(errs[j]))
+        t = (time0_us + j * dt_us) / 1e6
+        for code in sorted(after - before):
+            events.append(ErrorRaised(time_s=t, code=int(code), name=code.name.lower()))
+        for code in sorted(before - after):
+            events.append(ErrorCleared(time_s=t, code=int(code), name=code.name.lower()))
+    return events
+
+
 def line_status_bits(
     elements: int,
     voltage_v: npt.NDArray[np.float64],
@@ -140,8 +182,7 @@ def line_status_bits(
         bits |= (current_a[e] > max_current_a).astype(np.int64) << StatusBit.OVER_CURRENT
         low_pf = (current_a[e] >= starting_current_a) & (pf_abs[e] < PF_MIN)
         bits |= low_pf.astype(np.int64) << StatusBit.PF_BELOW_RANGE
-    f_lo, f_hi = FREQUENCY_RANGE_HZ
-    bits |= ((frequency_hz < f_lo) | (frequency_hz > f_hi)).astype(np.int64) << (
+    bits |= _per_sample(frequency_out_of_range, frequency_hz).astype(np.int64) << (
         StatusBit.FREQUENCY_OUT_OF_RANGE
     )
     t_lo, t_hi = TEMPERATURE_RANGE_C
@@ -149,6 +190,26 @@ def line_status_bits(
         StatusBit.TEMPERATURE_OUT_OF_RANGE
     )
     return bits.astype(np.uint32)
+
+
+def _per_sample(
+    test: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.bool_]],
+    values: npt.NDArray[np.float64],
+) -> npt.NDArray[np.bool_]:
+    """``test(values)``, evaluated once when ``values`` is a broadcast constant."""
+    if values.ndim == 1 and values.shape[0] > 1 and values.strides[0] == 0:
+        return np.broadcast_to(test(values[:1]), values.shape)
+    return test(values)
+
+
+def frequency_out_of_range(frequency_hz: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
+    """More than the tolerance from the nearer rated frequency (50 or 60 Hz)."""
+    f50, f60 = RATED_FREQUENCIES_HZ
+    nominal = np.where(frequency_hz < (f50 + f60) / 2, f50, f60)
+    out: npt.NDArray[np.bool_] = np.abs(frequency_hz - nominal) > (
+        nominal * FREQUENCY_TOLERANCE_PCT / 100.0
+    )
+    return out
 
 
 def lcd_screen(
@@ -165,7 +226,7 @@ def lcd_screen(
 
 
 def indicator_bits(
-    lines: list[tuple[float, float, float, float, float]],
+    lines: list[tuple[float, float, float, float, bool]],
     bits: int,
     load_led: bool,
     max_current_a: float,

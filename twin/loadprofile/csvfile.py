@@ -20,24 +20,39 @@ import io
 import math
 import re
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
-from twin.core.models import ABSOLUTE_MAX_CURRENT_A, ABSOLUTE_MAX_VOLTAGE_V
+from twin.core import (
+    ABSOLUTE_MAX_CURRENT_A,
+    ABSOLUTE_MAX_VOLTAGE_V,
+    INPUT_FREQUENCY_RANGE_HZ,
+    INPUT_TEMPERATURE_RANGE_C,
+)
 from twin.errors import ProfileError
-from twin.loadprofile.reader import Ctx, LineDict
-from twin.loadprofile.schema import (
-    _COMMON,
+from twin.loadprofile.levels import (
     MAX_POWER_W,
     POWER_MIN_PF,
     POWER_MIN_VOLTAGE_V,
+    SEGMENT_KEYS,
     Reader,
+    parse_duration_us,
     parse_level,
     to_us,
 )
+from twin.loadprofile.reader import Ctx, LineDict
 from twin.loadprofile.segments import Level
 from twin.loadprofile.series import CsvSeries
+
+
+class Interpolation(StrEnum):
+    """Between two CSV rows: linear, or hold the earlier row."""
+
+    LINEAR = "linear"
+    HOLD = "hold"
+
 
 _HEADER = re.compile(r"^\s*([A-Za-z0-9_.]+)\s*(?:\[\s*([^\]]*?)\s*\])?\s*$")
 #: quantity -> {unit: scale to the internal unit}, (lo, hi) in internal units
@@ -46,8 +61,11 @@ _UNITS: dict[str, tuple[dict[str, float], tuple[float, float]]] = {
     "current": ({"A": 1.0, "mA": 1e-3}, (0.0, ABSOLUTE_MAX_CURRENT_A)),
     "voltage": ({"V": 1.0}, (0.0, ABSOLUTE_MAX_VOLTAGE_V)),
     "pf": ({"": 1.0, "1": 1.0}, (0.0, 1.0)),
-    "frequency": ({"Hz": 1.0}, (0.0, 100.0)),
-    "temperature": ({"C": 1.0, "°C": 1.0, "degC": 1.0}, (-60.0, 150.0)),
+    "frequency": ({"Hz": 1.0}, INPUT_FREQUENCY_RANGE_HZ),
+    "temperature": (
+        {"C": 1.0, "°C": 1.0, "degC": 1.0},
+        INPUT_TEMPERATURE_RANGE_C,
+    ),
 }
 _TIME_UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0}
 _COLUMNS = [f"{line}.{q}" for line in ("L1", "L2") for q in ("power", "current", "voltage", "pf")]
@@ -159,7 +177,8 @@ def _value(label: str, line: int, name: str, scale: float, cell: str) -> float:
 
 
 def parse_csv(ctx: Ctx, data: LineDict, base: Level, read: Reader) -> CsvSeries:
-    ctx.keys(data, (*_COMMON, "file", "duration", "interpolate"), ("file",))
+    """A ``kind: csv`` segment; ``read`` fetches the file named beside the profile."""
+    ctx.keys(data, (*SEGMENT_KEYS, "file", "duration", "interpolate"), ("file",))
     level = parse_level(ctx, data, base)
     fctx = ctx.at("file", data)
     name = fctx.text(data["file"], "a CSV file name beside the profile")
@@ -170,13 +189,12 @@ def parse_csv(ctx: Ctx, data: LineDict, base: Level, read: Reader) -> CsvSeries:
         times, columns = read_series(text, label)
     except ProfileError as exc:
         fctx.fail(str(exc))
-    linear = True
+    interpolation = Interpolation.LINEAR
     if "interpolate" in data:
-        linear = (
-            ctx.at("interpolate", data).choice(data["interpolate"], ("linear", "hold")) == "linear"
-        )
+        interpolation = ctx.at("interpolate", data).member(data["interpolate"], Interpolation)
+    linear = interpolation is Interpolation.LINEAR
     if "duration" in data:
-        duration_us = to_us(ctx.at("duration", data).duration_s(data["duration"]))
+        duration_us = parse_duration_us(ctx, data)
     elif times.size >= 2:
         duration_us = to_us(float(times[-1] + (times[-1] - times[-2])))
     else:
@@ -190,5 +208,6 @@ def parse_csv(ctx: Ctx, data: LineDict, base: Level, read: Reader) -> CsvSeries:
             ctx.fail(f"{label}: {line}.voltage {volts.min():g} V with a power column; expected "
                      f">= {POWER_MIN_VOLTAGE_V:g} V (use an outage event for 0 V)")  # fmt: skip
         if pf.min() < POWER_MIN_PF:
-            ctx.fail(f"{label}: {line}.pf {pf.min():g} with a power column; expected >= 0.05")
+            ctx.fail(f"{label}: {line}.pf {pf.min():g} with a power column; "
+                     f"expected >= {POWER_MIN_PF:g}")  # fmt: skip
     return CsvSeries(duration_us, level, times, columns, linear)

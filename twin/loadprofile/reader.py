@@ -7,21 +7,23 @@ walks the data with a :class:`Ctx` (file, key path, line) so every
 :class:`~twin.errors.ProfileError` reads like
 ``profiles/x.yaml:12: segments[2].L1.pf: 1.7 out of range; expected 0..1``.
 
-Typed getters live here too: numbers (finite, not bool), durations (``90``,
-``15min``, ``1h30min``, ``7d``) and percentages (``5%``).
+Typed getters live here too: numbers (finite, not bool), enum members, durations
+(``90``, ``15min``, ``1h30min``, ``7d``; syntax in :mod:`twin.units`) and
+percentages (``5%``).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from enum import StrEnum
+from typing import Any, NoReturn, TypeVar
 
 import yaml
 
 from twin.errors import ProfileError
+from twin.units import parse_duration_s
 
 
 class LineDict(dict[Any, Any]):
@@ -93,27 +95,10 @@ def parse_yaml(text: str, source: str) -> LineDict:
     return data
 
 
-_DURATION_TERM = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|sec|s|min|m|h|d|w)?\s*")
-_UNIT_S = {None: 1.0, "ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0}
-_UNIT_S |= {"h": 3600.0, "d": 86_400.0, "w": 604_800.0}
+#: The longest duration a profile may state (a century of meter time).
+MAX_DURATION_S = 100 * 366 * 86_400
 
-
-def parse_duration_s(value: Any) -> float | None:
-    """Seconds for ``90``, ``2.5``, ``15min``, ``1h30min``, ``7d``; None when not a duration."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if not isinstance(value, str) or not value.strip():
-        return None
-    pos, total = 0, 0.0
-    while pos < len(value):
-        m = _DURATION_TERM.match(value, pos)
-        if m is None or m.end() == pos:
-            return None
-        total += float(m[1]) * _UNIT_S[m[2]]
-        pos = m.end()
-    return total
+E = TypeVar("E", bound=StrEnum)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +186,10 @@ class Ctx:
             self.fail(f"{_kind(value)} invalid; expected one of {', '.join(options)}")
         return value
 
+    def member(self, value: Any, kind: type[E], options: Iterable[E] | None = None) -> E:
+        """The member of the string enum ``kind`` named by ``value`` (of ``options`` if given)."""
+        return kind(self.choice(value, [m.value for m in (kind if options is None else options)]))
+
     def duration_s(self, value: Any, *, allow_zero: bool = False) -> float:
         seconds = parse_duration_s(value)
         expected = "a duration such as 90, 15min, 1h, 7d"
@@ -210,7 +199,7 @@ class Ctx:
             self.fail(f"{value} invalid; expected {expected}")
         if seconds < 0 or (seconds == 0 and not allow_zero):
             self.fail(f"{value!r} invalid; expected a positive duration ({expected})")
-        if seconds > 100 * 366 * 86_400:
+        if seconds > MAX_DURATION_S:
             self.fail(f"{value!r} too long; expected at most 100 years")
         if abs(seconds * 1e6 - round(seconds * 1e6)) > 1e-3:
             self.fail(f"{value!r} invalid; expected a whole number of microseconds")

@@ -3,54 +3,70 @@
 Top level: ``schema: 1`` (newer versions are refused), ``name``, optional
 ``description``, ``seed`` (noise), ``defaults`` (L1/L2/frequency/temperature every
 segment starts from), ``segments`` (played in sequence), ``events`` and ``noise``.
-Each segment is a tagged union on ``kind``; composite kinds (sequence, repeat, sum)
-nest segments and pass their own L1/L2/frequency/temperature down as defaults.
-See docs/profiles.md for the full schema with one example per kind.
+Each segment is a tagged union on ``kind``: :class:`SegmentKind` is the one table of
+kinds and :data:`SEGMENT_PARSERS` maps each to its parser. Composite kinds
+(sequence, repeat, sum) nest segments and pass their own L1/L2/frequency/temperature
+down as defaults; the time-series kinds parse in :mod:`~twin.loadprofile.series`
+(daily) and :mod:`~twin.loadprofile.csvfile` (csv), events in
+:mod:`~twin.loadprofile.events`, noise in :mod:`~twin.loadprofile.noise`. See
+docs/profiles.md for the full schema with one example per kind.
 
-Every check names the file, line and key path, and says what was expected.
+Called once per file by :func:`twin.loadprofile.load_profile` with the line-aware
+mapping from :func:`twin.loadprofile.reader.parse_yaml`; every check names the file,
+line and key path, and says what was expected.
 """
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import Any, Final
 
-from twin.core.models import ABSOLUTE_MAX_CURRENT_A, ABSOLUTE_MAX_VOLTAGE_V
+from twin.core import ABSOLUTE_MAX_CURRENT_A
 from twin.loadprofile.compose import Repeat, Sequence, Sum
-from twin.loadprofile.events import EVENT_KINDS, INPUT_KINDS, ProfileEvent
+from twin.loadprofile.csvfile import parse_csv
+from twin.loadprofile.events import ProfileEvent, check_overlaps, parse_event
+from twin.loadprofile.levels import (
+    LEVEL_KEYS,
+    POWER_MIN_VOLTAGE_V,
+    SEGMENT_KEYS,
+    Reader,
+    parse_duration_us,
+    parse_level,
+    parse_level_mapping,
+)
+from twin.loadprofile.noise import NoiseSpec, parse_noise
 from twin.loadprofile.reader import Ctx, LineDict
-from twin.loadprofile.segments import Blend, Constant, Level, Load, Node
+from twin.loadprofile.segments import Blend, Constant, Level, Node, Shape
+from twin.loadprofile.series import parse_daily
+from twin.units import SEED_MAX, SEED_MIN
 
-SCHEMA_VERSION = 1
-LEVEL_KEYS = ("L1", "L2", "frequency", "temperature")
-LOAD_KEYS = ("voltage", "current", "power", "pf", "leading")
-MAX_POWER_W = ABSOLUTE_MAX_VOLTAGE_V * ABSOLUTE_MAX_CURRENT_A
-#: Deriving current from power needs a real voltage: below this it would explode.
-POWER_MIN_VOLTAGE_V = 60.0
-POWER_MIN_PF = 0.05
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-NOISE_QUANTITIES = ("voltage", "current", "power", "pf", "frequency", "temperature")
-
-#: Reads a file named in a profile (CSV), relative to the profile; returns (text, label).
-Reader = Callable[[str], tuple[str, str]]
+SCHEMA_VERSION: Final = 1
+TOP_KEYS: Final = ("schema", "name", "description", "seed", "defaults", "segments", "events",
+                   "noise")  # fmt: skip
+NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+#: The shapes ``kind: periodic`` accepts as its ``waveform``.
+WAVEFORMS: Final = (Shape.SINE, Shape.SQUARE)
 
 
-@dataclass(frozen=True, slots=True)
-class NoiseSpec:
-    """Bounded noise: uniform in +-amplitude (relative when ``relative``), held per period."""
-
-    quantity: str  # voltage, current, power, pf, frequency, temperature
-    lines: tuple[int, ...]
-    amplitude: float
-    relative: bool
-    period_us: int
+class SegmentKind(StrEnum):
+    CONSTANT = "constant"
+    STEPS = "steps"
+    RAMP = "ramp"
+    PERIODIC = "periodic"
+    SEQUENCE = "sequence"
+    REPEAT = "repeat"
+    SUM = "sum"
+    DAILY = "daily"
+    CSV = "csv"
 
 
 @dataclass(frozen=True, slots=True)
 class ProfileSpec:
+    """A validated profile: the compiled segment tree and what plays over it."""
+
     name: str
     description: str
     seed: int
@@ -59,74 +75,54 @@ class ProfileSpec:
     noise: tuple[NoiseSpec, ...]
 
 
-def format_duration(seconds: float) -> str:
-    """Compact human duration: 90 -> '1min30s', 86400 -> '1d'."""
-    if seconds != int(seconds) or seconds < 60:
-        return f"{seconds:g}s"
-    out, rest = [], int(seconds)
-    for unit, size in (("d", 86_400), ("h", 3600), ("min", 60), ("s", 1)):
-        if rest >= size:
-            out.append(f"{rest // size}{unit}")
-            rest %= size
-    return "".join(out)
-
-
-def to_us(seconds: float) -> int:
-    return round(seconds * 1e6)
-
-
-# ------------------------------------------------------------------- levels
-
-
-def parse_load(ctx: Ctx, value: Any, base: Load) -> Load:
-    data = ctx.mapping(value, "a mapping of voltage, current or power, pf, leading")
-    ctx.keys(data, LOAD_KEYS)
-    if "current" in data and "power" in data:
-        ctx.fail("both current and power given; expected one of them")
-    voltage = base.voltage_v
-    if "voltage" in data:
-        voltage = ctx.at("voltage", data).number(data["voltage"], 0, ABSOLUTE_MAX_VOLTAGE_V, "V")
-    current, power = base.current_a, base.power_w
-    if "current" in data:
-        current, power = (
-            ctx.at("current", data).number(data["current"], 0, ABSOLUTE_MAX_CURRENT_A, "A"),
-            None,
+def parse_profile(data: LineDict, source: str, read: Reader) -> ProfileSpec:
+    """The top-level mapping of a profile file, labelled ``source`` in messages."""
+    ctx = Ctx(source, "", data.line)
+    if "schema" not in data:
+        ctx.fail("missing required key 'schema'; expected 'schema: 1' as the first line")
+    sctx = ctx.at("schema", data)
+    version = data["schema"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        sctx.fail(f"{version!r} invalid; expected the whole number {SCHEMA_VERSION}")
+    if version > SCHEMA_VERSION:
+        sctx.fail(
+            f"version {version} is newer than this twin reads; expected {SCHEMA_VERSION} "
+            "(upgrade minimeter-twin)"
         )
-    if "power" in data:
-        power = ctx.at("power", data).number(data["power"], -MAX_POWER_W, MAX_POWER_W, "W")
-        current = 0.0
-    pf = base.pf
-    if "pf" in data:
-        pf = ctx.at("pf", data).number(data["pf"], 0.0, 1.0)
-    leading = (
-        ctx.at("leading", data).boolean(data["leading"]) if "leading" in data else base.leading
-    )
-    load = Load(voltage_v=voltage, current_a=current, power_w=power, pf=pf, leading=leading)
-    if power is not None and power != 0:
-        if pf < POWER_MIN_PF:
-            ctx.fail(f"pf {pf:g} with a power; expected pf >= {POWER_MIN_PF} to derive a current")
-        if voltage < POWER_MIN_VOLTAGE_V:
-            # 0 V included: the derived current would be 0 and the load silently
-            # register nothing. A dead line is an outage event or `current: 0`.
-            where, what = (ctx.at("voltage", data), "") if "voltage" in data else (ctx, "voltage ")
-            where.fail(
-                f"{what}{voltage:g} V with a power; expected >= {POWER_MIN_VOLTAGE_V:g} V "
-                "(or give current instead of power; an outage event for 0 V)"
-            )
-    return load
+    if version < 1:
+        sctx.fail(f"version {version} invalid; expected {SCHEMA_VERSION}")
+    ctx.keys(data, TOP_KEYS, ("name", "segments"))
+    nctx = ctx.at("name", data)
+    name = nctx.text(data["name"], "a profile name")
+    if not NAME_RE.match(name):
+        nctx.fail(f"{name!r} invalid; expected lowercase letters, digits, '.', '_' or '-'")
+    description = ""
+    if "description" in data:
+        description = " ".join(ctx.at("description", data).text(data["description"]).split())
+    seed = SEED_MIN
+    if "seed" in data:
+        seed = ctx.at("seed", data).integer(data["seed"], SEED_MIN, SEED_MAX)
+    base = Level()
+    if "defaults" in data:
+        base = parse_level_mapping(ctx.at("defaults", data), data["defaults"], base)
+    children = _children(ctx, data, base, read)
+    root = children[0] if len(children) == 1 else Sequence(children)
 
+    events: list[ProfileEvent] = []
+    if "events" in data:
+        ectx = ctx.at("events", data)
+        raw_events = ectx.sequence(data["events"], "a list of events")
+        max_current = root.max_current_a()
+        for k, raw in enumerate(raw_events):
+            events.append(parse_event(ectx.at(k, raw_events), raw, root.duration_us, max_current))
+        check_overlaps(ectx, raw_events, events, root.duration_us)
 
-def parse_level(ctx: Ctx, data: LineDict, base: Level) -> Level:
-    """The L1/L2/frequency/temperature keys of ``data`` over ``base``."""
-    l1 = parse_load(ctx.at("L1", data), data["L1"], base.l1) if "L1" in data else base.l1
-    l2 = parse_load(ctx.at("L2", data), data["L2"], base.l2) if "L2" in data else base.l2
-    freq = base.frequency_hz
-    if "frequency" in data:
-        freq = ctx.at("frequency", data).number(data["frequency"], 0.0, 100.0, "Hz")
-    temp = base.temperature_c
-    if "temperature" in data:
-        temp = ctx.at("temperature", data).number(data["temperature"], -60.0, 150.0, "°C")
-    return Level(l1=l1, l2=l2, frequency_hz=freq, temperature_c=temp)
+    noise: list[NoiseSpec] = []
+    if "noise" in data:
+        nctx = ctx.at("noise", data)
+        raw_noise = nctx.sequence(data["noise"], "a list of noise entries")
+        noise = [parse_noise(nctx.at(k, raw_noise), raw) for k, raw in enumerate(raw_noise)]
+    return ProfileSpec(name, description, seed, root, tuple(events), tuple(noise))
 
 
 def check_current(ctx: Ctx, node: Node) -> Node:
@@ -141,22 +137,16 @@ def check_current(ctx: Ctx, node: Node) -> Node:
 
 # ----------------------------------------------------------------- segments
 
-_COMMON = ("kind", *LEVEL_KEYS)
-
-
-def _duration(ctx: Ctx, data: LineDict, key: str = "duration") -> int:
-    return to_us(ctx.at(key, data).duration_s(data[key]))
-
 
 def _constant(ctx: Ctx, data: LineDict, base: Level, read: Reader) -> Node:
-    ctx.keys(data, (*_COMMON, "duration"), ("duration",))
-    return Constant(_duration(ctx, data), parse_level(ctx, data, base))
+    ctx.keys(data, (*SEGMENT_KEYS, "duration"), ("duration",))
+    return Constant(parse_duration_us(ctx, data), parse_level(ctx, data, base))
 
 
 def _steps(ctx: Ctx, data: LineDict, base: Level, read: Reader) -> Node:
-    ctx.keys(data, (*_COMMON, "step", "steps"), ("steps",))
+    ctx.keys(data, (*SEGMENT_KEYS, "step", "steps"), ("steps",))
     level = parse_level(ctx, data, base)
-    step_us = _duration(ctx, data, "step") if "step" in data else None
+    step_us = parse_duration_us(ctx, data, "step") if "step" in data else None
     sctx = ctx.at("steps", data)
     steps = sctx.sequence(data["steps"], "a list of steps")
     if not steps:
@@ -166,45 +156,40 @@ def _steps(ctx: Ctx, data: LineDict, base: Level, read: Reader) -> Node:
         c = sctx.at(k, steps)
         item = c.mapping(raw, "a step mapping with duration, L1, L2, frequency, temperature")
         c.keys(item, ("duration", *LEVEL_KEYS), () if step_us else ("duration",))
-        dur = _duration(c, item) if "duration" in item else step_us
-        assert dur is not None
+        dur = parse_duration_us(c, item) if "duration" in item else step_us
+        assert dur is not None  # required above when there is no step
         children.append(Constant(dur, parse_level(c, item, level)))
     return Sequence(tuple(children))
 
 
 def _ramp(ctx: Ctx, data: LineDict, base: Level, read: Reader) -> Node:
-    ctx.keys(data, (*_COMMON, "duration", "from", "to"), ("duration", "from", "to"))
+    ctx.keys(data, (*SEGMENT_KEYS, "duration", "from", "to"), ("duration", "from", "to"))
     start, end = _two_levels(ctx, data, parse_level(ctx, data, base), ("from", "to"))
-    return Blend(_duration(ctx, data), start, end, "ramp")
+    return Blend(parse_duration_us(ctx, data), start, end, Shape.RAMP)
 
 
 def _two_levels(
     ctx: Ctx, data: LineDict, level: Level, keys: tuple[str, str]
 ) -> tuple[Level, Level]:
     """The two end levels of a ramp or a periodic segment, over the segment's level."""
-    ends = []
-    for key in keys:
-        c = ctx.at(key, data)
-        end = c.mapping(data[key], "a mapping of L1, L2, frequency, temperature")
-        c.keys(end, LEVEL_KEYS)
-        ends.append(parse_level(c, end, level))
+    ends = [parse_level_mapping(ctx.at(key, data), data[key], level) for key in keys]
     _same_amounts(ctx, ends[0], ends[1], *keys)
     return ends[0], ends[1]
 
 
 def _periodic(ctx: Ctx, data: LineDict, base: Level, read: Reader) -> Node:
-    keys = (*_COMMON, "duration", "period", "waveform", "duty", "low", "high")
+    keys = (*SEGMENT_KEYS, "duration", "period", "waveform", "duty", "low", "high")
     ctx.keys(data, keys, ("duration", "period", "waveform", "low", "high"))
     level = parse_level(ctx, data, base)
-    shape = ctx.at("waveform", data).choice(data["waveform"], ("sine", "square"))
+    shape = ctx.at("waveform", data).member(data["waveform"], Shape, WAVEFORMS)
     duty = 0.5
     if "duty" in data:
-        if shape != "square":
+        if shape is not Shape.SQUARE:
             ctx.at("duty", data).fail("applies to waveform square only")
         duty = ctx.at("duty", data).number(data["duty"], 0.0, 1.0)
     low, high = _two_levels(ctx, data, level, ("low", "high"))
-    period = _duration(ctx, data, "period")
-    return Blend(_duration(ctx, data), low, high, shape, period, duty)  # type: ignore[arg-type]
+    period = parse_duration_us(ctx, data, "period")
+    return Blend(parse_duration_us(ctx, data), low, high, shape, period, duty)
 
 
 def _same_amounts(ctx: Ctx, a: Level, b: Level, ka: str, kb: str) -> None:
@@ -230,12 +215,12 @@ def _children(ctx: Ctx, data: LineDict, base: Level, read: Reader) -> tuple[Node
 
 
 def _sequence(ctx: Ctx, data: LineDict, base: Level, read: Reader) -> Node:
-    ctx.keys(data, (*_COMMON, "segments"), ("segments",))
+    ctx.keys(data, (*SEGMENT_KEYS, "segments"), ("segments",))
     return Sequence(_children(ctx, data, parse_level(ctx, data, base), read))
 
 
 def _repeat(ctx: Ctx, data: LineDict, base: Level, read: Reader) -> Node:
-    ctx.keys(data, (*_COMMON, "count", "segments"), ("count", "segments"))
+    ctx.keys(data, (*SEGMENT_KEYS, "count", "segments"), ("count", "segments"))
     count = ctx.at("count", data).integer(data["count"], 1, 1_000_000)
     children = _children(ctx, data, parse_level(ctx, data, base), read)
     child = children[0] if len(children) == 1 else Sequence(children)
@@ -243,127 +228,30 @@ def _repeat(ctx: Ctx, data: LineDict, base: Level, read: Reader) -> Node:
 
 
 def _sum(ctx: Ctx, data: LineDict, base: Level, read: Reader) -> Node:
-    ctx.keys(data, (*_COMMON, "duration", "segments"), ("segments",))
+    ctx.keys(data, (*SEGMENT_KEYS, "duration", "segments"), ("segments",))
     parts = _children(ctx, data, parse_level(ctx, data, base), read)
     longest = max(p.duration_us for p in parts)
-    return Sum(parts, _duration(ctx, data) if "duration" in data else longest)
+    return Sum(parts, parse_duration_us(ctx, data) if "duration" in data else longest)
 
 
-SEGMENT_KINDS: dict[str, Callable[[Ctx, LineDict, Level, Reader], Node]] = {
-    "constant": _constant,
-    "steps": _steps,
-    "ramp": _ramp,
-    "periodic": _periodic,
-    "sequence": _sequence,
-    "repeat": _repeat,
-    "sum": _sum,
-}
-#: Kinds whose parsers live in their own modules (imported on first use).
-LAZY_KINDS = {
-    "daily": "twin.loadprofile.series:parse_daily",
-    "csv": "twin.loadprofile.csvfile:parse_csv",
+SegmentParser = Callable[[Ctx, LineDict, Level, Reader], Node]
+SEGMENT_PARSERS: Final[dict[SegmentKind, SegmentParser]] = {
+    SegmentKind.CONSTANT: _constant,
+    SegmentKind.STEPS: _steps,
+    SegmentKind.RAMP: _ramp,
+    SegmentKind.PERIODIC: _periodic,
+    SegmentKind.SEQUENCE: _sequence,
+    SegmentKind.REPEAT: _repeat,
+    SegmentKind.SUM: _sum,
+    SegmentKind.DAILY: parse_daily,
+    SegmentKind.CSV: parse_csv,
 }
 
 
 def parse_segment(ctx: Ctx, value: Any, base: Level, read: Reader) -> Node:
     data = ctx.mapping(value, "a segment mapping with a kind")
     if "kind" not in data:
-        ctx.fail(f"missing required key 'kind'; expected one of {', '.join(SEGMENT_KINDS)}")
-    kind = ctx.at("kind", data).choice(data["kind"], (*SEGMENT_KINDS, *LAZY_KINDS))
-    if kind in LAZY_KINDS:
-        module, func = LAZY_KINDS[kind].split(":")
-        parser = getattr(importlib.import_module(module), func)
-    else:
-        parser = SEGMENT_KINDS[kind]
-    node: Node = parser(ctx, data, base, read)
-    return check_current(ctx, node)
-
-
-# ------------------------------------------------------------------- events
-
-_LINES = {"L1": (0,), "L2": (1,), "both": (0, 1)}
-
-
-def parse_event(ctx: Ctx, value: Any, duration_us: int, max_current_a: float) -> ProfileEvent:
-    data = ctx.mapping(value, "an event mapping with at and kind")
-    ctx.keys(data, ("at", "kind", "duration", "line", "voltage", "current", "factor", "hz",
-                    "celsius"), ("at", "kind"))  # fmt: skip
-    kind = ctx.at("kind", data).choice(data["kind"], EVENT_KINDS)
-    needs_duration, takes_line, value_key = INPUT_KINDS.get(kind, (False, False, None))
-    allowed = {"at", "kind"} | (
-        {"duration"} if kind not in ("demand_reset", "clear_pulse_counts") else set()
-    )
-    if takes_line:
-        allowed.add("line")
-    if value_key:
-        allowed.add(value_key)
-    if kind == "surge":
-        allowed.add("factor")
-    ctx.keys(data, sorted(allowed), ["duration"] if needs_duration else [])
-    at_us = to_us(ctx.at("at", data).duration_s(data["at"], allow_zero=True))
-    dur_us = _duration(ctx, data) if "duration" in data else 0
-    if at_us >= duration_us:
-        ctx.at("at", data).fail(
-            f"{format_duration(at_us / 1e6)} is outside the profile; "
-            f"expected a time before its end at {format_duration(duration_us / 1e6)}"
-        )
-    if at_us + dur_us > duration_us:
-        ctx.at("duration", data).fail(
-            f"event ends at {format_duration((at_us + dur_us) / 1e6)}, after the profile "
-            f"(length {format_duration(duration_us / 1e6)}); expected it to end within the profile"
-        )
-    lines: tuple[int, ...] = (0, 1)
-    if takes_line:
-        if "line" not in data:
-            ctx.fail("missing required key 'line'; expected L1, L2 or both")
-        lines = _LINES[ctx.at("line", data).choice(data["line"], _LINES)]
-    val: float | None = None
-    factor: float | None = None
-    if kind in ("sag", "swell"):
-        if "voltage" not in data:
-            ctx.fail(f"missing required key 'voltage'; expected the {kind} voltage in V")
-        val = ctx.at("voltage", data).number(data["voltage"], 0, ABSOLUTE_MAX_VOLTAGE_V, "V")
-    elif kind == "surge":
-        if ("current" in data) == ("factor" in data):
-            ctx.fail("expected exactly one of current (A) or factor (multiple of the load)")
-        if "current" in data:
-            val = ctx.at("current", data).number(data["current"], 0, ABSOLUTE_MAX_CURRENT_A, "A")
-        else:
-            fctx = ctx.at("factor", data)
-            factor = fctx.number(data["factor"], 0, 1000)
-            if factor * max_current_a > ABSOLUTE_MAX_CURRENT_A:
-                fctx.fail(
-                    f"x{factor:g} takes the current to {factor * max_current_a:.6g} A; expected "
-                    f"at most {ABSOLUTE_MAX_CURRENT_A:g} A"
-                )
-    elif kind == "frequency":
-        if "hz" not in data:
-            ctx.fail("missing required key 'hz'; expected the frequency in Hz")
-        val = ctx.at("hz", data).number(data["hz"], 0, 100, "Hz")
-    elif kind == "temperature":
-        if "celsius" not in data:
-            ctx.fail("missing required key 'celsius'; expected the temperature in °C")
-        val = ctx.at("celsius", data).number(data["celsius"], -60, 150, "°C")
-    return ProfileEvent(kind, at_us, dur_us, lines, val, factor)
-
-
-def check_overlaps(ctx: Ctx, data: Any, events: list[ProfileEvent], duration_us: int) -> None:
-    """Same-kind events on a common line must not overlap (or two outages, two resets)."""
-
-    def span(ev: ProfileEvent) -> tuple[int, int]:
-        if ev.duration_us:
-            return ev.at_us, ev.end_us
-        # An error without a duration stays until the profile ends; commands are instants.
-        return ev.at_us, duration_us if ev.kind.endswith("_error") else ev.at_us + 1
-
-    for j, ev in enumerate(events):
-        for i in range(j):
-            other = events[i]
-            if other.kind != ev.kind or not set(other.lines) & set(ev.lines):
-                continue
-            (a0, a1), (b0, b1) = span(ev), span(other)
-            if a0 < b1 and b0 < a1:
-                ctx.at(j, data).fail(
-                    f"{ev.kind} overlaps events[{i}] ({other.describe()}); expected "
-                    "events of one kind on one line not to overlap"
-                )
+        kinds = ", ".join(SegmentKind)
+        ctx.fail(f"missing required key 'kind'; expected one of {kinds}")
+    kind = ctx.at("kind", data).member(data["kind"], SegmentKind)
+    return check_current(ctx, SEGMENT_PARSERS[kind](ctx, data, base, read))

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from enum import StrEnum
+from typing import Any, Protocol
 
 import numpy as np
 
-from twin.core.types import FloatArray
+from twin.core import FloatArray
 
 DAY_US = 86_400_000_000
 HOURS_S = np.arange(25, dtype=np.float64) * 3600.0
@@ -140,7 +141,12 @@ class Constant:
         return max(load_current_bound(self.level.l1), load_current_bound(self.level.l2))
 
 
-Shape = Literal["ramp", "sine", "square"]
+class Shape(StrEnum):
+    """How a :class:`Blend` moves between its two levels: a ramp, or a periodic waveform."""
+
+    RAMP = "ramp"
+    SINE = "sine"
+    SQUARE = "square"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,15 +156,15 @@ class Blend:
     duration_us: int
     start: Level
     end: Level
-    shape: Shape = "ramp"
+    shape: Shape = Shape.RAMP
     period_us: int = 0
     duty: float = 0.5
 
     def weight(self, t0_us: int, dt_us: int, n: int) -> FloatArray:
-        if self.shape == "ramp":
+        if self.shape is Shape.RAMP:
             return times_s(t0_us, dt_us, n) / (self.duration_us / 1e6)
         phase_us = (t0_us + np.arange(n, dtype=np.int64) * dt_us) % self.period_us
-        if self.shape == "square":
+        if self.shape is Shape.SQUARE:
             return (phase_us < self.duty * self.period_us).astype(np.float64)
         return np.asarray(0.5 - 0.5 * np.cos(phase_us * (2.0 * math.pi / self.period_us)))
 

@@ -15,11 +15,23 @@ linearly; columns it does not have come from the segment's L1/L2 levels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import Any, Final
 
 import numpy as np
 
-from twin.core.types import FloatArray
+from twin.core import FloatArray
+from twin.loadprofile.levels import (
+    MAX_POWER_W,
+    POWER_MIN_PF,
+    POWER_MIN_VOLTAGE_V,
+    SEGMENT_KEYS,
+    Reader,
+    parse_current,
+    parse_duration_us,
+    parse_level,
+)
+from twin.loadprofile.reader import Ctx, LineDict
 from twin.loadprofile.segments import (
     DAY_US,
     HOURS_S,
@@ -32,7 +44,15 @@ from twin.loadprofile.segments import (
     pair,
 )
 
-WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+class Quantity(StrEnum):
+    """What a daily curve gives per line: watts or amperes."""
+
+    POWER = "power"
+    CURRENT = "current"
+
+
+WEEKDAYS: Final = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
           "september", "october", "november", "december")  # fmt: skip
 MONTH_START_DAY = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
@@ -178,20 +198,20 @@ class CsvSeries:
 # ------------------------------------------------------------------- parsing
 
 
-def _curve(ctx: Any, value: Any, is_power: bool, points: int) -> FloatArray:
-    from twin.core.models import ABSOLUTE_MAX_CURRENT_A
-    from twin.loadprofile.schema import MAX_POWER_W
-
+def _curve(ctx: Ctx, value: Any, is_power: bool, points: int) -> FloatArray:
     items = ctx.sequence(value, f"a list of {points} numbers")
     if len(items) != points:
         ctx.fail(f"{len(items)} values; expected {points}")
-    lo, hi, unit = (
-        (-MAX_POWER_W, MAX_POWER_W, "W") if is_power else (0, ABSOLUTE_MAX_CURRENT_A, "A")
-    )
-    return np.array([ctx.at(k, items).number(v, lo, hi, unit) for k, v in enumerate(items)])
+    if is_power:
+        values = [
+            ctx.at(k, items).number(v, -MAX_POWER_W, MAX_POWER_W, "W") for k, v in enumerate(items)
+        ]
+    else:
+        values = [parse_current(ctx.at(k, items), v) for k, v in enumerate(items)]
+    return np.array(values)
 
 
-def _per_line(ctx: Any, data: Any, key: str, is_power: bool) -> tuple[Any, Any]:
+def _per_line(ctx: Ctx, data: LineDict, key: str, is_power: bool) -> tuple[Any, Any]:
     c = ctx.at(key, data)
     lines = c.mapping(data[key], "a mapping of L1 and/or L2 to 24 hourly values")
     c.keys(lines, ("L1", "L2"))
@@ -207,14 +227,13 @@ def _per_line(ctx: Any, data: Any, key: str, is_power: bool) -> tuple[Any, Any]:
     return out[0], out[1]
 
 
-def parse_daily(ctx: Any, data: Any, base: Level, read: Any) -> Daily:
-    from twin.loadprofile.schema import _COMMON, POWER_MIN_VOLTAGE_V, parse_level, to_us
-
-    keys = (*_COMMON, "duration", "quantity", "hourly", "weekend", "weekend_factor", "monthly",
+def parse_daily(ctx: Ctx, data: LineDict, base: Level, read: Reader) -> Daily:
+    """A ``kind: daily`` segment (``read`` unused: a daily curve is inline)."""
+    keys = (*SEGMENT_KEYS, "duration", "quantity", "hourly", "weekend", "weekend_factor", "monthly",
             "start_weekday", "start_month")  # fmt: skip
     ctx.keys(data, keys, ("duration", "quantity", "hourly"))
     level = parse_level(ctx, data, base)
-    is_power = ctx.at("quantity", data).choice(data["quantity"], ("power", "current")) == "power"
+    is_power = ctx.at("quantity", data).member(data["quantity"], Quantity) is Quantity.POWER
     weekday = _per_line(ctx, data, "hourly", is_power)
     weekend: tuple[Any, Any] = (None, None)
     if "weekend" in data:
@@ -246,11 +265,14 @@ def parse_daily(ctx: Any, data: Any, base: Level, read: Any) -> Daily:
         start_day = MONTH_START_DAY[MONTHS.index(month_name)]
     for name, load in (("L1", level.l1), ("L2", level.l2)):
         if is_power and load.voltage_v < POWER_MIN_VOLTAGE_V:
-            ctx.fail(f"{name}.voltage {load.voltage_v:g} V with a power curve; expected >= 60 V")
-        if is_power and load.pf < 0.05:
-            ctx.fail(f"{name}.pf {load.pf:g} with a power curve; expected >= 0.05")
+            ctx.fail(
+                f"{name}.voltage {load.voltage_v:g} V with a power curve; "
+                f"expected >= {POWER_MIN_VOLTAGE_V:g} V"
+            )
+        if is_power and load.pf < POWER_MIN_PF:
+            ctx.fail(f"{name}.pf {load.pf:g} with a power curve; expected >= {POWER_MIN_PF:g}")
     return Daily(
-        duration_us=to_us(ctx.at("duration", data).duration_s(data["duration"])),
+        duration_us=parse_duration_us(ctx, data),
         level=level,
         is_power=is_power,
         weekday=weekday,

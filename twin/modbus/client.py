@@ -13,11 +13,11 @@ import math
 import struct
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from pymodbus.client import AsyncModbusTcpClient
 
-WordOrderName = Literal["big", "little"]
+from twin.registers import WordOrder
 
 
 class ExceptionReply(Exception):
@@ -29,17 +29,17 @@ class ExceptionReply(Exception):
         self.code = code
 
 
-def words_to_bytes(words: Sequence[int], word_order: WordOrderName = "big") -> bytes:
+def words_to_bytes(words: Sequence[int], word_order: WordOrder = WordOrder.BIG) -> bytes:
     """Registers -> big-endian bytes, most significant word first (undoing LITTLE)."""
-    ordered = list(words) if word_order == "big" else list(reversed(words))
+    ordered = list(words) if word_order is WordOrder.BIG else list(reversed(words))
     return b"".join(w.to_bytes(2, "big") for w in ordered)
 
 
-def decode_uint(words: Sequence[int], word_order: WordOrderName = "big") -> int:
+def decode_uint(words: Sequence[int], word_order: WordOrder = WordOrder.BIG) -> int:
     return int.from_bytes(words_to_bytes(words, word_order), "big")
 
 
-def decode_float32(words: Sequence[int], word_order: WordOrderName = "big") -> float:
+def decode_float32(words: Sequence[int], word_order: WordOrder = WordOrder.BIG) -> float:
     value: float = struct.unpack(">f", words_to_bytes(words, word_order))[0]
     return value
 
@@ -120,8 +120,10 @@ class MeterClient:
         )
         return {int(k): bytes(v) for k, v in reply.information.items()}
 
-    async def read_uint(self, address: int, words: int, word_order: WordOrderName = "big") -> int:
+    async def read_uint(
+        self, address: int, words: int, word_order: WordOrder = WordOrder.BIG
+    ) -> int:
         return decode_uint(await self.read_registers(address, words), word_order)
 
-    async def read_float32(self, address: int, word_order: WordOrderName = "big") -> float:
+    async def read_float32(self, address: int, word_order: WordOrder = WordOrder.BIG) -> float:
         return decode_float32(await self.read_registers(address, 2), word_order)

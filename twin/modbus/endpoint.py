@@ -1,36 +1,51 @@
-"""The wire-independent half of the Modbus servers: endpoints, PDUs and hook types.
+"""The sans-IO Modbus endpoint: a request PDU in, the answer (or none) out.
 
 Theory of operation
 -------------------
-A port serves a dict ``unit id -> MeterEndpoint``. An endpoint holds the meter's
-current :class:`~twin.registers.map.RegisterImage` (rebuilt by the runtime when the
-meter changes, never per request), its device-identification objects and, when
-writes are enabled, a write handler that decodes block C writes into core commands.
+Every protocol decision is made here, once, for TCP and RTU alike; the transports
+(:mod:`twin.modbus.tcp`, :mod:`twin.modbus.rtu`) only split and frame bytes, own
+sockets and serial lines, and apply backpressure and connection limits.
 
-``MeterEndpoint.respond(pdu)`` turns a request PDU into a response PDU. Read
-responses (FC01–04, exceptions included) are memoised per endpoint, keyed by the
-request PDU bytes, and the memo is dropped when the image changes: a poller asking
-the same 40 registers over and over costs one dict lookup. FC43/14 (Read Device
-Identification) is encoded here too.
+A port (or a serial line) is one :class:`Dispatcher`: its unit ids map to
+:class:`MeterEndpoint` objects. The dispatcher decides who answers a request: the
+unit's endpoint; nobody for a dark meter that goes silent on power loss, for a
+broadcast (unit 0 on a serial line: writes act on every meter, nobody answers) or
+for a unit the port does not serve when the port is told to stay silent (always on
+a serial line: the line has other slaves); else exception 0x0B (gateway target
+failed). While a fault is armed the dispatcher asks its :data:`Interceptor` first
+(:meth:`Dispatcher.decide`): it may delay, silence, drop, replace or cut the answer,
+or answer an exception instead; a serial line has no connection to drop, so a drop
+there is one unanswered request. With no interceptor, the transports call the lean
+:meth:`Dispatcher.answer`.
 
-The hook types the servers offer (:class:`Intercept`, :data:`Interceptor`,
-:data:`TraceHook`) live here so fault injection (:mod:`twin.modbus.faults`) needs neither
-a socket nor pymodbus. The TCP server is :mod:`twin.modbus.tcp`, the RTU server
-:mod:`twin.modbus.rtu`.
+``MeterEndpoint.respond(pdu)`` turns a request PDU into a response PDU from the
+meter's current :class:`~twin.registers.RegisterImage` (rebuilt by the runtime
+when the meter changes, never per request). Read responses (FC01-04, exceptions
+included) are memoised per endpoint, keyed by the request PDU bytes, and the memo is
+dropped when the image changes: a poller asking the same 40 registers over and over
+costs one dict lookup. Writes go to the endpoint's write handler (block C decoded
+into core commands by the runtime); FC43/14 (Read Device Identification) is encoded
+here too. Limits and exception codes are the register map's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from enum import StrEnum
+from typing import Final, Protocol
 
-from twin.registers.map import ModbusException
+from twin.registers import MAX_WRITE_REGISTERS, ExceptionCode, ModbusException
 
-ILLEGAL_FUNCTION, ILLEGAL_ADDRESS, ILLEGAL_VALUE = 0x01, 0x02, 0x03
-GATEWAY_TARGET_FAILED = 0x0B
-CACHE_MAX = 4096  # distinct read requests memoised per image (bounds a scanning client)
-FLEET_CACHE_BUDGET = 65_536  # memoised answers across all meters of a process (~30 MB)
+ILLEGAL_FUNCTION: Final = ExceptionCode.ILLEGAL_FUNCTION
+ILLEGAL_ADDRESS: Final = ExceptionCode.ILLEGAL_DATA_ADDRESS
+ILLEGAL_VALUE: Final = ExceptionCode.ILLEGAL_DATA_VALUE
+GATEWAY_TARGET_FAILED: Final = ExceptionCode.GATEWAY_TARGET_FAILED
+CACHE_MAX: Final = 4096  # distinct read requests memoised per image (bounds a scanning client)
+FLEET_CACHE_BUDGET: Final = 65_536  # memoised answers across all meters of a process (~30 MB)
+MAX_PDU_BYTES: Final = 253  # Modbus PDU size limit (function code + data)
+RTU_PORT: Final = 0  # the port a serial line reports to fault filters (``port=0``)
+BROADCAST_UNIT: Final = 0  # on a serial line: every meter acts, nobody answers
 
 
 class Image(Protocol):
@@ -120,7 +135,11 @@ class MeterEndpoint:
             echo = pdu
         else:
             count = (pdu[3] << 8) | pdu[4] if len(pdu) >= 5 else 0
-            if not 1 <= count <= 123 or len(pdu) != 6 + 2 * count or pdu[5] != 2 * count:
+            if (
+                not 1 <= count <= MAX_WRITE_REGISTERS
+                or len(pdu) != 6 + 2 * count
+                or pdu[5] != 2 * count
+            ):
                 return bytes((fc | 0x80, ILLEGAL_VALUE))
             values = [(pdu[6 + 2 * i] << 8) | pdu[7 + 2 * i] for i in range(count)]
             echo = pdu[:5]
@@ -152,7 +171,7 @@ def encode_device_id(objects: dict[int, bytes], pdu: bytes) -> bytes:
     for i in ids:
         value = objects[i][:245]
         item = bytes((i, len(value))) + value
-        if 7 + len(body) + len(item) > 253:  # PDU limit: the rest follows on request
+        if 7 + len(body) + len(item) > MAX_PDU_BYTES:  # PDU limit: the rest follows on request
             more, next_id = 0xFF, i
             break
         body += item
@@ -160,7 +179,7 @@ def encode_device_id(objects: dict[int, bytes], pdu: bytes) -> bytes:
     return bytes((0x2B, 0x0E, read_code, conformity, more, next_id, n)) + body
 
 
-# ------------------------------------------------------------------ hooks
+# ------------------------------------------------------------------ hooks and dispatch
 
 TraceHook = Callable[[str, int, bytes, float], None]  # direction "rx"/"tx", unit, frame, time
 
@@ -174,13 +193,113 @@ class Intercept:
     exception_code: int | None = None
     drop_connection: bool = False
     replace_with: bytes | None = None  # raw bytes sent instead of the frame (garbage)
-    truncate: bool = False  # send the real answer cut short (only the server knows it)
+    truncate: bool = False  # send the real answer cut short
+
+    def wire(self, frame: bytes) -> bytes:
+        """The bytes that go out instead of ``frame`` (the answer as the transport framed it)."""
+        if self.replace_with is not None:
+            return self.replace_with
+        if self.truncate:
+            return frame[: max(1, len(frame) // 2)]
+        return frame
 
 
 # (unit, request pdu, connection number) -> action. Connection numbers are unique across
-# every server of the process (0 on RTU), so "drop after N requests" counts per
-# connection; a runtime serving several ports gives each server its own interceptor.
+# every server of the process (0 on a serial line), so "drop after N requests" counts per
+# connection; a runtime serving several ports gives each port its own interceptor.
 Interceptor = Callable[[int, bytes, int], Intercept | None]
+
+_DROP: Final = Intercept(drop_connection=True)
+
+
+class UnknownUnit(StrEnum):
+    """What a TCP port answers for a unit id it does not serve."""
+
+    EXCEPTION = "exception"  # 0x0B gateway target device failed to respond
+    SILENT = "silent"  # nothing: the client times out
+
+
+class Dispatcher:
+    """The unit ids of one port or serial line, and who answers a request."""
+
+    __slots__ = (
+        "connection_closed_hook",
+        "interceptor",
+        "port",
+        "serial_line",
+        "units",
+        "unknown_unit",
+    )
+
+    def __init__(
+        self,
+        units: dict[int, MeterEndpoint],
+        *,
+        unknown_unit: UnknownUnit = UnknownUnit.EXCEPTION,
+        serial_line: bool = False,
+        port: int = RTU_PORT,
+    ) -> None:
+        self.units = units
+        self.serial_line = serial_line
+        # A serial line has other slaves: what is not ours is never answered.
+        self.unknown_unit = UnknownUnit.SILENT if serial_line else unknown_unit
+        self.port = port  # what fault filters and traces call this port (RTU_PORT on a line)
+        self.interceptor: Interceptor | None = None  # set only while a fault is armed
+        # Told when a TCP connection closes (per-connection fault counts can go).
+        self.connection_closed_hook: Callable[[int], None] | None = None
+
+    def answer(self, unit: int, pdu: bytes) -> bytes | None:
+        """The response PDU with no interceptor armed; None: nobody answers."""
+        ep = self.units.get(unit)
+        if ep is not None:
+            return None if ep.silent else ep.respond(pdu)
+        if self.serial_line and unit == BROADCAST_UNIT:
+            if pdu and pdu[0] in (6, 16):
+                for each in self.units.values():
+                    each.respond(pdu)
+            return None
+        if self.unknown_unit is UnknownUnit.EXCEPTION:
+            return exception_pdu(pdu, GATEWAY_TARGET_FAILED)
+        return None
+
+    def decide(
+        self, unit: int, pdu: bytes, connection: int
+    ) -> tuple[bytes | None, Intercept | None]:
+        """The response PDU and what to do to it; the interceptor is asked only for a
+        request this port would answer (not a broadcast, another slave's or a dark
+        meter's). A drop comes back as ``(None, Intercept(drop_connection=True))``."""
+        interceptor = self.interceptor
+        if interceptor is None or not self._answers(unit):
+            return self.answer(unit, pdu), None
+        action = interceptor(unit, pdu, connection)
+        if action is None:
+            return self.answer(unit, pdu), None
+        if action.drop_connection:
+            # a serial line has no connection to drop: the slave stays mute
+            return None, None if self.serial_line else _DROP
+        if action.silent:
+            return None, None
+        if action.exception_code is not None:
+            return exception_pdu(pdu, action.exception_code), action
+        return self.answer(unit, pdu), action
+
+    def _answers(self, unit: int) -> bool:
+        """Whether a request to ``unit`` gets an answer here when no fault intervenes."""
+        ep = self.units.get(unit)
+        if ep is not None:
+            return not ep.silent
+        # On a serial line unknown units (and the broadcast unit 0) are always silent.
+        return self.unknown_unit is UnknownUnit.EXCEPTION
+
+    def connection_closed(self, connection: int) -> None:
+        hook = self.connection_closed_hook
+        if hook is not None:
+            hook(connection)
+
+
+def exception_pdu(request: bytes, code: int) -> bytes:
+    """The exception response to ``request``: its function code with bit 7 set, then code."""
+    return bytes((((request[0] if request else 0) | 0x80) & 0xFF, code))
 
 
 def unit_ids_text(units: Iterable[int]) -> str:

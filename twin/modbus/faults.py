@@ -39,14 +39,27 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 from twin.errors import ConfigError
-from twin.loadprofile.reader import parse_duration_s
-from twin.modbus.endpoint import Intercept
+from twin.modbus.endpoint import RTU_PORT, Intercept
+from twin.registers import ExceptionCode
+from twin.units import parse_duration_s
 
-KINDS = ("delay", "silent", "exception", "drop", "garbage", "truncate")
-RTU_PORT = 0  # the port an RTU line reports to filters: ``port=0`` targets the line
+
+class FaultKind(StrEnum):
+    """What a fault does to the requests it matches (see the module docstring)."""
+
+    DELAY = "delay"
+    SILENT = "silent"
+    EXCEPTION = "exception"
+    DROP = "drop"
+    GARBAGE = "garbage"
+    TRUNCATE = "truncate"
+
+
 _KEYS = ("kind", "ms", "jitter", "code", "after", "p", "count", "for", "port", "unit", "fc", "addr")
 
 
@@ -54,10 +67,10 @@ _KEYS = ("kind", "ms", "jitter", "code", "after", "p", "count", "for", "port", "
 class FaultSpec:
     """One validated fault. ``None`` filters match everything."""
 
-    kind: str
+    kind: FaultKind
     delay_ms: float = 0.0
     jitter_ms: float = 0.0
-    code: int = 0x04  # SERVER DEVICE FAILURE unless told otherwise
+    code: int = ExceptionCode.SERVER_DEVICE_FAILURE  # unless told otherwise
     after: int = 0
     probability: float = 1.0
     count: int | None = None
@@ -118,9 +131,12 @@ def _duration_s(where: str, key: str, text: object) -> float:
 
 def fault_from_mapping(data: Mapping[str, Any], where: str = "fault") -> FaultSpec:
     """Validate one fault given as key/values (fleet file, MQTT command, Python)."""
-    kind = data.get("kind")
-    if kind not in KINDS:
-        raise ConfigError(f"{where}: kind {kind!r} unknown; expected one of {', '.join(KINDS)}")
+    raw_kind = data.get("kind")
+    known = {k.value: k for k in FaultKind}
+    kind = known.get(raw_kind) if isinstance(raw_kind, str) else None
+    if kind is None:
+        expected = ", ".join(known)
+        raise ConfigError(f"{where}: kind {raw_kind!r} unknown; expected one of {expected}")
     unknown = sorted(str(k) for k in set(data) - set(_KEYS))
     if unknown:
         raise ConfigError(
@@ -152,13 +168,13 @@ def fault_from_mapping(data: Mapping[str, Any], where: str = "fault") -> FaultSp
             raise ConfigError(f"{where}: addr={data['addr']!r}; expected N or N-M") from None
         if not 0 <= addr[0] <= addr[1] <= 65535:
             raise ConfigError(f"{where}: addr={data['addr']!r} out of range; expected 0..65535")
-    if kind == "delay" and "ms" not in data:
+    if kind is FaultKind.DELAY and "ms" not in data:
         raise ConfigError(f"{where}: delay needs ms=N (milliseconds)")
     return FaultSpec(
-        kind=str(kind),
+        kind=kind,
         delay_ms=number("ms", 0, 600_000, 0),
         jitter_ms=number("jitter", 0, 600_000, 0),
-        code=integer("code", 1, 255, 4),
+        code=integer("code", 1, 255, ExceptionCode.SERVER_DEVICE_FAILURE),
         after=integer("after", 0, 1_000_000_000, 0),
         probability=number("p", 0, 1, 1),
         count=integer("count", 1, 10**12, 1) if "count" in data else None,
@@ -232,6 +248,12 @@ class FaultInjector:
                 self._seen.pop((fault_id, connection), None)
 
     @property
+    def drop_counts(self) -> Mapping[tuple[int, int], int]:
+        """Requests answered so far per (fault id, connection) by ``drop:after=N`` faults
+        (read-only view; a closed connection's counts are forgotten)."""
+        return MappingProxyType(self._seen)
+
+    @property
     def active(self) -> dict[int, FaultSpec]:
         """Armed faults by id (expired ones are dropped first)."""
         self._expire()
@@ -259,7 +281,7 @@ class FaultInjector:
             spec = armed.spec
             if not spec.matches(port, unit, fc, address):
                 continue
-            if spec.kind == "drop" and spec.after:
+            if spec.kind is FaultKind.DROP and spec.after:
                 key = (fault_id, connection)
                 seen = self._seen.get(key, 0)
                 if seen < spec.after:
@@ -267,7 +289,7 @@ class FaultInjector:
                     continue  # still one of the N answered requests on this connection
             if spec.probability < 1.0 and self._rng.random() >= spec.probability:
                 continue  # a drop's count stays at N: the next request gets the same chance
-            if spec.kind == "drop":
+            if spec.kind is FaultKind.DROP:
                 # Closing: forget it (RTU, which has no connection, counts N afresh).
                 self._seen.pop((fault_id, connection), None)
             armed.fired += 1
@@ -276,16 +298,16 @@ class FaultInjector:
 
     def _intercept(self, spec: FaultSpec) -> Intercept:
         kind = spec.kind
-        if kind == "delay":
+        if kind is FaultKind.DELAY:
             jitter = self._rng.uniform(-spec.jitter_ms, spec.jitter_ms) if spec.jitter_ms else 0.0
             return Intercept(delay_s=max(0.0, spec.delay_ms + jitter) / 1000.0)
-        if kind == "silent":
+        if kind is FaultKind.SILENT:
             return Intercept(silent=True)
-        if kind == "exception":
+        if kind is FaultKind.EXCEPTION:
             return Intercept(exception_code=spec.code, delay_s=spec.delay_ms / 1000.0)
-        if kind == "drop":
+        if kind is FaultKind.DROP:
             return Intercept(drop_connection=True)
-        if kind == "garbage":
+        if kind is FaultKind.GARBAGE:
             size = self._rng.randint(3, 40)
             return Intercept(replace_with=self._rng.randbytes(size))
         return Intercept(truncate=True)  # the server cuts its real answer short

@@ -3,13 +3,13 @@
 Theory of operation
 -------------------
 :class:`WireHooks` owns the twin's :class:`~twin.modbus.faults.FaultInjector`, its trace
-hooks and the ``--trace`` file, and keeps the servers' ``interceptor`` and ``trace``
-attributes in step with them: a server gets an interceptor only while a fault is
-armed and a trace callback only while a hook is registered, so an unhooked twin
-keeps the servers' fast path (a frame never leaves ``data_received``). Each server
-gets its own closures, which add its port to what the server reports, so a fault
-can target one port and a trace line names the port. Call :meth:`sync` after any
-change; the runtime also calls it when every fault has expired.
+hooks and the ``--trace`` file, and keeps the servers in step with them: a server's
+dispatcher gets an interceptor only while a fault is armed and the server a trace
+callback only while a hook is registered, so an unhooked twin keeps the fast path
+(a frame never leaves ``data_received``). Each server gets its own closures, which
+add its dispatcher's port (``RTU_PORT`` on a serial line) to what the server reports,
+so a fault can target one port and a trace line names the port. Call :meth:`sync`
+after any change; the runtime also calls it when every fault has expired.
 """
 
 from __future__ import annotations
@@ -18,16 +18,20 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from twin.errors import ServeError
-from twin.modbus.endpoint import Intercept, Interceptor, TraceHook
-from twin.modbus.faults import RTU_PORT, FaultInjector, FaultSpec, as_fault
-from twin.modbus.rtu import ModbusRtuServer
-from twin.modbus.tcp import ModbusTcpServer
+from twin.modbus.endpoint import Dispatcher, Intercept, Interceptor, TraceHook
+from twin.modbus.faults import FaultInjector, FaultSpec, as_fault
 
 WireTrace = Callable[[str, int, int, bytes, float], None]  # direction, port, unit, frame, time
-Server = ModbusTcpServer | ModbusRtuServer
+
+
+class Server(Protocol):
+    """What the hooks need of a transport (the TCP and RTU servers)."""
+
+    dispatcher: Dispatcher
+    trace: TraceHook | None
 
 
 class WireHooks:
@@ -111,12 +115,12 @@ class WireHooks:
     def sync(self) -> None:
         """Give the servers an interceptor/trace only while needed (the fast path)."""
         self.intercepting = bool(self.faults.active)
+        closed = self.faults.connection_closed if self.intercepting else None
         for server in self.servers:
-            port = server.port if isinstance(server, ModbusTcpServer) else RTU_PORT
-            server.interceptor = self._intercept_for(port) if self.intercepting else None
-            if isinstance(server, ModbusTcpServer):
-                closed = self.faults.connection_closed if self.intercepting else None
-                server.connection_closed = closed
+            dispatcher = server.dispatcher
+            port = dispatcher.port
+            dispatcher.interceptor = self._intercept_for(port) if self.intercepting else None
+            dispatcher.connection_closed_hook = closed
             server.trace = self._trace_for(port) if self._traces else None
 
     def _intercept_for(self, port: int) -> Interceptor:

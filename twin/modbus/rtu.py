@@ -1,14 +1,15 @@
-"""Modbus RTU server on a serial device or pty: the only server-side pymodbus import.
+"""Modbus RTU transport on a serial device or pty: the only server-side pymodbus import.
 
 Theory of operation
 -------------------
 The RTU server reads a serial device (or a pty) through termios, frames requests
-by function-code length, and checks CRCs with pymodbus's RTU framer. Each frame is
-answered by the unit's :class:`~twin.modbus.endpoint.MeterEndpoint` (the same endpoints
-the TCP server of :mod:`twin.modbus.tcp` answers from). Unknown unit ids stay
-silent (the line has other slaves); broadcast writes (unit 0) act on every meter
-and nobody answers. Interceptors see connection 0 (a line has no connections), so
-a drop fault is one unanswered request.
+by function-code length, and checks CRCs with pymodbus's RTU framer. Who answers
+what is decided by the line's :class:`~twin.modbus.endpoint.Dispatcher`, the same
+code the TCP ports use, built as a serial line: unknown unit ids stay silent (the
+line has other slaves), broadcast writes (unit 0) act on every meter and nobody
+answers, and interceptors see connection 0 (a line has no connections, so a drop
+fault is one unanswered request). Line settings are
+:class:`~twin.modbus.serial.SerialSettings`.
 """
 
 from __future__ import annotations
@@ -19,44 +20,17 @@ import logging
 import os
 import termios
 import time
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final
 
 from pymodbus.framer.rtu import FramerRTU
 
 from twin.errors import ServeError
-from twin.modbus.endpoint import Interceptor, MeterEndpoint, TraceHook, unit_ids_text
+from twin.modbus.endpoint import RTU_PORT, Dispatcher, MeterEndpoint, TraceHook, unit_ids_text
+from twin.modbus.serial import BAUD_RATES, SerialSettings
 
 log = logging.getLogger(__name__)
 
-_BAUDS = {
-    b: getattr(termios, f"B{b}")
-    for b in (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400)
-    if hasattr(termios, f"B{b}")
-}
-
-
-@dataclass(frozen=True, slots=True)
-class SerialSettings:
-    device: str
-    baud: int = 9600
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
-
-    def __post_init__(self) -> None:
-        from twin.errors import ConfigError
-
-        if self.baud not in _BAUDS:
-            raise ConfigError(f"--baud {self.baud}: expected one of {sorted(_BAUDS)}")
-        if self.parity not in ("N", "E", "O"):
-            raise ConfigError(f"--parity {self.parity}: expected N, E or O")
-        if self.stopbits not in (1, 2):
-            raise ConfigError(f"--stopbits {self.stopbits}: expected 1 or 2")
-
-    @property
-    def char_s(self) -> float:
-        bits = 1 + 8 + (self.parity != "N") + self.stopbits
-        return bits / self.baud
+_BAUDS: Final = {b: getattr(termios, f"B{b}") for b in BAUD_RATES if hasattr(termios, f"B{b}")}
 
 
 def _open_serial(s: SerialSettings) -> int:
@@ -84,7 +58,7 @@ def _open_serial(s: SerialSettings) -> int:
     return fd
 
 
-def _rtu_request_size(buf: bytes) -> int | None:
+def rtu_request_size(buf: bytes) -> int | None:
     """Expected length of the request frame at the start of ``buf`` (None: unknown yet)."""
     if len(buf) < 2:
         return None
@@ -102,10 +76,9 @@ class ModbusRtuServer:
     """Modbus RTU slave on a serial device: one request, one answer."""
 
     def __init__(self, units: dict[int, MeterEndpoint], settings: SerialSettings) -> None:
-        self.units = units
+        self.dispatcher = Dispatcher(units, serial_line=True, port=RTU_PORT)
         self.settings = settings
         self.trace: TraceHook | None = None
-        self.interceptor: Interceptor | None = None
         self._fd: int | None = None
         self._buf = b""
         self._silence: asyncio.TimerHandle | None = None
@@ -122,7 +95,7 @@ class ModbusRtuServer:
             s.baud,
             s.parity,
             s.stopbits,
-            unit_ids_text(self.units),
+            unit_ids_text(self.dispatcher.units),
         )
 
     async def close(self) -> None:
@@ -158,7 +131,7 @@ class ModbusRtuServer:
 
     def _parse(self) -> None:
         while len(self._buf) >= 4:
-            size = _rtu_request_size(self._buf)
+            size = rtu_request_size(self._buf)
             if size is None or len(self._buf) < size:
                 return
             frame, self._buf = self._buf[:size], self._buf[size:]
@@ -173,36 +146,20 @@ class ModbusRtuServer:
         crc = (frame[-2] << 8) | frame[-1]
         if not FramerRTU.check_CRC(frame[:-2], crc):
             return False
+        unit = frame[0]
         if self.trace is not None:
-            self.trace("rx", frame[0], frame, time.time())
-        unit, pdu = frame[0], frame[1:-2]
-        if unit == 0:  # broadcast: writes act on every meter, nobody answers
-            for each in self.units.values():
-                if pdu[0] in (6, 16):
-                    each.respond(pdu)
+            self.trace("rx", unit, frame, time.time())
+        pdu, action = self.dispatcher.decide(unit, frame[1:-2], 0)
+        if pdu is None:
             return True
-        ep = self.units.get(unit)
-        if ep is None:
-            return True  # another slave's request
-        if ep.silent:
-            return True  # dark and configured silent on power loss
-        action = self.interceptor(unit, pdu, 0) if self.interceptor is not None else None
-        if action is not None and (action.silent or action.drop_connection):
-            return True  # a serial line has no connection to drop: the slave stays mute
-        if action is not None and action.exception_code is not None:
-            resp = bytes(((pdu[0] | 0x80) & 0xFF, action.exception_code))
-        else:
-            resp = ep.respond(pdu)
-        body = bytes((unit,)) + resp
+        body = bytes((unit,)) + pdu
         out = body + FramerRTU.compute_CRC(body).to_bytes(2, "big")
-        if action is not None and action.replace_with is not None:
-            out = action.replace_with
-        elif action is not None and action.truncate:
-            out = out[: max(1, len(out) // 2)]
-        if action is not None and action.delay_s > 0:
-            asyncio.get_running_loop().call_later(action.delay_s, self._send, unit, out)
-        else:
-            self._send(unit, out)
+        if action is not None:
+            out = action.wire(out)
+            if action.delay_s > 0:
+                asyncio.get_running_loop().call_later(action.delay_s, self._send, unit, out)
+                return True
+        self._send(unit, out)
         return True
 
     def _send(self, unit: int, out: bytes) -> None:

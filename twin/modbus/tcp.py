@@ -1,18 +1,17 @@
-"""Modbus TCP server answering from prebuilt register images (no pymodbus).
+"""Modbus TCP transport: MBAP framing, sockets, limits and backpressure (no pymodbus).
 
 Theory of operation
 -------------------
 The server is a lean ``asyncio.Protocol`` rather than pymodbus's server classes,
-which cost ~3× the libmodbus C server's latency: it splits MBAP frames itself
+which cost ~3x the libmodbus C server's latency: it splits MBAP frames itself
 (pipelined requests in one chunk, partial frames buffered) and writes all answers
-of a chunk in one call. Each frame is answered by the unit's
-:class:`~twin.modbus.endpoint.MeterEndpoint`; unknown unit ids answer 0x0B unless the
-server is told to stay silent. Connection limit, idle timeout, trace and
-interceptor hooks sit off the fast path: with no hook set a frame never leaves
-``data_received`` (``connection_closed``, set alongside the interceptor, tells the
-fault injector a connection's counts can go). A client that does not read its
-answers gets backpressure (its requests stop being read once its answers queue up),
-so it costs neither memory nor other clients' time.
+of a chunk in one call. Who answers what is decided by the port's
+:class:`~twin.modbus.endpoint.Dispatcher` (the same code the RTU line uses); this
+module only frames its answers. Connection limit, idle timeout and the trace hook
+sit here; with no trace and no interceptor set a frame never leaves
+``data_received``. A client that does not read its answers gets backpressure (its
+requests stop being read once its answers queue up), so it costs neither memory nor
+other clients' time.
 """
 
 from __future__ import annotations
@@ -22,17 +21,10 @@ import errno
 import itertools
 import logging
 import time
-from collections.abc import Callable
-from typing import Literal, cast
+from typing import cast
 
 from twin.errors import ServeError
-from twin.modbus.endpoint import (
-    GATEWAY_TARGET_FAILED,
-    Interceptor,
-    MeterEndpoint,
-    TraceHook,
-    unit_ids_text,
-)
+from twin.modbus.endpoint import Dispatcher, MeterEndpoint, TraceHook, UnknownUnit, unit_ids_text
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +40,15 @@ class ModbusTcpServer:
         host: str = "127.0.0.1",
         port: int = 5020,
         *,
-        unknown_unit: Literal["exception", "silent"] = "exception",
+        unknown_unit: UnknownUnit = UnknownUnit.EXCEPTION,
         max_connections: int = 256,
         idle_timeout_s: float | None = None,
     ) -> None:
-        self.units = units
+        self.dispatcher = Dispatcher(units, unknown_unit=unknown_unit, port=port)
         self.host, self.port = host, port
-        self.unknown_unit = unknown_unit
         self.max_connections = max_connections
         self.idle_timeout_s = idle_timeout_s
         self.trace: TraceHook | None = None
-        self.interceptor: Interceptor | None = None
-        self.connection_closed: Callable[[int], None] | None = None  # set with interceptor
         self.connections: set[_TcpConnection] = set()
         self.refused = 0  # connections closed at once because max_connections were open
         self._server: asyncio.Server | None = None
@@ -77,12 +66,12 @@ class ModbusTcpServer:
                 ) from None
             raise ServeError(f"cannot listen on {self.host}:{self.port}: {exc.strerror}") from None
         if self.port == 0:  # an ephemeral port: report the one the OS chose
-            self.port = int(self._server.sockets[0].getsockname()[1])
+            self.port = self.dispatcher.port = int(self._server.sockets[0].getsockname()[1])
         log.info(
             "Modbus TCP serving on %s:%d, unit ids %s",
             self.host,
             self.port,
-            unit_ids_text(self.units),
+            unit_ids_text(self.dispatcher.units),
         )
 
     async def close(self) -> None:
@@ -145,11 +134,15 @@ class _TcpConnection(asyncio.Protocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.resume_reading()
 
+    @property
+    def buffered_bytes(self) -> int:
+        """Answers written but not yet taken by the client (what backpressure bounds)."""
+        transport = self._transport
+        return 0 if transport is None else transport.get_write_buffer_size()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
-        closed = self._server.connection_closed
-        if closed is not None:  # faults armed: they may count requests per connection
-            closed(self.number)
+        self._server.dispatcher.connection_closed(self.number)  # faults may count per connection
         if self._idle is not None:
             self._idle.cancel()
         self._transport = None
@@ -159,8 +152,8 @@ class _TcpConnection(asyncio.Protocol):
         if server.idle_timeout_s:
             self._last_rx = time.monotonic()
         buf = self._buf + data if self._buf else data
-        units = server.units
-        slow = server.trace is not None or server.interceptor is not None
+        dispatcher = server.dispatcher
+        slow = server.trace is not None or dispatcher.interceptor is not None
         out: list[bytes] = []
         pos, n = 0, len(buf)
         while n - pos >= 8:
@@ -172,21 +165,16 @@ class _TcpConnection(asyncio.Protocol):
                 return
             if end > n:
                 break
-            unit = buf[pos + 6]
             if slow:
                 if not self._slow_frame(buf[pos:end], out):
                     self._write_out(out)
                     self.close()  # a drop fault: the answers before it still go out
                     return
             else:
-                ep = units.get(unit)
-                if ep is not None:
-                    if not ep.silent:
-                        pdu = ep.respond(buf[pos + 7 : end])
-                        out.append(buf[pos : pos + 2] + _mbap_tail(len(pdu), unit) + pdu)
-                elif server.unknown_unit == "exception":
-                    pdu = bytes(((buf[pos + 7] | 0x80) & 0xFF, GATEWAY_TARGET_FAILED))
-                    out.append(buf[pos : pos + 2] + _mbap_tail(2, unit) + pdu)
+                unit = buf[pos + 6]
+                pdu = dispatcher.answer(unit, buf[pos + 7 : end])
+                if pdu is not None:
+                    out.append(buf[pos : pos + 2] + _mbap_tail(len(pdu), unit) + pdu)
             pos = end
         self._buf = buf[pos:]
         if out:
@@ -197,33 +185,18 @@ class _TcpConnection(asyncio.Protocol):
             self._transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _slow_frame(self, frame: bytes, out: list[bytes]) -> bool:
-        """One frame with trace or interceptor hooks set; False: drop the connection."""
+        """One frame with a trace or an interceptor set; False: drop the connection."""
         server = self._server
-        unit, pdu = frame[6], frame[7:]
+        unit = frame[6]
         trace = server.trace
         if trace is not None:
             trace("rx", unit, frame, time.time())
-        interceptor = server.interceptor
-        action = interceptor(unit, pdu, self.number) if interceptor is not None else None
-        if action is not None and action.drop_connection:
-            return False
-        ep = server.units.get(unit)
-        if action is not None and action.exception_code is not None:
-            resp: bytes | None = bytes(((pdu[0] | 0x80) & 0xFF, action.exception_code))
-        elif ep is not None:
-            resp = None if ep.silent else ep.respond(pdu)
-        elif server.unknown_unit == "exception":
-            resp = bytes(((pdu[0] | 0x80) & 0xFF, GATEWAY_TARGET_FAILED))
-        else:
-            resp = None
-        if resp is None or (action is not None and action.silent):
-            return True
-        reply = frame[:2] + _mbap_tail(len(resp), unit) + resp
+        pdu, action = server.dispatcher.decide(unit, frame[7:], self.number)
+        if pdu is None:
+            return action is None or not action.drop_connection
+        reply = frame[:2] + _mbap_tail(len(pdu), unit) + pdu
         if action is not None:
-            if action.replace_with is not None:
-                reply = action.replace_with
-            elif action.truncate:
-                reply = reply[: max(1, len(reply) // 2)]
+            reply = action.wire(reply)
             if action.delay_s > 0:
                 if self._transport is not None:
                     asyncio.get_running_loop().call_later(

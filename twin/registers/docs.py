@@ -12,16 +12,16 @@ import io
 import json
 from typing import Final
 
-from twin.core.status import ErrorCode, StatusBit
+from twin.core import ErrorCode, StatusBit
 from twin.errors import ConfigError
 from twin.registers import sunspec as _ss
-from twin.registers.map import MAP_VERSION, REGISTERS, Register
+from twin.registers.map import MAP_VERSION, REGISTERS, Block, Register
 
 _BLOCK_TITLES: Final = {
-    "A": "Block A — live data, 0–99 (read-only)",
-    "B": "Block B — identity, 100–199 (read-only)",
-    "C": "Block C — configuration and commands, 200–299",
-    "D": "Block D — SunSpec, 40000–40178 (on by default, `--no-sunspec` drops it)",
+    Block.A: "Block A — live data, 0–99 (read-only)",
+    Block.B: "Block B — identity, 100–199 (read-only)",
+    Block.C: "Block C — configuration and commands, 200–299",
+    Block.D: "Block D — SunSpec, 40000–40178 (on by default, `--no-sunspec` drops it)",
 }
 CONVENTIONS: Final = """\
 - Addresses are 0-based PDU addresses; the "4xxxx" column is address + 40001. SunSpec
@@ -77,7 +77,8 @@ def render_table(fmt: str = "md") -> str:
     lines = [
         f"# Register map v{MAP_VERSION}",
         "",
-        "Generated from `twin/registers.py` by `minimeter registers --format md` (`make docs`);",
+        "Generated from `twin/registers/map.py` by "
+        "`minimeter registers --format md` (`make docs`);",
         "do not edit by hand: a test fails when this file and the code disagree.",
         "",
         "## Conventions",
@@ -93,7 +94,7 @@ def render_table(fmt: str = "md") -> str:
         lines.append("|---|---|---|---|---|---|---|---|")
         for r in REGISTERS:
             if r.block == block:
-                ref = "—" if block == "D" else r.address + 40001
+                ref = "—" if block is Block.D else r.address + 40001
                 cells = (r.address, ref, r.count, r.kind, f"`{r.name}`", r.unit)
                 row = " | ".join(str(c) for c in cells)
                 lines.append(f"| {row} | {_access(r)} | {r.description} |")

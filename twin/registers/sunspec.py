@@ -33,6 +33,7 @@ from functools import lru_cache
 from typing import Final
 
 from twin.core import MeterModel, Snapshot, StatusBit
+from twin.registers.codec import STRUCT_FORMATS, RegisterKind
 
 BASE_ADDRESS: Final = 40000
 MODEL1_ADDRESS: Final = 40002
@@ -58,7 +59,7 @@ class Point:
     name: str
     offset: int
     size: int
-    kind: str  # uint16 | int16 | sunssf | acc32 | bitfield32 | string | pad
+    kind: RegisterKind
     unit: str
     description: str
 
@@ -105,14 +106,14 @@ def _meter_points() -> tuple[Point, ...]:
     rows.append(("Evt", 2, "bitfield32", "", "meter event flags (see EVT_MAP)"))
     points, offset = [], 2
     for name, size, kind, unit, desc in rows:
-        points.append(Point(name, offset, size, kind, unit, desc))
+        points.append(Point(name, offset, size, RegisterKind(kind), unit, desc))
         offset += size
     assert offset == METER_LENGTH + 2, offset
     return tuple(points)
 
 
 MODEL1_POINTS: Final = tuple(
-    Point(n, off, size, kind, "", desc)
+    Point(n, off, size, RegisterKind(kind), "", desc)
     for n, off, size, kind, desc in (
         ("ID", 0, 1, "uint16", "model ID (1, common)"),
         ("L", 1, 1, "uint16", "model length (66)"),
@@ -126,8 +127,8 @@ MODEL1_POINTS: Final = tuple(
     )
 )
 METER_POINTS: Final = (
-    Point("ID", 0, 1, "uint16", "", "model ID: 201 single-element, 202 dual-element"),
-    Point("L", 1, 1, "uint16", "", "model length (105)"),
+    Point("ID", 0, 1, RegisterKind.UINT16, "", "model ID: 201 single-element, 202 dual-element"),
+    Point("L", 1, 1, RegisterKind.UINT16, "", "model length (105)"),
     *_meter_points(),
 )
 
@@ -220,12 +221,7 @@ def static_header(
 
 
 _METER_FORMAT: Final = struct.Struct(
-    ">HH"
-    + "".join(
-        {"int16": "h", "sunssf": "h", "acc32": "I", "bitfield32": "I"}[p.kind]
-        for p in METER_POINTS[2:]
-    )
-    + "HH"  # end model
+    ">HH" + "".join(STRUCT_FORMATS[p.kind] for p in METER_POINTS[2:]) + "HH"  # end model
 )
 assert _METER_FORMAT.size == 2 * (LAST_ADDRESS - METER_ADDRESS + 1)
 

@@ -25,10 +25,12 @@ from typing import Literal
 
 from twin.core import DEFAULT_MODEL, MeterConfig
 from twin.errors import ConfigError
+from twin.loadprofile import DEFAULT_PROFILE
 from twin.modbus.faults import FaultSpec
-from twin.modbus.rtu import SerialSettings
+from twin.modbus.serial import SerialSettings
 from twin.runtime.fleet import FleetSpec, uniform_fleet, without_tcp
 from twin.runtime.meters import meter_configs
+from twin.units import SEED_MAX, SEED_MIN, SEED_RANGE_TEXT
 
 MAX_SAMPLE_RATE = 1e6  # speed / sample_s: samples per wall second per meter
 
@@ -37,7 +39,7 @@ MAX_SAMPLE_RATE = 1e6  # speed / sample_s: samples per wall second per meter
 class TwinConfig:
     """Everything `minimeter run` decides, validated once."""
 
-    profile: str = "default"
+    profile: str = DEFAULT_PROFILE
     model: str = DEFAULT_MODEL
     serial_number: str = "MM00000001"  # the first meter's; the others count up from it
     seed: int | None = None  # profile noise (meter i: seed + i)
@@ -77,8 +79,8 @@ class TwinConfig:
             ("--fault-seed", self.fault_seed),
         ):
             # The same range as `simulate --seed` and a fleet file's seeds.
-            if seed is not None and not 0 <= seed < 2**63:
-                raise ConfigError(f"{option} {seed}: out of range; expected 0..2^63-1")
+            if seed is not None and not SEED_MIN <= seed <= SEED_MAX:
+                raise ConfigError(f"{option} {seed}: out of range; expected {SEED_RANGE_TEXT}")
         if not 1 <= self.unit <= 247:
             raise ConfigError(f"--unit {self.unit}: expected a unit id 1..247")
         if self.port is not None and not 0 <= self.port <= 65535:

@@ -29,7 +29,7 @@ Each meter gets its own serial (given, or ``MM`` + port + unit id, port 0 when i
 none), seed (given, or the profile's seed plus the meter's position in the fleet, so
 meters on one noisy profile differ) and store record (keyed by serial). A meter's
 faults apply to that meter only: its unit id on its TCP port and on the RTU line
-(port 0, see :data:`twin.modbus.faults.RTU_PORT`). Errors name the file, the key path and
+(port 0, see :data:`twin.modbus.RTU_PORT`). Errors name the file, the key path and
 what was expected.
 """
 
@@ -45,7 +45,9 @@ import yaml
 
 from twin.core import DEFAULT_MODEL, MeterModel
 from twin.errors import ConfigError
+from twin.loadprofile import DEFAULT_PROFILE
 from twin.modbus.faults import FaultSpec, fault_from_mapping, parse_fault
+from twin.units import SEED_MAX, SEED_MIN
 
 FLEET_SCHEMA = 1
 MAX_METERS = 10_000
@@ -194,7 +196,7 @@ def _meter(where: str, raw: Any, defaults: Mapping[str, Any], *, tcp: bool) -> M
             )
     unit = _int(f"{where}.unit", data["unit"], 1, 247)
     port = _int(f"{where}.port", data["port"], 1, 65535) if "port" in data else None
-    profile = data.get("profile", "default")
+    profile = data.get("profile", DEFAULT_PROFILE)
     if not isinstance(profile, str) or not profile:
         raise ConfigError(
             f"{where}.profile: {profile!r}; expected a shipped profile name or a path"
@@ -213,7 +215,7 @@ def _meter(where: str, raw: Any, defaults: Mapping[str, Any], *, tcp: bool) -> M
         model=_parse_model(f"{where}.model", data.get("model", DEFAULT_MODEL)),
         profile=profile,
         serial=serial,
-        seed=None if seed is None else _int(f"{where}.seed", seed, 0, 2**63 - 1),
+        seed=None if seed is None else _int(f"{where}.seed", seed, SEED_MIN, SEED_MAX),
         word_order=_choice(f"{where}.word_order", data.get("word_order", "big"), ("big", "little")),
         on_power_loss=_choice(
             f"{where}.on_power_loss", data.get("on_power_loss", "answer"), ("answer", "silent")

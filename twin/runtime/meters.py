@@ -34,9 +34,15 @@ from twin.core import (
 )
 from twin.drive import drive
 from twin.errors import ConfigError
-from twin.loadprofile.sampler import Profile, Sampler, load_profile
+from twin.loadprofile import Profile, Sampler, load_profile
 from twin.modbus.endpoint import CACHE_MAX, FLEET_CACHE_BUDGET, MeterEndpoint
-from twin.registers.map import Identity, RegisterImage, WordOrder, device_identification
+from twin.registers import (
+    Identity,
+    RegisterImage,
+    WordOrder,
+    decode_write,
+    device_identification,
+)
 from twin.runtime.fleet import FleetSpec, MeterSpec
 
 MAX_BLOCK = 86_400  # samples per core call while catching up
@@ -136,8 +142,11 @@ class LiveMeter:
     def _write(self, address: int, values: list[int]) -> None:
         """Block C write from the wire: decode (raises the Modbus exception) then act."""
         # The image checks a demand write against the other block C values as they are.
-        command = self.image.decode_write(
-            address, values, energy_reset_unlocked=self._allow_energy_reset
+        command = decode_write(
+            address,
+            values,
+            energy_reset_unlocked=self._allow_energy_reset,
+            current=self.image.config,
         )
         self.apply(command)
 

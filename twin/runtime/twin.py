@@ -42,11 +42,11 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from twin.core import Command, Event, MeterConfig, MeterCore, Snapshot
-from twin.loadprofile.sampler import Sampler
-from twin.modbus.endpoint import MeterEndpoint
+from twin.loadprofile import Sampler
+from twin.modbus.endpoint import MeterEndpoint, UnknownUnit
 from twin.modbus.faults import FaultInjector, FaultSpec
 from twin.modbus.hooks import WireHooks, WireTrace
 from twin.modbus.rtu import ModbusRtuServer
@@ -144,9 +144,7 @@ class Twin:
         by_port: dict[int | None, dict[int, MeterEndpoint]] = {}
         for m in self.meters:
             by_port.setdefault(m.spec.port, {})[m.spec.unit] = m.endpoint
-        unknown: Literal["exception", "silent"] = (
-            "silent" if fleet.unknown_unit == "silent" else "exception"
-        )
+        unknown = UnknownUnit(fleet.unknown_unit)
         for port, units in by_port.items():
             if port is None:
                 continue

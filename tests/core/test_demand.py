@@ -97,10 +97,11 @@ def test_demand_valid_after_first_window_and_reconfigure() -> None:
     assert core.snapshot().demand_valid == 1
     core.apply(Reconfigure(demand_interval_min=30, demand_subintervals=6))
     snap = core.snapshot()
-    assert snap.demand_config == (30, 6, 0, 24) and snap.demand_valid == 0
+    assert (snap.demand_interval_min, snap.demand_subintervals) == (30, 6)
+    assert snap.demand_valid == 0
     with pytest.raises(ValueError, match="demand_subintervals"):
         core.apply(Reconfigure(demand_subintervals=7))
-    assert core.snapshot().demand_config == (30, 6, 0, 24)
+    assert core.snapshot().demand_subintervals == 6
 
 
 def test_power_up_restarts_the_runtime_window() -> None:
@@ -166,3 +167,76 @@ def test_reconfigure_keeps_the_running_window_maximum() -> None:
         run(core, 15, 2.0)
     assert written.snapshot().demand_max_kw == plain.snapshot().demand_max_kw
     assert plain.snapshot().demand_max_kw == pytest.approx(6.0)
+
+
+def test_nv_state_round_trip_goes_through_demand_state() -> None:
+    core = MeterCore(MeterConfig(demand=DemandConfig(20, 4, DemandMethod.THERMAL, 12)))
+    core.advance(SampleBlock.build(4000, 1.0, voltage_v=120.0, current_a=SIX_KW_AMPS))
+    core.apply(ResetMaxDemand())
+    core.advance(SampleBlock.build(77, 1.0, voltage_v=120.0, current_a=3.0))
+    nv = core.nv_state()
+    assert nv.demand_config == (20, 4, 2, 12)
+    # Restored from nv, with a different configured demand: the meter keeps what it ran.
+    again = MeterCore(MeterConfig(), nv)
+    assert again.nv_state() == nv
+    snap = again.snapshot()
+    assert (snap.demand_interval_min, snap.demand_subintervals, snap.demand_method) == (
+        20,
+        4,
+        DemandMethod.THERMAL,
+    )
+    assert snap.demand_max_kw == core.snapshot().demand_max_kw > 0
+
+
+def _constant(step_s: int, hours: int, amps: float) -> MeterCore:
+    core = MeterCore(MeterConfig())
+    core.advance(SampleBlock.build(hours * 3600 // step_s, float(step_s), current_a=amps))
+    return core
+
+
+@pytest.mark.parametrize("step_s", [1, 7, 600, 3600])
+def test_12kw_constant_load_gives_12kw_demand_at_any_step(step_s: int) -> None:
+    # Issue 10: 48 kW at 1 h steps and 16 kW at 10 min before samples were split.
+    hours = 7  # 7 h divides into 7 s steps too
+    core = _constant(step_s, hours, 50.0)  # 2 x 120 V x 50 A = 12 kW
+    snap = core.snapshot()
+    assert snap.demand_kw == 12.0 and snap.demand_max_kw == 12.0
+    assert snap.demand_max_at_s == 15 * 60  # the first full window, at every step
+    assert snap.energy_delivered_uj == 12_000 * hours * 3_600_000_000  # never short
+
+
+def test_steps_give_identical_demand_events() -> None:
+    one = [(e.time_s, e.demand_kw, e.demand_max_kw) for e in _demand_events(1)]
+    assert len(one) == 48  # 4 h of 5-min sub-intervals
+    for step in (5, 60, 600, 3600):
+        events = _demand_events(step)
+        assert [(e.time_s, e.demand_kw, e.demand_max_kw) for e in events] == one
+
+
+def _demand_events(step_s: int) -> list[DemandClosed]:
+    core = MeterCore(MeterConfig())
+    out: list[DemandClosed] = []
+    n = 3600 // step_s
+    for amps in (10.0, 50.0, 0.0, 35.0):  # 1 h each
+        events = core.advance(SampleBlock.build(n, float(step_s), current_a=amps))
+        out += [e for e in events if isinstance(e, DemandClosed)]
+    return out
+
+
+def test_max_window_0_holds_the_maximum_at_any_age() -> None:
+    def run(core: MeterCore, hours: int, amps: float) -> None:
+        core.advance(SampleBlock.build(hours * 60, 60.0, current_a=amps))
+
+    from_start = MeterCore(MeterConfig(demand=DemandConfig(max_window_h=0)))
+    written = MeterCore(MeterConfig())
+    for core in (from_start, written):
+        run(core, 30, 5.0)
+    written.apply(Reconfigure(demand_max_window_h=0))  # after the first 24 h
+    for core in (from_start, written):
+        run(core, 2, 40.0)  # 9.6 kW peak at 30-32 h
+        run(core, 60, 5.0)
+        snap = core.snapshot()
+        assert snap.demand_max_kw == pytest.approx(9.6)
+        assert 30 * 3600 < snap.demand_max_at_s <= 32 * 3600
+        core.apply(ResetMaxDemand())
+        assert core.snapshot().demand_max_kw == pytest.approx(1.2)

@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 
 from twin.core import (
+    ClearedCounts,
     ClearEnergy,
     ClearError,
     ClearPulseCounts,
+    CountsCleared,
     ErrorCleared,
     ErrorCode,
     ErrorRaised,
+    Indicator,
     InjectError,
     LcdScreen,
     MeterConfig,
@@ -21,13 +24,14 @@ from twin.core import (
     PowerLost,
     PowerRestored,
     PulseEdges,
+    PulseOutput,
     Registration,
     RegistrationMode,
     SampleBlock,
     StatusBit,
+    StepTooCoarse,
     inputs_from_angle,
 )
-from twin.core.status import Indicator
 
 
 def meter(model: str = "MMD-200A", **kw: object) -> MeterCore:
@@ -210,13 +214,14 @@ def test_condition_bits(kw: dict[str, float], bit: StatusBit) -> None:
 def test_clear_pulse_counts_and_energy() -> None:
     core = meter()
     core.advance(SampleBlock.build(3600, 1.0, voltage_v=120.0, current_a=30.0))
-    core.apply(ClearPulseCounts())
+    assert core.apply(ClearPulseCounts())[0] == CountsCleared(3600.0, ClearedCounts.PULSES)
     snap = core.snapshot()
     assert snap.pulses_10wh == snap.pulses_100wh == snap.pulses_1000wh == 0
     assert snap.energy_delivered_wh == 7200 and snap.counter_counts == 7
     core.advance(SampleBlock.build(360, 1.0, voltage_v=120.0, current_a=30.0))  # 720 Wh more
     assert core.snapshot().pulses_10wh == 72
-    core.apply(ClearEnergy())
+    (cleared,) = core.apply(ClearEnergy())
+    assert isinstance(cleared, CountsCleared) and cleared.what is ClearedCounts.ENERGY
     snap = core.snapshot()
     assert snap.energy_delivered_uj == 0 and snap.pulses_10wh == 0 and snap.counter_counts == 0
 
@@ -300,3 +305,72 @@ def test_error_injection_accepts_values_and_refuses_unknown_kinds() -> None:
     core.advance(SampleBlock.build(10, 1.0, voltage_v=120.0))  # still a working meter
     core.apply(ClearError("memory"))  # type: ignore[arg-type]
     assert core.snapshot().error_code == 0
+
+
+def test_unpowered_readings_are_not_available_while_energies_hold() -> None:
+    core = meter()
+    core.advance(SampleBlock.build(600, 1.0, voltage_v=120.0, current_a=22.5))
+    live = core.snapshot()
+    assert live.power_w == 5400.0
+    core.advance(SampleBlock.build(600, 1.0, voltage_v=0.0, current_a=22.5))
+    off = core.snapshot()
+    for name in (
+        "power_w",
+        "power_l1_w",
+        "voltage_l1_v",
+        "voltage_l1_l2_v",
+        "current_l1_a",
+        "power_factor_l1",
+        "frequency_hz",
+        "temperature_c",
+    ):
+        assert np.isnan(getattr(off, name)), name
+    assert off.energy_delivered_uj == live.energy_delivered_uj == 5400 * 600 * 10**6
+    assert off.pulses_10wh == live.pulses_10wh and off.demand_max_kw == live.demand_max_kw
+    assert np.isnan(MeterCore().snapshot().voltage_l1_v)  # a new meter has measured nothing
+
+
+@pytest.mark.parametrize(("size", "factor"), [(None, 1.02), (3.0, 1.03), (-1.5, 0.985)])
+def test_calibration_error_registers_wrong_while_active(size: float | None, factor: float) -> None:
+    core = meter()
+    core.advance(SampleBlock.build(3600, 1.0, voltage_v=120.0, current_a=25.0))  # 6 kWh
+    core.apply(InjectError(MeterErrorKind.CALIBRATION, size))
+    assert core.snapshot().error_code == ErrorCode.CALIBRATION
+    core.advance(SampleBlock.build(3600, 1.0, voltage_v=120.0, current_a=25.0))
+    assert core.snapshot().power_w == pytest.approx(6000.0 * factor)
+    restored = MeterCore(core.config, core.nv_state())  # survives a restart
+    core.apply(ClearError(MeterErrorKind.CALIBRATION))
+    core.advance(SampleBlock.build(3600, 1.0, voltage_v=120.0, current_a=25.0))
+    assert core.snapshot().energy_delivered_uj == round((12_000 + 6000 * factor) * 3.6e9)
+    restored.advance(SampleBlock.build(1, 1.0, voltage_v=120.0, current_a=25.0))
+    assert restored.snapshot().power_w == pytest.approx(6000.0 * factor)
+    with pytest.raises(ValueError, match="error_pct"):
+        InjectError(MeterErrorKind.MEMORY, 2.0)
+    with pytest.raises(ValueError, match="error_pct"):
+        InjectError(MeterErrorKind.CALIBRATION, 80.0)
+
+
+@pytest.mark.parametrize(
+    ("hz", "raised"),
+    [(60.0, False), (50.0, False), (61.0, False), (49.2, False), (57.0, True), (62.0, True),
+     (55.0, True), (48.0, True), (45.0, True)],
+)  # fmt: skip
+def test_frequency_error_follows_the_50_60_hz_rating(hz: float, raised: bool) -> None:
+    core = meter()
+    core.advance(SampleBlock.build(10, 1.0, voltage_v=120.0, frequency_hz=hz))
+    snap = core.snapshot()
+    assert bool(snap.status_bits & 1 << StatusBit.FREQUENCY_OUT_OF_RANGE) is raised
+    assert (snap.error_code == ErrorCode.FREQUENCY) is raised
+
+
+def test_a_step_coarser_than_an_output_is_reported_once() -> None:
+    core = meter()
+    events = core.advance(SampleBlock.build(60, 1.0, voltage_v=120.0, current_a=30.0))
+    assert not any(isinstance(e, StepTooCoarse) for e in events)  # 2 Wh per sample
+    events = core.advance(SampleBlock.build(4, 60.0, voltage_v=120.0, current_a=30.0))
+    notices = [e for e in events if isinstance(e, StepTooCoarse)]
+    # 120 Wh per sample: two or more edges of the 10 Wh and 100 Wh outputs.
+    assert [n.output for n in notices] == [PulseOutput.KH_10, PulseOutput.KH_100]
+    assert notices[0].time_s == 60.0 and notices[0].dt_s == 60.0
+    events = core.advance(SampleBlock.build(4, 60.0, voltage_v=120.0, current_a=30.0))
+    assert not any(isinstance(e, StepTooCoarse) for e in events)
