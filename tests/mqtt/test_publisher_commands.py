@@ -35,7 +35,7 @@ async def test_a_command_runs_once_and_its_result_echoes_the_id(
     serial = live.twin.meters[0].serial
     await _connected(live)
     async with Subscriber(broker.port, "minimeter/+/cmd/result") as sub:
-        await sub.publish(f"minimeter/{serial}/cmd/reset_max_demand", '{"id": "r-1"}')
+        await sub.publish(f"minimeter/{serial}/cmd/reset_max_demand", '{"correlation_id": "r-1"}')
         result = await sub.wait_for(_result(f"minimeter/{serial}/cmd/result"))
     assert result.json() == {"ok": True, "command": "reset_max_demand", "id": "r-1", "error": None}
     assert live.runner.calls == [("reset_max_demand", {}, serial)]
@@ -81,14 +81,14 @@ async def test_malformed_and_unknown_commands_are_refused_with_a_reason(
         for payload, reason in (
             (b"{not json", "not JSON"),
             (b"[1, 2]", "expected a JSON object"),
-            (b'{"id": [1]}', "id: expected a string or an integer"),
+            (b'{"correlation_id": [1]}', "correlation_id: expected a string or an integer"),
         ):
             await sub.publish(f"minimeter/{serial}/cmd/clear_pulses", payload)
             refused = await sub.wait_for(_result(topic), after=len(sub.messages))
             assert refused.json()["ok"] is False and reason in refused.json()["error"]
             assert refused.json()["command"] == "clear_pulses"
         assert live.runner.calls == []  # refused before anything ran
-        await sub.publish(f"minimeter/{serial}/cmd/warp_drive", '{"id": 7}')
+        await sub.publish(f"minimeter/{serial}/cmd/warp_drive", '{"correlation_id": 7}')
         unknown = await sub.wait_for(_result(topic), after=len(sub.messages))
     assert unknown.json() == {
         "ok": False,

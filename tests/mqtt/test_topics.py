@@ -25,7 +25,7 @@ from twin.core import (
 from twin.errors import ConfigError
 from twin.mqtt import topics
 from twin.mqtt.commands import parse_payload
-from twin.registers.map import BY_NAME, EXTRA_DEFAULTS, Identity, field_names
+from twin.registers import BY_NAME, EXTRA_DEFAULTS, Identity, field_names
 
 # What Home Assistant's MQTT discovery needs per entity kind (names as in the HA docs:
 # https://www.home-assistant.io/integrations/sensor.mqtt/ and binary_sensor.mqtt/,
@@ -220,9 +220,10 @@ def test_serials_that_cannot_be_topic_levels_are_refused(serial: str) -> None:
     ("payload", "correlation", "expected"),
     [
         (b"", None, ({}, None, None)),
-        (b'{"id": "a", "for_s": 2}', None, ({"for_s": 2}, "a", None)),
-        (b'{"id": 7}', b"ignored", ({}, "7", None)),
+        (b'{"correlation_id": "a", "for_s": 2}', None, ({"for_s": 2}, "a", None)),
+        (b'{"correlation_id": 7}', b"ignored", ({}, "7", None)),
         (b"{}", b"corr", ({}, "corr", None)),
+        (b'{"id": 3}', None, ({"id": 3}, None, None)),  # clear_faults' own "id"
     ],
 )
 def test_command_payloads(
@@ -237,7 +238,7 @@ def test_command_payloads(
         (b"{", "not JSON"),
         (b"\xff", "not JSON"),
         (b"3", "int; expected a JSON object"),
-        (b'{"id": true}', "id: expected a string or an integer"),
+        (b'{"correlation_id": true}', "correlation_id: expected a string or an integer"),
     ],
 )
 def test_bad_command_payloads_have_a_reason(payload: bytes, reason: str) -> None:

@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Final
+from typing import Any, Final
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -54,7 +54,7 @@ from twin.mqtt import topics
 from twin.mqtt.commands import CommandRunner, Refusal, parse_payload
 from twin.mqtt.config import MqttConfig
 from twin.mqtt.source import MeterSource, TwinSource
-from twin.registers.map import Identity
+from twin.registers import Identity
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,20 @@ def describe_error(config: MqttConfig, exc: BaseException) -> str:
             f"{_TLS_REFUSED} (not signed by a trusted CA, or not issued for {config.host}): {text}"
         )
     return text
+
+
+async def cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait for them, cancelling again those that swallowed it.
+
+    Python 3.11's ``asyncio.wait_for`` (which aiomqtt awaits publishes with) loses a
+    cancellation that arrives as its inner future completes; one cancel is not enough.
+    """
+    pending = [t for t in tasks if not t.done()]
+    while pending:
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=0.05)
+        pending = [t for t in pending if not t.done()]
 
 
 class _ClosingSSLSocket(ssl.SSLSocket):
@@ -154,9 +168,7 @@ class MqttPublisher:
         try:
             await asyncio.wait_for(asyncio.shield(self._task), TIMEOUT_S * 2)
         except TimeoutError:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_all([self._task])
         self._task = None
 
     async def __aenter__(self) -> MqttPublisher:
@@ -260,9 +272,7 @@ class MqttPublisher:
         try:
             done, _ = await asyncio.wait([*loops, stop], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in [*loops, stop]:
-                task.cancel()
-            await asyncio.gather(*loops, stop, return_exceptions=True)
+            await cancel_all([*loops, stop])
         for task in loops:
             failure = task.exception() if task in done else None
             if failure is not None:

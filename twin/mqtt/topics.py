@@ -35,14 +35,14 @@ from twin.core import (
     ErrorCleared,
     ErrorRaised,
     Event,
+    Indicator,
     MaxDemandReset,
     PowerLost,
     PowerRestored,
     Snapshot,
 )
-from twin.core.status import Indicator
 from twin.errors import ConfigError
-from twin.registers.map import BY_NAME, EXTRA_DEFAULTS, Identity, field_names
+from twin.registers import BY_NAME, EXTRA_DEFAULTS, Identity, field_names
 
 ALL: Final = "all"  # the fleet-wide command target: P/all/cmd/<name>
 RESULT: Final = "result"  # P/<serial>/cmd/result: never a command name
