@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import Broker, Subscriber
 from tests.mqtt.conftest import Live
 from twin.modbus.client import MeterClient, decode_uint
-from twin.mqtt.publisher import RECONNECT_MAX_S, backoff_s
+from twin.mqtt.link import RECONNECT_MAX_S, backoff_s
 
 StartLive = Callable[..., Awaitable[Live]]
 

@@ -36,13 +36,12 @@ import contextlib
 import logging
 import random
 import secrets
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Final
+from typing import Final
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -53,63 +52,24 @@ from twin.core import Event
 from twin.mqtt import topics
 from twin.mqtt.commands import CommandRunner, Refusal, parse_payload
 from twin.mqtt.config import MqttConfig
+from twin.mqtt.link import (
+    RECONNECT_MAX_S,
+    TLS_REFUSED,
+    ClosingSSLSocket,
+    backoff_s,
+    cancel_all,
+    describe_error,
+)
 from twin.mqtt.source import MeterSource, TwinSource
 from twin.registers import Identity
 
 log = logging.getLogger(__name__)
 
-RECONNECT_MIN_S: Final = 0.25
-RECONNECT_MAX_S: Final = 3.0  # a broker back is found again within this (+ jitter below it)
 KEEPALIVE_S: Final = 15
 TIMEOUT_S: Final = 5.0  # connect, and any publish that cannot be written
 EVENT_QUEUE_MAX: Final = 10_000  # events held while a slow broker drains
 _MIN_SLEEP_S: Final = 0.002  # below this a fleet slot is published without sleeping
-_TLS_REFUSED: Final = "TLS: the broker's certificate was refused"
 _GATHER_MAX: Final = 200  # messages in flight at once in a burst (discovery, online)
-
-
-def backoff_s(attempt: int, rng: random.Random) -> float:
-    """Delay before reconnect attempt ``attempt`` (0-based): doubling up to the cap, the
-    upper half of it drawn at random so a fleet of twins does not reconnect in step."""
-    ceiling = min(RECONNECT_MAX_S, RECONNECT_MIN_S * 2.0**attempt)
-    return ceiling / 2 + rng.uniform(0.0, ceiling / 2)
-
-
-def describe_error(config: MqttConfig, exc: BaseException) -> str:
-    """One line saying why the broker could not be used (never the password)."""
-    text = str(exc) or type(exc).__name__
-    if exc.__cause__ is not None:  # aiomqtt wraps the reason (a lost socket, a code)
-        text = f"{text}: {exc.__cause__}"
-    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-        return (
-            f"{_TLS_REFUSED} (not signed by a trusted CA, or not issued for {config.host}): {text}"
-        )
-    return text
-
-
-async def cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
-    """Cancel ``tasks`` and wait for them, cancelling again those that swallowed it.
-
-    Python 3.11's ``asyncio.wait_for`` (which aiomqtt awaits publishes with) loses a
-    cancellation that arrives as its inner future completes; one cancel is not enough.
-    """
-    pending = [t for t in tasks if not t.done()]
-    while pending:
-        for task in pending:
-            task.cancel()
-        await asyncio.wait(pending, timeout=0.05)
-        pending = [t for t in pending if not t.done()]
-
-
-class _ClosingSSLSocket(ssl.SSLSocket):
-    """paho drops the socket of a failed TLS handshake unclosed: close it here."""
-
-    def do_handshake(self, block: bool = False) -> None:
-        try:
-            super().do_handshake(block)
-        except BaseException:
-            self.close()
-            raise
 
 
 class MqttPublisher:
@@ -189,7 +149,7 @@ class MqttPublisher:
         cfg = self.config
         context = cfg.ssl_context()
         if context is not None:
-            context.sslsocket_class = _ClosingSSLSocket
+            context.sslsocket_class = ClosingSSLSocket
         client = aiomqtt.Client(
             cfg.host,
             cfg.port,
@@ -238,7 +198,7 @@ class MqttPublisher:
             log.warning("mqtt: connection to %s lost: %s; reconnecting", self.config.url, reason)
         elif reason != self.last_error:  # once per distinct reason, not per attempt
             log.log(
-                logging.ERROR if reason.startswith(_TLS_REFUSED) else logging.WARNING,
+                logging.ERROR if reason.startswith(TLS_REFUSED) else logging.WARNING,
                 "mqtt: cannot connect to %s: %s (retrying every %g s at most)",
                 self.config.url,
                 reason,
