@@ -181,6 +181,6 @@ async def open_meter(
         with MeterTwin(**merged) as twin:
             for spec in target.errors:
                 kind, _, pct = spec.partition(":")
-                twin.inject(kind, **({"pct": float(pct)} if pct else {}))
+                twin.inject(kind, **({"error_pct": float(pct)} if pct else {}))
             async with twin.client() as client:
                 yield MeterUnderTest(target, client, twin)

@@ -23,5 +23,10 @@ class ServeError(TwinError):
     """A server cannot start (address in use, serial device missing)."""
 
 
+class CommandRefused(TwinError):
+    """A control command that is not applied: the reason names what was wrong and what
+    was expected. A refused command changes nothing."""
+
+
 class DeviceError(TwinError):
     """A pulse device cannot be used: bad URL, missing extra, unreachable or misbehaving."""

@@ -66,7 +66,7 @@ def _calibration_changes_registration() -> bool:
 
     with MeterTwin() as twin:
         twin.set_load(Load(120, 30), Load(120, 30))
-        twin.inject("calibration", pct=1.0)
+        twin.inject("calibration", error_pct=1.0)
         twin.advance(1000)
         return twin.snapshot().energy_delivered_wh != 2000
 

@@ -85,9 +85,9 @@ async def _answer_order(port: int) -> list[int]:
 
 
 async def test_delay_with_jitter_then_cleared(twin: Twin) -> None:
-    fault = twin.add_fault("delay:ms=300,jitter=50,unit=1")
+    fault = twin.hooks.add_fault("delay:ms=300,jitter=50,unit=1")
     assert await _answer_order(twin.port) == [2, 1]  # unit 1's answer is held back
-    assert twin.remove_fault(fault)
+    assert twin.hooks.remove_fault(fault)
     assert await _answer_order(twin.port) == [1, 2]  # cleared: answered in order
     async with MeterClient(port=twin.port, timeout_s=2) as c:
         assert await c.read_uint(0, 4) == 2400
@@ -106,7 +106,7 @@ def test_delay_is_ms_plus_uniform_jitter() -> None:
 
 
 async def test_silent_times_out_then_answers_when_cleared(twin: Twin) -> None:
-    twin.add_fault("silent:unit=2")
+    twin.hooks.add_fault("silent:unit=2")
     async with (
         MeterClient(port=twin.port, unit=2, timeout_s=0.3) as c2,
         MeterClient(port=twin.port, unit=1) as c1,
@@ -114,45 +114,45 @@ async def test_silent_times_out_then_answers_when_cleared(twin: Twin) -> None:
         with pytest.raises(ModbusIOException):
             await c2.read_registers(0, 4)
         assert await c1.read_uint(0, 4) == 2400  # unit 1 is not affected
-        twin.clear_faults()
+        twin.hooks.clear_faults()
     async with MeterClient(port=twin.port, unit=2) as c2:
         assert await c2.read_uint(0, 4) == 2400
 
 
 async def test_exception_for_function_and_address_range(twin: Twin) -> None:
-    twin.add_fault("exception:code=6,fc=3,addr=0-10")
+    twin.hooks.add_fault("exception:code=6,fc=3,addr=0-10")
     async with MeterClient(port=twin.port) as c:
         with pytest.raises(ExceptionReply) as exc:
             await c.read_registers(0, 4)
         assert (exc.value.function_code, exc.value.code) == (3, 6)
         assert len(await c.read_registers(11, 2)) == 2  # outside the range
         assert await c.read_registers(0, 4, fc=4) == [0, 0, 0, 2400]  # another function
-        twin.clear_faults()
+        twin.hooks.clear_faults()
         assert await c.read_uint(0, 4) == 2400
 
 
 async def test_drop_after_n_requests_per_connection(twin: Twin) -> None:
-    fault = twin.add_fault("drop:after=2")
+    fault = twin.hooks.add_fault("drop:after=2")
     a, b = Raw(twin.port), Raw(twin.port)
     try:
         assert len(await a.ask(_request(1))) == 17
         assert len(await a.ask(_request(2))) == 17
         assert len(await b.ask(_request(1))) == 17  # counted per connection
         assert await a.ask(_request(3)) in (b"", b"<reset>")  # closed instead of answered
-        twin.remove_fault(fault)
+        twin.hooks.remove_fault(fault)
         assert len(await b.ask(_request(2))) == 17
         assert len(await b.ask(_request(3))) == 17  # cleared: the third one is answered
     finally:
         a.close()
         b.close()
-    twin.add_fault("drop")  # after=0: every request closes the connection
+    twin.hooks.add_fault("drop")  # after=0: every request closes the connection
     async with MeterClient(port=twin.port, timeout_s=0.5) as c:
         with pytest.raises(ModbusIOException):
             await c.read_registers(0, 4)
 
 
 async def test_garbage_is_not_a_frame_then_cleared(twin: Twin) -> None:
-    twin.add_fault("garbage:count=1")
+    twin.hooks.add_fault("garbage:count=1")
     raw = Raw(twin.port)
     try:
         good = _request(7)[:2]
@@ -162,17 +162,17 @@ async def test_garbage_is_not_a_frame_then_cleared(twin: Twin) -> None:
         assert reply[:2] == b"\x00\x08" and reply[7:9] == b"\x03\x08"
     finally:
         raw.close()
-    twin.add_fault("garbage")
+    twin.hooks.add_fault("garbage")
     async with MeterClient(port=twin.port, timeout_s=0.3) as c:
         with pytest.raises(ModbusIOException):
             await c.read_registers(0, 4)
-    assert twin.faults.active  # not spent: no count
-    twin.clear_faults()
-    assert not twin.faults.active
+    assert twin.hooks.faults.active  # not spent: no count
+    twin.hooks.clear_faults()
+    assert not twin.hooks.faults.active
 
 
 async def test_truncated_answer_then_cleared(twin: Twin) -> None:
-    twin.add_fault("truncate:fc=3")
+    twin.hooks.add_fault("truncate:fc=3")
     raw = Raw(twin.port)
     try:
         reply = await raw.ask(_request(1), timeout_s=0.5)
@@ -182,26 +182,26 @@ async def test_truncated_answer_then_cleared(twin: Twin) -> None:
     async with MeterClient(port=twin.port, timeout_s=0.3) as c:
         with pytest.raises(ModbusIOException):
             await c.read_registers(0, 4)
-    twin.clear_faults()
+    twin.hooks.clear_faults()
     async with MeterClient(port=twin.port) as c:
         assert await c.read_uint(0, 4) == 2400
 
 
 async def _good_reply(twin: Twin) -> bytes:
-    saved = twin.faults.active
-    twin.clear_faults()
+    saved = twin.hooks.faults.active
+    twin.hooks.clear_faults()
     raw = Raw(twin.port)
     try:
         return await raw.ask(_request(1))
     finally:
         raw.close()
         for spec in saved.values():
-            twin.add_fault(spec)
+            twin.hooks.add_fault(spec)
 
 
 async def test_duration_and_port_scoping(twin: Twin) -> None:
-    twin.add_fault("exception:code=4,for=300ms", port=twin.port)
-    twin.add_fault("exception:code=5", port=twin.port + 1)  # another port: never matches
+    twin.hooks.add_fault("exception:code=4,for=300ms", port=twin.port)
+    twin.hooks.add_fault("exception:code=5", port=twin.port + 1)  # another port: never matches
     async with MeterClient(port=twin.port) as c:
         with pytest.raises(ExceptionReply) as exc:
             await c.read_registers(0, 4)
@@ -318,10 +318,10 @@ async def test_faults_and_power_loss_silence_over_rtu(tmp_path: Path, pty: tuple
         ask = rtu_frame(struct.pack(">BBHH", 2, 3, 0, 4))
         os.write(master, ask)
         assert (await rtu_reply(master, 1.0))[:3] == bytes((2, 3, 8))
-        fid = t.add_fault("exception:code=6,unit=2")
+        fid = t.hooks.add_fault("exception:code=6,unit=2")
         os.write(master, ask)
         assert await rtu_reply(master, 1.0) == rtu_frame(bytes((2, 0x83, 6)))
-        t.remove_fault(fid)
+        t.hooks.remove_fault(fid)
         t.step(60)  # dark, and silent on power loss
         os.write(master, ask)
         assert await rtu_reply(master, 0.3) == b""

@@ -78,13 +78,13 @@ async def _one_request_then_close(port: int, tid: int) -> None:
 
 
 async def test_many_short_connections_leave_no_drop_counts(twin: Twin) -> None:
-    twin.add_fault("drop:after=100")
+    twin.hooks.add_fault("drop:after=100")
     for tid in range(40):
         await _one_request_then_close(twin.port, tid)
     for _ in range(50):  # the server sees each close a moment later
-        if not twin.faults.drop_counts:
+        if not twin.hooks.faults.drop_counts:
             break
         await asyncio.sleep(0.01)
-    assert twin.faults.drop_counts == {}
-    twin.clear_faults()  # unarmed: the server goes back to its fast path
+    assert twin.hooks.faults.drop_counts == {}
+    twin.hooks.clear_faults()  # unarmed: the server goes back to its fast path
     assert twin.tcp is not None and twin.tcp.dispatcher.interceptor is None

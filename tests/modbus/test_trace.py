@@ -38,11 +38,11 @@ async def test_trace_hook_sees_every_frame_both_ways() -> None:
         def hook(direction: str, port: int, unit: int, frame: bytes, at: float) -> None:
             frames.append((direction, port, unit, frame, at))
 
-        twin.add_trace(hook)
+        twin.hooks.add_trace(hook)
         t0 = time.time()
         reply1 = await _exchange(twin.port, _request(5, unit=2))
         reply9 = await _exchange(twin.port, _request(6, unit=9))  # unknown unit: 0x0B
-        twin.remove_trace(hook)
+        twin.hooks.remove_trace(hook)
         await _exchange(twin.port, _request(7))  # not traced any more
     assert [(d, p, u) for d, p, u, _, _ in frames] == [
         ("rx", twin.port, 2),

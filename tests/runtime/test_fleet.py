@@ -68,7 +68,7 @@ async def test_hundred_meters_on_one_port_each_answer_their_own(noisy: str) -> N
         energies, powers = {}, {}
         for unit in range(1, 101):
             c.unit = unit
-            snap = twin.snapshot(unit)
+            snap = twin.meter(unit).snapshot
             assert decode_string(await c.read_registers(108, 16)) == f"FL{unit:08d}"
             assert snap.serial_number == f"FL{unit:08d}"
             energies[unit] = await c.read_uint(0, 4)
@@ -117,9 +117,9 @@ async def test_power_loss_answer_or_silent_per_meter(tmp_path: Path, outage: str
             twin.step(30)
             assert (await silent.read_bits(2, 13, 1)) == [False]  # powered: both answer
             twin.step(60)  # in the outage
-            assert not twin.snapshot(1).powered
+            assert not twin.meter(1).snapshot.powered
             frozen = await answer.read_uint(0, 4)
-            assert frozen == twin.snapshot(1).energy_delivered_wh == 40
+            assert frozen == twin.meter(1).snapshot.energy_delivered_wh == 40
             assert (await answer.read_bits(2, 13, 1)) == [True]  # status bit 13: no power
             with pytest.raises(ModbusIOException):
                 await silent.read_registers(0, 4)

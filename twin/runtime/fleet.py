@@ -39,14 +39,17 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from enum import Enum, StrEnum
+from typing import Any, TypeVar
 
 import yaml
 
-from twin.core import DEFAULT_MODEL, MeterModel
+from twin.core import DEFAULT_MODEL, AccuracyConfig, MeterConfig, MeterModel
 from twin.errors import ConfigError
 from twin.loadprofile import DEFAULT_PROFILE
+from twin.modbus.endpoint import UnknownUnit
 from twin.modbus.faults import FaultSpec, fault_from_mapping, parse_fault
+from twin.registers import WordOrder
 from twin.units import SEED_MAX, SEED_MIN
 
 FLEET_SCHEMA = 1
@@ -56,6 +59,14 @@ _METER_KEYS = (
 )  # fmt: skip
 _TOP_KEYS = ("fleet", "defaults", "unknown_unit", "meters")
 _DIGITS = re.compile(r"^(.*?)(\d*)$")
+_E = TypeVar("_E", bound=Enum)
+
+
+class OnPowerLoss(StrEnum):
+    """What a meter's comms do while it is unpowered."""
+
+    ANSWER = "answer"  # frozen registers, status bit 13
+    SILENT = "silent"  # no answer (its comms have no supply)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,15 +79,15 @@ class MeterSpec:
     profile: str
     serial: str
     seed: int | None = None  # None: the profile's seed + this meter's position
-    word_order: str = "big"
-    on_power_loss: str = "answer"  # answer (frozen registers, status bit 13) | silent
+    word_order: WordOrder = WordOrder.BIG
+    on_power_loss: OnPowerLoss = OnPowerLoss.ANSWER
     faults: tuple[FaultSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class FleetSpec:
     meters: tuple[MeterSpec, ...]
-    unknown_unit: str = "exception"
+    unknown_unit: UnknownUnit = UnknownUnit.EXCEPTION
 
     @property
     def ports(self) -> list[int]:
@@ -115,9 +126,9 @@ def uniform_fleet(
     model: str = DEFAULT_MODEL,
     profile: str = "default",
     seed: int | None = None,
-    word_order: str = "big",
-    on_power_loss: str = "answer",
-    unknown_unit: str = "exception",
+    word_order: WordOrder = WordOrder.BIG,
+    on_power_loss: OnPowerLoss = OnPowerLoss.ANSWER,
+    unknown_unit: UnknownUnit = UnknownUnit.EXCEPTION,
 ) -> FleetSpec:
     """``--meters N``: unit ids first_unit.. on one port, serials and seeds counted up."""
     if not 1 <= count <= 247:
@@ -148,10 +159,13 @@ def uniform_fleet(
     return FleetSpec(tuple(meters), unknown_unit=unknown_unit)
 
 
-def _choice(where: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
+def _choice(where: str, value: Any, enum: type[_E]) -> _E:
+    if isinstance(value, enum):
+        return value
+    allowed = [str(m.value) for m in enum]
+    if not isinstance(value, str) or value not in allowed:
         raise ConfigError(f"{where}: {value!r} invalid; expected one of {', '.join(allowed)}")
-    return str(value)
+    return enum(value)
 
 
 def _int(where: str, value: Any, lo: int, hi: int) -> int:
@@ -216,9 +230,9 @@ def _meter(where: str, raw: Any, defaults: Mapping[str, Any], *, tcp: bool) -> M
         profile=profile,
         serial=serial,
         seed=None if seed is None else _int(f"{where}.seed", seed, SEED_MIN, SEED_MAX),
-        word_order=_choice(f"{where}.word_order", data.get("word_order", "big"), ("big", "little")),
+        word_order=_choice(f"{where}.word_order", data.get("word_order", "big"), WordOrder),
         on_power_loss=_choice(
-            f"{where}.on_power_loss", data.get("on_power_loss", "answer"), ("answer", "silent")
+            f"{where}.on_power_loss", data.get("on_power_loss", "answer"), OnPowerLoss
         ),
         faults=tuple(f.for_meter(port, unit) for f in faults),
     )
@@ -284,10 +298,8 @@ def parse_fleet(
     return FleetSpec(meters=tuple(meters), unknown_unit=_unknown_unit(source, data))
 
 
-def _unknown_unit(source: str, data: Mapping[str, Any]) -> str:
-    return _choice(
-        f"{source}: unknown_unit", data.get("unknown_unit", "exception"), ("exception", "silent")
-    )
+def _unknown_unit(source: str, data: Mapping[str, Any]) -> UnknownUnit:
+    return _choice(f"{source}: unknown_unit", data.get("unknown_unit", "exception"), UnknownUnit)
 
 
 def without_tcp(fleet: FleetSpec, source: str = "fleet") -> FleetSpec:
@@ -332,3 +344,22 @@ def load_fleet(
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{source}{line}: not valid YAML ({problem})") from None
     return parse_fleet(data, source, base, tcp=tcp)
+
+
+def meter_configs(fleet: FleetSpec, accuracy_seed: int | None) -> list[MeterConfig]:
+    """Each meter's core configuration (an error curve per meter when seeded)."""
+    out = []
+    for i, spec in enumerate(fleet.meters):
+        try:
+            out.append(
+                MeterConfig(
+                    model=spec.model,
+                    serial_number=spec.serial,
+                    accuracy=AccuracyConfig(
+                        seed=None if accuracy_seed is None else accuracy_seed + i
+                    ),
+                )
+            )
+        except ValueError as exc:
+            raise ConfigError(f"meter {spec.serial} (unit {spec.unit}): {exc}") from None
+    return out

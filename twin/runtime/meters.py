@@ -8,42 +8,41 @@ Modbus servers answer from, and steps through :func:`twin.drive.drive`, the one
 loop every caller shares. After a step that moved the meter, the image is rebuilt
 once and handed to the endpoint; requests never build anything.
 
-Meters that play the same profile with the same noise (a profile without noise,
-or the same seed) get the same :class:`SharedSampler`: it remembers the last block
-it built, so when the fleet steps together the first meter builds the block and
-the others reuse it (a sampler is pure and a core never writes to its block). That
-halves a small fleet step's cost; the per-call cost of ``MeterCore.advance``
-(~0.1 ms) is what remains, which is why the runtime yields to the event loop
-between meters while it steps a large fleet.
+Inputs: a meter plays its profile through ``sampler``. Meters that play the same
+profile with the same noise (a profile without noise, or the same seed) get the same
+:class:`SharedSampler` from the twin's :class:`SamplerPool`: it remembers the last
+block it built, so when the fleet steps together the first meter builds the block and
+the others reuse it (a sampler is pure and a core never writes to its block). The
+per-call cost of ``MeterCore.advance`` (~0.1 ms) is what remains, which is why the
+runtime yields to the event loop between meters while it steps a large fleet. A
+load override (``set_load``) gives the meter its own
+:class:`~twin.runtime.override.OverrideSampler` until it ends (``for_s`` of meter
+time) or is cleared; ``switch_profile`` gives it the new profile's shared sampler.
+
+Block-C writes from the wire go through ``twin.control`` like every other command
+(see :meth:`LiveMeter.modbus_write`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from dataclasses import replace
 
-from twin.core import (
-    AccuracyConfig,
-    Command,
-    Event,
-    MeterConfig,
-    MeterCore,
-    NvState,
-    SampleBlock,
-    Snapshot,
-)
+from twin.control import Controller, SetLoad
+from twin.core import Command, Event, MeterConfig, MeterCore, NvState, SampleBlock, Snapshot
 from twin.drive import drive
-from twin.errors import ConfigError
-from twin.loadprofile import Profile, Sampler, load_profile
+from twin.loadprofile import Profile, ProfileSpec, Sampler
 from twin.modbus.endpoint import CACHE_MAX, FLEET_CACHE_BUDGET, MeterEndpoint
 from twin.registers import (
+    ExceptionCode,
     Identity,
+    ModbusException,
     RegisterImage,
-    WordOrder,
     decode_write,
     device_identification,
 )
-from twin.runtime.fleet import FleetSpec, MeterSpec
+from twin.runtime.fleet import MeterSpec, OnPowerLoss
+from twin.runtime.override import OverrideSampler
 
 MAX_BLOCK = 86_400  # samples per core call while catching up
 
@@ -53,8 +52,8 @@ MeterListener = Callable[["LiveMeter", list[Event]], None]
 class SharedSampler(Sampler):
     """A sampler that hands the same block to every meter stepping the same span."""
 
-    def __init__(self, profile: Profile, seed: int) -> None:
-        super().__init__(profile.spec, seed)
+    def __init__(self, spec: ProfileSpec, seed: int) -> None:
+        super().__init__(spec, seed)
         self._key: tuple[float, float, int] | None = None
         self._block: SampleBlock | None = None
 
@@ -66,6 +65,21 @@ class SharedSampler(Sampler):
         return self._block
 
 
+class SamplerPool:
+    """One :class:`SharedSampler` per profile and seed (the seed only with noise)."""
+
+    def __init__(self) -> None:
+        # keyed by the spec's identity; the spec is held in the value, so ids stay unique
+        self._shared: dict[tuple[int, int | None], tuple[ProfileSpec, SharedSampler]] = {}
+
+    def sampler(self, profile: Profile, seed: int) -> SharedSampler:
+        key = (id(profile.spec), seed if profile.spec.noise else None)
+        entry = self._shared.get(key)
+        if entry is None:
+            entry = self._shared[key] = (profile.spec, SharedSampler(profile.spec, seed))
+        return entry[1]
+
+
 class LiveMeter:
     """One meter of the twin: core, sampler, image, endpoint."""
 
@@ -73,24 +87,29 @@ class LiveMeter:
         self,
         spec: MeterSpec,
         config: MeterConfig,
-        sampler: Sampler,
+        profile: Profile,
         nv: NvState | None,
         *,
+        position: int,
+        pool: SamplerPool,
         sunspec: bool,
-        allow_energy_reset: bool,
-        allow_writes: bool,
+        control: Controller | None,
         on_events: Callable[[LiveMeter, list[Event]], None],
         fleet_size: int = 1,
     ) -> None:
         self.spec = spec
         self.config = config
-        self.sampler = sampler
+        self.position = position  # in the fleet: the default seed is the profile's + this
+        self._pool = pool
+        self.profile = profile
+        self.sampler: Sampler = pool.sampler(profile, self._seed(profile))
+        self.load: SetLoad | None = None  # the load override in force, if any
+        self.time_s = 0.0  # profile time of the next sample
         self.restored = nv is not None
         self.core = MeterCore(config, nv=nv)
         self.identity = Identity.from_config(config, unit_id=spec.unit)
-        self._word_order = WordOrder.LITTLE if spec.word_order == "little" else WordOrder.BIG
         self._sunspec = sunspec
-        self._allow_energy_reset = allow_energy_reset
+        self._control = control
         self._on_events = on_events
         self.snapshot: Snapshot = self.core.snapshot()
         self._snapshot_repr = repr(self.snapshot)
@@ -98,7 +117,7 @@ class LiveMeter:
         self.endpoint = MeterEndpoint(
             self.image,
             device_identification(self.identity),
-            self._write if allow_writes else None,
+            self.modbus_write if control is not None else None,
             cache_max=max(64, min(CACHE_MAX, FLEET_CACHE_BUDGET // fleet_size)),
         )
         self._update_silence()
@@ -107,19 +126,56 @@ class LiveMeter:
     def serial(self) -> str:
         return self.spec.serial
 
+    def nv_state(self) -> NvState:
+        return self.core.nv_state()
+
     def step(self, t0_s: float, dt_s: float, n: int) -> None:
         """Advance ``n`` samples from profile time ``t0_s``, then refresh the image."""
         for events in drive(self.core, self.sampler, t0_s, dt_s, n, MAX_BLOCK):
             if events:
                 self._on_events(self, events)
+        self.time_s = t0_s + n * dt_s
+        sampler = self.sampler
+        if isinstance(sampler, OverrideSampler) and not sampler.overridden(self.time_s, dt_s, 1):
+            self.clear_load()  # the override's time is up: back to the profile
         self.refresh()
 
     def apply(self, command: Command) -> list[Event]:
+        """Apply a core command now (what `twin.control` does for the core's commands)."""
         events = self.core.apply(command)
         if events:
             self._on_events(self, events)
         self.refresh()
         return events
+
+    # ---------------------------------------------------------------- inputs
+
+    def set_load(self, load: SetLoad) -> None:
+        """Override the profile's inputs from the present meter time (``load.for_s``)."""
+        until_s = None if load.for_s is None else self.time_s + load.for_s
+        self.sampler = OverrideSampler(self.profile.spec, self._seed(self.profile), load, until_s)
+        self.load = load
+
+    def clear_load(self) -> None:
+        """End a load override: the profile's inputs again."""
+        self.sampler = self._pool.sampler(self.profile, self._seed(self.profile))
+        self.load = None
+
+    def switch_profile(self, profile: Profile) -> None:
+        """Play ``profile`` from the present meter time (a load override stays)."""
+        self.profile = profile
+        self.spec = replace(self.spec, profile=profile.source)
+        if self.load is None:
+            self.clear_load()
+        else:  # the override goes on over the new profile, to the same end
+            sampler = self.sampler
+            until_s = sampler.until_s if isinstance(sampler, OverrideSampler) else None
+            self.sampler = OverrideSampler(profile.spec, self._seed(profile), self.load, until_s)
+
+    def _seed(self, profile: Profile) -> int:
+        return profile.spec.seed + self.position if self.spec.seed is None else self.spec.seed
+
+    # ---------------------------------------------------------------- the image
 
     def refresh(self) -> None:
         snap = self.core.snapshot()
@@ -132,65 +188,25 @@ class LiveMeter:
             self._update_silence()
 
     def _update_silence(self) -> None:
-        self.endpoint.silent = self.spec.on_power_loss == "silent" and not self.snapshot.powered
+        self.endpoint.silent = (
+            self.spec.on_power_loss is OnPowerLoss.SILENT and not self.snapshot.powered
+        )
 
     def _build_image(self) -> RegisterImage:
         return RegisterImage.build(
-            self.snapshot, self.identity, word_order=self._word_order, sunspec=self._sunspec
+            self.snapshot, self.identity, word_order=self.spec.word_order, sunspec=self._sunspec
         )
 
-    def _write(self, address: int, values: list[int]) -> None:
-        """Block C write from the wire: decode (raises the Modbus exception) then act."""
-        # The image checks a demand write against the other block C values as they are.
-        command = decode_write(
-            address,
-            values,
-            energy_reset_unlocked=self._allow_energy_reset,
-            current=self.image.config,
-        )
-        self.apply(command)
-
-
-def meter_configs(fleet: FleetSpec, accuracy_seed: int | None) -> list[MeterConfig]:
-    """Each meter's core configuration (an error curve per meter when seeded)."""
-    out = []
-    for i, spec in enumerate(fleet.meters):
-        try:
-            out.append(
-                MeterConfig(
-                    model=spec.model,
-                    serial_number=spec.serial,
-                    accuracy=AccuracyConfig(
-                        seed=None if accuracy_seed is None else accuracy_seed + i
-                    ),
-                )
-            )
-        except ValueError as exc:
-            raise ConfigError(f"meter {spec.serial} (unit {spec.unit}): {exc}") from None
-    return out
-
-
-def samplers(fleet: FleetSpec) -> list[Sampler]:
-    """One sampler per meter, shared between meters whose inputs are identical.
-
-    A meter without an explicit seed plays its profile's seed plus its position in
-    the fleet, so meters on a noisy profile differ from one another.
-    """
-    profiles: dict[str, Profile] = {}
-    shared: dict[tuple[str, Any], SharedSampler] = {}
-    out: list[Sampler] = []
-    for i, spec in enumerate(fleet.meters):
-        profile = profiles.get(spec.profile)
-        if profile is None:
-            profile = profiles[spec.profile] = load_profile(spec.profile)
-        seed = profile.spec.seed + i if spec.seed is None else spec.seed
-        key = (spec.profile, seed if profile.spec.noise else None)
-        sampler = shared.get(key)
-        if sampler is None:
-            sampler = shared[key] = SharedSampler(profile, seed)
-        out.append(sampler)
-    return out
+    def modbus_write(self, address: int, values: list[int]) -> None:
+        """A block-C write from the wire, executed through `twin.control` for this meter;
+        raises the Modbus exception (02 bad address, 03 refused, with control's reason)."""
+        if self._control is None:
+            raise RuntimeError("writes are off for this meter")
+        write = decode_write(address, values)  # 02/03 for what only the wire gets wrong
+        result = self._control.run(write.command, write.body, serial=self.serial)
+        if not result.ok:
+            raise ModbusException(ExceptionCode.ILLEGAL_DATA_VALUE, result.error or "refused")
 
 
 def nv_items(meters: Iterable[LiveMeter]) -> list[tuple[str, NvState]]:
-    return [(m.serial, m.core.nv_state()) for m in meters]
+    return [(m.serial, m.nv_state()) for m in meters]

@@ -1,34 +1,48 @@
-"""The live twin: clock, profiles, meter cores, durable store and Modbus servers composed.
+"""The live twin: a composition of parts (store, meters, faults, servers, clock).
 
 Theory of operation
 -------------------
 A :class:`Twin` serves a fleet of meters; a single meter is a fleet of one
-(:class:`~twin.runtime.config.TwinConfig` turns ``--meters N`` or a fleet file
-into a :class:`~twin.runtime.fleet.FleetSpec`). On start it restores each meter's non-volatile
-state from the store (a process restart is not a power cycle: energy, counts and
-the power-up count simply continue), builds the register images and starts one
-TCP server per port (meters on a port are its unit ids) and the RTU server.
+(:class:`~twin.runtime.config.TwinConfig` turns ``--meters N`` or a fleet file into a
+:class:`~twin.runtime.fleet.FleetSpec`). ``async with Twin(config) as twin`` enters its
+:data:`PARTS` in order on one :class:`~contextlib.AsyncExitStack` and leaves them in
+reverse, so a half-started twin (a port taken, a device missing) releases everything
+it had opened (ports, the store and its lock, the trace file):
 
-Time: the clock says how much *meter time* has elapsed; the meters step together in
-samples of a fixed period (``sample_s``, 1 s of meter time by default), so at
-``--speed 3600`` a 0.1 s tick carries 360 samples and the energy registered is the
-same integral as at real time. Under a manual clock nothing ticks: tests call
-:meth:`Twin.step`. ``until_s`` freezes the meters at a meter time.
+1. ``store_part``: the durable store and its checkpointer (``state_dir`` set);
+2. ``meters_part``: the meters, each restored by serial (a process restart is not a
+   power cycle: energy, counts and the power-up count continue); on a clean stop the
+   last checkpoint of every meter, in one transaction;
+3. ``hooks_part``: protocol faults (config and fleet file) and the ``--trace`` file;
+4. ``tcp_part``: one Modbus TCP server per port (a port's meters are its unit ids);
+5. ``rtu_part``: the Modbus RTU server on ``--serial``;
+6. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
+   meters to the clock (:mod:`twin.runtime.stepping`), expires faults, flushes traces
+   and checkpoints every ``checkpoint_interval_s`` of wall time in a worker thread.
 
-Stepping never starves the servers: a tick steps the fleet in chunks of at most
-``_CHUNK_SAMPLES`` samples per meter, yields to the event loop between chunks (and
-between meters every few milliseconds), and stops after ``_TICK_BUDGET_S`` of wall
-time. What is left stays due: when the core cannot keep up with the clock, meter
-time lags behind it (one log line when that starts; :attr:`Twin.lag_s` says how far)
-instead of one tick growing without bound while requests and signals wait. The
-config also refuses speeds whose sample rate no core could sustain
-(``twin.runtime.config.MAX_SAMPLE_RATE``).
+Adding a part (MQTT, HTTP, a mirror) is one entry in :data:`PARTS`: a function taking
+the twin and returning an async context manager (``@asynccontextmanager``) that starts
+the part, yields, and stops it; it reads its own config field on ``TwinConfig`` (e.g.
+``mqtt: MqttConfig | None``) and is a no-op while that is None.
 
-Faults (:mod:`twin.modbus.faults`) and trace hooks are armed on the running twin through
-:meth:`Twin.add_fault` / :meth:`Twin.add_trace`; the servers get an interceptor
-or a trace hook only while one is set, so an unfaulted twin keeps its fast path.
-Checkpoints of every meter go to the store in one transaction every
-``checkpoint_interval_s`` of wall time in a worker thread and once more on stop.
+Public API (what parts, the CLI, MQTT, HTTP and HIL fixtures use):
+
+- ``twin.config`` (frozen TwinConfig), ``twin.clock``;
+- ``twin.meters``: the :class:`~twin.runtime.meters.LiveMeter` s, each with ``.serial``,
+  ``.spec`` (unit, port, model, profile...), ``.snapshot`` (frozen core Snapshot),
+  ``.config`` (core MeterConfig), ``.load`` (the load override in force),
+  ``.apply(core command)``; ``twin.meter(unit, port)`` by unit id,
+  ``twin.meter_by_serial(serial)`` (None when unknown);
+- ``twin.subscribe(listener) -> unsubscribe``: ``listener(meter, events)`` is called on
+  the event-loop thread with each meter's core events;
+- ``twin.control``: the :class:`~twin.control.Controller` of this twin,
+  ``twin.control.run(name, body, serial=...) -> Result`` (every channel's commands);
+- ``twin.meter_time_s``, ``twin.step(seconds)`` (manual clock), ``twin.lag_s``,
+  ``twin.lagging``, ``twin.set_speed(speed)``;
+- ``twin.hooks`` (protocol faults and frame traces: ``add_fault``, ``remove_fault``,
+  ``clear_faults``, ``faults``, ``add_trace``), ``twin.store``, ``twin.servers`` (TCP,
+  by configured port), ``twin.tcp`` (the first), ``twin.rtu``, ``twin.port``/``ports``.
+
 Logging: one line per start/stop/error, never per request.
 """
 
@@ -37,32 +51,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import TracebackType
-from typing import Any
 
-from twin.core import Command, Event, MeterConfig, MeterCore, Snapshot
-from twin.loadprofile import Sampler
-from twin.modbus.endpoint import MeterEndpoint, UnknownUnit
-from twin.modbus.faults import FaultInjector, FaultSpec
-from twin.modbus.hooks import WireHooks, WireTrace
+from twin.control import Controller
+from twin.core import Event
+from twin.errors import CommandRefused, ConfigError
+from twin.loadprofile import Profile, load_profile
+from twin.modbus.endpoint import MeterEndpoint
+from twin.modbus.hooks import WireHooks
 from twin.modbus.rtu import ModbusRtuServer
 from twin.modbus.tcp import ModbusTcpServer
-from twin.runtime.clock import Clock, ManualClock, make_clock
-from twin.runtime.config import TwinConfig
-from twin.runtime.meters import LiveMeter, meter_configs, nv_items, samplers
+from twin.runtime.clock import AcceleratedClock, Clock, ManualClock, make_clock
+from twin.runtime.config import TwinConfig, check_speed
+from twin.runtime.fleet import meter_configs
+from twin.runtime.meters import LiveMeter, MeterListener, SamplerPool, nv_items
+from twin.runtime.stepping import Stepper, tick_loop
 from twin.store.sqlite import Checkpointer, Store, store_path
 
 log = logging.getLogger(__name__)
 
-_YIELD_AFTER_S = 0.003  # step at most this long before letting requests through
-# Per meter per chunk: big enough to amortise a core call's ~0.1 ms overhead
-# (~1.5 ms of work at the core's ~10 M samples/s), small enough to yield often.
-_CHUNK_SAMPLES = 16_384
-_TICK_BUDGET_S = 0.05  # wall time a tick may spend stepping; the rest waits (lag)
+Part = Callable[["Twin"], AbstractAsyncContextManager[object]]
 
 
 class Twin:
@@ -71,111 +83,42 @@ class Twin:
     def __init__(self, config: TwinConfig, *, clock: Clock | None = None) -> None:
         self.config = config
         self.clock: Clock = clock or make_clock(config.speed)
+        self.control = Controller(self)
+        self.hooks = WireHooks(config.fault_seed)
         self.store: Store | None = None
         self.checkpointer: Checkpointer | None = None
         self.meters: list[LiveMeter] = []
         self.servers: dict[int, ModbusTcpServer] = {}  # by configured port
-        self.tcp: ModbusTcpServer | None = None  # the first port's server
         self.rtu: ModbusRtuServer | None = None
-        self.listeners: list[Callable[[list[Event]], None]] = []  # event taps, any meter
-        self.meter_listeners: list[Callable[[LiveMeter, list[Event]], None]] = []
-        self.hooks = WireHooks(config.fault_seed)
         self._by_unit: dict[tuple[int | None, int], LiveMeter] = {}
-        self._samples_done = 0
-        self._lagging = False
-        self._tick_task: asyncio.Task[None] | None = None
-        self._started = False
+        self._by_serial: dict[str, LiveMeter] = {}
+        self._listeners: list[MeterListener] = []
+        self._stepper = Stepper(self.clock, config.sample_s, config.until_s, self.meters)
+        self._stack: AsyncExitStack | None = None
 
     # ---------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
-        cfg, fleet = self.config, self.config.resolved
-        configs = meter_configs(fleet, cfg.accuracy_seed)
-        meter_samplers = samplers(fleet)
-        try:
-            self._open(configs, meter_samplers)
-            await self._start_servers()
-        except BaseException:  # a half-started twin releases its ports, store and files
-            await self._close_servers()
-            self._close_files()
-            raise
-        self.hooks.servers = [*self.servers.values(), *([self.rtu] if self.rtu else [])]
-        self.hooks.sync()
-        self._started = True
-        restored = sum(m.restored for m in self.meters)
+        if self._stack is not None:
+            raise RuntimeError("this twin is already started")
+        async with AsyncExitStack() as stack:  # a part that fails unwinds those before it
+            for part in PARTS:
+                await stack.enter_async_context(part(self))
+            self._stack = stack.pop_all()
         log.info(
             "%d meter(s) started (%d restored), first %s (%s), speed %s",
             len(self.meters),
-            restored,
+            sum(m.restored for m in self.meters),
             self.meters[0].serial,
             self.meters[0].config.model.name,
             "manual" if isinstance(self.clock, ManualClock) else f"x{self.clock.speed:g}",
         )
-        if self.clock.ticks:
-            self._tick_task = asyncio.create_task(self._tick_loop(), name="twin-tick")
-
-    def _open(self, configs: list[MeterConfig], meter_samplers: list[Sampler]) -> None:
-        """Store, meters (restored by serial), armed faults and the trace file."""
-        cfg, fleet = self.config, self.config.resolved
-        if cfg.state_dir is not None:
-            self.store = Store(store_path(cfg.state_dir))
-            self.checkpointer = Checkpointer(self.store, cfg.checkpoint_interval_s)
-        for spec, mcfg, sampler in zip(fleet.meters, configs, meter_samplers, strict=True):
-            nv = self.store.load(spec.serial) if self.store is not None else None
-            meter = LiveMeter(
-                spec,
-                mcfg,
-                sampler,
-                nv,
-                sunspec=cfg.sunspec,
-                allow_writes=cfg.allow_writes,
-                allow_energy_reset=cfg.allow_energy_reset,
-                on_events=self._publish,
-                fleet_size=len(fleet.meters),
-            )
-            self.meters.append(meter)
-            self._by_unit[(spec.port, spec.unit)] = meter
-        self.hooks.add_faults([*cfg.faults, *(f for m in self.meters for f in m.spec.faults)])
-        if cfg.trace_path is not None:
-            self.hooks.open_trace_file(cfg.trace_path)
-
-    async def _start_servers(self) -> None:
-        cfg, fleet = self.config, self.config.resolved
-        by_port: dict[int | None, dict[int, MeterEndpoint]] = {}
-        for m in self.meters:
-            by_port.setdefault(m.spec.port, {})[m.spec.unit] = m.endpoint
-        unknown = UnknownUnit(fleet.unknown_unit)
-        for port, units in by_port.items():
-            if port is None:
-                continue
-            server = ModbusTcpServer(
-                units,
-                cfg.host,
-                port,
-                unknown_unit=unknown,
-                max_connections=cfg.max_connections,
-                idle_timeout_s=cfg.idle_timeout_s,
-            )
-            self.servers[port] = server
-            self.tcp = self.tcp or server
-            await server.start()
-        if cfg.serial is not None:
-            self.rtu = ModbusRtuServer(next(iter(by_port.values())), cfg.serial)
-            await self.rtu.start()
 
     async def stop(self) -> None:
-        if not self._started:
+        stack, self._stack = self._stack, None
+        if stack is None:
             return
-        self._started = False
-        if self._tick_task is not None:
-            self._tick_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._tick_task
-            self._tick_task = None
-        await self._close_servers()
-        if self.checkpointer is not None:
-            self.checkpointer.checkpoint(nv_items(self.meters))
-        self._close_files()
+        await stack.aclose()
         log.info("%d meter(s) stopped, first %s", len(self.meters), self.meters[0].serial)
 
     async def __aenter__(self) -> Twin:
@@ -206,18 +149,12 @@ class Twin:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
 
-    async def _close_servers(self) -> None:
-        for server in [*self.servers.values(), self.rtu]:
-            if server is not None:
-                await server.close()
-
-    def _close_files(self) -> None:
-        if self.store is not None:
-            self.store.close()
-            self.store = None
-        self.hooks.close()
-
     # ---------------------------------------------------------------- the meters
+
+    @property
+    def tcp(self) -> ModbusTcpServer | None:
+        """The first port's server."""
+        return next(iter(self.servers.values()), None)
 
     @property
     def port(self) -> int:
@@ -231,7 +168,8 @@ class Twin:
         return [s.port for s in self.servers.values()]
 
     def meter(self, unit: int | None = None, port: int | None = None) -> LiveMeter:
-        """A meter by unit id (and configured port when the fleet has several)."""
+        """A meter by unit id (and configured port when the fleet has several); the
+        first meter without a unit id."""
         if unit is None:
             return self.meters[0]
         key = (port if port is not None else self.meters[0].spec.port, unit)
@@ -240,153 +178,205 @@ class Twin:
         except KeyError:
             raise KeyError(f"no meter with unit id {unit} on port {key[0]}") from None
 
-    @property
-    def core(self) -> MeterCore:
-        return self.meters[0].core
+    def meter_by_serial(self, serial: str) -> LiveMeter | None:
+        return self._by_serial.get(serial)
 
-    @property
-    def endpoint(self) -> MeterEndpoint:
-        return self.meters[0].endpoint
+    def subscribe(self, listener: MeterListener) -> Callable[[], None]:
+        """Call ``listener(meter, events)`` with every meter's core events; returns the
+        function that unsubscribes it."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def _publish(self, meter: LiveMeter, events: list[Event]) -> None:
+        for listener in tuple(self._listeners):  # a listener may unsubscribe itself
+            listener(meter, events)
+
+    # ---------------------------------------------------------------- time
 
     @property
     def meter_time_s(self) -> float:
         """Meter time stepped so far (s since this run started)."""
-        return self._samples_done * self.config.sample_s
-
-    def snapshot(self, unit: int | None = None, port: int | None = None) -> Snapshot:
-        return self.meter(unit, port).snapshot
-
-    def apply(
-        self, command: Command, unit: int | None = None, port: int | None = None
-    ) -> list[Event]:
-        return self.meter(unit, port).apply(command)
+        return self._stepper.meter_time_s
 
     def step(self, seconds: float) -> None:
         """Advance a manual clock by ``seconds`` of meter time and step every meter."""
-        if not isinstance(self.clock, ManualClock):
-            raise RuntimeError("step() needs a manual clock (TwinConfig(speed=None))")
-        self.clock.advance(seconds)
-        span = self._due()
-        if span is not None:
-            for m in self.meters:
-                m.step(*span)
-            self._samples_done += span[2]
-
-    def _due(self) -> tuple[float, float, int] | None:
-        """(profile time, sample period, samples) the clock asks for, or None."""
-        cfg = self.config
-        target_s = self.clock.elapsed_s()
-        if cfg.until_s is not None:
-            target_s = min(target_s, cfg.until_s)
-        # A hair of slack so 3600.0 s of meter time is 3600 samples, not 3599.
-        n = math.floor(target_s / cfg.sample_s + 1e-9) - self._samples_done
-        if n <= 0:
-            return None
-        return self._samples_done * cfg.sample_s, cfg.sample_s, n
+        self._stepper.step(seconds)
 
     @property
     def lagging(self) -> bool:
         """True once the meters fell behind the clock (the core could not keep up)."""
-        return self._lagging
+        return self._stepper.lagging
 
     @property
     def lag_s(self) -> float:
         """Meter time the clock asks for that the meters have not stepped yet."""
-        target_s = self.clock.elapsed_s()
-        if self.config.until_s is not None:
-            target_s = min(target_s, self.config.until_s)
-        return max(0.0, target_s - self.meter_time_s)
+        return self._stepper.lag_s
 
-    async def _step_to_clock(self) -> None:
-        """One tick's stepping: chunks, yielding between them, within the wall budget."""
-        start = last = time.perf_counter()
-        while True:
-            span = self._due()
-            if span is None:
-                return
-            t0_s, dt_s, n = span
-            n = min(n, _CHUNK_SAMPLES)
-            for m in self.meters:
-                m.step(t0_s, dt_s, n)
-                if time.perf_counter() - last > _YIELD_AFTER_S:
-                    await asyncio.sleep(0)  # let waiting requests through between meters
-                    last = time.perf_counter()
-            self._samples_done += n
-            if time.perf_counter() - start > _TICK_BUDGET_S:
-                break
-            await asyncio.sleep(0)  # requests and signals between chunks, too
-            last = time.perf_counter()
-        if self._due() is not None and not self._lagging:
-            self._lagging = True  # once per run: the status line shows the lag from then on
-            log.warning(
-                "the meters cannot keep up with the clock (speed x%g, sample %g s, %d "
-                "meter(s)): meter time now lags behind it",
-                self.clock.speed,
-                self.config.sample_s,
-                len(self.meters),
+    def set_speed(self, speed: float) -> None:
+        """Run the clock at ``speed`` from now on; CommandRefused on a manual clock or
+        a speed the config would refuse."""
+        clock = self.clock
+        if isinstance(clock, ManualClock):
+            raise CommandRefused(
+                "set_speed: this twin runs on a manual clock (speed None); its meter time "
+                "moves only by step()"
             )
+        if not isinstance(clock, AcceleratedClock):
+            raise CommandRefused(f"set_speed: this twin's clock ({type(clock).__name__}) is fixed")
+        try:
+            check_speed(speed, self.config.sample_s, option="speed", sample_option="sample_s")
+        except ConfigError as exc:
+            raise CommandRefused(f"set_speed: {exc}") from None
+        clock.set_speed(speed)
 
-    def _publish(self, meter: LiveMeter, events: list[Event]) -> None:
-        for listener in self.listeners:
-            listener(events)
-        for meter_listener in self.meter_listeners:
-            meter_listener(meter, events)
 
-    # ---------------------------------------------------------------- faults, traces
+# -------------------------------------------------------------------- the parts
 
-    @property
-    def faults(self) -> FaultInjector:
-        return self.hooks.faults
 
-    def add_fault(
-        self,
-        spec: FaultSpec | str | Mapping[str, Any],
-        *,
-        port: int | None = None,
-        unit: int | None = None,
-    ) -> int:
-        """Arm a fault (a spec, its CLI string or mapping) now, optionally narrowed to a
-        TCP port and/or unit id; returns its id."""
-        return self.hooks.add_fault(spec, port=port, unit=unit)
+@asynccontextmanager
+async def store_part(twin: Twin) -> AsyncIterator[None]:
+    state_dir = twin.config.state_dir
+    if state_dir is None:
+        yield
+        return
+    store = twin.store = Store(store_path(state_dir))
+    twin.checkpointer = Checkpointer(store, twin.config.checkpoint_interval_s)
+    try:
+        yield
+    finally:
+        store.close()
+        twin.store = None
 
-    def remove_fault(self, fault_id: int) -> bool:
-        return self.hooks.remove_fault(fault_id)
 
-    def clear_faults(self) -> None:
-        self.hooks.clear_faults()
+@asynccontextmanager
+async def meters_part(twin: Twin) -> AsyncIterator[None]:
+    cfg, fleet = twin.config, twin.config.resolved
+    pool, profiles = SamplerPool(), dict[str, Profile]()
+    control = twin.control if cfg.allow_writes else None
+    for i, (spec, mcfg) in enumerate(
+        zip(fleet.meters, meter_configs(fleet, cfg.accuracy_seed), strict=True)
+    ):
+        profile = profiles.get(spec.profile)
+        if profile is None:
+            profile = profiles[spec.profile] = load_profile(spec.profile)
+        meter = LiveMeter(
+            spec,
+            mcfg,
+            profile,
+            twin.store.load(spec.serial) if twin.store is not None else None,
+            position=i,
+            pool=pool,
+            sunspec=cfg.sunspec,
+            control=control,
+            on_events=twin._publish,
+            fleet_size=len(fleet.meters),
+        )
+        twin.meters.append(meter)
+        twin._by_unit[(spec.port, spec.unit)] = meter
+        twin._by_serial[spec.serial] = meter
+    yield
+    # A clean stop (a failed start raises at the yield and saves nothing): the last
+    # checkpoint, after the servers and the tick loop have stopped.
+    if twin.checkpointer is not None:
+        twin.checkpointer.checkpoint(nv_items(twin.meters))
 
-    def add_trace(self, hook: WireTrace) -> None:
-        """Call ``hook(direction, port, unit, frame, unix time)`` for every frame."""
-        self.hooks.add_trace(hook)
 
-    def remove_trace(self, hook: WireTrace) -> None:
-        self.hooks.remove_trace(hook)
+@asynccontextmanager
+async def hooks_part(twin: Twin) -> AsyncIterator[None]:
+    cfg = twin.config
+    twin.hooks.add_faults([*cfg.faults, *(f for m in twin.meters for f in m.spec.faults)])
+    try:
+        if cfg.trace_path is not None:
+            twin.hooks.open_trace_file(cfg.trace_path)
+        yield
+    finally:
+        twin.hooks.close()
 
-    # ---------------------------------------------------------------- ticking
 
-    async def _tick_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        tick_s = self.config.tick_s
-        next_t = loop.time()
-        while True:
-            next_t += tick_s
-            await asyncio.sleep(max(0.0, next_t - loop.time()))
-            try:
-                await self._step_to_clock()
-                if self.hooks.intercepting and not self.faults.active:
-                    self.hooks.sync()  # every fault expired: back to the fast path
-                self.hooks.flush()
-                await self._maybe_checkpoint(loop)
-            except Exception:
-                log.exception("stepping the meters failed")
-                await asyncio.sleep(1.0)  # one line per second at most, not per tick
-            if next_t < loop.time() - 1.0:
-                next_t = loop.time()  # fell far behind (suspended): don't burst
+def _endpoints_by_port(twin: Twin) -> dict[int | None, dict[int, MeterEndpoint]]:
+    by_port: dict[int | None, dict[int, MeterEndpoint]] = {}
+    for m in twin.meters:
+        by_port.setdefault(m.spec.port, {})[m.spec.unit] = m.endpoint
+    return by_port
 
-    async def _maybe_checkpoint(self, loop: asyncio.AbstractEventLoop) -> None:
-        cp = self.checkpointer
-        now = time.monotonic()
-        if cp is None or not cp.due(now):
-            return
-        items = nv_items(self.meters)  # frozen NvStates: safe to hand to a thread
-        await loop.run_in_executor(None, lambda: cp.checkpoint(items, now_s=now))
+
+@asynccontextmanager
+async def tcp_part(twin: Twin) -> AsyncIterator[None]:
+    cfg = twin.config
+    try:
+        for port, units in _endpoints_by_port(twin).items():
+            if port is None:
+                continue
+            server = ModbusTcpServer(
+                units,
+                cfg.host,
+                port,
+                unknown_unit=cfg.resolved.unknown_unit,
+                max_connections=cfg.max_connections,
+                idle_timeout_s=cfg.idle_timeout_s,
+            )
+            twin.servers[port] = server
+            await server.start()
+        twin.hooks.servers.extend(twin.servers.values())
+        twin.hooks.sync()
+        yield
+    finally:
+        for server in twin.servers.values():
+            await server.close()
+            if server in twin.hooks.servers:
+                twin.hooks.servers.remove(server)
+
+
+@asynccontextmanager
+async def rtu_part(twin: Twin) -> AsyncIterator[None]:
+    settings = twin.config.serial
+    if settings is None:
+        yield
+        return
+    server = twin.rtu = ModbusRtuServer(next(iter(_endpoints_by_port(twin).values())), settings)
+    try:
+        await server.start()
+        twin.hooks.servers.append(server)
+        twin.hooks.sync()
+        yield
+    finally:
+        await server.close()
+        if server in twin.hooks.servers:
+            twin.hooks.servers.remove(server)
+
+
+@asynccontextmanager
+async def tick_part(twin: Twin) -> AsyncIterator[None]:
+    if not twin.clock.ticks:
+        yield  # a manual clock: meter time moves only by twin.step()
+        return
+    loop = asyncio.get_running_loop()
+
+    async def after_step() -> None:
+        if twin.hooks.intercepting and not twin.hooks.faults.active:
+            twin.hooks.sync()  # every fault expired: back to the fast path
+        twin.hooks.flush()
+        cp, now = twin.checkpointer, time.monotonic()
+        if cp is not None and cp.due(now):
+            items = nv_items(twin.meters)  # frozen NvStates: safe to hand to a thread
+            await loop.run_in_executor(None, lambda: cp.checkpoint(items, now_s=now))
+
+    task = asyncio.create_task(
+        tick_loop(twin._stepper, twin.config.tick_s, after_step), name="twin-tick"
+    )
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+#: The parts of every twin, entered in this order and left in reverse. A new part
+#: (MQTT, HTTP, a mirror) is one more entry; it does nothing while its config is None.
+PARTS: tuple[Part, ...] = (store_part, meters_part, hooks_part, tcp_part, rtu_part, tick_part)

@@ -1,1 +1,28 @@
-"""TODO"""
+"""The durable store of the meters' non-volatile registers: one SQLite file per state
+dir (one writer, WAL, checksummed JSON rows, fleet checkpoints in one transaction) and
+the row format with its checks on load.
+"""
+
+from twin.store.rows import decode_row, encode_row, row_crc32
+from twin.store.sqlite import (
+    APPLICATION_ID,
+    SCHEMA_VERSION,
+    STORE_FILENAME,
+    Checkpointer,
+    Store,
+    default_state_dir,
+    store_path,
+)
+
+__all__ = [
+    "APPLICATION_ID",
+    "SCHEMA_VERSION",
+    "STORE_FILENAME",
+    "Checkpointer",
+    "Store",
+    "decode_row",
+    "default_state_dir",
+    "encode_row",
+    "row_crc32",
+    "store_path",
+]

@@ -30,7 +30,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any, Final
 
-from twin.core import DemandConfig, DemandMethod, MeterErrorKind, NvState, RegistrationMode
+from twin.core import MeterErrorKind, NvState, RegistrationMode, validate_demand_settings
 from twin.errors import StoreError
 
 # Rows must carry every energy accumulator (save writes all of NvState). Other fields
@@ -103,12 +103,12 @@ def _check_types(data: dict[str, Any]) -> None:
 
 def _check_semantics(nv: NvState) -> None:
     """Values the core would reject when it restores the meter: name the field now."""
-    interval_min, subintervals, method, window_h = nv.demand_config
     checks: list[tuple[str, object, Callable[[], object]]] = [
+        # NvState keeps block C 201-204 in register order: the core's rules check them
         (
             "demand_config",
             list(nv.demand_config),
-            lambda: DemandConfig(interval_min, subintervals, DemandMethod(method), window_h),
+            lambda: validate_demand_settings(*nv.demand_config),
         ),
         ("registration_mode", nv.registration_mode, lambda: RegistrationMode(nv.registration_mode)),
         (

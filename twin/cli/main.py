@@ -1,0 +1,71 @@
+"""`minimeter`: the top-level parser and entry point; each subcommand is a module of
+`twin.cli` with ``add_arguments(parser)`` and ``main(args)``.
+
+Errors the user can fix (bad options, bad profiles, unusable state) print one line
+naming what was wrong and what was expected, and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from twin import __version__
+from twin.cli import profiles, registers, run, simulate
+from twin.errors import TwinError
+
+# subcommand -> (module with add_arguments(parser) and main(args), one-line help)
+SUBCOMMANDS: dict[str, tuple[ModuleType, str]] = {
+    "run": (run, "run the live twin: serve the meter over Modbus TCP/RTU"),
+    "simulate": (simulate, "run a profile through the meter as fast as possible"),
+    "profiles": (profiles, "list, show and check load profiles"),
+    "registers": (registers, "print the register map (md, csv or json)"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse exits 2 on bad usage; the project promises 1 for bad input.
+        self.print_usage(sys.stderr)
+        self.exit(1, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="minimeter", description="Leviton Mini Meter digital twin")
+    parser.add_argument("--version", action="version", version=f"minimeter {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        p.set_defaults(_handler=module.main)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler = getattr(args, "_handler", None)
+    if handler is None:
+        parser.print_help()
+        return 1
+    try:
+        return int(handler(args))
+    except TwinError as exc:
+        print(f"minimeter {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`minimeter ... | head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
