@@ -1,12 +1,12 @@
 """MQTT fixtures: a real Mosquitto on a free loopback port (plain, and TLS with a
-``trustme`` CA), and an in-process twin on a manual clock with its publisher."""
+``trustme`` CA), and an in-process twin on a manual clock publishing to it."""
 
 from __future__ import annotations
 
 import contextlib
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +14,9 @@ import pytest
 import trustme
 
 from tests.helpers import Broker, find_free_port, mosquitto_conf
-from twin.core import Event
 from twin.mqtt.config import MqttConfig
 from twin.mqtt.publisher import MqttPublisher
 from twin.runtime.config import TwinConfig
-from twin.runtime.meters import LiveMeter
 from twin.runtime.twin import Twin
 
 
@@ -87,77 +85,38 @@ def wrong_name_broker(tmp_path: Path, tls_files: dict[str, Path]) -> Iterator[Br
     yield from _tls_broker(tmp_path, tls_files, "other")
 
 
-# -- an in-process twin (manual clock) with its MQTT publisher ------------------------------
-
-
-class TwinAdapter:
-    """The runtime Twin as a `TwinSource` (until the Twin has `subscribe` itself)."""
-
-    def __init__(self, twin: Twin) -> None:
-        self.twin = twin
-
-    @property
-    def meters(self) -> list[LiveMeter]:
-        return self.twin.meters
-
-    @property
-    def meter_time_s(self) -> float:
-        return self.twin.meter_time_s
-
-    def subscribe(self, listener: Callable[[Any, list[Event]], None]) -> Callable[[], None]:
-        self.twin.meter_listeners.append(listener)
-        return lambda: self.twin.meter_listeners.remove(listener)
-
-
-@dataclass(frozen=True)
-class FakeResult:
-    ok: bool
-    command: str
-    error: str | None = None
-
-    def as_json(self, correlation_id: str | None = None) -> dict[str, object]:
-        return {"ok": self.ok, "command": self.command, "id": correlation_id, "error": self.error}
-
-
-@dataclass
-class RecordingRunner:
-    """A command runner that records its calls and accepts every name in ``known``."""
-
-    known: tuple[str, ...] = ("reset_max_demand", "clear_pulses")
-    calls: list[tuple[str, dict[str, object], str | None]] = field(default_factory=list)
-
-    def __call__(self, name: str, body: Mapping[str, object], serial: str | None) -> FakeResult:
-        self.calls.append((name, dict(body), serial))
-        if name not in self.known:
-            return FakeResult(False, name, f"unknown command {name!r}")
-        return FakeResult(True, name)
-
-
-def refusal(name: str, error: str, correlation_id: str | None) -> dict[str, object]:
-    return FakeResult(False, name, error).as_json(correlation_id)
+# -- an in-process twin (manual clock) with its MQTT part -----------------------------------
 
 
 @dataclass
 class Live:
     twin: Twin
     publisher: MqttPublisher
-    runner: RecordingRunner
-    config: MqttConfig
 
 
 @pytest.fixture
 async def start_live() -> AsyncIterator[Callable[..., Awaitable[Live]]]:
-    """``await start_live(broker_port, profile=..., meters=1, **MqttConfig options)``."""
+    """``await start_live(broker_port, profile=..., meters=1, twin={TwinConfig options},
+    **MqttConfig options)``: a twin on a manual clock, writes allowed, publishing every
+    0.2 s to the broker on 127.0.0.1:``broker_port``."""
     stack = contextlib.AsyncExitStack()
 
-    async def start(port: int, *, profile: str = "default", meters: int = 1, **mqtt: Any) -> Live:
-        cfg = TwinConfig(profile=profile, meters=meters, speed=None, port=0, state_dir=None)
-        twin = await stack.enter_async_context(Twin(cfg))
+    async def start(
+        port: int,
+        *,
+        profile: str = "default",
+        meters: int = 1,
+        twin: Mapping[str, Any] | None = None,
+        **mqtt: Any,
+    ) -> Live:
         mqtt_cfg = MqttConfig(host="127.0.0.1", port=port, **{"interval_s": 0.2, **mqtt})
-        runner = RecordingRunner()
-        publisher = MqttPublisher(mqtt_cfg, TwinAdapter(twin), runner, refusal, seed=1)
-        await stack.enter_async_context(publisher)
-        return Live(twin, publisher, runner, mqtt_cfg)
+        options = {"allow_writes": True, "port": 0, **(twin or {})}
+        cfg = TwinConfig(
+            profile=profile, meters=meters, speed=None, state_dir=None, mqtt=mqtt_cfg, **options
+        )
+        running = await stack.enter_async_context(Twin(cfg))
+        assert running.mqtt is not None
+        return Live(running, running.mqtt)
 
     async with stack:
         yield start

@@ -22,6 +22,7 @@ from twin.loadprofile import DEFAULT_PROFILE
 from twin.modbus import UnknownUnit
 from twin.modbus.faults import parse_fault
 from twin.modbus.serial import SerialSettings
+from twin.mqtt import config as mqtt_options
 from twin.registers import WordOrder
 from twin.runtime.config import TwinConfig
 from twin.runtime.fleet import OnPowerLoss, load_fleet
@@ -94,6 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--idle-timeout", type=float, default=None, help="close connections idle this long (s)"
     )
+    mqtt_options.add_arguments(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> TwinConfig:
@@ -157,6 +159,7 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
         trace_path=args.trace,
         max_connections=args.max_connections,
         idle_timeout_s=args.idle_timeout,
+        mqtt=mqtt_options.config_from_args(args),
     )
 
 
@@ -199,6 +202,8 @@ def status_rows(twin: Twin) -> list[tuple[str, str]]:
     ]
     if len(twin.meters) > 1:
         rows[1:2] = [("meters", _fleet_summary(twin)), ("energy (first)", rows[1][1])]
+    if twin.mqtt is not None:
+        rows.append(("mqtt", f"{twin.mqtt.status} ({twin.mqtt.config.url})"))
     return rows
 
 
@@ -219,6 +224,8 @@ def status_line(twin: Twin) -> str:
     )
     if twin.lagging:
         line += f" lag={twin.lag_s:.0f}s"
+    if twin.mqtt is not None:
+        line += f" mqtt={twin.mqtt.status}"
     return line if len(twin.meters) == 1 else f"{line} meters={_fleet_summary(twin)}"
 
 

@@ -11,24 +11,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Protocol
+
+from twin.control import Result
 
 CORRELATION_KEY = "correlation_id"  # in a command payload; echoed as the result's "id"
 
 
-class CommandResult(Protocol):
-    """A command's outcome, as ``twin.control.Result``."""
-
-    @property
-    def ok(self) -> bool: ...
-
-    def as_json(self, correlation_id: str | None = None) -> dict[str, object]: ...
-
-
-#: run(name, body, serial or None for the fleet) -> result; never raises for a refusal.
-CommandRunner = Callable[[str, Mapping[str, object], str | None], CommandResult]
-#: The JSON of a refusal before any command is run (same shape as Result.as_json).
-Refusal = Callable[[str, str, str | None], dict[str, object]]
+#: run(name, body, serial or None for the fleet) -> result; never raises for a refusal
+#: (the running twin's ``twin.control.run``).
+CommandRunner = Callable[[str, Mapping[str, object], str | None], Result]
 
 
 def parse_payload(

@@ -48,9 +48,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from twin.control import Result
 from twin.core import Event
 from twin.mqtt import topics
-from twin.mqtt.commands import CommandRunner, Refusal, parse_payload
+from twin.mqtt.commands import CommandRunner, parse_payload
 from twin.mqtt.config import MqttConfig
 from twin.mqtt.link import (
     RECONNECT_MAX_S,
@@ -80,14 +81,12 @@ class MqttPublisher:
         config: MqttConfig,
         twin: TwinSource,
         run_command: CommandRunner,
-        refusal: Refusal,
         *,
         seed: int | None = None,
     ) -> None:
         self.config = config
         self._twin = twin
         self._run_command = run_command
-        self._refusal = refusal
         self._rng = random.Random(seed)
         self._meters = list(twin.meters)
         for meter in self._meters:
@@ -366,7 +365,7 @@ class MqttPublisher:
         correlation = getattr(props, "CorrelationData", None)
         body, correlation_id, error = parse_payload(message.payload, correlation)
         if error is not None:
-            result = self._refusal(name, error, correlation_id)
+            result = Result(ok=False, command=name, error=error).as_json(correlation_id)
         else:
             serial = None if target == topics.ALL else target
             outcome = self._run_command(name, body, serial)

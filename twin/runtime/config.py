@@ -32,6 +32,7 @@ from twin.loadprofile import DEFAULT_PROFILE
 from twin.modbus import UnknownUnit
 from twin.modbus.faults import FaultSpec
 from twin.modbus.serial import SerialSettings
+from twin.mqtt import MqttConfig
 from twin.registers import WordOrder
 from twin.runtime.fleet import (
     FleetSpec,
@@ -94,6 +95,7 @@ class TwinConfig:
     trace_path: Path | None = None
     max_connections: int = 256
     idle_timeout_s: float | None = None
+    mqtt: MqttConfig | None = None  # None: no MQTT (twin.mqtt.config validates its own)
     meter: MeterConfig = field(init=False)  # the first meter's (the single meter's)
     resolved: FleetSpec = field(init=False)  # the fleet actually served
 

@@ -16,7 +16,8 @@ it had opened (ports, the store and its lock, the trace file):
 3. ``hooks_part``: protocol faults (config and fleet file) and the ``--trace`` file;
 4. ``tcp_part``: one Modbus TCP server per port (a port's meters are its unit ids);
 5. ``rtu_part``: the Modbus RTU server on ``--serial``;
-6. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
+6. ``mqtt_part`` (:mod:`twin.mqtt.part`): the MQTT publisher, ``twin.mqtt`` (``mqtt`` set);
+7. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
    meters to the clock (:mod:`twin.runtime.stepping`), expires faults, flushes traces
    and checkpoints every ``checkpoint_interval_s`` of wall time in a worker thread.
 
@@ -65,6 +66,7 @@ from twin.modbus.endpoint import MeterEndpoint
 from twin.modbus.hooks import WireHooks
 from twin.modbus.rtu import ModbusRtuServer
 from twin.modbus.tcp import ModbusTcpServer
+from twin.mqtt import MqttPublisher, mqtt_part
 from twin.runtime.clock import AcceleratedClock, Clock, ManualClock, make_clock
 from twin.runtime.config import TwinConfig, check_speed
 from twin.runtime.fleet import meter_configs
@@ -95,6 +97,7 @@ class Twin:
         self._listeners: list[MeterListener] = []
         self._stepper = Stepper(self.clock, config.sample_s, config.until_s, self.meters)
         self._stack: AsyncExitStack | None = None
+        self.mqtt: MqttPublisher | None = None  # set by mqtt_part (config.mqtt given)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -379,4 +382,12 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
 
 #: The parts of every twin, entered in this order and left in reverse. A new part
 #: (MQTT, HTTP, a mirror) is one more entry; it does nothing while its config is None.
-PARTS: tuple[Part, ...] = (store_part, meters_part, hooks_part, tcp_part, rtu_part, tick_part)
+PARTS: tuple[Part, ...] = (
+    store_part,
+    meters_part,
+    hooks_part,
+    tcp_part,
+    rtu_part,
+    mqtt_part,
+    tick_part,
+)
