@@ -92,4 +92,7 @@ def test_calibration_error_fails_exactly_the_accuracy_points(tmp_path: Path) -> 
         if line.startswith(("| starting load", "| no-load creep")):
             assert line.endswith("| PASS |"), line
         elif line.startswith(("| full load", "| light load", "| (4·FL")):
-            assert line.endswith("| **FAIL** |") and "+1.0" in line, line
+            # Each point's duration keeps one register step within a tenth of its limit
+            # (<= 0.05 %), so the measured error is the injected 1 % to within that.
+            error_pct = float(line.split("|")[-4])
+            assert line.endswith("| **FAIL** |") and abs(error_pct - 1.0) <= 0.05, line
