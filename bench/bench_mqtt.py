@@ -86,9 +86,11 @@ def subscriber_main(argv: list[str]) -> None:
     json.dump(asyncio.run(_subscribe(port, warmup_s, duration_s)), sys.stdout)
 
 
-def _broker(port: int, tmp: Path) -> subprocess.Popen[bytes]:
+def _broker(port: int, tmp: Path, nodelay: bool) -> subprocess.Popen[bytes]:
     conf = tmp / "mosquitto.conf"
     lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
+    if nodelay:  # mosquitto's own sends without Nagle's algorithm (off by default)
+        lines.append("set_tcp_nodelay true")
     if os.geteuid() == 0:
         lines.append("user root")
     conf.write_text("\n".join(lines) + "\n")
@@ -104,6 +106,9 @@ def main() -> int:
     ap.add_argument("--warmup", type=float, default=8.0, help="seconds before measuring (8)")
     ap.add_argument("--interval", type=float, default=5.0, help="--mqtt-interval (5)")
     ap.add_argument("--max-p99-ms", type=float, default=20.0)
+    ap.add_argument(
+        "--broker-nodelay", action="store_true", help="mosquitto with set_tcp_nodelay true"
+    )
     args = ap.parse_args()
     if shutil.which("mosquitto") is None:
         raise SystemExit("mosquitto is not installed (make system-deps)")
@@ -111,7 +116,7 @@ def main() -> int:
     *ports, mqtt_port = bench_fleet.free_ports(args.ports + 1)
     with tempfile.TemporaryDirectory(prefix="mm-mqtt-") as tmp_name:
         tmp = Path(tmp_name)
-        broker = _broker(mqtt_port, tmp)
+        broker = _broker(mqtt_port, tmp, args.broker_nodelay)
         fleet = tmp / "fleet.yaml"
         lines = ["fleet: 1", "defaults: {profile: default}", "meters:"]
         lines += [f"  - {{unit: {u}, port: {p}}}" for p in ports for u in range(1, args.units + 1)]

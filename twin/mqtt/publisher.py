@@ -36,6 +36,7 @@ import contextlib
 import logging
 import random
 import secrets
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -160,6 +161,9 @@ class MqttPublisher:
             keepalive=KEEPALIVE_S,
             timeout=TIMEOUT_S,
             tls_context=context,
+            # Small messages go out as they are published, not held back by Nagle's
+            # algorithm until the broker's (delayed) ACK: tens of ms of lag otherwise.
+            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
         )
         client.pending_calls_threshold = 2 * _GATHER_MAX  # bursts are bounded by design
         return client
