@@ -96,6 +96,25 @@ async def test_a_fleet_publishes_every_meter_in_one_interval(
         assert got == serials  # one round: each meter once, none twice
 
 
+async def test_tasmota_counters_follow_the_pulse_outputs(
+    broker: Broker, start_live: StartLive
+) -> None:
+    async with Subscriber(broker.port, "tele/+/SENSOR", "minimeter/+/state") as sub:
+        live = await start_live(broker.port, tasmota=True)
+        serial = live.twin.meters[0].serial
+        live.twin.step(7200)
+        tele = await sub.wait_for(
+            lambda m: m.topic == f"tele/{serial}/SENSOR" and m.json()["COUNTER"]["C1"] > 0
+        )
+    snap = live.twin.meters[0].snapshot
+    assert tele.json()["COUNTER"] == {
+        "C1": snap.pulses_10wh,
+        "C2": snap.pulses_100wh,
+        "C3": snap.pulses_1000wh,
+    }
+    assert not tele.retain and len(tele.json()["Time"]) == len("2026-01-01T00:00:00")
+
+
 async def test_stop_publishes_offline_for_every_meter(
     broker: Broker, start_live: StartLive
 ) -> None:

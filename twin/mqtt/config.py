@@ -194,7 +194,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"read the broker password from this environment variable ({PASSWORD_ENV} "
         "is read when no password is given otherwise)",
     )
-    a("--mqtt-prefix", default=DEFAULT_PREFIX, help=f"topic prefix ({DEFAULT_PREFIX})")
+    a("--mqtt-prefix", default=DEFAULT_PREFIX, metavar="P", help=f"topic prefix ({DEFAULT_PREFIX})")
     a(
         "--mqtt-interval",
         type=float,
@@ -206,6 +206,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a(
         "--ha-discovery-prefix",
         default=DEFAULT_HA_PREFIX,
+        metavar="P",
         help=f"Home Assistant discovery prefix ({DEFAULT_HA_PREFIX})",
     )
     a("--no-ha-discovery", action="store_true", help="publish no Home Assistant discovery")
