@@ -88,6 +88,10 @@ def test_status_line_and_the_password_never_shown(broker: Broker, start_twin: St
         (["--mqtt", "mqtt://b", "--mqtt-interval", "0"], "--mqtt-interval 0.0: expected"),
         (["--mqtt-tasmota"], "--mqtt-tasmota needs --mqtt URL"),
         (["--mqtt", "mqtt://u:pw@b", "--mqtt-password-env", "X"], "password given twice"),
+        (
+            ["--serial-number", "MM/1", "--mqtt", "mqtt://127.0.0.1:1"],
+            "serial number 'MM/1' cannot be a topic level",
+        ),
     ],
 )
 def test_bad_mqtt_options_exit_1_with_one_line(args: list[str], message: str) -> None:

@@ -22,12 +22,13 @@ import argparse
 import math
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from twin.errors import ConfigError
+from twin.mqtt.topics import check_serial
 
 DEFAULT_PREFIX = "minimeter"
 DEFAULT_HA_PREFIX = "homeassistant"
@@ -83,6 +84,11 @@ class MqttConfig:
             )
         if self.tls:
             self.ssl_context()  # a wrong CA, certificate or key fails here, at start-up
+
+    def check_serials(self, serials: Iterable[str]) -> None:
+        """Refuse serial numbers that cannot be topic levels (before anything starts)."""
+        for serial in serials:
+            check_serial(serial)
 
     @property
     def url(self) -> str:

@@ -162,5 +162,7 @@ class TwinConfig:
         if self.unknown_unit is not None:
             fleet = FleetSpec(fleet.meters, unknown_unit=self.unknown_unit)
         configs = meter_configs(fleet, self.accuracy_seed)
+        if self.mqtt is not None:
+            self.mqtt.check_serials(m.serial for m in fleet.meters)
         object.__setattr__(self, "resolved", fleet)
         object.__setattr__(self, "meter", configs[0])
