@@ -59,6 +59,21 @@ async def test_discovery_configs_are_retained_and_point_at_the_state(
         await ha.wait_for(lambda m: m.topic.endswith("/unpowered/config"))
 
 
+async def test_a_fleet_meter_is_available_only_while_the_twin_is(
+    broker: Broker, start_live: StartLive
+) -> None:
+    """The last will sits on the first meter's topic: every meter's entities list it."""
+    live = await start_live(broker.port, meters=2)
+    first, second = (m.serial for m in live.twin.meters)
+    async with Subscriber(broker.port, f"homeassistant/sensor/minimeter_{second}/+/config") as ha:
+        config = (await ha.wait_for(lambda m: m.topic.endswith("/power_w/config"))).json()
+    assert config["availability"] == [
+        {"topic": f"minimeter/{second}/availability"},
+        {"topic": f"minimeter/{first}/availability"},
+    ]
+    assert config["availability_mode"] == "all"
+
+
 async def test_no_discovery_when_off(broker: Broker, start_live: StartLive) -> None:
     async with Subscriber(broker.port, "#") as sub:
         await start_live(broker.port, ha_discovery=False)
