@@ -3,10 +3,10 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := mosquitto mosquitto-clients mbpoll socat libmodbus-dev pkg-config
+APT_PACKAGES := mosquitto mosquitto-clients mbpoll socat libmodbus-dev pkg-config chromium
 ARGS ?=
 
-.PHONY: run test install install-test system-deps lint typecheck pytest bench docs clean
+.PHONY: run test install install-test system-deps lint typecheck pytest bench soak docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,13 @@ pytest: install-test system-deps
 	  --junitxml build/hil/junit.xml --hil-report build/hil/report.md
 
 test: install-test system-deps lint typecheck pytest
+
+# The Modbus fuzz suite at full size (100,000 frames per transport: TCP, TLS, RTU) and
+# the load bench; figures go to soak-figures.jsonl (quoted in docs/reliability.md).
+soak: install-test system-deps
+	MM_FUZZ_FRAMES=100000 MM_FUZZ_REPORT=soak-figures.jsonl $(BIN)/pytest -p no:cacheprovider \
+	  -o timeout=7200 -s -q tests/modbus/test_fuzz.py
+	$(BIN)/python bench/bench_modbus_load.py
 
 docs: install
 	$(BIN)/minimeter registers --format md > docs/registers.md

@@ -112,12 +112,31 @@ class ImpliedEnergy:
     peak_w: float  # largest P1 + P2 while powered (0 if none above)
 
 
+def element_power_w(block: Any) -> Any:
+    """(2, n) real power per element of a SampleBlock, from complex phasors."""
+    import numpy as np
+
+    n = block.n
+    theta = np.radians(np.array(block.line_angle_deg))[:, None]
+    phi = np.arccos(np.clip(block.cos_phi, -1.0, 1.0)) * np.where(block.leading, -1.0, 1.0)
+    v = block.voltage_v * np.exp(1j * theta)
+    i_line = block.current_a * np.exp(1j * (theta - phi))  # current lags by phi
+    lines = np.broadcast_to(np.array([[0], [1]]) if block.ct_line is None else block.ct_line,
+                            (2, n))  # fmt: skip
+    i_seen = np.take_along_axis(np.broadcast_to(i_line, (2, n)), lines, axis=0)
+    if block.ct_reversed is not None:
+        i_seen = np.where(block.ct_reversed, -i_seen, i_seen)
+    return np.real(v * np.conj(i_seen))
+
+
 def implied_energy(
     sampler: Any, dt_s: float, t0_s: float = 0.0, duration_s: float | None = None
 ) -> ImpliedEnergy:
-    """Plain numpy integration of V·I·cos φ over the profile's samples.
+    """Plain numpy integration of each element's Re(V · conj(I)) over the samples.
 
-    Independent of the core: no starting current, no accuracy curve, no rounding to
+    Independent of the core: phasors in complex numbers (element k: its line's
+    voltage at the service's angle, the current of the line its CT is on, negated
+    when the CT is reversed), no starting current, no accuracy curve, no rounding to
     microjoules; only the supply threshold. Tests compare the core against it.
     """
     import numpy as np
@@ -130,7 +149,7 @@ def implied_energy(
     for start in range(0, total_n, chunk):
         m = min(chunk, total_n - start)
         block = sampler.block(t0_s + start * dt_us / 1e6, dt_s, m)
-        p = block.voltage_v * block.current_a * block.cos_phi
+        p = element_power_w(block)
         powered = block.voltage_v.max(axis=0) >= ORACLE_SUPPLY_MIN_V
         p = np.where(powered, p, 0.0)
         net = p[0] + p[1]

@@ -13,7 +13,9 @@ split into blocks never changes what the core sees.
 
 :func:`register` runs a fresh, ideal meter over a profile with this loop and reports
 what it registered (``minimeter profiles show``): the figures are the core's own,
-never a second computation of energy beside it.
+never a second computation of energy beside it. The sampler's blocks carry the
+profile's service and CT placement; the profile's registration mode and demand
+settings (``profile.meter_settings``) and the model are the caller's to pass.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from twin.core import (
     Registration,
     RegistrationMode,
 )
-from twin.loadprofile import Sampler
+from twin.loadprofile import MeterSettings, Sampler
 from twin.units import uj_to_wh
 
 #: The meter :func:`register` uses: dual element, so both lines register.
@@ -73,27 +75,40 @@ def drive(
 
 @dataclass(frozen=True, slots=True)
 class Registered:
-    """What an ideal meter registered over a run (sum_then_clamp)."""
+    """What an ideal meter registered over a run."""
 
     l1_wh: float  # net: delivered minus received on L1 (negative when it exports)
     l2_wh: float
-    delivered_wh: float  # the energy register: max(P1 + P2, 0) while powered
+    delivered_wh: float  # the energy register (sum_then_clamp: max(P1 + P2, 0) while powered)
+    received_wh: float  # the received register (bidirectional mode; 0 otherwise)
     peak_w: float  # the largest measured P1 + P2 of any sample (0 if none above)
+    registration_mode: RegistrationMode
 
 
 def register(
-    sampler: Sampler, t0_s: float, dt_s: float, n: int, max_block: int = 86_400
+    sampler: Sampler,
+    t0_s: float,
+    dt_s: float,
+    n: int,
+    max_block: int = 86_400,
+    *,
+    model: MeterModel | None = None,
+    settings: MeterSettings | None = None,
 ) -> Registered:
-    """Drive a fresh ideal MMD-200A over ``n`` samples and report its registers.
+    """Drive a fresh ideal meter (MMD-200A unless ``model``) over ``n`` samples.
 
-    The core measures as it does live: nothing below the starting current, nothing
-    while unpowered, energy in whole microjoules per sample.
+    ``settings`` (a profile's choices) change the registration mode and demand from
+    the defaults (sum_then_clamp). The core measures as it does live: nothing below
+    the starting current, nothing while unpowered, energy in whole microjoules per
+    sample. Raises ValueError (the core's words) for settings the core refuses.
     """
     config = MeterConfig(
-        model=MeterModel.parse(REGISTER_MODEL),
+        model=MeterModel.parse(REGISTER_MODEL) if model is None else model,
         registration_mode=RegistrationMode.SUM_THEN_CLAMP,
         accuracy=AccuracyConfig(seed=None),
     )
+    if settings is not None:
+        config = settings.apply(config)
     core = MeterCore(config, emit_edges=False, emit_series=True)
     peak_w = 0.0
     for events in drive(core, sampler, t0_s, dt_s, n, max_block):
@@ -105,5 +120,7 @@ def register(
         l1_wh=uj_to_wh(nv.energy_l1_uj - nv.energy_l1_received_uj),
         l2_wh=uj_to_wh(nv.energy_l2_uj - nv.energy_l2_received_uj),
         delivered_wh=uj_to_wh(nv.energy_delivered_uj),
+        received_wh=uj_to_wh(nv.energy_received_uj),
         peak_w=peak_w,
+        registration_mode=config.registration_mode,
     )

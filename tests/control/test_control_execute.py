@@ -20,6 +20,7 @@ from twin.control import (
     run_command,
 )
 from twin.core import Snapshot
+from twin.modbus.client import ExceptionReply, MeterClient
 from twin.runtime import Twin, TwinConfig
 
 CONST_2400W = """\
@@ -202,7 +203,7 @@ async def test_faults_armed_for_a_meter_and_cleared(twin: Twin) -> None:
     assert result.ok and result.data is not None
     fault_id = result.data["fault_id"]
     armed = twin.hooks.faults.active[fault_id]  # type: ignore[index]
-    assert armed.units == {second.spec.unit} and second.spec.port in (armed.ports or ())
+    assert armed.units == {second.spec.unit} and twin.port in (armed.ports or ())
     twide = twin.control.run("add_fault", {"kind": "delay", "ms": 10})
     assert twide.ok and len(twin.hooks.faults.active) == 2
     assert twin.control.run("clear_faults", serial=first.serial).ok  # none of its own
@@ -210,6 +211,22 @@ async def test_faults_armed_for_a_meter_and_cleared(twin: Twin) -> None:
     assert twin.control.run("clear_faults", serial=second.serial).ok
     assert list(twin.hooks.faults.active) == [twide.data["fault_id"]]  # type: ignore[index]
     assert twin.control.run("clear_faults").ok and not twin.hooks.faults.active
+
+
+async def test_a_fault_for_one_meter_fires_on_its_ephemeral_tcp_port(twin: Twin) -> None:
+    # The twin listens on --port 0: the fault must be narrowed to the port the OS chose
+    # (not to the configured 0, which fault filters read as the RTU line).
+    first, second = twin.meters
+    body = {"kind": "exception", "code": 6}
+    assert twin.control.run("add_fault", body, serial=second.serial).ok
+    async with MeterClient(port=twin.port, unit=second.spec.unit) as client:
+        with pytest.raises(ExceptionReply) as refused:
+            await client.read_registers(0, 2)
+        assert refused.value.code == 6
+    async with MeterClient(port=twin.port, unit=first.spec.unit) as client:
+        assert len(await client.read_registers(0, 2)) == 2  # the other meter answers
+    assert twin.control.run("clear_faults", serial=second.serial).ok
+    assert not twin.hooks.faults.active
 
 
 async def test_set_speed_changes_a_ticking_clock(profiles: tuple[str, str]) -> None:

@@ -46,10 +46,13 @@ def test_minimal_profile_is_accepted_exactly(tmp_path: Path) -> None:
     assert block.voltage_v[:, 1199].tolist() == [120.0, 120.0]
     assert block.voltage_v[:, 1200:1500].max() == 0.0
     assert block.voltage_v[:, 1500].tolist() == [120.0, 120.0]
-    # Reversed CT on L2 40..50 min: cos(phi) sign flips on L2 only.
-    assert block.cos_phi[:, 2400].tolist() == [1.0, -0.5]
-    assert block.cos_phi[:, 2999].tolist() == [1.0, -0.5]
-    assert block.cos_phi[:, 3000].tolist() == [1.0, 0.5]
+    # Reversed CT on L2 40..50 min: the load is unchanged, the L2 CT is turned round.
+    assert block.cos_phi[:, 2400].tolist() == [1.0, 0.5]
+    assert block.ct_reversed is not None and block.ct_line is None
+    assert block.ct_reversed[:, 2399].tolist() == [False, False]
+    assert block.ct_reversed[:, 2400].tolist() == [False, True]
+    assert block.ct_reversed[:, 2999].tolist() == [False, True]
+    assert block.ct_reversed[:, 3000].tolist() == [False, False]
 
 
 def test_energy_of_minimal_profile(tmp_path: Path) -> None:

@@ -60,6 +60,18 @@ EXPECTED = {
     "csv-unknown-unit.yaml": "csv-unknown-unit.csv:1: column 'L1.power[MW]': unknown",
     "csv-nan.yaml": "csv-nan.csv:3: L1.current: 'nan' invalid; expected a finite number",
     "csv-missing-file.yaml": ":5: segments[0].file: cannot read",
+    "service-unknown.yaml": ":5: service: 'delta-240' invalid; expected one of split-phase-120-2",
+    "wiring-unknown-ct.yaml": ":6: wiring.CT3: unknown key; expected one of CT1, CT2",
+    "wiring-bad-line.yaml": ":6: wiring.CT1.line: 'L3' invalid; expected one of L1, L2",
+    "wiring-reversed-not-bool.yaml": ":7: wiring.CT2.reversed: 'yes please' invalid; expected t",
+    "registration-mode-unknown.yaml": ":5: registration_mode: 'net' invalid; expected one of sum",
+    "demand-method-unknown.yaml": ":5: demand_method: 'rolling' invalid; expected one of sliding",
+    "demand-interval-out-of-range.yaml": ":5: demand_interval_min 90; expected 1..60",
+    "demand-subintervals-not-dividing.yaml": ":6: demand_subintervals 4 does not divide 15 min",
+    "demand-subintervals-not-dividing-default.yaml": "15 min (the default demand_interval_min;",
+    "demand-max-window-not-whole.yaml": ":5: demand_max_window_h 1.5; expected an integer 0 or 1",
+    "calibration-percent-out-of-range.yaml": ":6: events[0].percent: 80 out of range; expected -5",
+    "memory-error-with-percent.yaml": ":6: events[0].percent: unknown key",
 }
 EXTRA = {
     "csv-unsorted.yaml": "csv-unsorted.csv:4: unsorted time",

@@ -22,7 +22,19 @@ from twin.core import (
 from twin.drive import drive
 from twin.loadprofile import load_profile, shipped_names
 
-FIELDS = ("voltage_v", "current_a", "cos_phi", "leading", "frequency_hz", "temperature_c")
+FIELDS = ("voltage_v", "current_a", "cos_phi", "leading", "frequency_hz", "temperature_c",
+          "ct_line", "ct_reversed")  # fmt: skip
+
+
+def values(block: object) -> dict[str, np.ndarray]:
+    """Every per-sample array of a block, the CT placement spelled out (None = straight)."""
+    n = block.n  # type: ignore[attr-defined]
+    out = {f: getattr(block, f) for f in FIELDS}
+    if out["ct_line"] is None:
+        out["ct_line"] = np.broadcast_to(np.array([[0], [1]]), (2, n))
+    if out["ct_reversed"] is None:
+        out["ct_reversed"] = np.zeros((2, n), bool)
+    return out
 
 
 def profile_from(tmp_path: Path, body: str, name: str = "t") -> object:
@@ -32,14 +44,16 @@ def profile_from(tmp_path: Path, body: str, name: str = "t") -> object:
 
 
 def assert_blocks_equal(a: object, b: object) -> None:
+    va, vb = values(a), values(b)
     for f in FIELDS:
-        np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
+        np.testing.assert_array_equal(va[f], vb[f], err_msg=f)
 
 
 def joined(sampler: object, t0: float, dt: float, n: int, k: int) -> dict[str, np.ndarray]:
     a = sampler.block(t0, dt, k)  # type: ignore[attr-defined]
     b = sampler.block(t0 + k * dt, dt, n - k)  # type: ignore[attr-defined]
-    return {f: np.concatenate([getattr(a, f), getattr(b, f)], axis=-1) for f in FIELDS}
+    va, vb = values(a), values(b)
+    return {f: np.concatenate([va[f], vb[f]], axis=-1) for f in FIELDS}
 
 
 @pytest.mark.parametrize("name", shipped_names())
@@ -52,7 +66,7 @@ def test_split_invariance_of_every_shipped_profile(name: str) -> None:
     for k in (1, n // 3, n // 2 + 1, n - 1):
         parts = joined(sampler, 0.0, dt, n, k)
         for f in FIELDS:
-            np.testing.assert_array_equal(getattr(whole, f), parts[f], err_msg=f"{f} k={k}")
+            np.testing.assert_array_equal(values(whole)[f], parts[f], err_msg=f"{f} k={k}")
 
 
 @settings(max_examples=40, deadline=None)
@@ -68,7 +82,7 @@ def test_split_invariance_property(t0: int, dt: float, n: int, frac: float) -> N
     whole = sampler.block(t0 * 0.1, dt, n)
     parts = joined(sampler, t0 * 0.1, dt, n, k)
     for f in FIELDS:
-        np.testing.assert_array_equal(getattr(whole, f), parts[f])
+        np.testing.assert_array_equal(values(whole)[f], parts[f])
 
 
 def test_profile_repeats_past_its_end() -> None:
@@ -175,7 +189,10 @@ events:
     assert b.voltage_v[:, 12].tolist() == [90, 120] and b.voltage_v[0, 15] == 120
     assert b.current_a[:, 22].tolist() == [10, 30]
     assert b.frequency_hz[32] == 50 and b.temperature_c[42] == 90
-    assert b.cos_phi[:, 52].tolist() == [-1, 1]
+    # A CT on the wrong phase changes what element 1 measures, not the load.
+    assert b.cos_phi[:, 52].tolist() == [1, 1]
+    assert b.ct_line is not None and b.ct_reversed is None
+    assert b.ct_line[:, 52].tolist() == [1, 1] and b.ct_line[:, 55].tolist() == [0, 1]
     assert b.voltage_v[:, 62].tolist() == [140, 140]
 
 

@@ -200,18 +200,40 @@ async def test_hooks_trace_and_intercept(server: ModbusTcpServer) -> None:
     writer.close()
 
 
-async def test_connection_limit_and_idle_timeout() -> None:
+async def test_connection_limit_evicts_the_longest_idle_and_idle_timeout() -> None:
     ep = MeterEndpoint(_image(), _ident())
-    srv = ModbusTcpServer({1: ep}, "127.0.0.1", 0, max_connections=1, idle_timeout_s=0.2)
+    srv = ModbusTcpServer({1: ep}, "127.0.0.1", 0, max_connections=2, idle_timeout_s=0.4)
     await srv.start()
     r1, w1 = await _connect(srv)
+    await asyncio.sleep(0.05)
     r2, w2 = await _connect(srv)
-    assert await asyncio.wait_for(r2.read(), 2) == b""  # refused beyond the limit
-    w1.write(_req(1, 1, struct.pack(">BHH", 3, 0, 1)))
-    assert (await _reply(r1))[0] == 1
-    assert await asyncio.wait_for(r1.read(), 2) == b""  # idle: closed by the server
-    w1.close()
-    w2.close()
+    w2.write(_req(1, 1, struct.pack(">BHH", 3, 0, 1)))  # the second one is active
+    assert (await _reply(r2))[0] == 1
+    r3, w3 = await _connect(srv)  # at the limit: the idle first one makes way
+    assert await asyncio.wait_for(r1.read(), 2) == b""
+    assert srv.evicted == 1
+    for tid, (r, w) in enumerate(((r2, w2), (r3, w3))):
+        w.write(_req(tid, 1, struct.pack(">BHH", 3, 0, 1)))
+        assert (await _reply(r))[0] == tid
+    assert await asyncio.wait_for(r3.read(), 3) == b""  # idle: closed by the server
+    assert srv.timed_out >= 1
+    for w in (w1, w2, w3):
+        w.close()
+    await srv.close()
+
+
+async def test_incomplete_frame_times_out_and_keepalive_is_on() -> None:
+    ep = MeterEndpoint(_image(), _ident())
+    srv = ModbusTcpServer({1: ep}, "127.0.0.1", 0, idle_timeout_s=None, frame_timeout_s=0.3)
+    await srv.start()
+    reader, writer = await _connect(srv)
+    writer.write(_req(1, 1, struct.pack(">BHH", 3, 0, 1)))
+    assert (await _reply(reader))[0] == 1
+    assert [c.keepalive for c in srv.connections] == [True]
+    writer.write(_req(2, 1, struct.pack(">BHH", 3, 0, 1))[:9])  # a frame that never ends
+    assert await asyncio.wait_for(reader.read(), 3) == b""
+    assert srv.connections == set() and srv.timed_out == 1
+    writer.close()
     await srv.close()
 
 

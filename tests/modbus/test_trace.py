@@ -10,8 +10,6 @@ import struct
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import TwinProcess
 from twin.modbus.client import MeterClient
 from twin.runtime.config import TwinConfig
@@ -86,25 +84,22 @@ def test_trace_file_writes_one_json_line_per_frame(tmp_path: Path, start_twin: o
     assert lines[2]["t"] <= lines[3]["t"]
 
 
-async def test_connection_limit_refuses_cleanly_and_frees_up() -> None:
+async def test_connection_limit_evicts_the_longest_idle_connection() -> None:
     cfg = TwinConfig(port=0, speed=None, max_connections=2)
     async with Twin(cfg) as twin:
-        held = [await asyncio.open_connection("127.0.0.1", twin.port) for _ in range(2)]
+        idle = await asyncio.open_connection("127.0.0.1", twin.port)
         await asyncio.sleep(0.05)
-        reader, writer = await asyncio.open_connection("127.0.0.1", twin.port)
-        with pytest.raises(ConnectionError):  # accepted, then reset at once
-            writer.write(_request(1))
-            if await asyncio.wait_for(reader.read(100), 2) == b"":
-                raise ConnectionResetError
-        writer.close()
-        assert twin.tcp is not None and twin.tcp.refused == 1
-        for r, w in held:  # the held connections still work
-            w.write(_request(2))
-            assert len(await asyncio.wait_for(r.readexactly(17), 2)) == 17
-        held[0][1].close()
-        await asyncio.sleep(0.05)
-        assert len(await _exchange(twin.port, _request(3))) == 17  # a slot is free again
-        held[1][1].close()
+        busy = await asyncio.open_connection("127.0.0.1", twin.port)
+        busy[1].write(_request(1))
+        assert len(await asyncio.wait_for(busy[0].readexactly(17), 2)) == 17
+        # a third client at the limit is admitted; the idle one makes way
+        assert len(await _exchange(twin.port, _request(3))) == 17
+        assert await asyncio.wait_for(idle[0].read(), 2) == b""
+        assert twin.tcp is not None and twin.tcp.evicted == 1
+        busy[1].write(_request(2))  # the active one keeps working
+        assert len(await asyncio.wait_for(busy[0].readexactly(17), 2)) == 17
+        idle[1].close()
+        busy[1].close()
 
 
 async def test_idle_connections_time_out() -> None:

@@ -107,15 +107,17 @@ def test_walk_dual_element_meter_matches_block_a(order: WordOrder) -> None:
     assert tot_sf == 0
     assert acc32(body, "TotWhImp") == snap.energy_delivered_wh > 0
     assert acc32(body, "TotWhImpPhA") == snap.energy_l1_wh
-    assert acc32(body, "TotWhExp") == snap.energy_received_wh
+    # No export registered: 0 Wh would be "not implemented", so it reads 1 (the rule).
+    assert snap.energy_received_wh == 0 and acc32(body, "TotWhExp") == 1
     # Block A, read through the same image, agrees.
     a = read(img, 0, 22)
     assert decode(RegisterKind.UINT64, a[0:4], order) == acc32(body, "TotWhImp")
     block_a_w = decode(RegisterKind.FLOAT32, a[20:22], order)
     assert scaled(body, "W", "W_SF") == pytest.approx(block_a_w, abs=10**sf_w / 2 + 1e-3)
     # Phase C and unmeasured accumulators: "not implemented".
-    for name in ("AphC", "PhVphC", "WphC", "VAphC", "PFphC", "PhVphBC", "TotVAh_SF"):
+    for name in ("PhVphC", "WphC", "VAphC", "PFphC", "PhVphBC", "TotVAh_SF"):
         assert point(body, name) == [NI16], name
+    assert point(body, "AphC") == [0]  # mandatory in model 202: no phase C, no current
     assert point(body, "TotVAhImp") == [0, 0]
 
 

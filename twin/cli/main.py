@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from twin import __version__
-from twin.cli import profiles, registers, run, simulate
+from twin.cli import mirror, profiles, registers, run, simulate
 from twin.errors import TwinError
 
 # subcommand -> (module with add_arguments(parser) and main(args), one-line help)
@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[ModuleType, str]] = {
     "simulate": (simulate, "run a profile through the meter as fast as possible"),
     "profiles": (profiles, "list, show and check load profiles"),
     "registers": (registers, "print the register map (md, csv or json)"),
+    "mirror": (mirror, "follow and cross-check a physical meter's pulse output"),
 }
 
 

@@ -17,11 +17,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, cast
 
+from devices import open_sink
 from twin.errors import ConfigError
+from twin.http import add_arguments as add_http_arguments
+from twin.http import config_from_args as http_config_from_args
 from twin.loadprofile import DEFAULT_PROFILE
+from twin.mirror.pulse_out import PulseOut
 from twin.modbus import UnknownUnit
 from twin.modbus.faults import parse_fault
+from twin.modbus.security import (
+    DEFAULT_WRITE_ROLES,
+    MODBUS_TLS_PORT,
+    TlsSettings,
+    exposure_warning,
+)
 from twin.modbus.serial import SerialSettings
+from twin.modbus.tcp import DEFAULT_IDLE_TIMEOUT_S
 from twin.mqtt import config as mqtt_options
 from twin.registers import WordOrder
 from twin.runtime.config import TwinConfig
@@ -30,6 +41,7 @@ from twin.runtime.twin import Twin
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_security_arguments(parser)
     a = parser.add_argument
     a("--profile", default=DEFAULT_PROFILE, help="shipped profile name or a YAML file (default)")
     a("--model", default="MMD-200A", help="meter model, e.g. MMS-100A, MMD-200A (MMD-200A)")
@@ -60,6 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--stopbits", type=int, choices=(1, 2), default=1, help="RTU stop bits (1)")
     a("--seed", type=int, default=None, help="seed of the profile's noise")
     a("--accuracy-seed", type=int, default=None, help="draw an error curve within class")
+    a("--pulse-out", default=None, metavar="URL", help="drive a pulse sink from the 10 Wh output")
     g = parser.add_argument_group("fleets, faults and limits")
     g.add_argument(
         "--meters",
@@ -93,9 +106,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-connections", type=int, default=256, help="TCP connections per port (256)"
     )
     g.add_argument(
-        "--idle-timeout", type=float, default=None, help="close connections idle this long (s)"
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT_S,
+        help="close connections without a complete request this long, s; 0: never (60)",
     )
+    add_http_arguments(parser)
     mqtt_options.add_arguments(parser)
+
+
+def add_security_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("Modbus/TCP Security (TLS, docs/security.md)")
+    g.add_argument(
+        "--unit-alias",
+        default="0,255",
+        help="unit ids a one-meter TCP port answers as its meter, or 'none' (0,255)",
+    )
+    g.add_argument("--tls-cert", type=Path, default=None, help="server certificate (PEM)")
+    g.add_argument("--tls-key", type=Path, default=None, help="its private key (PEM)")
+    g.add_argument("--tls-ca", type=Path, default=None, help="CA of the client certificates")
+    g.add_argument(
+        "--tls-write-role",
+        action="append",
+        default=None,
+        help="a client role that may write (repeatable; operator)",
+    )
+
+
+def _unit_aliases(text: str) -> frozenset[int]:
+    if text.strip().lower() == "none":
+        return frozenset()
+    try:
+        ids = frozenset(int(part) for part in text.split(","))
+    except ValueError:
+        ids = frozenset({-1})
+    if not all(0 <= i <= 255 for i in ids):
+        raise ConfigError(f"--unit-alias {text}: expected unit ids 0..255 like 0,255, or none")
+    return ids
+
+
+def _tls(args: argparse.Namespace) -> TlsSettings | None:
+    given = [args.tls_cert, args.tls_key, args.tls_ca]
+    if not any(given):
+        return None
+    if not all(given):
+        raise ConfigError("--tls-cert, --tls-key and --tls-ca go together (mutual TLS)")
+    roles = frozenset(args.tls_write_role or DEFAULT_WRITE_ROLES)
+    return TlsSettings(args.tls_cert, args.tls_key, args.tls_ca, roles)
 
 
 def config_from_args(args: argparse.Namespace) -> TwinConfig:
@@ -130,6 +187,8 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
             },
             tcp=not args.no_tcp,
         )
+    tls = _tls(args)
+    default_port = MODBUS_TLS_PORT if tls is not None else 5020
     return TwinConfig(
         profile=args.profile,
         model=args.model,
@@ -137,7 +196,7 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
         seed=args.seed,
         accuracy_seed=args.accuracy_seed,
         host=args.host,
-        port=None if args.no_tcp else (5020 if args.port is None else args.port),
+        port=None if args.no_tcp else (default_port if args.port is None else args.port),
         unit=args.unit,
         speed=args.speed,
         tick_s=args.tick_s,
@@ -158,12 +217,20 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
         fault_seed=args.fault_seed,
         trace_path=args.trace,
         max_connections=args.max_connections,
-        idle_timeout_s=args.idle_timeout,
+        idle_timeout_s=args.idle_timeout or None,
+        http=http_config_from_args(args),
+        unit_aliases=_unit_aliases(args.unit_alias),
+        tls=tls,
         mqtt=mqtt_options.config_from_args(args),
     )
 
 
 def _where(twin: Twin) -> str:
+    where = _where_modbus(twin)
+    return where if twin.http is None else f"{where}; http {twin.http.url}"
+
+
+def _where_modbus(twin: Twin) -> str:
     cfg = twin.config
     writes = "writes on" if cfg.allow_writes else "read-only"
     if len(twin.meters) == 1:
@@ -247,8 +314,12 @@ def _status_printer(tty: bool) -> Callable[[Twin], None]:
     return show
 
 
-async def _serve(config: TwinConfig) -> None:
-    async with Twin(config) as twin:
+async def _serve(config: TwinConfig, pulse_out: str | None = None) -> None:
+    async with Twin(config) as twin, contextlib.AsyncExitStack() as parts:
+        if pulse_out is not None:  # the first meter's 10 Wh output onto the sink
+            first = twin.meters[0]
+            out = await parts.enter_async_context(PulseOut(open_sink(pulse_out)))
+            parts.callback(twin.subscribe(lambda m, ev: out.on_events(ev) if m is first else None))
         print(_where(twin), flush=True)
         await twin.run_until_signal(_status_printer(sys.stdout.isatty()))
 
@@ -263,6 +334,14 @@ def _event_loop_runner() -> contextlib.AbstractContextManager[asyncio.Runner]:
 
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    warning = exposure_warning(
+        config.host,
+        allow_writes=config.allow_writes,
+        allow_energy_reset=config.allow_energy_reset,
+        tls=config.tls is not None,
+    )
+    if warning is not None:
+        print(warning, file=sys.stderr, flush=True)
     with _event_loop_runner() as runner:
-        runner.run(_serve(config))
+        runner.run(_serve(config, args.pulse_out))
     return 0

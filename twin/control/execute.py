@@ -118,6 +118,11 @@ class ControlTarget(Protocol):
     @property
     def hooks(self) -> FaultTarget: ...
 
+    def served_port(self, port: int | None) -> int | None:
+        """The TCP port listened on for meters configured on ``port`` (``0``: the port
+        the OS chose); what a fault narrowed to one meter must name."""
+        ...
+
     def set_speed(self, speed: float) -> None:
         """Change the clock's speed; raises CommandRefused (manual clock, too fast)."""
         ...
@@ -206,10 +211,10 @@ def _apply(
                 meter.switch_profile(profile)
         case AddFault(fault=fault):
             if serial is not None:
-                fault = fault.for_meter(meters[0].spec.port, meters[0].spec.unit)
+                fault = _for_meter(target, fault, meters[0])
             return {"fault_id": target.hooks.add_fault(fault)}
         case ClearFaults(fault_id=fault_id):
-            _clear_faults(target.hooks, fault_id, meters[0] if serial is not None else None)
+            _clear_faults(target, fault_id, meters[0] if serial is not None else None)
         case SetSpeed(speed=speed):
             target.set_speed(speed)
     return None
@@ -234,8 +239,12 @@ def check_demand(where: str, snapshot: Snapshot, change: Reconfigure) -> None:
         raise CommandRefused(f"{where}: {exc}") from None
 
 
-def _clear_faults(hooks: FaultTarget, fault_id: int | None, meter: MeterTarget | None) -> None:
-    name = CommandName.CLEAR_FAULTS
+def _for_meter(target: ControlTarget, fault: FaultSpec, meter: MeterTarget) -> FaultSpec:
+    return fault.for_meter(target.served_port(meter.spec.port), meter.spec.unit)
+
+
+def _clear_faults(target: ControlTarget, fault_id: int | None, meter: MeterTarget | None) -> None:
+    name, hooks = CommandName.CLEAR_FAULTS, target.hooks
     if fault_id is not None:
         if not hooks.remove_fault(fault_id):
             armed = ", ".join(map(str, hooks.faults.active)) or "none"
@@ -243,7 +252,6 @@ def _clear_faults(hooks: FaultTarget, fault_id: int | None, meter: MeterTarget |
     elif meter is None:
         hooks.clear_faults()
     else:
-        port, unit = meter.spec.port, meter.spec.unit
         for armed_id, spec in hooks.faults.active.items():
-            if spec == spec.for_meter(port, unit):
+            if spec == _for_meter(target, spec, meter):
                 hooks.remove_fault(armed_id)

@@ -12,17 +12,21 @@ from twin.loadprofile.events import EventKind, ProfileEvent
 from twin.loadprofile.noise import NoiseQuantity, NoiseSpec
 from twin.loadprofile.sampler import Profile, Sampler
 from twin.loadprofile.schema import SCHEMA_VERSION, ProfileSpec, SegmentKind
+from twin.loadprofile.settings import MeterSettings
 from twin.loadprofile.shipped import (
     DEFAULT_PROFILE,
     load_profile,
     shipped_names,
     shipped_profiles,
 )
+from twin.loadprofile.wiring import SERVICES, Wiring
 
 __all__ = [
     "DEFAULT_PROFILE",
     "SCHEMA_VERSION",
+    "SERVICES",
     "EventKind",
+    "MeterSettings",
     "NoiseQuantity",
     "NoiseSpec",
     "Profile",
@@ -30,6 +34,7 @@ __all__ = [
     "ProfileSpec",
     "Sampler",
     "SegmentKind",
+    "Wiring",
     "load_profile",
     "shipped_names",
     "shipped_profiles",

@@ -90,8 +90,9 @@ class Sequence:
             k += 1
         return concat(parts)
 
-    def max_current_a(self) -> float:
-        return max(child.max_current_a() for child in self.children)
+    def max_current_a(self) -> tuple[float, float]:
+        bounds = [child.max_current_a() for child in self.children]
+        return max(b[0] for b in bounds), max(b[1] for b in bounds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +107,7 @@ class Repeat:
     def evaluate(self, t0_us: int, dt_us: int, n: int) -> Inputs:
         return concat(evaluate_wrapped(self.child, t0_us, dt_us, n))
 
-    def max_current_a(self) -> float:
+    def max_current_a(self) -> tuple[float, float]:
         return self.child.max_current_a()
 
 
@@ -146,5 +147,6 @@ class Sum:
             temperature_c=first.temperature_c,
         )
 
-    def max_current_a(self) -> float:
-        return sum(p.max_current_a() for p in self.parts)
+    def max_current_a(self) -> tuple[float, float]:
+        bounds = [p.max_current_a() for p in self.parts]
+        return sum(b[0] for b in bounds), sum(b[1] for b in bounds)

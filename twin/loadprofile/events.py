@@ -2,15 +2,17 @@
 
 Input events hold over ``[at, at + duration)`` of profile time and are applied by
 the sampler after the segments are evaluated: an outage puts 0 V (and 0 A) on both
-lines; a sag or swell sets a line's voltage; a reversed CT or a CT on the wrong
-phase flips the sign of that line's cos(phi) (voltage and current 180 degrees
-apart on a split-phase service); a surge sets or multiplies a line's current; a
-frequency or temperature excursion sets that quantity.
+lines; a sag or swell sets a line's voltage; a surge sets or multiplies a line's
+current; a frequency or temperature excursion sets that quantity. A reversed CT or
+a CT on the wrong phase changes no input: it changes what the meter measures, so
+:mod:`~twin.loadprofile.wiring` turns it into the core's per-sample CT placement.
 
 Command events (memory/calibration error inject and clear, demand reset, clear
 pulse counts) are not inputs: :meth:`twin.loadprofile.Sampler.commands_between` lists
 them with their times and :func:`twin.drive.drive` applies them to the core at that
-time. An error event with a duration is cleared at its end.
+time. An error event with a duration is cleared at its end; a calibration error
+makes registration wrong by its ``percent`` while it is active (the core's default
+size when none is given).
 
 :class:`EventKind` is the one table of event kinds; :data:`EVENT_RULES` says per
 kind which keys it takes, and :func:`parse_event` validates an ``events`` entry
@@ -27,6 +29,7 @@ import numpy as np
 
 from twin.core import (
     ABSOLUTE_MAX_CURRENT_A,
+    CALIBRATION_ERROR_RANGE_PCT,
     ClearError,
     ClearPulseCounts,
     Command,
@@ -84,16 +87,18 @@ EVENT_RULES: Final[dict[EventKind, EventRule]] = {
     EventKind.FREQUENCY: EventRule(True, needs_duration=True, value_key="hz"),
     EventKind.TEMPERATURE: EventRule(True, needs_duration=True, value_key="celsius"),
     EventKind.MEMORY_ERROR: EventRule(False),
-    EventKind.CALIBRATION_ERROR: EventRule(False),
+    EventKind.CALIBRATION_ERROR: EventRule(False, value_key="percent"),
     EventKind.DEMAND_RESET: EventRule(False, takes_duration=False),
     EventKind.CLEAR_PULSE_COUNTS: EventRule(False, takes_duration=False),
 }
+#: Input events that change what the meter measures, not its inputs (see ``wiring``).
+WIRING_KINDS: Final = (EventKind.CT_WRONG_PHASE, EventKind.CT_REVERSED)
 ERROR_KINDS: Final = {
     EventKind.MEMORY_ERROR: MeterErrorKind.MEMORY,
     EventKind.CALIBRATION_ERROR: MeterErrorKind.CALIBRATION,
 }
 EVENT_KEYS: Final = ("at", "kind", "duration", "line", "voltage", "current", "factor", "hz",
-                     "celsius")  # fmt: skip
+                     "celsius", "percent")  # fmt: skip
 LINES: Final = {"L1": (0,), "L2": (1,), "both": (0, 1)}
 
 
@@ -103,7 +108,7 @@ class ProfileEvent:
     at_us: int
     duration_us: int = 0  # 0: instantaneous (commands) or until the profile ends (errors)
     lines: tuple[int, ...] = (0, 1)  # element indexes affected
-    value: float | None = None  # volts (sag/swell), amperes (surge), Hz, °C
+    value: float | None = None  # volts (sag/swell), amperes (surge), Hz, °C, % (calibration)
     factor: float | None = None  # surge as a multiple of the load current
 
     @property
@@ -115,7 +120,8 @@ class ProfileEvent:
         if EVENT_RULES[self.kind].takes_line:
             text += " " + "+".join(f"L{i + 1}" for i in self.lines)
         if self.value is not None:
-            text += f" {self.value:g}"
+            unit = "%" if self.kind is EventKind.CALIBRATION_ERROR else ""
+            text += f" {self.value:+g}{unit}" if unit else f" {self.value:g}"
         if self.factor is not None:
             text += f" x{self.factor:g}"
         if self.duration_us:
@@ -128,7 +134,7 @@ def commands(events: tuple[ProfileEvent, ...]) -> list[tuple[int, Command]]:
     out: list[tuple[int, Command]] = []
     for ev in events:
         if ev.kind in ERROR_KINDS:
-            out.append((ev.at_us, InjectError(ERROR_KINDS[ev.kind])))
+            out.append((ev.at_us, InjectError(ERROR_KINDS[ev.kind], ev.value)))
             if ev.duration_us:
                 out.append((ev.end_us, ClearError(ERROR_KINDS[ev.kind])))
         elif ev.kind is EventKind.DEMAND_RESET:
@@ -162,7 +168,7 @@ def apply_events(
     """Inputs with the input events over samples at local times t0 + i*dt applied."""
     out: _Writable | None = None
     for ev in events:
-        if not EVENT_RULES[ev.kind].is_input:
+        if not EVENT_RULES[ev.kind].is_input or ev.kind in WIRING_KINDS:
             continue
         j0 = max(0, ceil_div(ev.at_us - t0_us, dt_us))
         j1 = min(n, ceil_div(ev.end_us - t0_us, dt_us))
@@ -188,8 +194,6 @@ def apply_events(
                 out.get("current_a")[:, window] = 0.0
             case EventKind.SAG | EventKind.SWELL:
                 out.get("voltage_v")[lines, window] = ev.value
-            case EventKind.CT_REVERSED | EventKind.CT_WRONG_PHASE:
-                out.get("cos_phi")[lines, window] *= -1.0
             case EventKind.SURGE:
                 amps = out.get("current_a")
                 if ev.factor is not None:
@@ -265,6 +269,8 @@ def parse_event(ctx: Ctx, value: Any, duration_us: int, max_current_a: float) ->
         if "celsius" not in data:
             ctx.fail("missing required key 'celsius'; expected the temperature in °C")
         val = parse_temperature(ctx.at("celsius", data), data["celsius"])
+    elif kind is EventKind.CALIBRATION_ERROR and "percent" in data:
+        val = ctx.at("percent", data).number(data["percent"], *CALIBRATION_ERROR_RANGE_PCT, "%")
     return ProfileEvent(kind, at_us, dur_us, lines, val, factor)
 
 

@@ -2,7 +2,10 @@
 
 Top level: ``schema: 1`` (newer versions are refused), ``name``, optional
 ``description``, ``seed`` (noise), ``defaults`` (L1/L2/frequency/temperature every
-segment starts from), ``segments`` (played in sequence), ``events`` and ``noise``.
+segment starts from), ``segments`` (played in sequence), ``events`` and ``noise``;
+the wiring (``service``, ``wiring``: :mod:`~twin.loadprofile.wiring`) and the meter
+settings a profile may choose (``registration_mode``, ``demand_*``:
+:mod:`~twin.loadprofile.settings`).
 Each segment is a tagged union on ``kind``: :class:`SegmentKind` is the one table of
 kinds and :data:`SEGMENT_PARSERS` maps each to its parser. Composite kinds
 (sequence, repeat, sum) nest segments and pass their own L1/L2/frequency/temperature
@@ -41,11 +44,13 @@ from twin.loadprofile.noise import NoiseSpec, parse_noise
 from twin.loadprofile.reader import Ctx, LineDict
 from twin.loadprofile.segments import Blend, Constant, Level, Node, Shape
 from twin.loadprofile.series import parse_daily
+from twin.loadprofile.settings import SETTING_KEYS, MeterSettings, parse_settings
+from twin.loadprofile.wiring import Wiring, parse_wiring
 from twin.units import SEED_MAX, SEED_MIN
 
 SCHEMA_VERSION: Final = 1
 TOP_KEYS: Final = ("schema", "name", "description", "seed", "defaults", "segments", "events",
-                   "noise")  # fmt: skip
+                   "noise", "service", "wiring", *SETTING_KEYS)  # fmt: skip
 NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 #: The shapes ``kind: periodic`` accepts as its ``waveform``.
 WAVEFORMS: Final = (Shape.SINE, Shape.SQUARE)
@@ -73,6 +78,8 @@ class ProfileSpec:
     root: Node
     events: tuple[ProfileEvent, ...]
     noise: tuple[NoiseSpec, ...]
+    wiring: Wiring
+    settings: MeterSettings
 
 
 def parse_profile(data: LineDict, source: str, read: Reader) -> ProfileSpec:
@@ -105,6 +112,8 @@ def parse_profile(data: LineDict, source: str, read: Reader) -> ProfileSpec:
     base = Level()
     if "defaults" in data:
         base = parse_level_mapping(ctx.at("defaults", data), data["defaults"], base)
+    wiring = parse_wiring(ctx, data)
+    settings = parse_settings(ctx, data)
     children = _children(ctx, data, base, read)
     root = children[0] if len(children) == 1 else Sequence(children)
 
@@ -112,7 +121,7 @@ def parse_profile(data: LineDict, source: str, read: Reader) -> ProfileSpec:
     if "events" in data:
         ectx = ctx.at("events", data)
         raw_events = ectx.sequence(data["events"], "a list of events")
-        max_current = root.max_current_a()
+        max_current = max(root.max_current_a())
         for k, raw in enumerate(raw_events):
             events.append(parse_event(ectx.at(k, raw_events), raw, root.duration_us, max_current))
         check_overlaps(ectx, raw_events, events, root.duration_us)
@@ -122,11 +131,11 @@ def parse_profile(data: LineDict, source: str, read: Reader) -> ProfileSpec:
         nctx = ctx.at("noise", data)
         raw_noise = nctx.sequence(data["noise"], "a list of noise entries")
         noise = [parse_noise(nctx.at(k, raw_noise), raw) for k, raw in enumerate(raw_noise)]
-    return ProfileSpec(name, description, seed, root, tuple(events), tuple(noise))
+    return ProfileSpec(name, description, seed, root, tuple(events), tuple(noise), wiring, settings)
 
 
 def check_current(ctx: Ctx, node: Node) -> Node:
-    bound = node.max_current_a()
+    bound = max(node.max_current_a())
     if bound > ABSOLUTE_MAX_CURRENT_A:
         ctx.fail(
             f"current up to {bound:.6g} A is above what any model accepts; "

@@ -71,7 +71,9 @@ class Node(Protocol):
 
     def evaluate(self, t0_us: int, dt_us: int, n: int) -> Inputs: ...
 
-    def max_current_a(self) -> float: ...
+    def max_current_a(self) -> tuple[float, float]:
+        """An upper bound of each line's current (L1, L2) over the node, in A."""
+        ...
 
 
 def times_s(t0_us: int, dt_us: int, n: int) -> FloatArray:
@@ -137,8 +139,8 @@ class Constant:
     def evaluate(self, t0_us: int, dt_us: int, n: int) -> Inputs:
         return self._inputs
 
-    def max_current_a(self) -> float:
-        return max(load_current_bound(self.level.l1), load_current_bound(self.level.l2))
+    def max_current_a(self) -> tuple[float, float]:
+        return load_current_bound(self.level.l1), load_current_bound(self.level.l2)
 
 
 class Shape(StrEnum):
@@ -193,13 +195,13 @@ class Blend:
             temperature_c=mix(self.start.temperature_c, self.end.temperature_c),
         )
 
-    def max_current_a(self) -> float:
-        bound = 0.0
+    def max_current_a(self) -> tuple[float, float]:
+        bound = []
         for a, b in ((self.start.l1, self.end.l1), (self.start.l2, self.end.l2)):
             if a.power_w is None:
-                bound = max(bound, a.current_a, b.current_a)
+                bound.append(max(a.current_a, b.current_a))
             else:
                 volts, pf = min(a.voltage_v, b.voltage_v), min(a.pf, b.pf)
                 watts = max(abs(a.power_w), abs(b.power_w or 0.0))
-                bound = max(bound, watts / (volts * pf) if volts > 0 else 0.0)
-        return bound
+                bound.append(watts / (volts * pf) if volts > 0 else 0.0)
+        return bound[0], bound[1]

@@ -112,13 +112,13 @@ class Daily:
             temperature_c=np.float64(self.level.temperature_c),
         )
 
-    def max_current_a(self) -> float:
-        bound = 0.0
+    def max_current_a(self) -> tuple[float, float]:
+        bound = [0.0, 0.0]
         season = 1.0 if self.monthly is None else float(self.monthly.max())
         for line, load in enumerate((self.level.l1, self.level.l2)):
             curve = self.weekday[line]
             if curve is None:
-                bound = max(bound, load_current_bound(load))
+                bound[line] = load_current_bound(load)
                 continue
             peak = float(np.abs(curve).max()) * max(1.0, self.weekend_factor)
             other = self.weekend[line]
@@ -126,8 +126,8 @@ class Daily:
                 peak = max(peak, float(np.abs(other).max()))
             amount = peak * season
             probe = Load(load.voltage_v, amount, amount if self.is_power else None, load.pf)
-            bound = max(bound, load_current_bound(probe))
-        return bound
+            bound[line] = load_current_bound(probe)
+        return bound[0], bound[1]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -176,23 +176,23 @@ class CsvSeries:
             temperature_c=get("temperature", np.float64(self.level.temperature_c)),
         )
 
-    def max_current_a(self) -> float:
-        bound = 0.0
-        for line, load in (("L1", self.level.l1), ("L2", self.level.l2)):
+    def max_current_a(self) -> tuple[float, float]:
+        bound = [0.0, 0.0]
+        for k, (line, load) in enumerate((("L1", self.level.l1), ("L2", self.level.l2))):
             if f"{line}.current" in self.columns:
-                bound = max(bound, float(self.columns[f"{line}.current"].max()))
+                bound[k] = float(self.columns[f"{line}.current"].max())
                 continue
             power = self.columns.get(f"{line}.power")
             if power is None:
-                bound = max(bound, load_current_bound(load))
+                bound[k] = load_current_bound(load)
                 continue
             # The parser keeps voltages >= 60 V and pf >= 0.05 wherever a power is given.
             volts = self.columns.get(f"{line}.voltage", np.array([load.voltage_v]))
             pf = self.columns.get(f"{line}.pf", np.array([load.pf]))
             low = float(volts.min()) * float(pf.min())
             if low > 0:
-                bound = max(bound, float(np.abs(power).max()) / low)
-        return bound
+                bound[k] = float(np.abs(power).max()) / low
+        return bound[0], bound[1]
 
 
 # ------------------------------------------------------------------- parsing

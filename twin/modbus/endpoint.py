@@ -12,11 +12,18 @@ unit's endpoint; nobody for a dark meter that goes silent on power loss, for a
 broadcast (unit 0 on a serial line: writes act on every meter, nobody answers) or
 for a unit the port does not serve when the port is told to stay silent (always on
 a serial line: the line has other slaves); else exception 0x0B (gateway target
-failed). While a fault is armed the dispatcher asks its :data:`Interceptor` first
+failed). On TCP, unit ids 0 and 255 (:data:`TCP_UNIT_ALIASES`) reach the port's meter
+when the port serves exactly one: the Modbus TCP guide has a directly connected server
+answer them and many masters send 255 by default. A serial line never aliases (unit 0
+is its broadcast, 248-255 are reserved there).
+
+While a fault is armed the dispatcher asks its :data:`Interceptor` first
 (:meth:`Dispatcher.decide`): it may delay, silence, drop, replace or cut the answer,
 or answer an exception instead; a serial line has no connection to drop, so a drop
 there is one unanswered request. With no interceptor, the transports call the lean
-:meth:`Dispatcher.answer`.
+:meth:`Dispatcher.answer`. Either way the dispatcher counts what it answers, by the
+request's function code (``requests``, and ``exceptions`` for exception answers): two
+list increments per request, read by ``/metrics``.
 
 ``MeterEndpoint.respond(pdu)`` turns a request PDU into a response PDU from the
 meter's current :class:`~twin.registers.RegisterImage` (rebuilt by the runtime
@@ -46,6 +53,9 @@ FLEET_CACHE_BUDGET: Final = 65_536  # memoised answers across all meters of a pr
 MAX_PDU_BYTES: Final = 253  # Modbus PDU size limit (function code + data)
 RTU_PORT: Final = 0  # the port a serial line reports to fault filters (``port=0``)
 BROADCAST_UNIT: Final = 0  # on a serial line: every meter acts, nobody answers
+WRITE_FUNCTIONS: Final = frozenset({5, 6, 15, 16, 22, 23})  # what a read-only role may not send
+#: Unit ids a one-meter TCP port answers as its meter (``--unit-alias``; empty: 0x0B).
+TCP_UNIT_ALIASES: Final = frozenset({0, 255})
 
 
 class Image(Protocol):
@@ -223,10 +233,14 @@ class Dispatcher:
     """The unit ids of one port or serial line, and who answers a request."""
 
     __slots__ = (
+        "_lookup",
         "connection_closed_hook",
+        "exceptions",
         "interceptor",
         "port",
+        "requests",
         "serial_line",
+        "unit_aliases",
         "units",
         "unknown_unit",
     )
@@ -238,36 +252,62 @@ class Dispatcher:
         unknown_unit: UnknownUnit = UnknownUnit.EXCEPTION,
         serial_line: bool = False,
         port: int = RTU_PORT,
+        unit_aliases: frozenset[int] = TCP_UNIT_ALIASES,
     ) -> None:
         self.units = units
         self.serial_line = serial_line
+        # Aliases only where one meter is unambiguous and no broadcast is meant; a real
+        # unit id always wins over an alias (a fleet may serve unit 255 itself).
+        self.unit_aliases = frozenset() if serial_line or len(units) != 1 else unit_aliases
+        only = next(iter(units.values()), None)
+        aliased = {a: only for a in self.unit_aliases if a not in units and only is not None}
+        self._lookup: dict[int, MeterEndpoint] = {**aliased, **units}
         # A serial line has other slaves: what is not ours is never answered.
         self.unknown_unit = UnknownUnit.SILENT if serial_line else unknown_unit
         self.port = port  # what fault filters and traces call this port (RTU_PORT on a line)
         self.interceptor: Interceptor | None = None  # set only while a fault is armed
         # Told when a TCP connection closes (per-connection fault counts can go).
         self.connection_closed_hook: Callable[[int], None] | None = None
+        # Answers sent, by the request's function code (index 0..255), and how many of
+        # them were exceptions: public counters for /metrics.
+        self.requests = [0] * 256
+        self.exceptions = [0] * 256
 
     def answer(self, unit: int, pdu: bytes) -> bytes | None:
         """The response PDU with no interceptor armed; None: nobody answers."""
-        ep = self.units.get(unit)
+        ep = self._lookup.get(unit)
         if ep is not None:
-            return None if ep.silent else ep.respond(pdu)
-        if self.serial_line and unit == BROADCAST_UNIT:
+            if ep.silent:
+                return None
+            resp = ep.respond(pdu)
+        elif self.serial_line and unit == BROADCAST_UNIT:
             if pdu and pdu[0] in (6, 16):
                 for each in self.units.values():
                     each.respond(pdu)
             return None
-        if self.unknown_unit is UnknownUnit.EXCEPTION:
-            return exception_pdu(pdu, GATEWAY_TARGET_FAILED)
-        return None
+        elif self.unknown_unit is UnknownUnit.EXCEPTION:
+            resp = exception_pdu(pdu, GATEWAY_TARGET_FAILED)
+        else:
+            return None
+        self._count(pdu, resp)
+        return resp
+
+    def _count(self, pdu: bytes, resp: bytes) -> None:
+        fc = pdu[0] if pdu else 0
+        self.requests[fc] += 1
+        if resp[0] & 0x80:
+            self.exceptions[fc] += 1
 
     def decide(
-        self, unit: int, pdu: bytes, connection: int
+        self, unit: int, pdu: bytes, connection: int, *, read_only: bool = False
     ) -> tuple[bytes | None, Intercept | None]:
         """The response PDU and what to do to it; the interceptor is asked only for a
         request this port would answer (not a broadcast, another slave's or a dark
-        meter's). A drop comes back as ``(None, Intercept(drop_connection=True))``."""
+        meter's). A drop comes back as ``(None, Intercept(drop_connection=True))``.
+        ``read_only``: the connection's role may not write (Modbus/TCP Security), so a
+        write the port would answer gets exception 0x01, as writes do when they are off."""
+        if read_only and pdu and pdu[0] in WRITE_FUNCTIONS and self._answers(unit):
+            return exception_pdu(pdu, ILLEGAL_FUNCTION), None
         interceptor = self.interceptor
         if interceptor is None or not self._answers(unit):
             return self.answer(unit, pdu), None
@@ -280,12 +320,14 @@ class Dispatcher:
         if action.silent:
             return None, None
         if action.exception_code is not None:
-            return exception_pdu(pdu, action.exception_code), action
+            resp = exception_pdu(pdu, action.exception_code)
+            self._count(pdu, resp)
+            return resp, action
         return self.answer(unit, pdu), action
 
     def _answers(self, unit: int) -> bool:
         """Whether a request to ``unit`` gets an answer here when no fault intervenes."""
-        ep = self.units.get(unit)
+        ep = self._lookup.get(unit)
         if ep is not None:
             return not ep.silent
         # On a serial line unknown units (and the broadcast unit 0) are always silent.

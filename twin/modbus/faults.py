@@ -225,6 +225,7 @@ class FaultInjector:
         self._faults: dict[int, _Armed] = {}
         self._next_id = 1
         self._seen: dict[tuple[int, int], int] = {}  # (fault id, connection) -> requests
+        self.fired: dict[str, int] = dict.fromkeys(FaultKind, 0)  # firings by kind, ever (metrics)
 
     def add(self, spec: FaultSpec) -> int:
         fault_id = self._next_id
@@ -293,6 +294,7 @@ class FaultInjector:
                 # Closing: forget it (RTU, which has no connection, counts N afresh).
                 self._seen.pop((fault_id, connection), None)
             armed.fired += 1
+            self.fired[spec.kind] += 1
             return self._intercept(spec)
         return None
 

@@ -10,6 +10,11 @@ line has other slaves), broadcast writes (unit 0) act on every meter and nobody
 answers, and interceptors see connection 0 (a line has no connections, so a drop
 fault is one unanswered request). Line settings are
 :class:`~twin.modbus.serial.SerialSettings`.
+
+The receive buffer never holds more than one frame's worth (:data:`RTU_MAX_FRAME`,
+the spec's 256 bytes): bytes beyond that without a frame are noise, so the slave
+drops them and everything up to the next 3.5-character silence, as a real slave
+does, instead of growing the buffer and scanning CRCs over megabytes.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from twin.modbus.serial import BAUD_RATES, SerialSettings
 
 log = logging.getLogger(__name__)
 
+RTU_MAX_FRAME: Final = 256  # address + PDU (253) + CRC: the longest RTU frame
 _BAUDS: Final = {b: getattr(termios, f"B{b}") for b in BAUD_RATES if hasattr(termios, f"B{b}")}
 
 
@@ -81,6 +87,8 @@ class ModbusRtuServer:
         self.trace: TraceHook | None = None
         self._fd: int | None = None
         self._buf = b""
+        self._discarding = False  # an overlong frame: drop bytes until the line is silent
+        self.overruns = 0  # overlong frames dropped (noise without inter-frame gaps)
         self._silence: asyncio.TimerHandle | None = None
         # 3.5 character times ends a frame; at least 2 ms (OS and USB adapters jitter)
         self._gap_s = max(3.5 * settings.char_s, 0.002)
@@ -116,15 +124,22 @@ class ModbusRtuServer:
             data = b""
         if not data:
             return
-        self._buf += data
-        self._parse()
+        if not self._discarding:
+            self._buf += data
+            self._parse()
+            if len(self._buf) > RTU_MAX_FRAME:
+                self._buf = b""
+                self._discarding = True
+                self.overruns += 1
         if self._silence is not None:
             self._silence.cancel()
-        if self._buf:
+        if self._buf or self._discarding:
             self._silence = asyncio.get_running_loop().call_later(self._gap_s, self._flush)
 
     def _flush(self) -> None:
         """Silence after bytes that never made a frame: drop them (noise or foreign fc)."""
+        self._silence = None
+        self._discarding = False
         if self._buf:
             self._answer(self._buf)  # an unsupported function still gets its 0x01
             self._buf = b""

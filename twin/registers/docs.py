@@ -32,7 +32,13 @@ CONVENTIONS: Final = """\
   little` swaps the word order of every multi-register number of blocks A–C; strings
   and the SunSpec block D are never swapped (SunSpec fixes big-endian).
 - Not available: float32 NaN 0x7FC00000, uint16 0xFFFF, uint32 0xFFFFFFFF; in block D
-  the SunSpec "not implemented" values (int16 and sunssf 0x8000, acc32 0).
+  the SunSpec "not implemented" values (int16 and sunssf 0x8000, acc32 0). While a
+  meter is unpowered every instantaneous quantity (power, voltage, current, PF,
+  frequency, temperature) reads not available; energies, counts and demand hold.
+- Unit ids: a TCP port serving one meter answers unit ids 0 and 255 as that meter (the
+  Modbus TCP guide's rule for directly connected servers); with the alias off, or on a
+  port with several meters, they answer exception 0x0B like any unit not served. On
+  RTU, unit 0 is the broadcast.
 - A read touching an address outside the blocks answers exception 02; reserved
   addresses inside a block read 0; a count of 0 or over 125 answers exception 03.
 - Writes: only block C, only when the server runs with writes enabled (else 01);
@@ -45,7 +51,10 @@ CONVENTIONS: Final = """\
   of W. TotWhImp = `energy_delivered_wh`, TotWhExp = `energy_received_wh`, in
   Wh × 10^TotWh_SF, TotWh_SF the smallest exponent ≥ 0 keeping five years at full
   rated power below 2^32 (0 for the 100 A and 200 A models); accumulators never
-  decrease except by an energy clear and roll over modulo 2^32. A_SF and W_SF are
+  decrease except by an energy clear and roll over modulo 2^32. An implemented
+  accumulator never reads 0 (SunSpec's "not implemented"): a count of 0 reads 1, so
+  pysunspec2 reads every mandatory point (TotWhExp of a meter that registers no export
+  reads 1). Model 202 marks AphC mandatory: it reads 0 A (no phase C). A_SF and W_SF are
   the smallest exponents keeping twice the rated value within int16; V_SF −1,
   Hz_SF −2, PF_SF −1.
 """

@@ -16,6 +16,7 @@ the standard).
 from __future__ import annotations
 
 import array
+import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -123,8 +124,16 @@ _A_MASK: Final = tuple(UNSIGNED_MASKS.get(r.kind, 0) for r in _A_SORTED)
 _C_STRUCT: Final = struct.Struct(">6H" + "x" * 2 * (100 - 6))
 
 
+def _not_available(ordered: tuple[float | int, ...]) -> tuple[float | int, ...]:
+    """NaN is "not available" (REGISTER_MAP.md): float32 0x7FC00000 whatever the NaN's sign
+    or payload, all ones in an unsigned register (uint16 0xFFFF, uint32 0xFFFFFFFF)."""
+    return tuple((m or math.nan) if v != v else v for v, m in zip(ordered, _A_MASK, strict=True))
+
+
 def _pack_a(values: tuple[float | int, ...], word_order: WordOrder) -> bytes:
     ordered = _A_ORDER(values)
+    if any(map(math.isnan, ordered)):  # an unpowered meter, an absent L2, no current
+        ordered = _not_available(ordered)
     try:
         return _pack_ordered(ordered, word_order)
     except struct.error:

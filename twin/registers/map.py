@@ -142,8 +142,9 @@ _BLOCK_A = _rows(
 70|1|uint16|source_mode||0 simulated from a profile, 1 mirroring a physical meter
 72|2|float32|mirror_registration_pct|%|physical / model energy x 100 over the check window;
   NaN if not mirroring
-74|2|float32|mirror_bound_pct|%|± bound of that figure (accuracy class + pulse quantisation)
-76|1|uint16|mirror_verdict||0 none, 1 within class, 2 outside class, 3 input stale
+74|2|float32|mirror_bound_pct|%|± bound of that figure (edge quantisation + timing + reference)
+76|1|uint16|mirror_verdict||0 none, 1 within class, 2 outside class, 3 input stale,
+  4 undecided (not enough pulses yet)
 77|2|uint32|mirror_pulses|count|physical pulses counted
 """,
 )

@@ -13,12 +13,21 @@ Choices, documented in ``docs/registers.md`` too:
 - Model 201 (single phase) for single-element meters, 202 (split phase) for dual;
   phase A = element L1, phase B = element L2. Phase C and everything we do not
   measure carry the SunSpec "not implemented" values: int16/sunssf 0x8000, acc32 0.
+- Model 202 marks AphC mandatory (sunspec/models ``model_202.json``, as pysunspec2
+  ships it); a split-phase service has no phase C, so AphC reads 0 A there (not
+  implemented while the meter is unpowered, like every current).
 - Signs: W positive = power delivered to the load (import), as in block A. VAR is
   positive lagging. PF carries the sign of W (IEEE convention), in percent.
 - TotWhImp = energy delivered (block A ``energy_delivered_wh``), TotWhExp = energy
   received. acc32 in Wh x 10^TotWh_SF, where TotWh_SF is the smallest exponent >= 0
   that keeps five years at the model's full rated power below 2^32 (0 for 100 A and
   200 A models). The accumulators roll over modulo 2^32 as SunSpec accumulators do.
+- An acc32 of 0 is SunSpec's "not implemented" (pysunspec2 reads it as None), so an
+  implemented accumulator never reads 0: a count of 0 (a new meter, TotWhExp of a
+  meter that registers no export, a rollover) reads 1, the smallest implemented
+  value. Above one count the value is exact; it stays monotonic (0 -> 1 -> 1 -> 2).
+- While the meter is unpowered its instantaneous quantities are NaN in the snapshot
+  and read "not implemented" here (int16 0x8000); accumulators and Evt hold.
 - Other scale factors are fixed per model: the smallest exponent that keeps twice
   the rated value within int16 (A_SF, W_SF = VA_SF = VAR_SF), V_SF -1, Hz_SF -2, PF_SF -1.
 - Evt (bitfield32, SunSpec 20x bit positions) from the status bits; see EVT_MAP.
@@ -236,6 +245,11 @@ def _i16(x: float, mult: float) -> int:
     return 32767 if v >= 32767 else (-32767 if v <= -32767 else round(v))
 
 
+def _acc32(wh: int, divisor: int) -> int:
+    """An implemented acc32: Wh in counts of ``divisor``, modulo 2^32, never 0 (see above)."""
+    return ((wh // divisor) & 0xFFFFFFFF) or 1
+
+
 def meter_model(snap: Snapshot, model: MeterModel, sf: ScaleFactors) -> bytes:
     """Registers 40070..40178: model 201/202 from the snapshot, then the end model."""
     dual = model.elements == 2
@@ -257,7 +271,6 @@ def meter_model(snap: Snapshot, model: MeterModel, sf: ScaleFactors) -> bytes:
     pf_total = snap.power_w / va if va > 0 else nan
     ma, mv, mhz, mw, mpf = (10.0**-s for s in (sf.a, sf.v, sf.hz, sf.w, sf.pf))
     e_div = 10**sf.tot_wh
-    m32 = 0xFFFFFFFF
     pct = 100.0 * mpf
     return _METER_FORMAT.pack(
         202 if dual else 201,
@@ -266,7 +279,7 @@ def meter_model(snap: Snapshot, model: MeterModel, sf: ScaleFactors) -> bytes:
         _i16(i1 + i2 if dual else i1, ma),
         _i16(i1, ma),
         _i16(i2, ma),
-        _NI,
+        _i16(i1 * 0.0, ma) if dual else _NI,  # AphC: see the module docstring
         sf.a,
         # PhV, PhVphA/B/C, PPV, PhVphAB/BC/CA, V_SF
         _i16((v1 + v2) / 2 if dual else v1, mv),
@@ -303,14 +316,14 @@ def meter_model(snap: Snapshot, model: MeterModel, sf: ScaleFactors) -> bytes:
         _NI,
         sf.pf,
         # TotWhExp (total, A, B, C); per-element received energy is not in the snapshot
-        (snap.energy_received_wh // e_div) & m32,
-        0,
-        0,
-        0,
-        (snap.energy_delivered_wh // e_div) & m32,
-        (snap.energy_l1_wh // e_div) & m32,
-        (snap.energy_l2_wh // e_div) & m32 if dual else 0,
-        0,
+        _acc32(snap.energy_received_wh, e_div),
+        NOT_IMPLEMENTED_ACC32,
+        NOT_IMPLEMENTED_ACC32,
+        NOT_IMPLEMENTED_ACC32,
+        _acc32(snap.energy_delivered_wh, e_div),
+        _acc32(snap.energy_l1_wh, e_div),
+        _acc32(snap.energy_l2_wh, e_div) if dual else NOT_IMPLEMENTED_ACC32,
+        NOT_IMPLEMENTED_ACC32,
         sf.tot_wh,
         # TotVAh Exp/Imp (8), TotVAh_SF, TotVArh Q1..Q4 (16), TotVArh_SF: not implemented
         *(NOT_IMPLEMENTED_ACC32,) * 8,

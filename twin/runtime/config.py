@@ -28,10 +28,13 @@ from pathlib import Path
 from twin.control import MAX_SPEED
 from twin.core import DEFAULT_MODEL, MeterConfig
 from twin.errors import ConfigError
+from twin.http import HttpConfig
 from twin.loadprofile import DEFAULT_PROFILE
-from twin.modbus import UnknownUnit
+from twin.modbus import TCP_UNIT_ALIASES, UnknownUnit
 from twin.modbus.faults import FaultSpec
+from twin.modbus.security import TlsSettings
 from twin.modbus.serial import SerialSettings
+from twin.modbus.tcp import DEFAULT_IDLE_TIMEOUT_S
 from twin.mqtt import MqttConfig
 from twin.registers import WordOrder
 from twin.runtime.fleet import (
@@ -94,7 +97,10 @@ class TwinConfig:
     fault_seed: int | None = None
     trace_path: Path | None = None
     max_connections: int = 256
-    idle_timeout_s: float | None = None
+    idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S  # None: never
+    http: HttpConfig | None = None  # --http: the JSON API, stream, /metrics, front panel
+    unit_aliases: frozenset[int] = TCP_UNIT_ALIASES  # TCP unit ids a one-meter port answers
+    tls: TlsSettings | None = None  # Modbus/TCP Security on every TCP port
     mqtt: MqttConfig | None = None  # None: no MQTT (twin.mqtt.config validates its own)
     meter: MeterConfig = field(init=False)  # the first meter's (the single meter's)
     resolved: FleetSpec = field(init=False)  # the fleet actually served

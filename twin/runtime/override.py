@@ -52,6 +52,10 @@ class OverrideSampler(Sampler):
             leading=leading,
             frequency_hz=base.frequency_hz,
             temperature_c=base.temperature_c,
+            # The override sets the lines' loads; the service and CTs stay the profile's.
+            line_angle_deg=base.line_angle_deg,
+            ct_line=(0, 1) if base.ct_line is None else base.ct_line,
+            ct_reversed=False if base.ct_reversed is None else base.ct_reversed,
         )
 
     def overridden(self, t0_s: float, dt_s: float, n: int) -> int:

@@ -17,7 +17,8 @@ it had opened (ports, the store and its lock, the trace file):
 4. ``tcp_part``: one Modbus TCP server per port (a port's meters are its unit ids);
 5. ``rtu_part``: the Modbus RTU server on ``--serial``;
 6. ``mqtt_part`` (:mod:`twin.mqtt.part`): the MQTT publisher, ``twin.mqtt`` (``mqtt`` set);
-7. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
+7. ``http_part`` (:mod:`twin.http.server`): the HTTP API and front panel, ``twin.http``;
+8. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
    meters to the clock (:mod:`twin.runtime.stepping`), expires faults, flushes traces
    and checkpoints every ``checkpoint_interval_s`` of wall time in a worker thread.
 
@@ -42,7 +43,8 @@ Public API (what parts, the CLI, MQTT, HTTP and HIL fixtures use):
   ``twin.lagging``, ``twin.set_speed(speed)``;
 - ``twin.hooks`` (protocol faults and frame traces: ``add_fault``, ``remove_fault``,
   ``clear_faults``, ``faults``, ``add_trace``), ``twin.store``, ``twin.servers`` (TCP,
-  by configured port), ``twin.tcp`` (the first), ``twin.rtu``, ``twin.port``/``ports``.
+  by configured port), ``twin.tcp`` (the first), ``twin.rtu``, ``twin.port``/``ports``,
+  ``twin.served_port(configured)``; ``twin.http`` (the HTTP server, ``http`` set).
 
 Logging: one line per start/stop/error, never per request.
 """
@@ -61,6 +63,7 @@ from types import TracebackType
 from twin.control import Controller
 from twin.core import Event
 from twin.errors import CommandRefused, ConfigError
+from twin.http import HttpServer, http_part
 from twin.loadprofile import Profile, load_profile
 from twin.modbus.endpoint import MeterEndpoint
 from twin.modbus.hooks import WireHooks
@@ -97,9 +100,8 @@ class Twin:
         self._listeners: list[MeterListener] = []
         self._stepper = Stepper(self.clock, config.sample_s, config.until_s, self.meters)
         self._stack: AsyncExitStack | None = None
+        self.http: HttpServer | None = None  # set by http_part (config.http given)
         self.mqtt: MqttPublisher | None = None  # set by mqtt_part (config.mqtt given)
-
-    # ---------------------------------------------------------------- lifecycle
 
     async def start(self) -> None:
         if self._stack is not None:
@@ -170,6 +172,11 @@ class Twin:
     def ports(self) -> list[int]:
         return [s.port for s in self.servers.values()]
 
+    def served_port(self, port: int | None) -> int | None:
+        """The TCP port listened on for meters configured on ``port`` (0: ephemeral)."""
+        server = None if port is None else self.servers.get(port)
+        return port if server is None else server.port
+
     def meter(self, unit: int | None = None, port: int | None = None) -> LiveMeter:
         """A meter by unit id (and configured port when the fleet has several); the
         first meter without a unit id."""
@@ -198,8 +205,6 @@ class Twin:
     def _publish(self, meter: LiveMeter, events: list[Event]) -> None:
         for listener in tuple(self._listeners):  # a listener may unsubscribe itself
             listener(meter, events)
-
-    # ---------------------------------------------------------------- time
 
     @property
     def meter_time_s(self) -> float:
@@ -322,6 +327,8 @@ async def tcp_part(twin: Twin) -> AsyncIterator[None]:
                 unknown_unit=cfg.resolved.unknown_unit,
                 max_connections=cfg.max_connections,
                 idle_timeout_s=cfg.idle_timeout_s,
+                unit_aliases=cfg.unit_aliases,
+                tls=cfg.tls.policy() if cfg.tls is not None else None,
             )
             twin.servers[port] = server
             await server.start()
@@ -389,5 +396,6 @@ PARTS: tuple[Part, ...] = (
     tcp_part,
     rtu_part,
     mqtt_part,
+    http_part,
     tick_part,
 )

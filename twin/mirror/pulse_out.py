@@ -1,0 +1,77 @@
+"""A meter's pulse output driven onto a real (or virtual) counter input: ``run --pulse-out``.
+
+The core reports each output's edges with their meter time (:class:`PulseEdges`).
+:class:`PulseOut` takes those of one output from the twin's event listeners
+(synchronous, on the event loop thread), queues them in order and drives a
+:class:`devices.PulseSink` from a task, so a slow sink (a Modbus coil write) never
+holds up the meter; the closures reach the sink in the order and number the core
+made them. ``await pulse_out.flush()`` waits until every queued edge was driven.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+
+from devices import PulseSink
+from twin.core import Event, PulseEdges, PulseOutput
+from twin.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+
+class PulseOut:
+    """Drives ``sink`` from the edges of ``output``; ``async with`` it, then feed events."""
+
+    def __init__(self, sink: PulseSink, output: PulseOutput = PulseOutput.KH_10) -> None:
+        self.sink = sink
+        self.output = output
+        self._queue: asyncio.Queue[tuple[bool, float]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.edges = 0
+        self.failed = 0
+
+    def on_events(self, events: Sequence[Event]) -> None:
+        """Queue the edges of this output from a batch of core events."""
+        for ev in events:
+            if isinstance(ev, PulseEdges) and ev.output == self.output:
+                for t, closed in zip(ev.time_s.tolist(), ev.closed.tolist(), strict=True):
+                    self._queue.put_nowait((bool(closed), float(t)))
+
+    async def flush(self) -> None:
+        """Return once every queued edge has been driven."""
+        await self._queue.join()
+
+    async def _drain(self) -> None:
+        while True:
+            closed, at_s = await self._queue.get()
+            try:
+                await self.sink.drive(closed, at_s)
+                self.edges += 1
+            except DeviceError as exc:  # the wire lost this edge; the next ones still go
+                self.failed += 1
+                log.warning("pulse out %s: %s", self.sink.sink_id, exc)
+            finally:
+                self._queue.task_done()
+
+    async def __aenter__(self) -> Self:
+        await self.sink.start()
+        self._task = asyncio.create_task(self._drain(), name=f"pulse-out-{self.sink.sink_id}")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.sink.stop()
