@@ -30,6 +30,7 @@ from twin.core import DEFAULT_MODEL, MeterConfig
 from twin.errors import ConfigError
 from twin.http import HttpConfig
 from twin.loadprofile import DEFAULT_PROFILE
+from twin.mirror import MirrorConfig
 from twin.modbus import TCP_UNIT_ALIASES, UnknownUnit
 from twin.modbus.faults import FaultSpec
 from twin.modbus.security import TlsSettings
@@ -101,6 +102,7 @@ class TwinConfig:
     http: HttpConfig | None = None  # --http: the JSON API, stream, /metrics, front panel
     unit_aliases: frozenset[int] = TCP_UNIT_ALIASES  # TCP unit ids a one-meter port answers
     tls: TlsSettings | None = None  # Modbus/TCP Security on every TCP port
+    mirror: MirrorConfig | None = None  # `minimeter mirror`: the meter follows a physical one
     mqtt: MqttConfig | None = None  # None: no MQTT (twin.mqtt.config validates its own)
     meter: MeterConfig = field(init=False)  # the first meter's (the single meter's)
     resolved: FleetSpec = field(init=False)  # the fleet actually served
@@ -165,6 +167,8 @@ class TwinConfig:
                 f"--serial with a fleet on {len(fleet.ports)} ports: an RTU line has one "
                 "unit-id space; expected a fleet on one port (or --no-tcp)"
             )
+        if self.mirror is not None and len(fleet.meters) != 1:
+            raise ConfigError("a mirror follows one physical meter; expected a fleet of one")
         if self.unknown_unit is not None:
             fleet = FleetSpec(fleet.meters, unknown_unit=self.unknown_unit)
         configs = meter_configs(fleet, self.accuracy_seed)

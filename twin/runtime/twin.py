@@ -21,10 +21,10 @@ it had opened (ports, the store and its lock, the trace file):
    meters to the clock (:mod:`twin.runtime.stepping`), expires faults, flushes traces
    and checkpoints every ``checkpoint_interval_s`` of wall time in a worker thread.
 
-Adding a part (MQTT, HTTP, a mirror) is one entry in :data:`PARTS`: a function taking
-the twin and returning an async context manager (``@asynccontextmanager``) that starts
-the part, yields, and stops it; it reads its own config field on ``TwinConfig`` (e.g.
-``mqtt: MqttConfig | None``) and is a no-op while that is None.
+A part (MQTT, HTTP, :mod:`twin.mirror.part` after the meters) is one entry in
+:data:`PARTS`: a function taking the twin and returning an async context manager that
+starts the part, yields, and stops it; it reads its own config field on ``TwinConfig``
+(e.g. ``mqtt: MqttConfig | None``) and is a no-op while that is None.
 
 Public API (what parts, the CLI, MQTT, HTTP and HIL fixtures use):
 
@@ -64,6 +64,7 @@ from twin.core import Event
 from twin.errors import CommandRefused, ConfigError
 from twin.http import HttpServer, http_part
 from twin.loadprofile import Profile, load_profile
+from twin.mirror import Mirror, mirror_part
 from twin.modbus.endpoint import MeterEndpoint
 from twin.modbus.hooks import WireHooks
 from twin.modbus.rtu import ModbusRtuServer
@@ -100,6 +101,7 @@ class Twin:
         self._stepper = Stepper(self.clock, config.sample_s, config.until_s, self.meters)
         self._stack: AsyncExitStack | None = None
         self.http: HttpServer | None = None  # set by http_part (config.http given)
+        self.mirror: Mirror | None = None  # set by mirror_part (config.mirror given)
         self.mqtt: MqttPublisher | None = None  # set by mqtt_part (config.mqtt given)
 
     async def start(self) -> None:
@@ -389,12 +391,6 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
 #: The parts of every twin, entered in this order and left in reverse. A new part
 #: (MQTT, HTTP, a mirror) is one more entry; it does nothing while its config is None.
 PARTS: tuple[Part, ...] = (
-    store_part,
-    meters_part,
-    hooks_part,
-    tcp_part,
-    rtu_part,
-    mqtt_part,
-    http_part,
-    tick_part,
+    *(store_part, meters_part, mirror_part, hooks_part, tcp_part, rtu_part),
+    *(mqtt_part, http_part, tick_part),
 )
