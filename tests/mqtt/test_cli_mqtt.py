@@ -73,7 +73,7 @@ def test_status_line_and_the_password_never_shown(broker: Broker, start_twin: St
     url = f"mqtt://meter:Sup3rS3cret@127.0.0.1:{broker.port}"  # the broker is anonymous
     twin = start_twin("--mqtt", url, "--mqtt-interval", "0.5")
     line = wait_for_line(twin.proc, "mqtt=connected")
-    assert line.startswith("t=")
+    assert line.startswith("uptime=")
     code, out, err = twin.stop()
     assert code == 0
     text = twin.first_line + line + out + err

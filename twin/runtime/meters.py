@@ -34,9 +34,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 from twin.control import Controller, SetLoad
-from twin.core import Command, Event, MeterConfig, MeterCore, NvState, SampleBlock, Snapshot
+from twin.core import (
+    Command,
+    Event,
+    MeterConfig,
+    MeterCore,
+    NvState,
+    Reconfigure,
+    SampleBlock,
+    Snapshot,
+)
 from twin.drive import drive
-from twin.errors import CommandRefused
+from twin.errors import CommandRefused, ConfigError
 from twin.loadprofile import Profile, ProfileSpec, Sampler
 from twin.mirror import Follower
 from twin.modbus.endpoint import CACHE_MAX, FLEET_CACHE_BUDGET, MeterEndpoint
@@ -167,6 +176,17 @@ class LiveMeter:
             self.clear_load()  # the override's time is up: back to the profile
         self.refresh()
 
+    def keep_chosen(self, chosen: Reconfigure | None) -> None:
+        """A restored meter keeps the block C it had (Modbus writes included), but for
+        the settings this start chooses (``chosen``): those are applied now."""
+        if chosen is None or not self.restored or not self.core.nv_state().power_up_count:
+            return  # a new meter took every setting from its configuration
+        try:
+            self.apply(chosen)
+        except ValueError as exc:  # the core's rule, against the saved settings
+            msg = f"meter {self.serial}: chosen settings with its saved ones: {exc}"
+            raise ConfigError(msg) from None
+
     def apply(self, command: Command) -> list[Event]:
         """Apply a core command now (what `twin.control` does for the core's commands)."""
         self._refuse_if_followed(type(command).__name__)
@@ -242,3 +262,10 @@ class LiveMeter:
 
 def nv_items(meters: Iterable[LiveMeter]) -> list[tuple[str, NvState]]:
     return [(m.serial, m.nv_state()) for m in meters]
+
+
+def start_warnings(meters: Iterable[LiveMeter]) -> list[str]:
+    """What a start says once however many meters it concerns: a single-element model on
+    a profile that loads L2 (the profile's own words, without their ``warning:``)."""
+    found = (m.profile.model_warning(m.spec.model) for m in meters)
+    return list(dict.fromkeys(w.removeprefix("warning: ") for w in found if w is not None))
