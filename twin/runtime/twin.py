@@ -16,8 +16,9 @@ it had opened (ports, the store and its lock, the trace file):
 3. ``hooks_part``: protocol faults (config and fleet file) and the ``--trace`` file;
 4. ``tcp_part``: one Modbus TCP server per port (a port's meters are its unit ids);
 5. ``rtu_part``: the Modbus RTU server on ``--serial``;
-6. ``mqtt_part``, ``http_part``: the MQTT publisher and the HTTP API (``twin.mqtt``, ``.http``);
-7. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
+6. ``mqtt_part`` (:mod:`twin.mqtt.part`): the MQTT publisher, ``twin.mqtt`` (``mqtt`` set);
+7. ``http_part`` (:mod:`twin.http.server`): the HTTP API and front panel, ``twin.http``;
+8. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
    meters to the clock (:mod:`twin.runtime.stepping`), expires faults, flushes traces
    and checkpoints every ``checkpoint_interval_s`` of wall time in a worker thread.
 
@@ -328,6 +329,13 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
 #: The parts of every twin, entered in this order and left in reverse. A new part
 #: (MQTT, HTTP, a mirror) is one more entry; it does nothing while its config is None.
 PARTS: tuple[Part, ...] = (
-    *(store_part, meters_part, mirror_part, hooks_part, tcp_part, rtu_part),
-    *(mqtt_part, http_part, tick_part),
+    store_part,
+    meters_part,
+    mirror_part,
+    hooks_part,
+    tcp_part,
+    rtu_part,
+    mqtt_part,
+    http_part,
+    tick_part,
 )
