@@ -175,51 +175,70 @@ def parse_url(url: str) -> tuple[bool, str, int, str | None, str | None]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The MQTT options of `minimeter run` (one argument group)."""
-    g = parser.add_argument_group("MQTT (off unless --mqtt is given)")
+    g = parser.add_argument_group("MQTT (docs/mqtt.md)")
     a = g.add_argument
     a(
         "--mqtt",
         default=None,
         metavar="URL",
-        help="publish to this broker: mqtt://[user[:pass]@]host[:port] or mqtts://...",
+        help="publish to this broker: mqtt://[user[:pass]@]host[:port] or mqtts://... "
+        "(default: off)",
     )
-    a("--mqtt-ca", type=Path, default=None, metavar="FILE", help="mqtts: CA certificates (PEM)")
-    a("--mqtt-cert", type=Path, default=None, metavar="FILE", help="mqtts: client certificate")
-    a("--mqtt-key", type=Path, default=None, metavar="FILE", help="mqtts: client key")
+    a(
+        "--mqtt-ca",
+        type=Path,
+        metavar="FILE",
+        help="mqtts: CA certificates, PEM (default: the system's)",
+    )
+    a("--mqtt-cert", type=Path, metavar="FILE", help="mqtts: client certificate (default: none)")
+    a(
+        "--mqtt-key",
+        type=Path,
+        metavar="FILE",
+        help="mqtts: its key (default: in the certificate file)",
+    )
     a(
         "--mqtt-password-file",
         type=Path,
-        default=None,
         metavar="FILE",
-        help="read the broker password from this file (first line)",
+        help="read the broker password from this file's first line (default: none)",
     )
     a(
         "--mqtt-password-env",
-        default=None,
         metavar="VAR",
-        help=f"read the broker password from this environment variable ({PASSWORD_ENV} "
-        "is read when no password is given otherwise)",
+        help=f"read the broker password from this environment variable (default: {PASSWORD_ENV} "
+        "when the URL names a user and has no password)",
     )
-    a("--mqtt-prefix", default=DEFAULT_PREFIX, metavar="P", help=f"topic prefix ({DEFAULT_PREFIX})")
+    a(
+        "--mqtt-prefix",
+        default=DEFAULT_PREFIX,
+        metavar="P",
+        help=f"topic prefix (default: {DEFAULT_PREFIX})",
+    )
     a(
         "--mqtt-interval",
         type=float,
         default=DEFAULT_INTERVAL_S,
         metavar="S",
-        help="wall-clock seconds between two state messages of a meter, whatever --speed "
-        f"({DEFAULT_INTERVAL_S:g}); a fleet's meters are spread over it",
+        help="wall-clock seconds between two state messages of a meter, whatever --speed; a "
+        f"fleet's meters are spread over it (default: {DEFAULT_INTERVAL_S:g} s)",
     )
     a(
         "--ha-discovery-prefix",
         default=DEFAULT_HA_PREFIX,
         metavar="P",
-        help=f"Home Assistant discovery prefix ({DEFAULT_HA_PREFIX})",
+        help=f"Home Assistant discovery prefix (default: {DEFAULT_HA_PREFIX})",
     )
-    a("--no-ha-discovery", action="store_true", help="publish no Home Assistant discovery")
+    a(
+        "--no-ha-discovery",
+        action="store_true",
+        help="publish no Home Assistant discovery (default: off, discovery published)",
+    )
     a(
         "--mqtt-tasmota",
         action="store_true",
-        help="also publish tele/<serial>/SENSOR pulse counts as a Tasmota counter does",
+        help="also publish tele/<serial>/SENSOR pulse counts as a Tasmota counter does "
+        "(default: off)",
     )
 
 
