@@ -7,12 +7,15 @@ Modbus RTU CRC and ``rtu_reply`` collects an answer on a pty until the line goes
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -181,3 +184,161 @@ def hil_outcomes(root: Any) -> dict[str, tuple[str, str]]:
         message = next((c.get("message", "") for c in case if c.tag in kinds), "")
         out[name] = (kinds[0] if kinds else "passed", message)
     return out
+
+
+# -- MQTT: a real Mosquitto on a free loopback port, and a subscriber that records ---------
+
+
+@dataclass
+class Broker:
+    """A ``mosquitto`` process on 127.0.0.1:``port``; :meth:`kill` and :meth:`start` again
+    keep the port, so clients see the same broker go away and come back."""
+
+    conf: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 10.0) -> None:
+        self.proc = subprocess.Popen(
+            ["mosquitto", "-c", str(self.conf)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                _, err_bytes = self.proc.communicate()
+                err = err_bytes.decode() if err_bytes else ""
+                raise AssertionError(f"mosquitto exited {self.proc.returncode}: {err}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.02)
+        raise AssertionError(f"mosquitto did not listen on {self.port} within {timeout_s} s")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
+        self.proc = None
+
+
+def mosquitto_conf(
+    path: Path,
+    port: int,
+    *,
+    tls: tuple[Path, Path, Path] | None = None,
+    require_client_cert: bool = False,
+) -> Path:
+    """A broker config: loopback, anonymous, no persistence; ``tls``: (ca, cert, key)."""
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence false"]
+    if os.geteuid() == 0:  # as root mosquitto drops to its own user, who cannot read tmp_path
+        lines.append("user root")
+    if tls is not None:
+        ca, cert, key = tls
+        lines += [f"cafile {ca}", f"certfile {cert}", f"keyfile {key}"]
+        if require_client_cert:
+            lines.append("require_certificate true")
+    lines += ["log_dest stderr", "log_type error"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@dataclass
+class Received:
+    topic: str
+    payload: bytes
+    retain: bool
+    correlation_data: bytes | None = None
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+class Subscriber:
+    """An MQTT 5 client recording every message of ``topics`` in ``messages``.
+
+    ``async with Subscriber(port, "minimeter/#") as sub: await sub.wait_for(pred)``.
+    """
+
+    def __init__(self, port: int, *topics: str, tls_context: Any = None) -> None:
+        import aiomqtt
+
+        self._aiomqtt = aiomqtt
+        self.client = aiomqtt.Client(
+            "127.0.0.1",
+            port,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            tls_context=tls_context,
+            tls_insecure=None,
+        )
+        self.topics = topics
+        self.messages: list[Received] = []
+        self._task: asyncio.Task[None] | None = None
+        self._arrived = asyncio.Event()
+
+    async def __aenter__(self) -> Subscriber:
+        await self.client.__aenter__()
+        for topic in self.topics:
+            await self.client.subscribe(topic, qos=1)
+        self._task = asyncio.create_task(self._record())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self.client.__aexit__(None, None, None)
+
+    async def _record(self) -> None:
+        async for m in self.client.messages:
+            props = m.properties
+            payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
+            corr = getattr(props, "CorrelationData", None) if props is not None else None
+            self.messages.append(Received(str(m.topic), payload, bool(m.retain), corr))
+            self._arrived.set()
+
+    async def wait_for(
+        self, predicate: Callable[[Received], bool], timeout_s: float = 5.0, *, after: int = 0
+    ) -> Received:
+        """The first message (from index ``after``) matching ``predicate``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        seen = after
+        while True:
+            for m in self.messages[seen:]:
+                if predicate(m):
+                    return m
+            seen = max(seen, len(self.messages))
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                got = sorted({m.topic for m in self.messages})
+                raise AssertionError(f"no matching message within {timeout_s} s; topics: {got}")
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+
+    async def publish(
+        self,
+        topic: str,
+        payload: bytes | str = b"",
+        *,
+        retain: bool = False,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+    ) -> None:
+        props = None
+        if response_topic is not None or correlation_data is not None:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            props = Properties(PacketTypes.PUBLISH)
+            if response_topic is not None:
+                props.ResponseTopic = response_topic
+            if correlation_data is not None:
+                props.CorrelationData = correlation_data
+        await self.client.publish(topic, payload, qos=1, retain=retain, properties=props)

@@ -1,9 +1,10 @@
 """compose.yaml and the Dockerfile, checked statically (no container engine runs here).
 
 Every `minimeter` command in them is parsed by the real CLI parser and validated into
-the runtime's config; the Dockerfile's COPY sources must exist and cover what
-`pip install .` needs; the broker config is run through the real mosquitto binary, and
-the image's HEALTHCHECK command is run against a real `minimeter run`.
+the runtime's config (both twins publish to the Mosquitto service with `--mqtt`); the
+Dockerfile's COPY sources must exist and cover what `pip install .` needs; the broker
+config is run through the real mosquitto binary, and the image's HEALTHCHECK command is
+run against a real `minimeter run`.
 """
 
 from __future__ import annotations
@@ -124,6 +125,20 @@ def test_twin_commands_parse_with_the_real_cli(compose: dict[str, Any], name: st
     from twin.loadprofile import load_profile
 
     load_profile(args.profile)  # the named profile exists and validates
+
+
+@pytest.mark.parametrize("name", TWINS)
+def test_twins_publish_to_the_mosquitto_service(compose: dict[str, Any], name: str) -> None:
+    """`--mqtt` names the broker service and its listener; discovery stays on."""
+    from twin.cli import run
+
+    config = run.config_from_args(_parse_run(compose["services"][name]["command"]))
+    mqtt = config.mqtt
+    assert mqtt is not None, f"{name}: no --mqtt"
+    assert mqtt.host == "mosquitto" and mqtt.host in compose["services"]
+    listener = compose["configs"]["mosquitto-conf"]["content"].splitlines()[0].split()
+    assert listener[:2] == ["listener", str(mqtt.port)] and not mqtt.tls
+    assert mqtt.ha_discovery and mqtt.password is None
 
 
 def test_twins_differ_where_a_second_meter_must(compose: dict[str, Any]) -> None:

@@ -34,6 +34,7 @@ from twin.modbus.security import (
 )
 from twin.modbus.serial import SerialSettings
 from twin.modbus.tcp import DEFAULT_IDLE_TIMEOUT_S
+from twin.mqtt import config as mqtt_options
 from twin.registers import WordOrder
 from twin.runtime.config import TwinConfig
 from twin.runtime.fleet import OnPowerLoss, load_fleet
@@ -225,6 +226,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=1,
         help="K shard processes of --fleet under one supervisor (default: 1, this process)",
     )
+    mqtt_options.add_arguments(parser)
 
 
 def add_security_arguments(parser: argparse.ArgumentParser) -> None:
@@ -342,6 +344,7 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
         http=http_config_from_args(args),
         unit_aliases=_unit_aliases(args.unit_alias),
         tls=tls,
+        mqtt=mqtt_options.config_from_args(args),
         choices=choices_from_args(args),
         shard=None if args.shard is None else parse_shard(args.shard),
     )

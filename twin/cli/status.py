@@ -68,6 +68,8 @@ def status_rows(twin: Twin) -> list[tuple[str, str]]:
         rows.append(("store", f"FAILING: {twin.store_error}"))
     if len(twin.meters) > 1:
         rows[1:2] = [("meters", _fleet_summary(twin)), ("energy (first)", rows[1][1])]
+    if twin.mqtt is not None:
+        rows.append(("mqtt", f"{twin.mqtt.status} ({twin.mqtt.config.url})"))
     return rows
 
 
@@ -98,6 +100,8 @@ def status_line(twin: Twin) -> str:
         line += f" lag={twin.lag_s:.0f}s"
     if twin.store_error is not None:
         line += " store=FAILING"
+    if twin.mqtt is not None:
+        line += f" mqtt={twin.mqtt.status}"
     return line if len(twin.meters) == 1 else f"{line} meters={_fleet_summary(twin)}"
 
 

@@ -41,6 +41,7 @@ from twin.modbus.faults import FaultSpec
 from twin.modbus.security import TlsSettings
 from twin.modbus.serial import SerialSettings
 from twin.modbus.tcp import DEFAULT_IDLE_TIMEOUT_S
+from twin.mqtt import MqttConfig
 from twin.registers import WordOrder
 from twin.runtime.fleet import (
     FleetSpec,
@@ -108,6 +109,7 @@ class TwinConfig:
     unit_aliases: frozenset[int] = TCP_UNIT_ALIASES  # TCP unit ids a one-meter port answers
     tls: TlsSettings | None = None  # Modbus/TCP Security on every TCP port
     mirror: MirrorConfig | None = None  # `minimeter mirror`: the meter follows a physical one
+    mqtt: MqttConfig | None = None  # None: no MQTT (twin.mqtt.config validates its own)
     # settings chosen on the command line: above a fleet file's and the profile's
     choices: MeterChoices | None = None
     shard: ShardSpec | None = None  # --shard I/N: serve only that shard of the fleet
@@ -188,5 +190,7 @@ class TwinConfig:
         profiles = {ref: load_profile(ref) for ref in refs}
         configs = meter_configs(fleet, self.accuracy_seed, self.choices, profiles)
         object.__setattr__(self, "profiles", profiles)
+        if self.mqtt is not None:
+            self.mqtt.check_serials(m.serial for m in fleet.meters)
         object.__setattr__(self, "resolved", fleet)
         object.__setattr__(self, "meter", configs[0])

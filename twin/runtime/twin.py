@@ -16,8 +16,9 @@ it had opened (ports, the store and its lock, the trace file):
 3. ``hooks_part``: protocol faults (config and fleet file) and the ``--trace`` file;
 4. ``tcp_part``: one Modbus TCP server per port (a port's meters are its unit ids);
 5. ``rtu_part``: the Modbus RTU server on ``--serial``;
-6. ``http_part`` (:mod:`twin.http.server`): the HTTP API and front panel, ``twin.http``;
-7. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
+6. ``mqtt_part`` (:mod:`twin.mqtt.part`): the MQTT publisher, ``twin.mqtt`` (``mqtt`` set);
+7. ``http_part`` (:mod:`twin.http.server`): the HTTP API and front panel, ``twin.http``;
+8. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
    meters to the clock (:mod:`twin.runtime.stepping`), expires faults, flushes traces
    and checkpoints every ``checkpoint_interval_s`` of wall time in a worker thread.
 
@@ -69,6 +70,7 @@ from twin.mirror import Mirror, mirror_part
 from twin.modbus.hooks import WireHooks
 from twin.modbus.rtu import ModbusRtuServer
 from twin.modbus.tcp import ModbusTcpServer
+from twin.mqtt import MqttPublisher, mqtt_part
 from twin.runtime.clock import AcceleratedClock, Clock, ManualClock, make_clock
 from twin.runtime.config import TwinConfig, check_speed
 from twin.runtime.fleet import meter_configs, meter_layers
@@ -103,6 +105,7 @@ class Twin:
         self._stack: AsyncExitStack | None = None
         self.http: HttpServer | None = None  # set by http_part (config.http given)
         self.mirror: Mirror | None = None  # set by mirror_part (config.mirror given)
+        self.mqtt: MqttPublisher | None = None  # set by mqtt_part (config.mqtt given)
 
     async def start(self) -> None:
         if self._stack is not None:
@@ -339,6 +342,7 @@ PARTS: tuple[Part, ...] = (
     hooks_part,
     tcp_part,
     rtu_part,
+    mqtt_part,
     http_part,
     tick_part,
 )
