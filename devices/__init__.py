@@ -7,6 +7,7 @@ Linux GPIO (optional ``gpio`` extra). Imports nothing from ``twin`` but ``twin.e
 """
 
 from devices.base import Clock, PulseSink, PulseSinkBase, PulseSource, PulseSourceBase
+from devices.cancellation import STOP_TIMEOUT_S, cancel_and_wait
 from devices.config import (
     DEFAULT_DEBOUNCE_S,
     DEFAULT_MAX_COUNT_RATE_HZ,
@@ -52,6 +53,7 @@ __all__ = [
     "ROLLOVER_SLACK_COUNTS",
     "SINK_BACKENDS",
     "SOURCE_BACKENDS",
+    "STOP_TIMEOUT_S",
     "BackendRef",
     "Clock",
     "CountStep",
@@ -82,6 +84,7 @@ __all__ = [
     "VirtualPulseSink",
     "VirtualPulseSource",
     "WordOrder",
+    "cancel_and_wait",
     "device_backends",
     "open_channels",
     "open_sink",

@@ -10,8 +10,8 @@ import math
 from pathlib import Path
 
 from devices import open_sink
-from tests.helpers import find_free_port
-from tests.mirror.standin import StandIn, pf1_profile, until
+from tests.helpers import find_free_port, until
+from tests.mirror.standin import StandIn, pf1_profile
 from twin.core import MeterModel, StatusBit
 from twin.mirror import Follow, Mirror, MirrorConfig, with_mirror_bits
 from twin.mirror.pulse_out import PulseOut

@@ -33,7 +33,6 @@ serves that image; :meth:`refresh` rebuilds it (after each reading and every
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -49,6 +48,7 @@ from devices import (
     MemoryCounterStore,
     PulseReading,
     PulseSource,
+    cancel_and_wait,
     open_source,
 )
 from twin.core import MeterModel, Snapshot
@@ -187,14 +187,12 @@ class Mirror:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
-        if self._source is not None:
-            await self._source.stop()
+        tasks, self._tasks = self._tasks, []
+        try:
+            await cancel_and_wait(tasks)
+        finally:
+            if self._source is not None:
+                await self._source.stop()
 
     async def _read_loop(self) -> None:
         async for reading in self.source:
