@@ -7,7 +7,12 @@ Linux GPIO (optional ``gpio`` extra). Imports nothing from ``twin`` but ``twin.e
 """
 
 from devices.base import Clock, PulseSink, PulseSinkBase, PulseSource, PulseSourceBase
-from devices.cancellation import STOP_TIMEOUT_S, cancel_and_wait
+from devices.cancellation import (
+    STOP_TIMEOUT_S,
+    cancel_and_wait,
+    cancel_requests,
+    honour_cancellation,
+)
 from devices.config import (
     DEFAULT_DEBOUNCE_S,
     DEFAULT_MAX_COUNT_RATE_HZ,
@@ -85,7 +90,9 @@ __all__ = [
     "VirtualPulseSource",
     "WordOrder",
     "cancel_and_wait",
+    "cancel_requests",
     "device_backends",
+    "honour_cancellation",
     "open_channels",
     "open_sink",
     "open_source",
