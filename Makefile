@@ -47,12 +47,17 @@ pytest: install-test system-deps
 
 test: install-test system-deps lint typecheck pytest
 
-# The Modbus fuzz suite at full size (100,000 frames per transport: TCP, TLS, RTU) and
-# the load bench; figures go to soak-figures.jsonl (quoted in docs/reliability.md).
+# The Modbus fuzz suite at full size (100,000 frames per transport: TCP, TLS, RTU), the
+# load bench, the crash rig at 60 SIGKILLs (make test: 5) and the disk and outage tests
+# with their figures; figures go to soak-figures.jsonl (quoted in docs/reliability.md).
 soak: install-test system-deps
 	MM_FUZZ_FRAMES=100000 MM_FUZZ_REPORT=soak-figures.jsonl $(BIN)/pytest -p no:cacheprovider \
 	  -o timeout=7200 -s -q tests/modbus/test_fuzz.py
 	$(BIN)/python bench/bench_modbus_load.py
+	MM_CRASH_KILLS=60 MM_CRASH_REPORT=soak-figures.jsonl $(BIN)/pytest -p no:cacheprovider \
+	  -o timeout=1800 -s -q tests/reliability/test_crash.py
+	$(BIN)/pytest -p no:cacheprovider -s -q tests/reliability/test_disk.py \
+	  tests/reliability/test_outages.py
 
 docs: install
 	$(BIN)/minimeter registers --format md > docs/registers.md

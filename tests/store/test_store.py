@@ -213,12 +213,12 @@ def test_corrupt_page_fails_quick_check_and_is_untouched(db: Path) -> None:
     _refuses_untouched(db, "corrupt", "quick_check")
 
 
-def test_empty_file_is_initialised(db: Path) -> None:
+def test_zero_byte_file_is_refused_as_truncated_and_untouched(db: Path) -> None:
+    """SQLite writes the header when it creates a store: 0 bytes is a truncated one,
+    and taking it as new would start every meter again at 0 Wh."""
     db.parent.mkdir(parents=True)
     db.touch()
-    with Store(db) as s:
-        s.save("A", _nv(3))
-        assert s.load("A") == _nv(3)
+    _refuses_untouched(db, "0 bytes", "truncated")
 
 
 def test_directory_in_place_of_the_file_is_refused(db: Path) -> None:
@@ -321,7 +321,10 @@ def test_forced_checkpoint_and_failure_keeps_the_timer(db: Path) -> None:
     s.close()
     with pytest.raises(StoreError, match="checkpoint failed"):
         cp.maybe_checkpoint(9.0, lambda: [("A", _nv(3))])
-    assert cp.last_checkpoint_s == 3.0 and cp.checkpoints == 2  # next tick retries
+    assert cp.last_checkpoint_s == 3.0 and cp.checkpoints == 2  # the timer is kept
+    assert cp.failures == 1 and cp.error is not None and "checkpoint failed" in str(cp.error)
+    assert not cp.due(9.5)  # a failing store is retried once a second, not every tick
+    assert cp.due(10.0)
 
 
 def test_checkpoint_in_a_worker_thread_is_not_due_twice(store: Store) -> None:

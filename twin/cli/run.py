@@ -349,6 +349,7 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
 
 async def _serve(config: TwinConfig, pulse_out: str | None = None) -> None:
     async with Twin(config) as twin, contextlib.AsyncExitStack() as parts:
+        out: PulseOut | None = None
         if pulse_out is not None:  # the first meter's 10 Wh output onto the sink
             first = twin.meters[0]
             out = await parts.enter_async_context(PulseOut(open_sink(pulse_out)))
@@ -360,7 +361,10 @@ async def _serve(config: TwinConfig, pulse_out: str | None = None) -> None:
             for warning in twin.warnings:
                 print(f"minimeter run: warning: {warning}", file=sys.stderr, flush=True)
 
-        await twin.run_until_signal(status_printer(sys.stdout.isatty()), on_ready=ready)
+        def notes() -> list[str]:
+            return ["pulse_out=FAILING"] if out is not None and out.failing else []
+
+        await twin.run_until_signal(status_printer(sys.stdout.isatty(), notes), on_ready=ready)
 
 
 def _event_loop_runner() -> contextlib.AbstractContextManager[asyncio.Runner]:

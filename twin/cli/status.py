@@ -64,6 +64,8 @@ def status_rows(twin: Twin) -> list[tuple[str, str]]:
         ("pulses 10/100/1000", f"{s.pulses_10wh} / {s.pulses_100wh} / {s.pulses_1000wh}"),
         ("power-ups", str(s.power_up_count)),
     ]
+    if twin.store_error is not None:
+        rows.append(("store", f"FAILING: {twin.store_error}"))
     if len(twin.meters) > 1:
         rows[1:2] = [("meters", _fleet_summary(twin)), ("energy (first)", rows[1][1])]
     return rows
@@ -94,16 +96,19 @@ def status_line(twin: Twin) -> str:
     )
     if twin.lagging:
         line += f" lag={twin.lag_s:.0f}s"
+    if twin.store_error is not None:
+        line += " store=FAILING"
     return line if len(twin.meters) == 1 else f"{line} meters={_fleet_summary(twin)}"
 
 
-def status_printer(tty: bool) -> Callable[[Twin], None]:
+def status_printer(tty: bool, notes: Callable[[], list[str]] = list) -> Callable[[Twin], None]:
+    """Prints the status; ``notes()`` adds words to the line (e.g. a failing pulse sink)."""
     drawn = 0
 
     def show(twin: Twin) -> None:
         nonlocal drawn
         if not tty:
-            sys.stdout.write(status_line(twin) + "\n")
+            sys.stdout.write(" ".join([status_line(twin), *notes()]) + "\n")
         else:  # a table redrawn in place: cursor up over the last one, clear to the end
             rows = status_rows(twin)
             width = max(len(label) for label, _ in rows)

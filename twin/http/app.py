@@ -120,6 +120,7 @@ async def info(request: web.Request) -> web.StreamResponse:
             "speed": t.clock.speed,
             "meter_time_s": t.meter_time_s,
             "lag_s": t.lag_s,
+            "store_error": t.store_error,
             "profiles": shipped_names(),
             "commands": [str(c) for c in CommandName],
         }

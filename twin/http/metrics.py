@@ -99,6 +99,11 @@ class TwinCollector(Collector):
         yield GaugeMetricFamily(
             "minimeter_speed", "Clock speed (meter s per wall s)", t.clock.speed
         )
+        yield GaugeMetricFamily(
+            "minimeter_store_failing",
+            "1 while checkpoints fail (full disk, read-only state dir): serving from memory",
+            value=float(t.store_error is not None),
+        )
         yield from _meter_series(t)
 
 

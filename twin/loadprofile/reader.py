@@ -76,6 +76,10 @@ def parse_yaml(text: str, source: str) -> LineDict:
     """The top-level mapping of a profile file; ProfileError naming file and line."""
     try:
         data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: safe
+    except RecursionError:
+        raise ProfileError(
+            f"{source}: nested too deeply; expected a mapping with keys schema, name, segments"
+        ) from None
     except ProfileError as exc:
         raise ProfileError(str(exc).replace("{file}", source)) from None
     except yaml.MarkedYAMLError as exc:
@@ -97,6 +101,8 @@ def parse_yaml(text: str, source: str) -> LineDict:
 
 #: The longest duration a profile may state (a century of meter time).
 MAX_DURATION_S = 100 * 366 * 86_400
+#: A profile file's size at most (`profiles check /dev/zero` read without limit).
+MAX_PROFILE_BYTES = 16 << 20
 
 E = TypeVar("E", bound=StrEnum)
 

@@ -20,7 +20,7 @@ from typing import Final
 
 from twin.errors import ProfileError
 from twin.loadprofile.levels import Reader
-from twin.loadprofile.reader import parse_yaml
+from twin.loadprofile.reader import MAX_PROFILE_BYTES, parse_yaml
 from twin.loadprofile.sampler import Profile
 from twin.loadprofile.schema import parse_profile
 
@@ -63,9 +63,14 @@ def load_profile(ref: str | os.PathLike[str]) -> Profile:
     if _is_path(ref):
         path = Path(text_ref)
         try:
-            raw = path.read_bytes()
+            with path.open("rb") as fh:
+                raw = fh.read(MAX_PROFILE_BYTES + 1)
         except OSError as exc:
             raise ProfileError(f"{text_ref}: cannot read: {exc.strerror or exc}") from None
+        if len(raw) > MAX_PROFILE_BYTES:
+            raise ProfileError(
+                f"{text_ref}: over {MAX_PROFILE_BYTES} bytes; expected a profile file"
+            )
         return _parse(raw, text_ref, text_ref, _beside_file(path))
     names = shipped_names()
     if text_ref not in names:

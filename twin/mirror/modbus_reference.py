@@ -40,7 +40,7 @@ from typing import Final
 from devices import cancel_and_wait, cancel_requests, honour_cancellation
 from devices.urls import DeviceUrl
 from twin.errors import ConfigError, DeviceError
-from twin.modbus.client import ExceptionReply, MeterClient
+from twin.modbus.client import MeterClient
 from twin.registers import RegisterKind, WordOrder
 from twin.registers.codec import REGISTER_COUNTS, decode
 
@@ -227,7 +227,10 @@ class ModbusMeterReference:
             try:
                 await self.poll()
                 on_poll()
-            except (TimeoutError, OSError, ExceptionReply, ConnectionError) as exc:
+            # Any failure of one poll is retried: the client's pymodbus raises its own
+            # ConnectionException on a lost connection, and an escaped one ended this
+            # task for good, silently (the reference then never came back).
+            except Exception as exc:
                 honour_cancellation(cancels)  # may be a cancelled connect: devices.cancellation
                 self.errors += 1
                 text = f"{type(exc).__name__}: {exc}"

@@ -31,6 +31,9 @@ class PulseOut:
         self.output = output
         self._queue: asyncio.Queue[tuple[bool, float]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.failing = False  # the last edge could not be driven (the sink is down)
+        self._failed_before = 0
         self.edges = 0
         self.failed = 0
 
@@ -46,14 +49,30 @@ class PulseOut:
         await self._queue.join()
 
     async def _drain(self) -> None:
-        while True:
+        # The flag, not only the cancel: Python 3.11's wait_for (in pymodbus) loses a
+        # cancellation that lands as its answer arrives, and the loop would go on.
+        while not self._stopping:
             closed, at_s = await self._queue.get()
+            writes = closed != self.sink.closed  # a repeat writes nothing: proves nothing
             try:
                 await self.sink.drive(closed, at_s)
                 self.edges += 1
+                if self.failing and writes:  # one line when the sink answers again
+                    self.failing = False
+                    log.warning(
+                        "pulse out %s: driving again (%d edges lost while it failed)",
+                        self.sink.sink_id,
+                        self.failed - self._failed_before,
+                    )
             except DeviceError as exc:  # the wire lost this edge; the next ones still go
                 self.failed += 1
-                log.warning("pulse out %s: %s", self.sink.sink_id, exc)
+                if not self.failing:  # one line per outage, not one per edge
+                    self.failing, self._failed_before = True, self.failed - 1
+                    log.warning(
+                        "pulse out %s: %s; edges are lost until it answers again",
+                        self.sink.sink_id,
+                        exc,
+                    )
             finally:
                 self._queue.task_done()
 
@@ -68,6 +87,7 @@ class PulseOut:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._stopping = True
         task, self._task = self._task, None
         try:
             await cancel_and_wait([] if task is None else [task])

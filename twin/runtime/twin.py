@@ -39,7 +39,8 @@ Public API (what parts, the CLI, MQTT, HTTP and HIL fixtures use):
 - ``twin.control``: the :class:`~twin.control.Controller` of this twin,
   ``twin.control.run(name, body, serial=...) -> Result`` (every channel's commands);
 - ``twin.meter_time_s``, ``twin.step(seconds)`` (manual clock), ``twin.lag_s``,
-  ``twin.lagging``, ``twin.set_speed(speed)``;
+  ``twin.lagging``, ``twin.set_speed(speed)``; ``twin.store_error`` (why checkpoints
+  fail now, e.g. a full disk, else None);
 - ``twin.hooks`` (protocol faults and frame traces: ``add_fault``, ``remove_fault``,
   ``clear_faults``, ``faults``, ``add_trace``), ``twin.store``, ``twin.servers`` (TCP,
   by configured port), ``twin.tcp`` (the first), ``twin.rtu``, ``twin.port``/``ports``,
@@ -74,7 +75,7 @@ from twin.runtime.fleet import meter_configs, meter_layers
 from twin.runtime.meters import LiveMeter, MeterListener, SamplerPool, nv_items, start_warnings
 from twin.runtime.servers import hooks_part, rtu_part, tcp_part
 from twin.runtime.stepping import Stepper, tick_loop
-from twin.store import Checkpointer, Store, store_path
+from twin.store import Checkpointer, Store, checkpoint_in_thread, store_path
 
 log = logging.getLogger(__name__)
 
@@ -223,6 +224,13 @@ class Twin:
         self._stepper.step(seconds)
 
     @property
+    def store_error(self) -> str | None:
+        """Why checkpoints fail now (a full disk, a read-only state dir), else None:
+        the meters serve from memory and the store is retried every second."""
+        cp = self.checkpointer
+        return None if cp is None or cp.error is None else str(cp.error)
+
+    @property
     def lagging(self) -> bool:
         """True once the meters fell behind the clock (the core could not keep up)."""
         return self._stepper.lagging
@@ -301,7 +309,6 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
     if not twin.clock.ticks:
         yield  # a manual clock: meter time moves only by twin.step()
         return
-    loop = asyncio.get_running_loop()
 
     async def after_step() -> None:
         if twin.hooks.intercepting and not twin.hooks.faults.active:
@@ -310,7 +317,7 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
         cp, now = twin.checkpointer, time.monotonic()
         if cp is not None and cp.due(now):
             items = nv_items(twin.meters)  # frozen NvStates: safe to hand to a thread
-            await loop.run_in_executor(None, lambda: cp.checkpoint(items, now_s=now))
+            await checkpoint_in_thread(cp, items, now)
 
     task = asyncio.create_task(
         tick_loop(twin._stepper, twin.config.tick_s, after_step), name="twin-tick"

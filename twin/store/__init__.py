@@ -3,7 +3,7 @@ dir (one writer, WAL, checksummed JSON rows, fleet checkpoints in one transactio
 the row format with its checks on load.
 """
 
-from twin.store.checkpoint import Checkpointer
+from twin.store.checkpoint import RETRY_S, Checkpointer, checkpoint_in_thread
 from twin.store.rows import decode_row, encode_row, row_crc32
 from twin.store.sqlite import (
     APPLICATION_ID,
@@ -16,10 +16,12 @@ from twin.store.sqlite import (
 
 __all__ = [
     "APPLICATION_ID",
+    "RETRY_S",
     "SCHEMA_VERSION",
     "STORE_FILENAME",
     "Checkpointer",
     "Store",
+    "checkpoint_in_thread",
     "decode_row",
     "default_state_dir",
     "encode_row",

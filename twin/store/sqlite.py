@@ -57,6 +57,7 @@ from typing import Any, Final
 
 from twin.core import MeterModel, NvState
 from twin.errors import StoreError
+from twin.store.diagnose import refuse_truncated, sqlite_reason
 from twin.store.rows import check_serial, decode_row, encode_row, row_crc32
 
 SCHEMA_VERSION: Final = 2
@@ -64,6 +65,8 @@ SCHEMA_VERSION: Final = 2
 APPLICATION_ID: Final = 0x4D4D5457
 STORE_FILENAME: Final = "meters.sqlite3"
 LOCK_SUFFIX: Final = ".lock"
+#: The WAL is cut back to this size when it restarts (after a large fleet's save).
+WAL_SIZE_LIMIT_BYTES: Final = 1 << 20
 
 _SCHEMA_V1: Final = """
 CREATE TABLE IF NOT EXISTS meters (
@@ -118,6 +121,11 @@ class Store:
             if self.path.exists() and not self.path.is_file():
                 raise StoreError(f"store {self.path}: exists but is not a regular file")
             self._lock_fd = self._take_lock()
+            try:
+                refuse_truncated(self.path)
+            except BaseException:
+                self._release_lock()
+                raise
         try:
             # mode=ro: a reader must not create, convert or checkpoint the file.
             target = f"{self.path.absolute().as_uri()}?mode=ro" if read_only else str(self.path)
@@ -204,19 +212,25 @@ class Store:
             if mode != "wal":
                 raise StoreError(f"store {self.path}: cannot use WAL journal (got {mode!r})")
             self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
             if is_empty:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.execute(_SCHEMA_V1)
                 self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                self._conn.execute("COMMIT")
             elif version == 1:  # the model column: rows saved before it know no model
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.execute(_V1_TO_V2)
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            else:
+                # A file that cannot be written (read-only, immutable, a read-only mount)
+                # is refused now, not at the first checkpoint.
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute(f"PRAGMA user_version = {version}")
+            if self._conn.in_transaction:
                 self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            raise StoreError(f"store {self.path}: cannot initialise: {exc}") from exc
+            raise StoreError(f"store {self.path}: cannot initialise: {sqlite_reason(exc)}") from exc
 
     def _check_existing(self, app_id: int, version: int) -> None:
         if app_id != APPLICATION_ID:
@@ -339,10 +353,19 @@ class Store:
                     )
                     self._conn.execute("COMMIT")
                 except BaseException:
-                    self._conn.execute("ROLLBACK")
+                    # SQLite rolls back by itself on a full disk or an I/O error; a second
+                    # ROLLBACK would raise and hide the cause.
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
                     raise
+                # Move the frames into the database now, so the WAL is reused from its
+                # start (no new disk blocks) instead of growing to the auto-checkpoint
+                # size: with little space left the next save still fits.
+                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error as exc:
-                raise StoreError(f"store {self.path}: checkpoint failed: {exc}") from exc
+                raise StoreError(
+                    f"store {self.path}: checkpoint failed: {sqlite_reason(exc)}"
+                ) from exc
 
     # -- lifetime ------------------------------------------------------------------------
 

@@ -1,0 +1,330 @@
+"""The crash rig: a twin killed with SIGKILL over and over, with MQTT and a mirror live.
+
+Theory of operation
+-------------------
+Around one state dir the rig runs:
+
+- the twin, ``minimeter run`` at ``SPEED`` x on a constant load (``LOAD_W``), its
+  store checkpointed every ``CHECKPOINT_S`` wall seconds, publishing to a real
+  Mosquitto (``--mqtt``) and driving its 10 Wh pulse output onto coil 0 of a counter
+  module stand-in (``--pulse-out modbus-coil://``);
+- the module: a pymodbus server (:class:`tests.devices.fakes.CounterModule`) whose
+  counter channel 0 counts the coil's rising edges, as an ADAM-6051 wired to its own
+  relay output would: the ground truth of pulses that physically happened;
+- the mirror, ``minimeter mirror --source adam6051://`` reading that counter, with
+  its own state dir.
+
+Each round starts the twin, polls its energy register at random for 0.2-1.6 s (it may
+never go down within a run) and kills it with SIGKILL; one round in four also kills
+the mirror at the start of the round and restarts it after the twin's kill, so the
+pulses of that round happen while the mirror is dead. After each kill the store is
+checked cold: ``PRAGMA integrity_check`` is ok, the stored energy never goes below the
+previous round's, and the energy lost (the last value a client read minus what was
+stored) is within one checkpoint interval and one tick at the load:
+``LOAD_W x SPEED x (CHECKPOINT_S + TICK_S) / 3600`` Wh, plus 1 Wh of register
+resolution. The first read after the restart is at least what was stored. With MQTT,
+the broker publishes the twin's last will (``offline``) after each kill and the
+restarted twin says ``online`` again. At the end the mirror's pulse count and energy
+must equal the module's count exactly: no pulse lost, none counted twice, across all
+the twin's and mirror's kills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.devices.fakes import CounterModule
+from tests.helpers import find_free_port
+from tests.reliability.support import ENERGY_ADDRESS, ENERGY_WORDS, Drained, minimeter
+from twin.modbus.client import MeterClient
+from twin.store import STORE_FILENAME, Store
+
+SERIAL = "MM00000001"
+SPEED = 60.0
+TICK_S = 0.1
+CHECKPOINT_S = 0.5
+LOAD_W = 4800.0  # 2 x 120 V x 20 A at PF 1
+UJ_PER_WH = 3_600_000_000
+KH_WH = 10
+BOUND_WH = LOAD_W * SPEED * (CHECKPOINT_S + TICK_S) / 3600 + 1
+MIRROR_KILL_EVERY = 4  # one round in this many kills the mirror as well
+PULSES_ADDRESS = 77  # mirror_pulses: uint32 in 2 registers (the register map)
+
+PROFILE = """\
+schema: 1
+name: crash-constant
+description: Constant 4.8 kW on both lines, for the crash rig
+segments:
+  - kind: constant
+    duration: 100d
+    L1: {voltage: 120, current: 20, pf: 1.0}
+    L2: {voltage: 120, current: 20, pf: 1.0}
+"""
+
+
+@dataclass
+class Figures:
+    kills: int = 0
+    mirror_kills: int = 0
+    lost_wh: list[int] = field(default_factory=list)
+    restart_s: list[float] = field(default_factory=list)
+    reads: int = 0
+    final_wh: int = 0
+    module_pulses: int = 0
+    mirror_pulses: int = 0
+    mqtt_offline: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "test": "crash",
+            "kills": self.kills,
+            "mirror_kills": self.mirror_kills,
+            "bound_wh": round(BOUND_WH, 1),
+            "lost_wh_max": max(self.lost_wh, default=0),
+            "lost_wh_mean": round(sum(self.lost_wh) / max(1, len(self.lost_wh)), 1),
+            "restart_s_max": round(max(self.restart_s, default=0.0), 2),
+            "restart_s_mean": round(sum(self.restart_s) / max(1, len(self.restart_s)), 2),
+            "reads": self.reads,
+            "final_wh": self.final_wh,
+            "module_pulses": self.module_pulses,
+            "mirror_pulses": self.mirror_pulses,
+            "mqtt_offline_wills": self.mqtt_offline,
+        }
+
+
+@contextlib.asynccontextmanager
+async def edge_counting(module: CounterModule) -> AsyncIterator[list[int]]:
+    """Count the rising edges of coil 0 into counter channel 0 (ADAM-6051 layout);
+    yields a one-item list holding the count."""
+    count, seen, closed = [0], 0, False
+
+    async def run() -> None:
+        nonlocal seen, closed
+        while True:
+            writes = module.coil_writes[seen:]
+            seen += len(writes)
+            for coil, value in writes:
+                if coil == 0:
+                    count[0] += value and not closed
+                    closed = value
+            if writes:
+                await module.set_counter(3, 0, count[0], low_word_first=True)
+            await asyncio.sleep(0.005)
+
+    task = asyncio.create_task(run())
+    try:
+        yield count
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class AvailabilityWatch:
+    """The twin's retained availability topic as a subscriber sees it."""
+
+    def __init__(self, broker_port: int) -> None:
+        self.broker_port = broker_port
+        self.values: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def _run(self) -> None:
+        import aiomqtt
+
+        async with aiomqtt.Client("127.0.0.1", port=self.broker_port) as client:
+            await client.subscribe(f"minimeter/{SERIAL}/availability", qos=1)
+            self._ready.set()
+            async for message in client.messages:
+                payload = message.payload
+                if isinstance(payload, bytes):
+                    self.values.append(payload.decode())
+
+    async def __aenter__(self) -> AvailabilityWatch:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.wait_for(self._ready.wait(), 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def wait_for(self, value: str, after: int, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while value not in self.values[after:]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {value!r} on availability; saw {self.values[after:]}")
+            await asyncio.sleep(0.02)
+
+
+def stored_energy_uj(state_dir: Path) -> int:
+    """The checkpoint in the store, checked cold (integrity first)."""
+    path = state_dir / STORE_FILENAME
+    check = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+    try:
+        assert check.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        check.close()
+    with Store(path, read_only=True) as view:
+        nv = view.load(SERIAL)
+    return 0 if nv is None else nv.energy_delivered_uj
+
+
+async def served(port: int, address: int, words: int) -> int:
+    async with MeterClient(port=port) as client:
+        return await client.read_uint(address, words)
+
+
+class CrashRig:
+    """One run of the rig (see the module docstring); ``await rig.run(kills)``."""
+
+    def __init__(
+        self, tmp: Path, module: CounterModule, broker_port: int | None, seed: int
+    ) -> None:
+        self.tmp = tmp
+        self.module = module
+        self.broker_port = broker_port
+        self.rng = random.Random(seed)
+        self.state = tmp / "twin-state"
+        self.mirror_state = tmp / "mirror-state"
+        self.profile = tmp / "crash-constant.yaml"
+        self.profile.write_text(PROFILE)
+        self.port = find_free_port()
+        self.mirror_port = find_free_port()
+        self.figures = Figures()
+
+    def twin_argv(self) -> list[str]:
+        argv = minimeter(
+            "run",
+            "--profile",
+            str(self.profile),
+            "--port",
+            str(self.port),
+            "--state-dir",
+            str(self.state),
+            "--speed",
+            str(SPEED),
+            "--tick",
+            str(TICK_S),
+            "--checkpoint-interval",
+            str(CHECKPOINT_S),
+            "--pulse-out",
+            f"modbus-coil://127.0.0.1:{self.module.port}?coil=0",
+        )
+        if self.broker_port is not None:
+            argv += ["--mqtt", f"mqtt://127.0.0.1:{self.broker_port}", "--mqtt-interval", "0.2"]
+        return argv
+
+    def start_mirror(self) -> tuple[Drained, int]:
+        mirror = Drained(
+            minimeter(
+                "mirror",
+                "--source",
+                f"adam6051://127.0.0.1:{self.module.port}?channel=0&kh={KH_WH}&poll=20ms",
+                "--port",
+                str(self.mirror_port),
+                "--state-dir",
+                str(self.mirror_state),
+                "--status",
+                "1",
+            )
+        )
+        first = mirror.wait_line(lambda ln: "serving modbus tcp" in ln)
+        restored = int(first.split("(")[1].split()[0])
+        return mirror, restored
+
+    async def run(self, kills: int) -> Figures:
+        f = self.figures
+        async with contextlib.AsyncExitStack() as stack:
+            count = await stack.enter_async_context(edge_counting(self.module))
+            watch = None
+            if self.broker_port is not None:
+                watch = await stack.enter_async_context(AvailabilityWatch(self.broker_port))
+            mirror, restored = await asyncio.to_thread(self.start_mirror)
+            stack.callback(mirror.kill)
+            assert restored == 0
+            stored_uj = 0
+            for _ in range(kills):
+                seen = len(watch.values) if watch is not None else 0
+                started = time.monotonic()
+                twin = Drained(self.twin_argv())
+                try:
+                    await asyncio.to_thread(twin.wait_line, lambda ln: ln.startswith("serving"))
+                    f.restart_s.append(time.monotonic() - started)
+                    first = await served(self.port, ENERGY_ADDRESS, ENERGY_WORDS)
+                    assert first >= stored_uj // UJ_PER_WH, "energy went back across a restart"
+                    if watch is not None:
+                        await watch.wait_for("online", seen)
+                    mirror_round = f.kills % MIRROR_KILL_EVERY == 1
+                    if mirror_round:  # the twin pulses on while the mirror is dead
+                        mirror.proc.send_signal(signal.SIGKILL)
+                        mirror.kill()
+                        f.mirror_kills += 1
+                    last = await self._poll(first, self.rng.uniform(0.2, 1.6))
+                    seen = len(watch.values) if watch is not None else 0
+                finally:
+                    twin.proc.send_signal(signal.SIGKILL)
+                    twin.kill()
+                assert twin.proc.returncode == -signal.SIGKILL
+                f.kills += 1
+                if watch is not None:
+                    await watch.wait_for("offline", seen)
+                    f.mqtt_offline += 1
+                now_uj = stored_energy_uj(self.state)
+                assert now_uj >= stored_uj, "the stored energy went backwards"
+                stored_uj = now_uj
+                lost = last - now_uj // UJ_PER_WH
+                f.lost_wh.append(max(0, lost))
+                assert lost <= BOUND_WH, f"lost {lost} Wh in one kill, bound {BOUND_WH:.1f}"
+                if mirror_round:
+                    await asyncio.sleep(0.1)  # the last coil writes reach the module
+                    mirror, restored = await asyncio.to_thread(self.start_mirror)
+                    stack.callback(mirror.kill)
+                    assert restored <= count[0], "the mirror restored more than happened"
+            # A clean stop, then every pulse must reach the mirror exactly once.
+            twin = Drained(self.twin_argv())
+            await asyncio.to_thread(twin.wait_line, lambda ln: ln.startswith("serving"))
+            await asyncio.sleep(0.5)
+            assert await asyncio.to_thread(twin.stop, signal.SIGTERM) == 0
+            assert not any("Traceback" in ln for ln in twin.err)
+            f.final_wh = stored_energy_uj(self.state) // UJ_PER_WH
+            await asyncio.sleep(0.3)  # the last coil writes reach the module
+            f.module_pulses = count[0]
+            f.mirror_pulses = await self._mirror_settles(count[0])
+            energy = await served(self.mirror_port, ENERGY_ADDRESS, ENERGY_WORDS)
+            assert energy == KH_WH * f.mirror_pulses
+            assert mirror.stop(signal.SIGTERM) == 0
+        return f
+
+    async def _poll(self, first: int, run_s: float) -> int:
+        """Read the energy register until ``run_s`` passed; it never goes down."""
+        last = first
+        deadline = time.monotonic() + run_s
+        async with MeterClient(port=self.port) as client:
+            while time.monotonic() < deadline:
+                now = await client.read_uint(ENERGY_ADDRESS, ENERGY_WORDS)
+                self.figures.reads += 1
+                assert now >= last, f"energy went down within a run: {last} -> {now}"
+                last = now
+                await asyncio.sleep(self.rng.uniform(0.0, 0.05))
+        return last
+
+    async def _mirror_settles(self, pulses: int) -> int:
+        deadline = time.monotonic() + 15
+        while True:
+            counted = await served(self.mirror_port, PULSES_ADDRESS, 2)
+            assert counted <= pulses, f"the mirror counted {counted} of {pulses} pulses"
+            if counted == pulses or time.monotonic() > deadline:
+                assert counted == pulses, f"the mirror counted {counted} of {pulses} pulses"
+                return counted
+            await asyncio.sleep(0.05)
