@@ -7,6 +7,12 @@ Linux GPIO (optional ``gpio`` extra). Imports nothing from ``twin`` but ``twin.e
 """
 
 from devices.base import Clock, PulseSink, PulseSinkBase, PulseSource, PulseSourceBase
+from devices.cancellation import (
+    STOP_TIMEOUT_S,
+    cancel_and_wait,
+    cancel_requests,
+    honour_cancellation,
+)
 from devices.config import (
     DEFAULT_DEBOUNCE_S,
     DEFAULT_MAX_COUNT_RATE_HZ,
@@ -52,6 +58,7 @@ __all__ = [
     "ROLLOVER_SLACK_COUNTS",
     "SINK_BACKENDS",
     "SOURCE_BACKENDS",
+    "STOP_TIMEOUT_S",
     "BackendRef",
     "Clock",
     "CountStep",
@@ -82,7 +89,10 @@ __all__ = [
     "VirtualPulseSink",
     "VirtualPulseSource",
     "WordOrder",
+    "cancel_and_wait",
+    "cancel_requests",
     "device_backends",
+    "honour_cancellation",
     "open_channels",
     "open_sink",
     "open_source",

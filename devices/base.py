@@ -14,6 +14,9 @@ loses nor double-counts) and staleness after ``stale_after_s`` of silence. Trans
 IO failures are :class:`DeviceIOError`: the base logs them, waits ``retry_delay_s``
 and tries again; the silence shows up as staleness, and the counts a hardware
 counter kept meanwhile are counted when it answers again.
+
+Cancellation always wins, even one a library swallowed, and stopping is bounded
+(see :mod:`devices.cancellation`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Final, Protocol, Self
 
+from devices.cancellation import bounded_close, cancel_requests, honour_cancellation
 from devices.config import CounterEvent, SinkConfig, SourceConfig
 from devices.counting import CounterTracker, CountStep
 from devices.readings import (
@@ -164,7 +168,7 @@ class PulseSourceBase(ABC):
         if self._tracker is None:
             return
         try:
-            await self._close()
+            await bounded_close(self._close(), f"source {self.source_id}")
         finally:
             self._save(self._tracker)
             self._tracker = None
@@ -194,38 +198,46 @@ class PulseSourceBase(ABC):
         tracker = self._tracker
         if tracker is None:
             raise DeviceError(f"source {self.source_id}: not started (use async with)")
+        cancels = cancel_requests()
         while True:
             while self._pending:
                 reading = self._apply(tracker, self._pending.popleft())
                 if reading is not None:
                     return reading
-            observations = await self._wait_observations()
+            observations = await self._wait_observations(cancels)
             if observations is None:
                 self._stale = True
                 LOG.warning("source %s: stale (%s)", self.source_id, self.last_error or "silent")
                 return self._status(tracker, CounterEvent.STALE, self.clock())
-            self._pending.extend(observations)
+            self._pending.extend(observations)  # kept for the next read if cancelled now
+            honour_cancellation(cancels)
             if observations:
                 self._last_heard_s = self.clock()
                 if self._stale:
                     self._stale = False
                     return self._status(tracker, CounterEvent.RESUMED, self._last_heard_s)
 
-    async def _wait_observations(self) -> Sequence[Observation] | None:
+    async def _wait_observations(self, cancels: int) -> Sequence[Observation] | None:
         """Observations, or None once the source has been silent for ``stale_after_s``."""
         timeout_s: float | None = None
         if self._config.stale_after_s is not None and not self._stale:
             timeout_s = max(0.0, self._last_heard_s + self._config.stale_after_s - self.clock())
+        # asyncio.timeout, not wait_for: no inner task, so no cancellation lost (3.11).
+        deadline = asyncio.timeout(timeout_s)
         try:
-            return await asyncio.wait_for(self._observe_retrying(), timeout_s)
+            async with deadline:
+                return await self._observe_retrying(cancels)
         except TimeoutError:
+            if not deadline.expired():
+                raise
             return None
 
-    async def _observe_retrying(self) -> Sequence[Observation]:
+    async def _observe_retrying(self, cancels: int) -> Sequence[Observation]:
         while True:
             try:
                 observations = await self._next_observations()
             except DeviceIOError as exc:
+                honour_cancellation(cancels)  # the "failure" may be a cancelled connect
                 if self.last_error != str(exc):
                     LOG.warning("source %s: %s (retrying)", self.source_id, exc)
                 self.last_error = str(exc)
@@ -329,7 +341,7 @@ class PulseSinkBase(ABC):
     async def stop(self) -> None:
         if self._started:
             self._started = False
-            await self._close()
+            await bounded_close(self._close(), f"sink {self.sink_id}")
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -353,10 +365,12 @@ class PulseSinkBase(ABC):
             raise DeviceError(f"sink {self.sink_id}: not started (use async with)")
         if closed == self._closed:
             return
+        cancels = cancel_requests()
         await self._write(closed, self.clock() if at_s is None else at_s)
         self._closed = closed
         if closed:
             self._closures += 1
+        honour_cancellation(cancels)  # written, and counted, but the caller was cancelled
 
     @abstractmethod
     async def _open(self) -> None:

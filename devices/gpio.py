@@ -145,7 +145,8 @@ class GpioPulseSource(PulseSourceBase):
         if request is None:
             raise DeviceError(f"source {self.source_id}: line not requested")
         try:
-            await asyncio.wait_for(self._ready.wait(), HEARTBEAT_S)
+            async with asyncio.timeout(HEARTBEAT_S):  # not wait_for: see devices.cancellation
+                await self._ready.wait()
         except TimeoutError:
             return [self._heartbeat(request)]
         self._ready.clear()

@@ -112,14 +112,13 @@ class ModbusLink:
             if function is FunctionCode.HOLDING_REGISTERS
             else client.read_input_registers
         )
-        self._busy = True
+        self._busy = True  # stays set if cancelled mid-request (not in a finally)
         try:
             reply = await read(address, count=count, device_id=self.target.unit)
         except (ModbusException, OSError, TimeoutError) as exc:
             self.close()
             raise DeviceIOError(f"{self._where()}: read failed: {exc}") from exc
-        finally:
-            self._busy = False
+        self._busy = False
         if reply.isError():
             self._refuse(int(function), address, int(reply.exception_code))
         return list(reply.registers[:count])
@@ -132,12 +131,12 @@ class ModbusLink:
         except (ModbusException, OSError, TimeoutError) as exc:
             self.close()
             raise DeviceIOError(f"{self._where()}: write coil {address} failed: {exc}") from exc
-        finally:
-            self._busy = False
+        self._busy = False
         if reply.isError():
             self._refuse(5, address, int(reply.exception_code))
 
     def close(self) -> None:
+        self._busy = False
         if self._client is not None:
             self._client.close()
             self._client = None
@@ -145,7 +144,6 @@ class ModbusLink:
     async def _connected(self) -> AsyncModbusTcpClient:
         if self._busy:  # the last request was cancelled mid-flight: its reply may still come
             self.close()
-            self._busy = False
         if self._client is not None and self._client.connected:
             return self._client
         self.close()
@@ -158,6 +156,9 @@ class ModbusLink:
         except (ModbusException, OSError) as exc:
             client.close()
             raise DeviceIOError(f"{self._where()}: cannot connect: {exc}") from exc
+        except BaseException:  # cancelled: leave no half-open client behind
+            client.close()
+            raise
         if not connected:
             client.close()
             raise DeviceIOError(f"{self._where()}: cannot connect")

@@ -30,6 +30,7 @@ from typing import Final, Self
 import aiomqtt
 
 from devices.base import Clock, PulseSinkBase, PulseSourceBase
+from devices.cancellation import bounded_close
 from devices.config import EdgeKind, SinkConfig, SourceConfig
 from devices.readings import CounterSample, DeviceIOError, EdgeSample, Observation
 from devices.store import CounterStore
@@ -95,9 +96,11 @@ class MqttLink:
             )
             if self.subscribe is not None:
                 await client.subscribe(self.subscribe, qos=EDGE_QOS)
-        except aiomqtt.MqttError as exc:
-            await stack.aclose()
-            raise DeviceIOError(f"mqtt://{t.host}:{t.port}: {exc}") from exc
+        except BaseException as exc:  # failed or cancelled: leave no client connected
+            await self._release(stack)
+            if isinstance(exc, aiomqtt.MqttError):
+                raise DeviceIOError(f"mqtt://{t.host}:{t.port}: {exc}") from exc
+            raise
         self._stack, self._client, self._messages = stack, client, aiomqtt_messages(client)
         return client
 
@@ -123,8 +126,12 @@ class MqttLink:
     async def close(self) -> None:
         stack, self._stack, self._client, self._messages = self._stack, None, None, None
         if stack is not None:
-            with suppress(aiomqtt.MqttError):  # already gone: nothing left to release
-                await stack.aclose()
+            await self._release(stack)
+
+    async def _release(self, stack: AsyncExitStack) -> None:
+        where = f"mqtt://{self.target.host}:{self.target.port}"
+        with suppress(aiomqtt.MqttError):  # already gone: nothing left to release
+            await bounded_close(stack.aclose(), where)
 
 
 def aiomqtt_messages(client: aiomqtt.Client) -> AsyncIterator[aiomqtt.Message]:

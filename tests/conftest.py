@@ -6,20 +6,51 @@ and returns a :class:`TwinProcess`; every process started is stopped at teardown
 RTU tests talk raw frames on a pty: the ``pty`` fixture gives the master side
 (non-blocking) and the device path a twin opens; ``rtu_frame`` appends the CRC and
 ``rtu_reply`` collects an answer until the line goes quiet (``b""`` on silence).
+
+The teardown watchdog: pytest-timeout (and pytest's ``faulthandler_timeout``) cancel
+their timer in ``pytest_exception_interact``, i.e. as soon as a test *fails*, so a
+failing test's teardown ran with no timeout at all and a task that would not end when
+pytest-asyncio cancelled it hung the run for ever. Teardown now gets the configured
+``timeout`` again; past it every thread's stack is dumped and the run exits 1.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import shutil
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import REPO, TwinProcess, find_free_port, run_args, wait_for_line
+
+#: A copy of the real stderr, taken before tests capture it: where the watchdog writes.
+WATCHDOG_STDERR = pytest.StashKey[int]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[WATCHDOG_STDERR] = os.dup(sys.stderr.fileno())
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    os.close(config.stash[WATCHDOG_STDERR])
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, None, None]:
+    timeout_s = float(item.config.getini("timeout") or 0)
+    if timeout_s <= 0:
+        return (yield)
+    faulthandler.dump_traceback_later(timeout_s, exit=True, file=item.config.stash[WATCHDOG_STDERR])
+    try:
+        return (yield)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.fixture

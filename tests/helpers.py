@@ -2,6 +2,8 @@
 
 ``TwinProcess`` is a ``python -m twin run`` subprocess; ``rtu_frame`` appends the
 Modbus RTU CRC and ``rtu_reply`` collects an answer on a pty until the line goes quiet.
+``next_reading`` and ``until`` wait for what a device or a background task does, up to
+``SETTLE_TIMEOUT_S``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from devices import PulseReading, PulseSource
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -92,6 +99,31 @@ async def rtu_reply(master: int, timeout_s: float = 1.0) -> bytes:
                     return data
             await asyncio.sleep(0.01)
     return data
+
+
+# ------------------------------------------------------------ waiting for devices
+
+#: The longest a test waits for a reading or a condition. Generous, so that a loaded
+#: machine is only slower, never failing; a passing test waits no longer than it must.
+SETTLE_TIMEOUT_S = 30.0
+
+
+async def next_reading(source: PulseSource, timeout_s: float = SETTLE_TIMEOUT_S) -> PulseReading:
+    """The source's next reading, or a failure (TimeoutError) after ``timeout_s``."""
+    async with asyncio.timeout(timeout_s):
+        return await source.read()
+
+
+async def until(
+    predicate: Callable[[], bool], what: str, timeout_s: float = SETTLE_TIMEOUT_S
+) -> None:
+    """Yield to the loop until ``predicate`` holds (a background task caught up)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(0.001)
 
 
 # ------------------------------------------------------------ energy oracle

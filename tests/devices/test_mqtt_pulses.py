@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import aiomqtt
 
 from devices import (
     CounterEvent,
-    PulseReading,
-    PulseSourceBase,
     open_sink,
     open_source,
 )
-from tests.helpers import find_free_port
-
-
-async def next_reading(source: PulseSourceBase, timeout_s: float = 5.0) -> PulseReading:
-    async with asyncio.timeout(timeout_s):
-        return await source.read()
+from tests.helpers import find_free_port, next_reading
 
 
 async def publish(port: int, topic: str, payloads: list[str]) -> None:

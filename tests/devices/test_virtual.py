@@ -10,18 +10,12 @@ from devices import (
     CounterEvent,
     EdgeKind,
     MemoryCounterStore,
-    PulseReading,
-    PulseSourceBase,
     open_channels,
     open_sink,
     open_source,
 )
+from tests.helpers import SETTLE_TIMEOUT_S, next_reading
 from twin.errors import DeviceError
-
-
-async def next_reading(source: PulseSourceBase) -> PulseReading:
-    async with asyncio.timeout(5):
-        return await source.read()
 
 
 async def test_closures_become_counts_with_the_sinks_timestamps() -> None:
@@ -107,7 +101,7 @@ async def test_the_source_iterates_until_stopped() -> None:
     async with source, open_sink("virtual://b6") as sink:
         await sink.drive(True, at_s=1.0)
         await sink.drive(False, at_s=2.0)
-        async with asyncio.timeout(5):
+        async with asyncio.timeout(SETTLE_TIMEOUT_S):
             async for reading in source:
                 assert reading.at_s == 2.0 and reading.total_counts == 1
                 break

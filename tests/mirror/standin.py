@@ -8,8 +8,6 @@ edges 2 % early. Its meter time is the mirror's time in these tests.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -65,16 +63,6 @@ class StandIn:
             out += events
         self.t_s += seconds
         return out
-
-
-async def until(predicate: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
-    """Yield to the loop until ``predicate`` holds (the mirror's task caught up)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.001)
 
 
 def exact_decision_count(

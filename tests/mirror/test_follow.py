@@ -10,7 +10,8 @@ import math
 from pathlib import Path
 
 from devices import open_sink
-from tests.mirror.standin import StandIn, pf1_profile, until
+from tests.helpers import until
+from tests.mirror.standin import StandIn, pf1_profile
 from twin.core import MeterModel, StatusBit
 from twin.mirror import Follow, MirrorConfig, with_mirror_bits
 from twin.mirror.pulse_out import PulseOut

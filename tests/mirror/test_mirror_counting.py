@@ -12,7 +12,7 @@ from pathlib import Path
 
 from devices import JsonFileCounterStore
 from tests.devices.fakes import CounterModule
-from tests.mirror.standin import until
+from tests.helpers import until
 from twin.mirror import COUNTER_FILE, Mirror, MirrorConfig, Verdict
 
 KH = 10

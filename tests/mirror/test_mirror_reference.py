@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from devices import open_sink
-from tests.mirror.standin import StandIn, until
+from tests.helpers import until
+from tests.mirror.standin import StandIn
 from twin.errors import ConfigError
 from twin.mirror import Check, Mirror, MirrorConfig, ModbusMeterReference, ModbusMeterSpec, Verdict
 from twin.mirror.pulse_out import PulseOut

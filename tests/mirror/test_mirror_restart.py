@@ -9,8 +9,8 @@ from pathlib import Path
 
 from devices import open_sink
 from tests.devices.fakes import CounterModule
-from tests.helpers import find_free_port
-from tests.mirror.standin import StandIn, pf1_profile, until
+from tests.helpers import find_free_port, until
+from tests.mirror.standin import StandIn, pf1_profile
 from tests.mirror.test_mirror_cli import KH, start_mirror, wait_served
 from twin.mirror import STATE_FILE, MirrorConfig
 from twin.mirror.pulse_out import PulseOut

@@ -24,7 +24,8 @@ import aiomqtt
 import pytest
 
 from tests.devices.fakes import CounterModule
-from tests.mirror.standin import StandIn, pf1_profile, until
+from tests.helpers import until
+from tests.mirror.standin import StandIn, pf1_profile
 from twin.core import PulseEdges, PulseOutput
 from twin.mirror import Mirror, MirrorConfig, Verdict
 

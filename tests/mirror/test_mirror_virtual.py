@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from devices import open_sink
-from tests.mirror.standin import StandIn, exact_decision_count, pf1_profile, until
+from tests.helpers import until
+from tests.mirror.standin import StandIn, exact_decision_count, pf1_profile
 from twin.mirror import Mirror, MirrorConfig, Verdict
 from twin.mirror.pulse_out import PulseOut
 

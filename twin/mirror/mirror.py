@@ -43,7 +43,6 @@ one point per mark for the report.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -60,6 +59,7 @@ from devices import (
     MemoryCounterStore,
     PulseReading,
     PulseSource,
+    cancel_and_wait,
     open_source,
 )
 from twin.core import MeterModel, NvState, Snapshot
@@ -247,13 +247,9 @@ class Mirror:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        tasks, self._tasks = self._tasks, []
         try:
+            await cancel_and_wait(tasks)
             self._save(force=True)
         finally:
             await self._stop_parts()

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import logging
 import math
 from collections import deque
@@ -38,6 +37,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from devices import cancel_and_wait, cancel_requests, honour_cancellation
 from devices.urls import DeviceUrl
 from twin.errors import ConfigError, DeviceError
 from twin.modbus.client import MeterClient
@@ -213,16 +213,16 @@ class ModbusMeterReference:
         self._task = asyncio.create_task(self._poll_loop(on_poll), name="mirror-reference")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        task, self._task = self._task, None
+        try:
+            await cancel_and_wait([] if task is None else [task])
+        finally:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
     async def _poll_loop(self, on_poll: Callable[[], None]) -> None:
+        cancels = cancel_requests()
         while True:
             try:
                 await self.poll()
@@ -231,6 +231,7 @@ class ModbusMeterReference:
             # ConnectionException on a lost connection, and an escaped one ended this
             # task for good, silently (the reference then never came back).
             except Exception as exc:
+                honour_cancellation(cancels)  # may be a cancelled connect: devices.cancellation
                 self.errors += 1
                 text = f"{type(exc).__name__}: {exc}"
                 if text != self.last_error:
@@ -239,6 +240,7 @@ class ModbusMeterReference:
                 if self._client is not None:
                     self._client.close()
                     self._client = None
+            honour_cancellation(cancels)  # or a cancellation lost in a request that answered
             await asyncio.sleep(self.spec.poll_s)
 
     async def _read(self, client: MeterClient, address: int, kind: RegisterKind) -> float:

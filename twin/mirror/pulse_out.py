@@ -11,13 +11,12 @@ made them. ``await pulse_out.flush()`` waits until every queued edge was driven.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
-from devices import PulseSink
+from devices import PulseSink, cancel_and_wait
 from twin.core import Event, PulseEdges, PulseOutput
 from twin.errors import DeviceError
 
@@ -88,10 +87,9 @@ class PulseOut:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            self._stopping = True
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.sink.stop()
+        self._stopping = True
+        task, self._task = self._task, None
+        try:
+            await cancel_and_wait([] if task is None else [task])
+        finally:
+            await self.sink.stop()
