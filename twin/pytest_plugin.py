@@ -10,7 +10,9 @@ Installing ``minimeter-twin`` registers this module with pytest. A test asks for
 - ``meter_fleet``: a factory, ``meter_fleet(3)`` starts three meters (unit ids 1..3 on
   one port) and returns a :class:`~twin.hil.MeterFleet`; every fleet stops at teardown;
 - ``meter_twin_mqtt``: ``meter_twin`` publishing to the broker given by
-  ``--meter-mqtt URL`` or ``@pytest.mark.meter(mqtt=URL)`` (skipped without one).
+  ``--meter-mqtt URL`` or ``@pytest.mark.meter(mqtt=URL)`` (skipped without one), a
+  state every :data:`MQTT_INTERVAL_S` wall seconds. The URL is read by
+  :func:`twin.mqtt.config.parse_url`, so a bad one fails with the MQTT package's message.
 
 Options, lowest precedence first: the command line (``--meter-model``,
 ``--meter-profile``, ``--meter-speed``), the ``meter`` marker's keywords (any
@@ -32,9 +34,11 @@ import pytest
 
 if TYPE_CHECKING:
     from twin.hil import MeterFleet, MeterTwin
+    from twin.mqtt import MqttConfig
 
 MARKER = "meter"
 MANUAL = "manual"
+MQTT_INTERVAL_S = 0.1  # wall seconds between states: tests wait for messages, not minutes
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -148,7 +152,8 @@ def meter_fleet(request: pytest.FixtureRequest) -> Iterator[Callable[..., MeterF
 @pytest.fixture
 def meter_twin_mqtt(request: pytest.FixtureRequest) -> Iterator[MeterTwin]:
     """``meter_twin`` publishing over MQTT to ``--meter-mqtt`` / ``meter(mqtt=URL)``."""
-    from twin.hil import MeterTwin, mqtt_options
+    from twin.errors import ConfigError
+    from twin.hil import MeterTwin
 
     options = meter_options(request)
     url = options.pop("mqtt", None) or request.config.getoption("--meter-mqtt")
@@ -157,8 +162,27 @@ def meter_twin_mqtt(request: pytest.FixtureRequest) -> Iterator[MeterTwin]:
             "meter_twin_mqtt needs a broker: --meter-mqtt mqtt://HOST:PORT or "
             f"@pytest.mark.{MARKER}(mqtt='mqtt://HOST:PORT')"
         )
-    reason, extra = mqtt_options(str(url))
-    if reason:
-        pytest.skip(reason)
-    with MeterTwin(**options, **extra) as twin:
+    try:
+        mqtt: MqttConfig | str = mqtt_config(str(url))
+    except ConfigError as exc:
+        mqtt = str(exc)
+    if isinstance(mqtt, str):  # failed outside the except: no "during handling" second copy
+        pytest.fail(mqtt, pytrace=False)  # the MQTT package's own one-line message
+    with MeterTwin(**options, mqtt=mqtt) as twin:
         yield twin
+
+
+def mqtt_config(url: str) -> MqttConfig:
+    """The fixture's MQTT config: the broker of ``url``, a state every MQTT_INTERVAL_S."""
+    from twin.mqtt import MqttConfig
+    from twin.mqtt.config import parse_url
+
+    tls, host, port, user, password = parse_url(url)
+    return MqttConfig(
+        host=host,
+        port=port,
+        tls=tls,
+        username=user,
+        password=password,
+        interval_s=MQTT_INTERVAL_S,
+    )

@@ -13,7 +13,6 @@ from twin.hil.handles import (
     MeterHandle,
     MeterTwin,
 )
-from twin.hil.mqtt import mqtt_options
 from twin.hil.runner import LoopThread
 
 __all__ = [
@@ -23,5 +22,4 @@ __all__ = [
     "MeterFleet",
     "MeterHandle",
     "MeterTwin",
-    "mqtt_options",
 ]
