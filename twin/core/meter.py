@@ -56,7 +56,7 @@ from twin.core.events import (
 from twin.core.limits import KH_WH
 from twin.core.models import DemandConfig, DemandMethod, MeterConfig, RegistrationMode
 from twin.core.readings import UNPOWERED_READINGS, Readings
-from twin.core.registration import element_power, output_edges, register
+from twin.core.registration import element_power, energy_uj, output_edges, register
 from twin.core.samples import BoolArray, FloatArray, IntArray, SampleBlock
 from twin.core.snapshot import NvState, Snapshot
 from twin.core.status import StatusBit, error_events, line_status_bits
@@ -151,7 +151,7 @@ class MeterCore:
         model = self.config.model
         supply = self._supply.run(block.voltage_v[: model.elements].max(axis=0), dt_us)
         p, amps, pf = element_power(block, model, self._curve, self._calibration_pct)
-        e = np.rint(p * dt_us).astype(np.int64)  # µJ per sample and element
+        e = energy_uj(p, dt_us)  # µJ per sample and element
 
         events: list[Event] = []
         edge_parts: dict[PulseOutput, list[tuple[FloatArray, BoolArray]]] = {
@@ -222,7 +222,7 @@ class MeterCore:
             self._demand.power_up()
             events.append(PowerRestored(time_s=self._time_us / 1e6, power_up_count=self._power_ups))
         m = b - a
-        reg = register(e[:, a:b], self._mode)
+        reg = register(e[:, a:b], self._mode, None if series is None else series[:, a:b])
         cum = np.cumsum(reg.delivered)
         if self.emit_edges and cum[-1] > 0:
             for output, times, closed, crowded in output_edges(
@@ -234,7 +234,9 @@ class MeterCore:
                     t = (self._time_us + crowded * dt_us) / 1e6
                     events.append(StepTooCoarse(time_s=t, output=output, dt_s=dt_us / 1e6))
 
-        events.extend(self._demand.advance(self._uptime_us, dt_us, reg.delivered, self._time_us))
+        events.extend(
+            self._demand.advance(self._uptime_us, dt_us, reg.delivered, self._time_us, cum)
+        )
 
         # Status bits per sample, then error raised/cleared events at their sample.
         bits = line_status_bits(
@@ -242,7 +244,7 @@ class MeterCore:
             block.voltage_v[:, a:b],
             amps[:, a:b],
             p[:, a:b],
-            np.abs(pf[:, a:b]),
+            pf[:, a:b],
             block.frequency_hz[a:b],
             block.temperature_c[a:b],
             model.max_current_a,
@@ -255,20 +257,11 @@ class MeterCore:
         self._set_bits(bits, events, dt_us)
 
         self._e_del += int(cum[-1])
-        self._e_l1 += int(reg.l1.sum())
-        self._e_l1_rec += int(reg.l1_received.sum())
-        if reg.l2 is not None and reg.l2_received is not None:
-            self._e_l2 += int(reg.l2.sum())
-            self._e_l2_rec += int(reg.l2_received.sum())
-        if reg.received is not None:
-            self._e_rec += int(reg.received.sum())
-        if series is not None:
-            series[0, a:b] = reg.delivered
-            series[2, a:b] = reg.l1
-            if reg.l2 is not None:
-                series[3, a:b] = reg.l2
-            if reg.received is not None:
-                series[1, a:b] = reg.received
+        self._e_rec += reg.received_uj
+        self._e_l1 += reg.l1_uj
+        self._e_l2 += reg.l2_uj
+        self._e_l1_rec += reg.l1_received_uj
+        self._e_l2_rec += reg.l2_received_uj
         self._uptime_us += m * dt_us
         self._time_us += m * dt_us
         self._readings = Readings.at(block, p, b - 1, model.elements)
