@@ -119,6 +119,7 @@ class Row:
     registered_wh: float
     limit: str
     passed: bool
+    bound_pct: float | None = None  # the error's uncertainty (pulses: the mirror's bound)
 
     @property
     def error_pct(self) -> float | None:
@@ -133,7 +134,9 @@ AVERAGES: dict[str, tuple[str, dict[str, float]]] = {
 }
 
 
-def weighted_error(rows: dict[str, Row], weights: dict[str, float]) -> float:
+def weighted_error(rows: dict[str, Row], weights: dict[str, float]) -> tuple[float, float]:
+    """The weighted error % and its uncertainty (the same weights of the rows' bounds)."""
     total = sum(weights.values())
-    errors = {k: rows[k].error_pct for k in weights}
-    return sum(w * (errors[k] or 0.0) for k, w in weights.items()) / total
+    error = sum(w * (rows[k].error_pct or 0.0) for k, w in weights.items()) / total
+    bound = sum(w * (rows[k].bound_pct or 0.0) for k, w in weights.items()) / total
+    return error, bound

@@ -17,6 +17,7 @@ class Average:
     key: str
     formula: str
     error_pct: float
+    bound_pct: float
     limit_pct: float
     passed: bool
 
@@ -37,6 +38,8 @@ class Collector:
         ]
         for r in self.rows.values():
             err = "—" if r.error_pct is None else f"{r.error_pct:+.3f}"
+            if r.error_pct is not None and r.bound_pct is not None:
+                err += f" ± {r.bound_pct:.3f}"
             out.append(
                 f"| {r.title} | {r.conditions} | {r.duration_s:g} s | {r.expected_wh:.1f} "
                 f"| {r.registered_wh:g} | {err} | {r.limit} | {verdict(r.passed)} |"
@@ -45,7 +48,7 @@ class Collector:
             out += ["", "| average | error % | limit | verdict |", "|---|---|---|---|"]
             for a in self.averages:
                 out.append(
-                    f"| {a.formula} | {a.error_pct:+.3f} | ±{a.limit_pct:g} % "
+                    f"| {a.formula} | {a.error_pct:+.3f}{_pm(a.bound_pct)} | ±{a.limit_pct:g} % "
                     f"| {verdict(a.passed)} |"
                 )
         return out
@@ -68,6 +71,10 @@ class Collector:
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(self.markdown())
+
+
+def _pm(bound_pct: float) -> str:
+    return f" ± {bound_pct:.3f}" if bound_pct else ""
 
 
 def verdict(passed: bool) -> str:

@@ -15,8 +15,8 @@ What differs is control:
   set them skip with that reason; time-window checks wait for the device's own clock
   (``uptime_s``).
 - ``pulses:URL --load FILE``: a physical meter seen only through its pulse outputs
-  while a rig applies the load in FILE. It needs a pulse source from the ``devices``
-  package; without one every test skips with that reason.
+  (a ``devices`` source URL) while a rig applies the load profile FILE
+  (:mod:`hil_tests.pulses`, :mod:`hil_tests.rig`). Tests that need registers skip.
 """
 
 from __future__ import annotations
@@ -33,18 +33,18 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from devices import open_source
 from hil_tests.scenario import Scenario
-from twin.hil import HAVE_CONTROL, NO_CONTROL, MeterTwin
+from twin.core import DEFAULT_MODEL
+from twin.errors import TwinError
+from twin.hil import MeterTwin
+from twin.loadprofile import load_profile
 from twin.modbus.client import MeterClient
 from twin.registers import REGISTERS, Register, WordOrder, decode
 
 BLOCK_A = tuple(r for r in REGISTERS if r.block == "A")
 BLOCK_B = tuple(r for r in REGISTERS if r.block == "B")
 WAIT_WALL_S = 30.0  # longest a time-window check waits for a device's own clock
-NO_PULSE_SOURCE = (
-    "the pulses target needs a pulse source from the devices package (issue 12), "
-    "which this installation does not have"
-)
 
 Values = dict[str, Any]
 
@@ -57,15 +57,15 @@ class Target:
     port: int = 0
     unit: int = 1
     word_order: str = "big"
-    load_file: Path | None = None
+    load: str | None = None  # pulses: the rig's load profile (a file or a shipped name)
+    pulse_url: str = ""  # pulses: the devices source URL
+    model: str = DEFAULT_MODEL
     twin_options: dict[str, Any] = field(default_factory=dict)
     errors: tuple[str, ...] = ()  # twin target: meter errors injected at start (KIND[:PCT])
 
     def with_errors(self, errors: tuple[str, ...]) -> Target:
         if errors and not self.drivable:
             raise pytest.UsageError(f"--inject-error applies to --target twin, not {self.text}")
-        if errors and not HAVE_CONTROL:
-            raise pytest.UsageError(f"--inject-error: {NO_CONTROL}")
         return replace(self, errors=errors)
 
     @property
@@ -73,6 +73,7 @@ class Target:
         return self.kind == "twin"
 
     def require_drive(self) -> None:
+        self.require_registers()
         if not self.drivable:
             pytest.skip(
                 f"needs control of the meter's inputs and clock, which target {self.text} "
@@ -83,14 +84,25 @@ class Target:
         if self.kind == "pulses":
             pytest.skip(f"target {self.text} shows pulse outputs only, no registers")
 
+    def require_pulses(self) -> None:
+        if self.kind != "pulses":
+            pytest.skip(f"checks a pulse recording; target {self.text} is read by its registers")
+
 
 def parse_target(text: str, load: str | None, twin_options: dict[str, Any]) -> Target:
+    model = str(twin_options.get("model", DEFAULT_MODEL))
     if text == "twin":
-        return Target("twin", text, twin_options=twin_options)
+        return Target("twin", text, model=model, twin_options=twin_options)
     if text.startswith("pulses:"):
+        url = text.removeprefix("pulses:")
         if not load:
             raise pytest.UsageError(f"--target {text}: expected --load FILE (the rig's load)")
-        return Target("pulses", text, load_file=Path(load))
+        try:
+            open_source(url)  # parsed now: a bad URL is a usage error, not 30 test errors
+            load_profile(load)
+        except TwinError as exc:
+            raise pytest.UsageError(f"--target {text} --load {load}: {exc}") from None
+        return Target("pulses", text, load=load, pulse_url=url, model=model)
     parts = urlsplit(text)
     if parts.scheme != "modbus" or not parts.hostname or not parts.port:
         raise pytest.UsageError(
@@ -163,8 +175,7 @@ async def open_meter(
     target: Target, scenario: Scenario | None = None, **options: Any
 ) -> AsyncIterator[MeterUnderTest]:
     """The target's meter; on the twin target a fresh twin playing ``scenario``."""
-    if target.kind == "pulses":
-        pytest.skip(NO_PULSE_SOURCE)
+    target.require_registers()
     if target.kind == "modbus":
         if scenario is not None or options:
             target.require_drive()

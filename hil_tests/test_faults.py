@@ -61,7 +61,7 @@ async def _evt(meter: MeterUnderTest) -> int:
 @pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.name)
 async def test_installation_fault(target: Target, fault: Fault) -> None:
     target.require_drive()
-    model = str(target.twin_options.get("model", "MMD"))
+    model = target.model
     if fault.needs_l2 and model.startswith("MMS"):
         pytest.skip(f"{fault.name}: the single-element {model} has no L2")
     async with open_meter(target, fault.scenario) as meter:

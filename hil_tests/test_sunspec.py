@@ -31,6 +31,8 @@ async def test_sunspec_walk(target: Target) -> None:
         try:
             marker = await meter.client.read_registers(40000, 2)
         except ExceptionReply as exc:
+            if target.drivable:  # the twin serves SunSpec by default
+                raise
             pytest.skip(f"SunSpec block off on this target (40000 answers {exc.code:#04x})")
         assert marker == SUNS
         models: list[tuple[int, int, int]] = []

@@ -156,3 +156,28 @@ def implied_energy(
         peak = max(peak, float(net.max()))
     hours = dt_us / 1e6 / 3600.0
     return ImpliedEnergy(e1 * hours, e2 * hours, total * hours, peak)
+
+
+# ------------------------------------------------------------ the HIL suite
+
+
+def run_hil_suite(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """``python -m pytest hil_tests ARGS`` from the repo; the result and its JUnit XML root."""
+    import xml.etree.ElementTree as ET
+
+    junit = tmp_path / "hil.xml"
+    cmd = [sys.executable, "-m", "pytest", "hil_tests", "-q", "-p", "no:cacheprovider"]
+    cmd += ["--junitxml", str(junit), *args]
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    return result, ET.parse(junit).getroot()
+
+
+def hil_outcomes(root: Any) -> dict[str, tuple[str, str]]:
+    """Each test case's outcome (passed, failure, error, skipped) and message."""
+    out = {}
+    for case in root.iter("testcase"):
+        name = case.get("name", "")
+        kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
+        message = next((c.get("message", "") for c in case if c.tag in kinds), "")
+        out[name] = (kinds[0] if kinds else "passed", message)
+    return out

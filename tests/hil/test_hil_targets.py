@@ -3,45 +3,21 @@ over Modbus, and against a twin with a calibration error (the C12.1 report shows
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-from tests.helpers import REPO, TwinProcess
-from twin.hil import HAVE_CONTROL, NO_CONTROL
+from tests.helpers import TwinProcess, hil_outcomes, run_hil_suite
 
 CONTROL_SKIP = "needs control of the meter's inputs and clock"
-
-
-def run_suite(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], ET.Element]:
-    junit = tmp_path / "hil.xml"
-    cmd = [sys.executable, "-m", "pytest", "hil_tests", "-q", "-p", "no:cacheprovider"]
-    cmd += ["--junitxml", str(junit), *args]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-    return result, ET.parse(junit).getroot()
-
-
-def outcomes(root: ET.Element) -> dict[str, tuple[str, str]]:
-    out = {}
-    for case in root.iter("testcase"):
-        name = case.get("name", "")
-        kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
-        message = next((c.get("message", "") for c in case if c.tag in kinds), "")
-        out[name] = (kinds[0] if kinds else "passed", message)
-    return out
 
 
 def test_modbus_target_passes_what_needs_no_control(
     tmp_path: Path, start_twin: Callable[..., TwinProcess]
 ) -> None:
     twin = start_twin("--speed", "600")
-    result, root = run_suite(tmp_path, "--target", f"modbus://127.0.0.1:{twin.port}?unit=1")
+    result, root = run_hil_suite(tmp_path, "--target", f"modbus://127.0.0.1:{twin.port}?unit=1")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    cases = outcomes(root)
+    cases = hil_outcomes(root)
     passed = [n for n, (kind, _) in cases.items() if kind == "passed"]
     skipped = {n: msg for n, (kind, msg) in cases.items() if kind == "skipped"}
     assert not [n for n, (kind, _) in cases.items() if kind in ("failure", "error")]
@@ -61,26 +37,13 @@ def test_modbus_target_passes_what_needs_no_control(
     assert any(n.startswith("test_c12_point") for n in skipped)
 
 
-def _calibration_changes_registration() -> bool:
-    from twin.hil import Load, MeterTwin
-
-    with MeterTwin() as twin:
-        twin.set_load(Load(120, 30), Load(120, 30))
-        twin.inject("calibration", error_pct=1.0)
-        twin.advance(1000)
-        return twin.snapshot().energy_delivered_wh != 2000
-
-
-@pytest.mark.skipif(not HAVE_CONTROL, reason=NO_CONTROL)
 def test_calibration_error_fails_exactly_the_accuracy_points(tmp_path: Path) -> None:
-    if not _calibration_changes_registration():
-        pytest.skip("an injected calibration error does not change registration (issue 10)")
     report = tmp_path / "report.md"
-    result, root = run_suite(
+    result, root = run_hil_suite(
         tmp_path, "-k", "c12", "--inject-error", "calibration:1", "--hil-report", str(report)
     )
     assert result.returncode == 1, result.stdout[-3000:]
-    cases = outcomes(root)
+    cases = hil_outcomes(root)
     failed = {n for n, (kind, _) in cases.items() if kind == "failure"}
     passed = {n for n, (kind, _) in cases.items() if kind == "passed"}
     survivors = {f"test_c12_point[{k}]" for k in ("start", "creep132", "creep138")}

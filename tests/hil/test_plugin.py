@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from twin.errors import ConfigError
-from twin.hil import HAVE_CONTROL, CommandFailed, MeterFleet, MeterTwin
+from twin.hil import CommandFailed, Load, MeterFleet, MeterTwin
 from twin.modbus.client import decode_uint
 
 
@@ -63,7 +63,11 @@ def test_closed_twin_refuses_work() -> None:
         twin.advance(1)
 
 
-@pytest.mark.skipif(HAVE_CONTROL, reason="twin.control is installed: commands run")
-def test_commands_without_control_say_so(meter_twin: MeterTwin) -> None:
-    with pytest.raises(CommandFailed, match=r"set_load: twin.control \(issue 9\)"):
-        meter_twin.set_load({"voltage_v": 120, "current_a": 10})
+def test_commands_go_through_control(meter_twin: MeterTwin) -> None:
+    meter_twin.set_load(l1=Load(120, 10), l2=Load(120, 0))
+    meter_twin.advance(3600)
+    snap = meter_twin.snapshot()
+    assert snap.energy_delivered_wh == 1200  # 120 V x 10 A for an hour, computed here
+    with pytest.raises(CommandFailed, match="set_speed refused"):
+        meter_twin.command("set_speed", {"speed": -1})
+    meter_twin.clear_load()

@@ -7,8 +7,6 @@ twin beside the test (:mod:`twin.hil.runner`). Layer: above ``twin.runtime``, be
 """
 
 from twin.hil.handles import (
-    HAVE_CONTROL,
-    NO_CONTROL,
     CommandFailed,
     Load,
     MeterFleet,
@@ -19,8 +17,6 @@ from twin.hil.mqtt import mqtt_options
 from twin.hil.runner import LoopThread
 
 __all__ = [
-    "HAVE_CONTROL",
-    "NO_CONTROL",
     "CommandFailed",
     "Load",
     "LoopThread",

@@ -23,21 +23,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+from twin.control import run_command
 from twin.core import Snapshot
 from twin.errors import TwinError
 from twin.hil.runner import LoopThread
 from twin.modbus.client import MeterClient
 from twin.runtime.config import TwinConfig
 from twin.runtime.twin import Twin
-
-try:
-    import twin.control as control_api  # type: ignore[import-not-found, unused-ignore]
-
-    HAVE_CONTROL = True
-except ImportError:  # twin.control (issue 9) not in this installation
-    HAVE_CONTROL = False
-
-NO_CONTROL = "twin.control (issue 9) is not in this installation: commands are unavailable"
 
 
 class CommandFailed(TwinError):
@@ -230,9 +222,7 @@ class MeterFleet:
     ) -> None:
         """Run a control command on one meter (``serial``) or on every meter (None)."""
         loop, twin = self._running()
-        if not HAVE_CONTROL:
-            raise CommandFailed(f"{name}: {NO_CONTROL}")
-        result = loop.call(lambda: control_api.run_command(twin, name, body, serial=serial))
+        result = loop.call(lambda: run_command(twin, name, body, serial=serial))
         if not result.ok:
             raise CommandFailed(f"{name} refused: {result.error}")
 
