@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from twin.batch.simulate import SimSettings
+from twin.cli import montecarlo
 from twin.core import DEFAULT_MODEL, MeterModel
 from twin.errors import ConfigError
 from twin.units import parse_duration_s
@@ -43,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write PNG plots into --out (default on)",
     )
     parser.add_argument("--edges", action="store_true", help="also log every pulse edge")
+    montecarlo.add_arguments(parser)
 
 
 def _duration(option: str, text: str) -> float:
@@ -117,6 +119,8 @@ def main(args: argparse.Namespace) -> int:
     from twin.loadprofile import load_profile
 
     settings = settings_from_args(args)
+    if montecarlo.wanted(args):
+        return montecarlo.main(args, settings)
     profile = load_profile(args.profile)
     if args.out is not None:
         prepare_out_dir(args.out)  # fail before a long run, not after it
