@@ -27,6 +27,8 @@ from twin.core.limits import (
 )
 
 U32Array = npt.NDArray[np.uint32]
+#: Below this many samples the per-sample tests cost less than proving them uniform.
+_UNIFORM_CHECK_MIN = 256
 
 
 class StatusBit(IntEnum):
@@ -173,11 +175,12 @@ def line_status_bits(
 ) -> U32Array:
     """Per-sample status bits 0-9 of a powered meter (arrays (2, n) and (n,)); ``pf`` signed."""
     n = frequency_hz.shape[0]
-    uniform = _uniform_bits(
-        elements, voltage_v, current_a, power_w, pf, frequency_hz, temperature_c, max_current_a
-    )
-    if uniform is not None:
-        return np.full(n, uniform, np.uint32)
+    if n >= _UNIFORM_CHECK_MIN:
+        uniform = _uniform_bits(
+            elements, voltage_v, current_a, power_w, pf, frequency_hz, temperature_c, max_current_a
+        )
+        if uniform is not None:
+            return np.full(n, uniform, np.uint32)
     pf_abs = np.abs(pf)
     bits = np.zeros(n, dtype=np.int64)
     for e in range(elements):
