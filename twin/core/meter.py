@@ -86,7 +86,7 @@ class MeterCore:
         shared: SharedMeasurements | None = None,
     ) -> None:
         self.config = config or MeterConfig()
-        self._shared = shared
+        self.shared = shared  # the shell may swap it when the meter's inputs change
         self.emit_edges = emit_edges
         self.emit_series = emit_series
         self._curve = ErrorCurve.from_config(self.config.accuracy, self.config.model)
@@ -196,7 +196,7 @@ class MeterCore:
     def _measure(self, block: SampleBlock) -> Measured:
         """The block as this meter measures it; shared with the cores whose key matches."""
         key = None
-        if self._shared is not None and not self.emit_series:
+        if self.shared is not None and not self.emit_series:
             supply_state = (self._supply.powered, self._supply.dip_us)
             key = (
                 self.config.model,
@@ -206,7 +206,7 @@ class MeterCore:
                 self._mode,
                 supply_state,
             )
-            hit = self._shared.lookup(block, key)
+            hit = self.shared.lookup(block, key)
             if hit is not None:
                 self._supply.powered, self._supply.dip_us = hit.supply_after
                 return hit
@@ -221,8 +221,8 @@ class MeterCore:
             pf=pf,
             energy_uj=energy_uj(p, block.dt_us),  # µJ per sample and element
         )
-        if self._shared is not None and key is not None:
-            self._shared.store(block, key, measured)
+        if self.shared is not None and key is not None:
+            self.shared.store(block, key, measured)
         return measured
 
     def _run_unpowered(self, m: int, dt_us: int, events: list[Event]) -> None:

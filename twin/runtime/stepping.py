@@ -35,6 +35,16 @@ YIELD_AFTER_S = 0.003  # step at most this long before letting requests through
 # (~1.5 ms of work at the core's ~10 M samples/s), small enough to yield often.
 CHUNK_SAMPLES = 16_384
 TICK_BUDGET_S = 0.05  # wall time a tick may spend stepping; the rest waits (lag)
+# A core call costs ~0.1 ms whatever its length, so a fleet pays it once per meter per
+# tick: past this many meters the tick stretches in proportion (at most MAX_TICK_S),
+# so a big fleet advances more samples per call instead of more calls.
+METERS_PER_TICK = 1_000
+MAX_TICK_S = 1.0
+
+
+def fleet_tick_s(tick_s: float, meters: int) -> float:
+    """The tick for a fleet of ``meters``: ``tick_s`` up to METERS_PER_TICK, then longer."""
+    return max(tick_s, min(MAX_TICK_S, tick_s * meters / METERS_PER_TICK))
 
 
 class Steppable(Protocol):
@@ -120,9 +130,11 @@ class Stepper:
 async def tick_loop(
     stepper: Stepper, tick_s: float, after_step: Callable[[], Awaitable[None]]
 ) -> None:
-    """Every ``tick_s`` of wall time: step to the clock, then ``after_step`` (faults,
-    traces, checkpoints). A failure is logged (once a second at most), not fatal."""
+    """Every ``tick_s`` of wall time (longer for a big fleet: :func:`fleet_tick_s`): step
+    to the clock, then ``after_step`` (faults, traces, checkpoints). A failure is logged
+    (once a second at most), not fatal."""
     loop = asyncio.get_running_loop()
+    tick_s = fleet_tick_s(tick_s, len(stepper.meters))
     next_t = loop.time()
     while True:
         next_t += tick_s
