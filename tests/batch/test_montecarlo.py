@@ -29,7 +29,7 @@ HOUR_S = 3600.0
 
 
 def test_workers_give_the_table_of_one_process() -> None:
-    runs = seed_runs("default", MODEL, range(1, 7))
+    runs = seed_runs("default", MeterConfig(model=MODEL), range(1, 7))
     one = table_csv(run_all(runs, duration_s=HOUR_S, step_s=10.0, jobs=1))
     two = table_csv(run_all(runs, duration_s=HOUR_S, step_s=10.0, jobs=2))
     assert one == two
@@ -40,7 +40,10 @@ def test_workers_give_the_table_of_one_process() -> None:
 
 def test_rows_are_in_class_against_an_independent_integration() -> None:
     rows = run_all(
-        seed_runs("default", MODEL, range(10, 30)), duration_s=HOUR_S, step_s=1.0, jobs=1
+        seed_runs("default", MeterConfig(model=MODEL), range(10, 30)),
+        duration_s=HOUR_S,
+        step_s=1.0,
+        jobs=1,
     )
     expected = implied_energy(load_profile("default").sampler(), 1.0, duration_s=HOUR_S)
     reference_wh = rows[0]["reference_delivered_uj"] / 3.6e9
@@ -106,7 +109,10 @@ def test_cli_seeds_write_the_table_and_population(tmp_path: Path) -> None:
 
 def test_cli_meters_count_seeds_up(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["simulate", "residential-day", "--duration", "1h", "--step", "60s"]
-    assert cli_main([*argv, "--meters", "3", "--seed", "5", "--jobs", "1"]) == 0
+    assert (
+        cli_main([*argv, "--meters", "3", "--seed", "5", "--accuracy-seed", "5", "--jobs", "1"])
+        == 0
+    )
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [(r["accuracy_seed"], r["load_seed"]) for r in rows] == [
         ("5", "5"),

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twin.batch.simulate import Recorder, SimSettings, make_core, simulate
+from twin.batch.recorder import Recorder
+from twin.batch.simulate import SimSettings, make_core, simulate
 from twin.cli import main as cli_main
 from twin.core import (
     AccuracyConfig,
@@ -57,7 +58,9 @@ def busy_day(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def live_run(profile_ref: str | Path, settings: SimSettings, block: int) -> Snapshot:
     """The live twin's way: a plain core driven a few samples at a time."""
     profile = load_profile(profile_ref)
-    core = MeterCore(MeterConfig(model=settings.model, accuracy=AccuracyConfig(settings.seed)))
+    core = MeterCore(
+        MeterConfig(model=settings.model, accuracy=AccuracyConfig(settings.accuracy_seed))
+    )
     n = round(profile.duration_s / settings.step_s)
     for _ in drive(core, profile.sampler(settings.seed), 0.0, settings.step_s, n, block):
         pass
@@ -66,7 +69,7 @@ def live_run(profile_ref: str | Path, settings: SimSettings, block: int) -> Snap
 
 @pytest.mark.parametrize("seed", [None, 7])
 def test_summary_equals_registers_of_a_live_run(busy_day: Path, seed: int | None) -> None:
-    settings = SimSettings(step_s=10.0, seed=seed)
+    settings = SimSettings(step_s=10.0, seed=seed, accuracy_seed=seed)
     summary = simulate(load_profile(busy_day), settings).summary
     snap = live_run(busy_day, settings, block=7)
     for key in (
@@ -138,7 +141,7 @@ def test_recorder_independent_of_block_split() -> None:
     def run(sizes: list[int]) -> tuple[dict[str, np.ndarray], Snapshot]:
         settings = SimSettings(step_s=dt, interval_s=60.0)
         rec = Recorder(n, dt, settings.samples_per_row, settings.model)
-        core = make_core(settings, rec)
+        core = make_core(MeterConfig(model=settings.model), rec)
         i = 0
         for size in sizes:
             m = min(size, n - i)
@@ -185,7 +188,7 @@ def test_cli_writes_deterministic_files(tmp_path: Path, busy_day: Path) -> None:
         assert a.read_bytes() == b.read_bytes(), name
     header = (tmp_path / "a" / "timeseries.csv").read_text().splitlines()[0].split(",")
     assert header[:4] == ["time_s", "power_l1_w", "power_l2_w", "power_w"]
-    assert all(h.endswith(("_s", "_w", "_wh", "_kw", "_count", "_code")) for h in header)
+    assert all(h.endswith(("_s", "_w", "_v", "_wh", "_kw", "_count", "_code")) for h in header)
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["seed"] == 5 and summary["profile"] == "busy-day"
     events = [json.loads(x) for x in (tmp_path / "a" / "events.jsonl").read_text().splitlines()]

@@ -1,4 +1,5 @@
-"""simulate never runs past the profile's end when --step does not divide its duration."""
+"""simulate runs exactly the profile when --step does not divide its duration: whole
+steps, then one shorter last step (never past the end, never short)."""
 
 from __future__ import annotations
 
@@ -6,26 +7,30 @@ import json
 
 import pytest
 
-from twin.batch.simulate import SimSettings, sample_count, simulate
+from twin.batch.simulate import SimSettings, simulate, steps
 from twin.cli import main as cli_main
 from twin.errors import ConfigError
 from twin.loadprofile import load_profile
 
 
-def test_step_that_does_not_divide_drops_the_partial_step() -> None:
+def test_step_that_does_not_divide_runs_a_shorter_last_step() -> None:
     profile = load_profile("full-load-then-faults")
     assert profile.duration_s == 3600
     result = simulate(profile, SimSettings(step_s=420.0, interval_s=420.0))  # 7 min
-    assert result.summary["samples"] == 8  # floor(3600 / 420), not round() = 9
-    assert result.summary["duration_s"] == 3360 <= profile.duration_s
+    assert steps(profile, SimSettings(step_s=420.0)) == (8, 240.0)  # 8 x 7 min, then 4 min
+    assert result.summary["samples"] == 9
+    assert result.summary["duration_s"] == 3600 == profile.duration_s
+    assert result.columns["time_s"][-2:].tolist() == [3360.0, 3600.0]
+    # the last row is 4 min long: its mean power is over those 4 min, not 7
+    assert result.columns["power_w"][-1] == pytest.approx(3600 + 1800)
 
 
 def test_float_noise_does_not_lose_a_step() -> None:
     profile = load_profile("full-load-then-faults")
     # 0.3 / 0.1 == 2.9999999999999996: still three whole steps
-    assert sample_count(profile, SimSettings(duration_s=0.3, step_s=0.1)) == 3
-    assert sample_count(profile, SimSettings(step_s=1.0)) == 3600
-    assert sample_count(profile, SimSettings(step_s=3600.0)) == 1
+    assert steps(profile, SimSettings(duration_s=0.3, step_s=0.1)) == (3, 0.0)
+    assert steps(profile, SimSettings(step_s=1.0)) == (3600, 0.0)
+    assert steps(profile, SimSettings(step_s=3600.0)) == (1, 0.0)
 
 
 def test_step_longer_than_the_profile_is_a_config_error() -> None:

@@ -10,13 +10,12 @@ import math
 from pathlib import Path
 
 from devices import open_sink
-from tests.helpers import find_free_port
 from tests.mirror.standin import StandIn, pf1_profile, until
 from twin.core import MeterModel, StatusBit
-from twin.mirror import Follow, Mirror, MirrorConfig, with_mirror_bits
+from twin.mirror import Follow, MirrorConfig, with_mirror_bits
 from twin.mirror.pulse_out import PulseOut
 from twin.modbus.client import MeterClient
-from twin.modbus.tcp import ModbusTcpServer
+from twin.runtime import Twin, TwinConfig
 
 MODEL = MeterModel.parse("MMD-200A")
 
@@ -63,34 +62,35 @@ def test_demand_from_counted_energy() -> None:
 async def test_follow_mode_serves_the_stand_ins_energy_and_power_over_modbus(
     tmp_path: Path,
 ) -> None:
+    """The mirror as a part of a Twin: its one meter serves the followed registers."""
     stand = StandIn(pf1_profile(tmp_path))
-    port = find_free_port()
-    config = MirrorConfig("virtual://follow?kh=10", refresh_s=None)
-    now_s = [0.0]
+    config = TwinConfig(
+        port=0,
+        speed=None,
+        allow_writes=True,
+        mirror=MirrorConfig("virtual://follow?kh=10", refresh_s=None),
+    )
     async with (
         PulseOut(open_sink("virtual://follow")) as out,
-        Mirror(config, clock=lambda: now_s[0]) as mirror,
+        Twin(config) as twin,
+        MeterClient(port=twin.port) as client,
     ):
-        assert mirror.endpoint is not None
-        server = ModbusTcpServer({1: mirror.endpoint}, "127.0.0.1", port)
-        await server.start()
-        try:
-            async with MeterClient(port=port) as client:
-                for _ in range(12):  # an hour in 5-minute steps
-                    out.on_events(stand.step(300))
-                    await out.flush()
-                    await until(lambda: mirror.source.total_counts == out.sink.closures, "mirror")
-                    now_s[0] = stand.t_s  # the mirror's clock: time the edges have reached
-                    mirror.refresh()
-                    energy_wh = await client.read_uint(0, 4)
-                    power_w = await client.read_float32(20)
-                    mode = (await client.read_registers(70, 1))[0]
-                    assert mode == 1
-                    assert abs(energy_wh - stand.energy_wh) <= 10  # within one pulse
-                    # 2400 W: one closure every 15 s, timestamped to the microsecond.
-                    true_w = stand.core.snapshot().power_w
-                    assert math.isclose(power_w, true_w, rel_tol=1e-5)
-                demand_kw = await client.read_float32(42)
-                assert abs(demand_kw - 2.4) <= 3600 * 10 / 300 / 1000  # a pulse per 5 min
-        finally:
-            await server.close()
+        mirror = twin.mirror
+        assert mirror is not None
+        for _ in range(12):  # an hour in 5-minute steps
+            out.on_events(stand.step(300))
+            await out.flush()
+            await until(lambda: mirror.source.total_counts == out.sink.closures, "mirror")
+            energy_wh = await client.read_uint(0, 4)
+            power_w = await client.read_float32(20)
+            mode = (await client.read_registers(70, 1))[0]
+            assert mode == 1
+            assert abs(energy_wh - stand.energy_wh) <= 10  # within one pulse
+            assert twin.meters[0].snapshot.energy_delivered_wh == energy_wh  # MQTT/HTTP see it
+            # 2400 W: one closure every 15 s, timestamped to the microsecond.
+            true_w = stand.core.snapshot().power_w
+            assert math.isclose(power_w, true_w, rel_tol=1e-5)
+        demand_kw = await client.read_float32(42)
+        assert abs(demand_kw - 2.4) <= 3600 * 10 / 300 / 1000  # a pulse per 5 min
+        refused = twin.control.run("reset_max_demand", {})  # the core's command: not here
+        assert not refused.ok and "mirrors a physical meter" in (refused.error or "")

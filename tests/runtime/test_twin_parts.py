@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import find_free_port
 from twin.core import ErrorCleared, ErrorRaised, Event, InjectError, MeterErrorKind
-from twin.errors import ServeError
+from twin.errors import ServeError, StoreError
 from twin.runtime import LiveMeter, Twin, TwinConfig, load_fleet
 from twin.store import Store, store_path
 
@@ -90,3 +90,22 @@ async def test_stop_saves_the_last_checkpoint(tmp_path: Path) -> None:
     with Store(store_path(tmp_path / "state"), read_only=True) as store:
         saved = store.load(twin.meter().serial)
     assert saved is not None and saved.energy_delivered_uj == energy_uj
+
+
+async def test_another_model_on_the_same_state_is_refused_and_releases_everything(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    async with Twin(TwinConfig(port=0, speed=None, state_dir=state, model="MMD-200A")) as twin:
+        twin.step(600)
+        energy_l2_uj = twin.meter().nv_state().energy_l2_uj
+    assert energy_l2_uj > 0
+    port = find_free_port()
+    single = TwinConfig(port=port, speed=None, state_dir=state, model="MMS-200A")
+    with pytest.raises(StoreError, match=r"saved as a MMD-200A.*as a MMS-200A"):
+        async with Twin(single):
+            pass
+    assert _can_bind(port)
+    # the store was released and is untouched: the same model continues the meter
+    async with Twin(TwinConfig(port=0, speed=None, state_dir=state, model="MMD-200A")) as twin:
+        assert twin.meter().nv_state().energy_l2_uj == energy_l2_uj

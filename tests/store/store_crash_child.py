@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from twin.core import MeterConfig, MeterCore, NvState, SampleBlock
-from twin.store.sqlite import Checkpointer, Store
+from twin.store import Checkpointer, Store
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from twin.core import MeterConfig, MeterCore, NvState, SampleBlock
 from twin.errors import StoreError
-from twin.store.sqlite import (
+from twin.store import (
     APPLICATION_ID,
     SCHEMA_VERSION,
     Checkpointer,
@@ -69,7 +69,8 @@ def _write_raw_row(db: Path, serial: str, text: str, crc: int | None = None) -> 
     conn = sqlite3.connect(db)
     with conn:
         conn.execute(
-            "INSERT OR REPLACE INTO meters VALUES (?, ?, ?, 0)",
+            "INSERT OR REPLACE INTO meters (serial, nv_json, nv_crc32, saved_at_unix_s) "
+            "VALUES (?, ?, ?, 0)",
             (serial, text, zlib.crc32(text.encode()) if crc is None else crc),
         )
     conn.close()

@@ -3,15 +3,18 @@ drive loop and metrology as the live twin), recorded per row and per event, and 
 report written from it (CSV/Parquet time series, events, summary, plots).
 """
 
-from twin.batch.report import DATA_FILES, PLOT_FILES, write_all
-from twin.batch.simulate import SimResult, SimSettings, build_summary, simulate
+from twin.batch.plots import PLOT_FILES
+from twin.batch.recorder import Recorder
+from twin.batch.report import DATA_FILES, write_all
+from twin.batch.simulate import SimResult, SimSettings, simulate, steps
 
 __all__ = [
     "DATA_FILES",
     "PLOT_FILES",
+    "Recorder",
     "SimResult",
     "SimSettings",
-    "build_summary",
     "simulate",
+    "steps",
     "write_all",
 ]

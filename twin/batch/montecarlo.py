@@ -2,7 +2,8 @@
 
 Theory of operation. A study is a list of :class:`MeterRun` (one meter each: a
 label, a profile reference, its core configuration with its accuracy seed, and the
-seed of the profile's noise). ``minimeter simulate --seeds A..B`` builds one run per
+seed of the profile's noise). A duration the step does not divide ends with one
+shorter step, as ``simulate`` runs it. ``minimeter simulate --seeds A..B`` builds one run per
 accuracy seed on one profile and one load (:func:`seed_runs`), so the rows differ
 only by the meters' error curves; ``--meters N`` and ``--fleet FILE`` build them
 from a fleet (the CLI's job: fleets belong to the runtime, above this package).
@@ -29,8 +30,8 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
-from twin.batch.simulate import SimSettings, sample_count
-from twin.core import AccuracyConfig, MeterConfig, MeterCore, MeterModel
+from twin.batch.simulate import SimSettings, steps
+from twin.core import AccuracyConfig, MeterConfig, MeterCore
 from twin.drive import drive
 from twin.errors import ConfigError
 from twin.loadprofile import Profile, load_profile
@@ -94,14 +95,14 @@ def parse_seed_range(text: str) -> range:
 
 
 def seed_runs(
-    profile: str, model: MeterModel, seeds: range, load_seed: int | None = None
+    profile: str, meter: MeterConfig, seeds: range, load_seed: int | None = None
 ) -> list[MeterRun]:
-    """One meter per accuracy seed, all on the same load."""
+    """One ``meter`` per accuracy seed, all on the same load."""
     return [
         MeterRun(
             label=f"seed-{seed}",
             profile=profile,
-            config=MeterConfig(model=model, accuracy=AccuracyConfig(seed=seed)),
+            config=replace(meter, accuracy=replace(meter.accuracy, seed=seed)),
             load_seed=load_seed,
         )
         for seed in seeds
@@ -132,10 +133,14 @@ def _run_one(job: _Job) -> dict[str, Any]:
     """Drive one meter over its load; the registers at the end as a row (no reference yet)."""
     run = job.run
     profile = _profile(run.profile)
-    n = sample_count(profile, SimSettings(duration_s=job.duration_s, step_s=job.step_s))
+    n, tail_s = steps(profile, SimSettings(duration_s=job.duration_s, step_s=job.step_s))
     core = MeterCore(run.config, emit_edges=False, emit_series=False)
-    for _events in drive(core, profile.sampler(run.load_seed), 0.0, job.step_s, n, BLOCK_SAMPLES):
+    sampler = profile.sampler(run.load_seed)
+    for _events in drive(core, sampler, 0.0, job.step_s, n, BLOCK_SAMPLES):
         pass
+    if tail_s:  # a shorter last step, as simulate runs it: the whole duration, no more
+        for _events in drive(core, sampler, n * job.step_s, tail_s, 1):
+            pass
     snap = core.snapshot()
     return {
         "label": run.label,
@@ -177,7 +182,7 @@ def run_all(
         raise ConfigError(f"--jobs: {jobs} invalid; expected at least 1")
     settings = SimSettings(duration_s=duration_s, step_s=step_s)
     for ref in sorted({r.profile for r in runs}):
-        sample_count(_profile(ref), settings)  # a bad profile or duration fails here
+        steps(_profile(ref), settings)  # a bad profile or duration fails here
     references = {_reference_key(r): _ideal(r) for r in runs}
     keys = list(references)
     todo = [_Job(r, duration_s, step_s) for r in (*runs, *references.values())]

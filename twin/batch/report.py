@@ -6,15 +6,12 @@ timestamps, so two runs of the same profile, model and seed give byte-identical
 ``timeseries.csv``, ``events.jsonl`` and ``summary.json``. The CSV is formatted
 in chunks with one ``%`` operation per chunk (the C formatter does the work; a
 year at one minute is half a million rows). Parquet is written only when pyarrow
-is installed. Plots use matplotlib's Agg backend, imported lazily so the core
-install does not need it; long series are binned to a few thousand points
-before plotting, which is all a PNG can show anyway.
+is installed. Plots are ``twin.batch.plots``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -22,17 +19,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from twin.batch.plots import PLOT_FILES, write_plots
 from twin.batch.simulate import SimResult
-from twin.core import ErrorCleared, ErrorCode, ErrorRaised, PulseEdges, ScalarEvent
+from twin.core import PulseEdges, ScalarEvent
 from twin.errors import ConfigError
 
 _CHUNK_ROWS = 20_000
-_PLOT_POINTS = 3000
 #: Every file name a run can write (write_plots writes exactly PLOT_FILES). A new run
 #: removes these first, so --out holds only its own outputs (no stale plots after
 #: --no-plot, no stale Parquet without pyarrow); any other file there is left alone.
 DATA_FILES = ("timeseries.csv", "timeseries.parquet", "events.jsonl", "summary.json")
-PLOT_FILES = ("power.png", "energy.png", "demand.png", "pulses.png", "status.png")
 
 
 def _fmt(name: str) -> str:
@@ -130,189 +126,3 @@ def write_all(out_dir: Path, result: SimResult, plots: bool = True) -> list[Path
     if plots:
         written.extend(write_plots(out_dir, result))
     return written
-
-
-# ------------------------------------------------------------------ plots
-
-
-def _time_axis(t_s: npt.NDArray[Any]) -> tuple[float, str]:
-    span = float(t_s[-1]) if t_s.size else 0.0
-    for scale, unit in ((86_400.0, "d"), (3600.0, "h"), (60.0, "min")):
-        if span >= 3 * scale:
-            return scale, unit
-    return 1.0, "s"
-
-
-def _duration_text(seconds: float) -> str:
-    for scale, unit in ((86_400.0, "d"), (3600.0, "h"), (60.0, "min")):
-        if seconds >= scale and seconds % scale == 0:
-            return f"{seconds / scale:g} {unit}"
-    return f"{seconds:g} s"
-
-
-def _bin(x: npt.NDArray[Any], k: int, how: str) -> npt.NDArray[np.float64]:
-    """Aggregate consecutive groups of k values (the last group may be short)."""
-    x = np.asarray(x, dtype=np.float64)
-    if k <= 1:
-        return x
-    starts = np.arange(0, x.size, k)
-    if how == "last":
-        return np.asarray(x[np.minimum(starts + k, x.size) - 1], dtype=np.float64)
-    if how == "max":
-        return np.asarray(np.maximum.reduceat(x, starts), dtype=np.float64)
-    sums = np.add.reduceat(x, starts)
-    return np.asarray(sums if how == "sum" else sums / np.diff(np.append(starts, x.size)))
-
-
-def error_spans(result: SimResult, end_s: float) -> dict[str, list[tuple[float, float]]]:
-    """Active spans of each error code (by name) and of the unpowered state."""
-    spans: dict[str, list[tuple[float, float]]] = {}
-    open_at: dict[str, float] = {}
-    for ev in result.events:
-        if isinstance(ev, ErrorRaised | ErrorCleared):
-            name = ErrorCode(ev.code).name.lower()
-            if isinstance(ev, ErrorRaised):
-                open_at.setdefault(name, ev.time_s)
-            elif name in open_at:
-                spans.setdefault(name, []).append((open_at.pop(name), ev.time_s))
-    for name, t in open_at.items():
-        spans.setdefault(name, []).append((t, end_s))
-    if result.unpowered_spans:
-        spans["unpowered"] = list(result.unpowered_spans)
-    return spans
-
-
-def pulse_rate_per_h(
-    counts: npt.NDArray[Any], interval_s: float, min_pulses: float = 20.0
-) -> tuple[npt.NDArray[np.float64], float]:
-    """Pulses per hour over a trailing window long enough to hold ~min_pulses pulses.
-
-    Per-interval counts of a slow output are 0 or 1: unreadable as a rate.
-    """
-    c = np.asarray(counts, dtype=np.float64)
-    mean = float(c.mean()) if c.size else 0.0
-    w = math.ceil(min_pulses / mean) if mean > 0 else 1
-    w = max(1, min(w, c.size // 10 or 1))
-    cum = np.concatenate(([0.0], np.cumsum(c)))
-    idx = np.arange(1, c.size + 1)
-    rate = (cum[idx] - cum[np.maximum(idx - w, 0)]) / (np.minimum(idx, w) * interval_s / 3600.0)
-    return np.asarray(rate, dtype=np.float64), w * interval_s
-
-
-def write_plots(out_dir: Path, result: SimResult) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = result.columns
-    t_s = cols["time_s"]
-    k = max(1, math.ceil(t_s.size / _PLOT_POINTS))
-    if t_s.size and float(t_s[-1]) > 14 * 86_400:
-        # Past two weeks a daily cycle is a solid smear: show days (mean and range).
-        k = max(k, round(86_400 / result.interval_s))
-    bin_label = "" if k == 1 else f", {_duration_text(k * result.interval_s)} bins"
-    scale, unit = _time_axis(t_s)
-    t = _bin(t_s, k, "last") / scale
-    xlabel = f"time ({unit})"
-    name = result.summary.get("profile", "")
-    model = result.summary.get("model", "")
-    paths: list[Path] = []
-
-    def figure(title: str, rows: int = 1) -> tuple[Any, Any]:
-        fig, axes = plt.subplots(rows, 1, figsize=(10, 3 + 1.6 * rows), sharex=True, dpi=100)
-        fig.suptitle(f"{title} — {name} ({model})")
-        return fig, axes
-
-    def save(fig: Any, axes: Any, filename: str) -> None:
-        for ax in np.atleast_1d(axes):
-            ax.grid(True, alpha=0.3)
-        np.atleast_1d(axes)[-1].set_xlabel(xlabel)
-        fig.tight_layout()
-        path = out_dir / filename
-        fig.savefig(path, metadata={"Software": None})
-        plt.close(fig)
-        paths.append(path)
-
-    fig, ax = figure("Power")
-    for key, label in (("power_l1_w", "L1"), ("power_l2_w", "L2"), ("power_w", "total")):
-        (line,) = ax.plot(t, _bin(cols[key], k, "mean") / 1000.0, label=label, lw=1)
-        if k > 1:
-            low = -_bin(-np.asarray(cols[key]), k, "max") / 1000.0
-            high = _bin(cols[key], k, "max") / 1000.0
-            ax.fill_between(t, low, high, color=line.get_color(), alpha=0.15, lw=0)
-    ax.set_ylabel("mean power (kW)")
-    if k > 1:
-        ax.set_title(
-            f"line: mean, band: range of the {_duration_text(result.interval_s)} means{bin_label}",
-            fontsize=9,
-        )
-    ax.legend(loc="upper right")
-    save(fig, ax, "power.png")
-
-    fig, ax = figure("Cumulative energy")
-    for key, label in (
-        ("energy_delivered_wh", "delivered"),
-        ("energy_l1_wh", "L1"),
-        ("energy_l2_wh", "L2"),
-        ("energy_received_wh", "received"),
-    ):
-        ax.plot(t, _bin(cols[key], k, "last") / 1000.0, label=label, lw=1.2)
-    ax.set_ylabel("energy (kWh)")
-    ax.legend(loc="upper left")
-    save(fig, ax, "energy.png")
-
-    fig, ax = figure("Demand")
-    ax.step(
-        t,
-        _bin(cols["demand_max_kw"], k, "last"),
-        where="post",
-        label="max demand",
-        lw=3,
-        alpha=0.5,
-        color="tab:orange",
-    )
-    demand_label = "demand" if k == 1 else "demand (largest per bin)"
-    ax.step(
-        t,
-        _bin(cols["demand_kw"], k, "max"),
-        where="post",
-        label=demand_label,
-        lw=1,
-        color="tab:blue",
-    )
-    ax.set_ylabel("demand (kW)")
-    ax.legend(loc="upper right")
-    save(fig, ax, "demand.png")
-
-    fig, axes = figure("Pulse rate", rows=4)
-    outputs = (
-        ("pulses_10wh_count", "10 Wh output"),
-        ("pulses_100wh_count", "100 Wh output"),
-        ("pulses_1000wh_count", "1000 Wh output"),
-        ("counter_count", "counter"),
-    )
-    for ax, (key, label) in zip(axes, outputs, strict=True):
-        rate_h, window_s = pulse_rate_per_h(cols[key], result.interval_s)
-        window = _duration_text(window_s) if window_s < 3600 else f"{window_s / 3600:.3g} h"
-        ax.plot(t, _bin(rate_h, k, "mean"), lw=1, label=f"{label} (mean over {window})")
-        ax.set_ylabel("pulses/h")
-        ax.legend(loc="upper right")
-    save(fig, axes, "pulses.png")
-
-    fig, ax = figure("Errors and status")
-    end_s = float(t_s[-1])
-    spans = error_spans(result, end_s)
-    lanes = sorted(spans) or ["no errors"]
-    for y, lane in enumerate(lanes):
-        bars = [(a / scale, max(b - a, 0.0) / scale) for a, b in spans.get(lane, [])]
-        ax.broken_barh(bars, (y - 0.35, 0.7), color="tab:red" if lane != "unpowered" else "0.4")
-    ax.axvspan(0.0, end_s / scale, color="tab:green", alpha=0.08, lw=0)
-    ax.set_yticks(range(len(lanes)), lanes)
-    ax.set_ylim(-0.7, len(lanes) - 0.3)
-    ax.set_xlim(0.0, end_s / scale)
-    ax.set_ylabel("active condition")
-    if not spans:
-        ax.text(0.5, 0.5, "no errors, no outages", transform=ax.transAxes, ha="center")
-    save(fig, ax, "status.png")
-    return paths

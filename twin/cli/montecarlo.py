@@ -2,11 +2,13 @@
 
 The population is built here (fleet files belong to the runtime, above the batch
 package) and run by :mod:`twin.batch.montecarlo` across ``--jobs`` worker
-processes. ``--seeds A..B``: one meter per accuracy seed on one load (the profile's
-noise seeded by ``--seed``); ``--meters N``: N meters whose load and accuracy seeds
-count up from ``--seed`` (default 1); ``--fleet FILE``: the file's meters, each on
-its own profile and model, accuracy seeds counted up from ``--seed`` (default 1),
-load seed as the file gives it. The table goes to ``--out DIR/summary.csv`` (with
+processes. ``--seeds A..B``: one meter per accuracy seed on one load (the meter
+the other options and the profile choose; the profile's noise seeded by
+``--seed``); ``--meters N``: N such meters, accuracy seeds counted up from
+``--accuracy-seed`` (default 1) and, with ``--seed``, load seeds counted up from it;
+``--fleet FILE``: the file's meters, each on its own profile and model, accuracy
+seeds counted up from ``--accuracy-seed`` (default 1), load seed as the file gives
+it. The table goes to ``--out DIR/summary.csv`` (with
 ``population.json``) or, without ``--out``, to stdout; the population's spread is
 printed (JSON with ``--json``), timings go to stderr.
 """
@@ -18,6 +20,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 
 from twin.batch.montecarlo import (
     MAX_RUNS,
@@ -30,7 +33,7 @@ from twin.batch.montecarlo import (
 )
 from twin.batch.report import prepare_out_dir
 from twin.batch.simulate import SimSettings
-from twin.core import AccuracyConfig, MeterConfig
+from twin.core import MeterConfig
 from twin.errors import ConfigError
 from twin.runtime.fleet import load_fleet, meter_configs
 from twin.units import SEED_MAX
@@ -52,27 +55,29 @@ def wanted(args: argparse.Namespace) -> bool:
 
 
 def build_runs(args: argparse.Namespace, settings: SimSettings) -> list[MeterRun]:
+    meter = settings.meter if settings.meter is not None else MeterConfig(model=settings.model)
     if args.seeds is not None:
-        return seed_runs(args.profile, settings.model, parse_seed_range(args.seeds), settings.seed)
-    base = 1 if settings.seed is None else settings.seed
+        return seed_runs(args.profile, meter, parse_seed_range(args.seeds), settings.seed)
+    base = 1 if settings.accuracy_seed is None else settings.accuracy_seed
     if args.meters is not None:
         if not 1 <= args.meters <= MAX_RUNS:
             raise ConfigError(f"--meters {args.meters}: out of range; expected 1..{MAX_RUNS:,}")
-        if base + args.meters - 1 > SEED_MAX:
+        last = max(base, settings.seed or 0) + args.meters - 1
+        if last > SEED_MAX:
             raise ConfigError(
-                f"--seed {base} with --meters {args.meters}: seeds would pass {SEED_MAX}; "
-                f"expected --seed <= {SEED_MAX - args.meters + 1}"
+                f"--meters {args.meters}: seeds would pass {SEED_MAX}; expected "
+                f"--seed and --accuracy-seed <= {SEED_MAX - args.meters + 1}"
             )
         return [
             MeterRun(
                 label=f"MM{i + 1:08d}",
                 profile=args.profile,
-                config=MeterConfig(
-                    model=settings.model,
+                config=replace(
+                    meter,
                     serial_number=f"MM{i + 1:08d}",
-                    accuracy=AccuracyConfig(seed=base + i),
+                    accuracy=replace(meter.accuracy, seed=base + i),
                 ),
-                load_seed=base + i,
+                load_seed=None if settings.seed is None else settings.seed + i,
             )
             for i in range(args.meters)
         ]

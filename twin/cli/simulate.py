@@ -15,35 +15,57 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from twin.batch.simulate import SimSettings
+from twin.batch.simulate import SimSettings, error_names
 from twin.cli import montecarlo
-from twin.core import DEFAULT_MODEL, MeterModel
+from twin.cli.meter_options import add_meter_options, choices_from_args
+from twin.control import profile_choices, resolve
+from twin.core import DEFAULT_MODEL, AccuracyConfig, MeterConfig, MeterModel
 from twin.errors import ConfigError
-from twin.units import parse_duration_s
+from twin.loadprofile import Profile
+from twin.units import SEED_MAX, SEED_MIN, SEED_RANGE_TEXT, parse_duration_s
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("profile", metavar="PROFILE", help="shipped profile name or YAML path")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="meter model (default %(default)s)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="meter model (default: %(default)s)")
     parser.add_argument(
         "--duration", help="simulated time, e.g. 90, 15min, 1h, 7d (default: the profile's)"
     )
-    parser.add_argument("--step", default="1", help="sample period, e.g. 1, 10s (default 1 s)")
     parser.add_argument(
-        "--interval", default="1min", help="time-series row interval (default 1min)"
+        "--step",
+        default="1",
+        help="sample period, e.g. 1, 10s, 1h; a step that does not divide the duration "
+        "ends with one shorter step (default: 1 s)",
     )
     parser.add_argument(
-        "--seed", type=int, help="seed: profile noise and a per-meter accuracy curve in class"
+        "--interval", default="1min", help="time-series row interval (default: 1min)"
     )
-    parser.add_argument("--out", type=Path, help="write timeseries, events, summary and plots here")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument(
+        "--seed", type=int, help="seed of the profile's noise (default: the profile's seed)"
+    )
+    parser.add_argument(
+        "--accuracy-seed",
+        type=int,
+        help="draw a per-meter error curve within the accuracy class (default: none, ideal)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="write timeseries, events, summary and plots here (default: none, print only)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print the summary as JSON (default: text)"
+    )
     parser.add_argument(
         "--plot",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="write PNG plots into --out (default on)",
+        help="write PNG plots into --out (default: on)",
     )
-    parser.add_argument("--edges", action="store_true", help="also log every pulse edge")
+    parser.add_argument(
+        "--edges", action="store_true", help="also log every pulse edge (default: off)"
+    )
+    add_meter_options(parser, fleet=False)
     montecarlo.add_arguments(parser)
 
 
@@ -54,18 +76,26 @@ def _duration(option: str, text: str) -> float:
     return value
 
 
-def settings_from_args(args: argparse.Namespace) -> SimSettings:
+def settings_from_args(args: argparse.Namespace, profile: Profile) -> SimSettings:
+    """The run's settings; the meter's are the options over the profile's own keys."""
     try:
         model = MeterModel.parse(args.model)
     except ValueError as exc:
         raise ConfigError(f"--{exc}") from None
+    seed = args.accuracy_seed
+    if seed is not None and not SEED_MIN <= seed <= SEED_MAX:
+        raise ConfigError(f"--accuracy-seed: {seed} out of range; expected {SEED_RANGE_TEXT}")
+    base = MeterConfig(model=model, accuracy=AccuracyConfig(seed=seed))
+    layers = [choices_from_args(args), profile_choices(profile)]
     return SimSettings(
+        meter=resolve(base, [layer for layer in layers if layer is not None]),
         model=model,
         duration_s=None if args.duration is None else _duration("--duration", args.duration),
         step_s=_duration("--step", args.step),
         seed=args.seed,
         interval_s=_duration("--interval", args.interval),
         edges=args.edges,
+        accuracy_seed=args.accuracy_seed,
     )
 
 
@@ -107,7 +137,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"counter {summary['counter_counts']}",
         f"max demand         {summary['demand_max_kw']:.3f} kW "
         f"(peak {summary['demand_peak_kw']:.3f} kW at {summary['demand_peak_at_s']:.0f} s)",
-        f"errors seen        {summary['errors_seen'] or 'none'}",
+        f"errors seen        {', '.join(error_names(summary['errors_seen'])) or 'none'}",
         f"unpowered          {summary['unpowered_s']:g} s",
     ]
     print("\n".join(lines))
@@ -118,10 +148,10 @@ def main(args: argparse.Namespace) -> int:
     from twin.batch.simulate import simulate
     from twin.loadprofile import load_profile
 
-    settings = settings_from_args(args)
+    profile = load_profile(args.profile)
+    settings = settings_from_args(args, profile)
     if montecarlo.wanted(args):
         return montecarlo.main(args, settings)
-    profile = load_profile(args.profile)
     if args.out is not None:
         prepare_out_dir(args.out)  # fail before a long run, not after it
     progress = Progress()
@@ -129,6 +159,8 @@ def main(args: argparse.Namespace) -> int:
     result = simulate(profile, settings, progress=progress)
     sim_s = time.perf_counter() - t0
     progress.finish()
+    for warning in result.summary["warnings"]:  # once each, before the figures
+        print(f"minimeter simulate: warning: {warning}", file=sys.stderr)
     if args.out is not None:
         write_all(args.out, result, plots=args.plot)
     total_s = time.perf_counter() - t0

@@ -5,9 +5,21 @@ command (:class:`CommandName`) with a JSON-like body; :func:`parse_command` vali
 it once against :data:`COMMAND_SPECS` (which also generate the OpenAPI and MQTT docs),
 :func:`execute` applies it to a :class:`ControlTarget` (a running ``twin.runtime.Twin``)
 after checking the locks, and the answer is a :class:`Result`: applied, or refused
-with a reason, changing nothing. :func:`run_command` does both.
+with a reason, changing nothing. :func:`run_command` does both. The same settings
+chosen at start (command line, fleet file, profile) are :class:`MeterChoices` layers,
+merged by :func:`resolve`.
 """
 
+from twin.control.choices import (
+    CHOICE_KEYS,
+    DEMAND_KEYS,
+    SUPPLY_KEYS,
+    MeterChoices,
+    chosen_demand,
+    enum_choices,
+    profile_choices,
+    resolve,
+)
 from twin.control.commands import (
     AddFault,
     ClearFaults,
@@ -44,11 +56,14 @@ from twin.control.specs import (
 )
 
 __all__ = [
+    "CHOICE_KEYS",
     "COMMAND_SPECS",
+    "DEMAND_KEYS",
     "ENERGY_RESET_LOCKED",
     "MAX_OVERRIDE_S",
     "MAX_SPEED",
     "MIN_OVERRIDE_S",
+    "SUPPLY_KEYS",
     "WRITES_LOCKED",
     "AddFault",
     "ClearFaults",
@@ -62,6 +77,7 @@ __all__ = [
     "ElementLoad",
     "FaultTarget",
     "Locks",
+    "MeterChoices",
     "MeterPlace",
     "MeterTarget",
     "ParamSpec",
@@ -69,7 +85,11 @@ __all__ = [
     "SetLoad",
     "SetSpeed",
     "SwitchProfile",
+    "chosen_demand",
+    "enum_choices",
     "execute",
     "parse_command",
+    "profile_choices",
+    "resolve",
     "run_command",
 ]

@@ -95,23 +95,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--http",
         default=None,
         metavar="[HOST:]PORT",
-        help="serve the JSON API, live stream, /metrics and the front panel (off; host 127.0.0.1)",
+        help="serve the JSON API, live stream, /metrics and the front panel; host 127.0.0.1 "
+        "(default: off)",
     )
-    g.add_argument("--http-token", default=None, help="bearer token required for HTTP writes")
     g.add_argument(
-        "--http-token-file", type=Path, default=None, help="read the bearer token from a file"
+        "--http-token", default=None, help="bearer token required for HTTP writes (default: none)"
+    )
+    g.add_argument(
+        "--http-token-file",
+        type=Path,
+        default=None,
+        help="read the bearer token from a file (default: none)",
     )
     g.add_argument(
         "--http-interval",
         type=float,
         default=DEFAULT_STREAM_INTERVAL_S,
-        help=f"default live stream frame interval, s ({DEFAULT_STREAM_INTERVAL_S:g})",
+        help=f"live stream frame interval (default: {DEFAULT_STREAM_INTERVAL_S:g} s)",
     )
     g.add_argument(
         "--http-max-streams",
         type=int,
         default=200,
-        help="open live streams at most (200); more are refused with 503",
+        help="open live streams at most; more are refused with 503 (default: %(default)s)",
     )
 
 

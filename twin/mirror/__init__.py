@@ -18,18 +18,26 @@ from twin.mirror.crosscheck import (
 )
 from twin.mirror.follow import Follow, with_mirror_bits
 from twin.mirror.mirror import COUNTER_FILE, HistoryPoint, Mirror
+from twin.mirror.modbus_reference import ModbusMeterReference, ModbusMeterSpec
+from twin.mirror.part import Follower, mirror_part
 from twin.mirror.reference import ProfileReference, Reference
+from twin.mirror.state import STATE_FILE, MirrorState
 
 __all__ = [
     "COUNTER_FILE",
+    "STATE_FILE",
     "Bound",
     "Check",
     "CrossCheck",
     "EdgeMark",
     "Follow",
+    "Follower",
     "HistoryPoint",
     "Mirror",
     "MirrorConfig",
+    "MirrorState",
+    "ModbusMeterReference",
+    "ModbusMeterSpec",
     "ProfileReference",
     "Reference",
     "Verdict",
@@ -37,6 +45,7 @@ __all__ = [
     "check_window",
     "class_limit_pct",
     "judge",
+    "mirror_part",
     "pulses_to_decide",
     "with_mirror_bits",
 ]

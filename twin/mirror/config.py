@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 
 from twin.core import DEFAULT_MODEL, DemandConfig, MeterModel
 from twin.errors import ConfigError
 from twin.loadprofile import Profile, load_profile
+from twin.mirror.modbus_reference import ModbusMeterSpec
+from twin.registers import WordOrder
 
 #: The rolling window's default length in counts (the sequential ladder covers shorter).
 DEFAULT_ROLLING_COUNTS: Final = 400
@@ -26,7 +28,10 @@ class MirrorConfig:
         profile: The profile the rig applies (shipped name or path), for the cross-check.
         profile_seed: Its noise seed (default: the profile's own).
         profile_offset_s: Profile time at mirror time 0.
-        reference_uncertainty_pct: The rig's stated accuracy applying the profile, in %.
+        reference_url: A reference meter read over Modbus (``modbus-meter://...``), the
+            other kind of cross-check load; parsed into ``reference_meter``.
+        reference_uncertainty_pct: The rig's stated accuracy applying the profile, in %
+            (a reference meter's default, when its URL has no ``uncertainty``).
         rolling_counts / rolling_s: The rolling window (last N counts or T seconds).
         sample_s: Sample period of the reference's core.
         refresh_s: Wall seconds between image refreshes while no reading comes (None: never).
@@ -39,15 +44,17 @@ class MirrorConfig:
     profile: str | None = None
     profile_seed: int | None = None
     profile_offset_s: float = 0.0
+    reference_url: str | None = None
     reference_uncertainty_pct: float = 0.0
     rolling_counts: int | None = DEFAULT_ROLLING_COUNTS
     rolling_s: float | None = None
     sample_s: float = 1.0
     refresh_s: float | None = 1.0
     state_dir: Path | None = None
-    word_order: Literal["big", "little"] = "big"
+    word_order: WordOrder = WordOrder.BIG
     sunspec: bool = True
     demand: DemandConfig = field(default_factory=DemandConfig)
+    reference_meter: ModbusMeterSpec | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if not self.source_url:
@@ -61,6 +68,11 @@ class MirrorConfig:
             raise ConfigError(
                 f"--reference-uncertainty {u}: expected 0 to {MAX_REFERENCE_UNCERTAINTY_PCT} %"
             )
+        if self.reference_url is not None:
+            if self.profile is not None:
+                raise ConfigError("--profile and --reference exclude each other: one reference")
+            spec = ModbusMeterSpec.parse(self.reference_url, uncertainty_pct=u)
+            object.__setattr__(self, "reference_meter", spec)
         if self.rolling_counts is not None and self.rolling_counts < 1:
             raise ConfigError(f"--rolling {self.rolling_counts}: expected at least 1 count")
         if self.rolling_s is not None and not (

@@ -255,6 +255,19 @@ class CrossCheck:
         self._first = None
         self._marks.clear()
 
+    def saved(self, keep: int) -> list[EdgeMark]:
+        """The first mark of the cumulative window and the newest ``keep`` (to persist)."""
+        if self._first is None:
+            return []
+        recent = list(self._marks)[-keep:]
+        return recent if recent and recent[0] is self._first else [self._first, *recent]
+
+    def restore(self, marks: list[EdgeMark]) -> None:
+        """Continue from :meth:`saved` marks: the cumulative window starts at the first."""
+        self.restart()
+        for mark in marks:
+            self.add(mark)
+
     def add(self, mark: EdgeMark) -> None:
         if self._marks and (
             mark.counts < self._marks[-1].counts or mark.at_s < self._marks[-1].at_s

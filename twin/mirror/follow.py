@@ -19,6 +19,9 @@ power decays as ``3600 x Wh per count / (now - last edge)`` once that is lower.
 Demand is the core's (:class:`twin.core.demand.DemandState`) fed with the counted
 energy at the times it was counted, on mirror time (the Mini Meter's uptime): the
 same sliding, block or thermal demand and 24-hour maximum as a simulated meter.
+:meth:`Follow.nv_state` is what the twin's durable store keeps of it (energy, demand
+and maximum demand, the mirror time fed); ``Follow(nv=...)`` continues from it after a
+mirror restart, so demand and maximum demand survive one.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from twin.core import (
     DemandConfig,
     LcdScreen,
     MeterModel,
+    NvState,
     RegistrationMode,
     Snapshot,
     StatusBit,
@@ -55,14 +59,19 @@ class Follow:
         wh_per_count: float,
         demand: DemandConfig | None = None,
         start_counts: int = 0,
+        nv: NvState | None = None,
     ) -> None:
         if not wh_per_count > 0:
             raise ValueError(f"wh_per_count: {wh_per_count!r}; expected > 0")
         self.wh_per_count = wh_per_count
         self.total_counts = start_counts
-        self._demand = DemandState(demand or DemandConfig())
-        self._demand.restart(0)
-        self._fed_us = 0  # mirror time up to which demand has been fed
+        config = demand or DemandConfig()
+        if nv is None:
+            self._demand = DemandState(config)
+            self._demand.restart(0)
+        else:  # a mirror restart: demand, its open sub-interval and the maximum go on
+            self._demand = DemandState.restore(config, nv)
+        self._fed_us = 0 if nv is None else nv.uptime_us  # mirror time demand is fed to
         # (time, counts) of the last two readings that counted, for the edge interval.
         self._last: tuple[float, int] | None = None
         self._prev: tuple[float, int] | None = None
@@ -111,6 +120,16 @@ class Follow:
             self._fed_us = t_us
         elif energy_uj:
             d.partial_uj += energy_uj
+
+    def nv_state(self) -> NvState:
+        """What the durable store keeps of the followed meter."""
+        nv = NvState(
+            energy_delivered_uj=self.energy_uj,
+            uptime_us=self._fed_us,
+            powered=True,
+            power_up_count=1,
+        )
+        return self._demand.save(nv)
 
     def power_w(self, now_s: float) -> float:
         """Mean power over the last edge interval, decaying while no edge comes."""

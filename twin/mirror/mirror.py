@@ -11,23 +11,33 @@ the source; each reading goes through :meth:`Mirror.feed` (synchronous, so tests
 can feed readings directly):
 
 - the follow state (:class:`~twin.mirror.follow.Follow`) counts it;
-- when a reference is set and the reading counted edges, the reference is driven up
-  to the reading and an :class:`~twin.mirror.crosscheck.EdgeMark` is added: the
-  reference's energy at both ends of the interval the edge is known in. A mark the
-  reference has no history for (a restart, a very long outage) starts a new window;
+- when a reference is set and the reading counted edges, the reading waits until the
+  reference can answer for its time (a profile is driven up to it at once; a
+  reference meter must have been polled past it), then an
+  :class:`~twin.mirror.crosscheck.EdgeMark` is added: the reference's energy at both
+  ends of the interval the edge is known in. A mark the reference has no history
+  for (a very long outage) starts a new window;
 - a stale reading sets the verdict to input stale until the source answers again.
 
-Time is mirror time: seconds since the mirror started on its clock (monotonic unless
-given). Polled sources stamp readings on it; a virtual source carries the time its
-sink was given, which a test makes the stand-in's meter time. The reference plays
-its profile from mirror time 0 (plus an offset): start the mirror when the rig
-starts the profile.
+Time is mirror time: seconds since the mirror first started (monotonic unless a
+clock is given; with a state directory it goes on across a restart from the
+wall-clock origin saved in :mod:`.state`). Polled sources stamp readings on it; a
+virtual source carries the time its sink was given, which a test makes the
+stand-in's meter time. The reference plays its profile from mirror time 0 (plus an
+offset): start the mirror when the rig starts the profile.
+
+Restarts: the source's counts are in the counter store; demand and maximum demand
+in the twin's store (``nv``, :meth:`Mirror.nv_state`); the cross-check's marks and
+time origin in :mod:`.state`, so the cumulative window goes on (unless the source,
+the reference or the counts no longer match it, or the reference is not
+``persistent``: then a new window starts).
 
 The published state (:meth:`Mirror.snapshot`, :meth:`Mirror.extra`) is what the
 register image needs: the follow snapshot with status bits 14/15, and registers
-70-78 (source_mode 1, registration, bound, verdict, pulses). :attr:`Mirror.endpoint`
-serves that image; :meth:`refresh` rebuilds it (after each reading and every
-``refresh_s``). :attr:`history` keeps one point per mark for the report.
+70-78 (source_mode 1, registration, bound, verdict, pulses); :meth:`refresh`
+rebuilds :attr:`image` (after each reading and every ``refresh_s``) and calls the
+``listeners`` (the twin's meter serves it: :mod:`.part`). :attr:`history` keeps
+one point per mark for the report.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import contextlib
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -51,13 +62,14 @@ from devices import (
     PulseSource,
     open_source,
 )
-from twin.core import MeterModel, Snapshot
+from twin.core import MeterModel, NvState, Snapshot
 from twin.mirror.config import MirrorConfig
 from twin.mirror.crosscheck import Check, CrossCheck, EdgeMark, Verdict
 from twin.mirror.follow import Follow, with_mirror_bits
+from twin.mirror.modbus_reference import ModbusMeterReference
 from twin.mirror.reference import ProfileReference, Reference
-from twin.modbus.endpoint import MeterEndpoint
-from twin.registers import Identity, RegisterImage, WordOrder, device_identification
+from twin.mirror.state import KEEP_MARKS, STATE_FILE, MirrorState, load_state, save_state
+from twin.registers import Identity, RegisterImage, WordOrder
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +79,10 @@ COUNTER_FILE: Final = "mirror-counters.json"
 MAX_HISTORY: Final = 20_000
 #: ``source_mode`` while mirroring a physical meter (register 70).
 SOURCE_MODE_MIRROR: Final = 1
+#: Readings waiting for the reference (a reference meter's poll); older ones are dropped.
+MAX_PENDING: Final = 10_000
+#: Wall seconds between saves of the cross-check state (and at every stop).
+SAVE_INTERVAL_S: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +108,20 @@ class Mirror:
         reference: Reference | None = None,
         clock: Callable[[], float] | None = None,
         store: CounterStore | None = None,
+        nv: NvState | None = None,
     ) -> None:
         self.config = config
         self.model = MeterModel.parse(config.model)
-        self._t0 = time.monotonic()
-        self.now: Callable[[], float] = clock or (lambda: time.monotonic() - self._t0)
+        self._state_path = None if config.state_dir is None else config.state_dir / STATE_FILE
+        self._saved = load_state(self._state_path) if self._state_path is not None else None
+        self.epoch_unix_s = self._saved.epoch_unix_s if self._saved else time.time()
+        if clock is None:  # mirror time goes on across a restart (the rig did not stop)
+            t0 = time.monotonic() - max(0.0, time.time() - self.epoch_unix_s)
+            clock = lambda: time.monotonic() - t0  # noqa: E731
+        self.now: Callable[[], float] = clock
         self._store = store or self._default_store()
         self._source = source
+        self._nv = nv
         self.reference = reference or self._default_reference()
         self.identity = Identity(self.model, config.serial_number, unit_id=config.unit)
         self._word_order = WordOrder(config.word_order)
@@ -107,9 +130,12 @@ class Mirror:
         self.stale = False
         self.history: list[HistoryPoint] = []
         self._check = Check(Verdict.UNDECIDED if self.reference else Verdict.NONE)
+        self._pending: deque[PulseReading] = deque(maxlen=MAX_PENDING)
+        self._saved_at = -math.inf
+        self._unsaved = False  # marks added since the last save
+        self.continued = False  # the cross-check window goes on from before a restart
         self.snapshot: Snapshot | None = None
         self.image: RegisterImage | None = None
-        self.endpoint: MeterEndpoint | None = None
         self.listeners: list[Callable[[Mirror], None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.readings = 0
@@ -122,6 +148,8 @@ class Mirror:
 
     def _default_reference(self) -> Reference | None:
         cfg = self.config
+        if cfg.reference_meter is not None:
+            return ModbusMeterReference(cfg.reference_meter, clock=self.now)
         if cfg.profile is None:
             return None
         return ProfileReference(
@@ -134,6 +162,16 @@ class Mirror:
         )
 
     @property
+    def reference_key(self) -> str:
+        """What the marks' counts and model energies are of (a saved window must match)."""
+        c = self.config
+        if c.reference_meter is not None:
+            of = c.reference_meter.text
+        else:
+            of = f"{c.profile} seed={c.profile_seed} +{c.profile_offset_s}s /{c.sample_s}s"
+        return f"{c.source_url} | {c.model} | {of}"
+
+    @property
     def source(self) -> PulseSource:
         if self._source is None:
             raise RuntimeError("mirror not started")
@@ -142,6 +180,10 @@ class Mirror:
     @property
     def check(self) -> Check:
         return self._check
+
+    def nv_state(self) -> NvState:
+        """What the twin's durable store keeps of the followed meter (demand, maximum)."""
+        return self.follow.nv_state() if self.follow is not None else NvState()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -155,6 +197,7 @@ class Mirror:
                 wh_per_count=cfg.wh_per_count,
                 demand=self.config.demand,
                 start_counts=self._source.total_counts,
+                nv=self._nv,
             )
             if self.reference is not None:
                 self.crosscheck = CrossCheck(
@@ -164,12 +207,15 @@ class Mirror:
                     rolling_counts=self.config.rolling_counts,
                     rolling_s=self.config.rolling_s,
                 )
+                self._continue_window()
+                await self.reference.start(self.reference_updated)
+            self._save(force=True)
             self.refresh()
             self._tasks.append(asyncio.create_task(self._read_loop(), name="mirror-read"))
             if self.config.refresh_s is not None:
                 self._tasks.append(asyncio.create_task(self._refresh_loop(), name="mirror-tick"))
         except BaseException:
-            await self._source.stop()
+            await self._stop_parts()
             raise
         log.info(
             "mirroring %s (%s, %g Wh per count) as %s, %s",
@@ -177,9 +223,23 @@ class Mirror:
             self.config.source_url,
             cfg.wh_per_count,
             self.identity.serial_number,
-            "cross-checked" if self.reference else "follow only",
+            ("cross-checked, window continued" if self.continued else "cross-checked")
+            if self.reference
+            else "follow only",
         )
         return self
+
+    def _continue_window(self) -> None:
+        saved, check, reference = self._saved, self.crosscheck, self.reference
+        if saved is None or not saved.marks or check is None or reference is None:
+            return
+        if saved.reference != self.reference_key or not reference.persistent:
+            log.info("mirror restarted with another reference: a new cross-check window")
+        elif saved.marks[-1].counts > self.source.total_counts:
+            log.warning("saved marks are ahead of the source's counts: a new window")
+        else:
+            check.restore(list(saved.marks))
+            self.continued = True
 
     async def __aexit__(
         self,
@@ -193,8 +253,18 @@ class Mirror:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        if self._source is not None:
-            await self._source.stop()
+        try:
+            self._save(force=True)
+        finally:
+            await self._stop_parts()
+
+    async def _stop_parts(self) -> None:
+        try:
+            if self.reference is not None:
+                await self.reference.stop()
+        finally:
+            if self._source is not None:
+                await self._source.stop()
 
     async def _read_loop(self) -> None:
         async for reading in self.source:
@@ -205,6 +275,29 @@ class Mirror:
         while True:
             await asyncio.sleep(self.config.refresh_s)
             self.refresh()
+            self._save()
+
+    @property
+    def pending(self) -> int:
+        """Readings waiting for the reference to answer for their time."""
+        return len(self._pending)
+
+    def reference_updated(self) -> None:
+        """The reference can answer further (a poll): add the marks waiting for it."""
+        if self._pending:
+            self._flush()
+            self.refresh()
+
+    def _save(self, *, force: bool = False) -> None:
+        path, check = self._state_path, self.crosscheck
+        now = time.monotonic()
+        if path is None or not (
+            force or (self._unsaved and now - self._saved_at >= SAVE_INTERVAL_S)
+        ):
+            return
+        marks = tuple(check.saved(KEEP_MARKS)) if check is not None else ()
+        save_state(path, MirrorState(self.epoch_unix_s, self.reference_key, marks))
+        self._saved_at, self._unsaved = now, False
 
     # ------------------------------------------------------------ readings
 
@@ -219,17 +312,24 @@ class Mirror:
         elif reading.event is CounterEvent.RESUMED or reading.counts:
             self.stale = False
         follow.count(reading.total_counts, reading.at_s)
-        if reading.counts > 0 and self.reference is not None and self.crosscheck is not None:
-            self._mark(reading)
+        if reading.counts > 0 and self.crosscheck is not None:
+            self._pending.append(reading)
+            self._flush()
         self.refresh()
+
+    def _flush(self) -> None:
+        """Add the marks of the readings the reference can answer for, in order."""
+        reference = self.reference
+        assert reference is not None
+        while self._pending and reference.ready(self._pending[0].at_s):
+            self._mark(self._pending.popleft())
+        self._save()
 
     def _mark(self, reading: PulseReading) -> None:
         reference, check = self.reference, self.crosscheck
         assert reference is not None and check is not None
-        reference.advance_to(reading.at_s)
-        hi = reference.energy_at(reading.at_s)
-        lo = reference.energy_at(reading.at_s - reading.uncertainty_s)
-        if hi is None or lo is None:
+        energy = reference.mark_energy(reading.at_s - reading.uncertainty_s, reading.at_s)
+        if energy is None:
             log.warning("reference has no history for a mark at %.1f s: new window", reading.at_s)
             check.restart()
             return
@@ -238,11 +338,12 @@ class Mirror:
                 counts=reading.total_counts,
                 at_s=reading.at_s,
                 uncertainty_s=reading.uncertainty_s,
-                model_lo_wh=lo[0],
-                model_hi_wh=hi[0],
-                apparent_vah=hi[1],
+                model_lo_wh=energy[0],
+                model_hi_wh=energy[1],
+                apparent_vah=energy[2],
             )
         )
+        self._unsaved = True
         cumulative = check.cumulative()
         bound = cumulative.bound
         self._record(
@@ -295,9 +396,5 @@ class Mirror:
             sunspec=self.config.sunspec,
             extra=self.extra(),
         )
-        if self.endpoint is None:
-            self.endpoint = MeterEndpoint(self.image, device_identification(self.identity))
-        else:
-            self.endpoint.set_image(self.image)
         for listener in self.listeners:
             listener(self)

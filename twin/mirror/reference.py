@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -51,13 +52,26 @@ class Reference(Protocol):
     @property
     def uncertainty_pct(self) -> float: ...
 
-    def advance_to(self, t_s: float) -> None:
-        """Make ``energy_at`` answer up to ``t_s``."""
+    @property
+    def persistent(self) -> bool:
+        """True when its energies on mirror time are the same after a mirror restart
+        (a window then continues across it)."""
         ...
 
-    def energy_at(self, t_s: float) -> tuple[float, float] | None:
-        """(Wh, VAh) delivered since the reference started, or None outside its history."""
+    def ready(self, t_s: float) -> bool:
+        """Whether :meth:`mark_energy` can answer up to ``t_s`` (a mark waits until then)."""
         ...
+
+    def mark_energy(self, lo_s: float, hi_s: float) -> tuple[float, float, float] | None:
+        """For an edge known in [lo_s, hi_s]: (lowest Wh at lo_s, highest Wh at hi_s, VAh
+        at hi_s), or None outside the reference's history."""
+        ...
+
+    async def start(self, on_update: Callable[[], None]) -> None:
+        """Start (``on_update`` is called when it can answer further)."""
+        ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +144,26 @@ class ProfileReference:
     @property
     def uncertainty_pct(self) -> float:
         return self._uncertainty_pct
+
+    @property
+    def persistent(self) -> bool:
+        return True  # the profile is replayed from mirror time 0 after a restart
+
+    def ready(self, t_s: float) -> bool:
+        self.advance_to(t_s)
+        return True
+
+    def mark_energy(self, lo_s: float, hi_s: float) -> tuple[float, float, float] | None:
+        lo, hi = self.energy_at(lo_s), self.energy_at(hi_s)
+        if lo is None or hi is None:
+            return None
+        return lo[0], hi[0], hi[1]
+
+    async def start(self, on_update: Callable[[], None]) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
 
     @property
     def time_s(self) -> float:

@@ -9,27 +9,33 @@ expected, so `twin.runtime.twin.Twin` never sees a bad value. It then resolves w
 served: ``--meters N`` on one port becomes a uniform `FleetSpec`, a fleet file is
 taken as given (``--no-tcp`` drops its ports, a ``--serial`` line needs a fleet on one
 port), and `resolved` holds that fleet and `meter` the first meter's `MeterConfig`.
-Every meter's `MeterConfig` is built here already, so a meter the core would refuse
-fails as a `ConfigError` at the boundary, before anything listens.
+Every meter's profile is loaded here (`profiles`, once per reference) and its
+`MeterConfig` built (model, accuracy, and the settings chosen on the command line, in
+the fleet file and in the profile: `twin.control.resolve`), so a bad profile or a
+meter the core would refuse fails as a `ConfigError` at the boundary, before anything
+listens.
 
 Speeds are bounded by the sample rate a core can sustain: ``speed / sample_s`` at
 most `MAX_SAMPLE_RATE` samples per wall second per meter (:func:`check_speed`, also
 what a running twin's ``set_speed`` command is checked by).
 
-A value object: it imports no live code (no servers, no meters, no pymodbus).
+A value object: it imports no live code (no servers, no meters, no pymodbus); reading
+the profile files is its only IO.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from twin.control import MAX_SPEED
+from twin.control import MAX_SPEED, MeterChoices
 from twin.core import DEFAULT_MODEL, MeterConfig
 from twin.errors import ConfigError
 from twin.http import HttpConfig
-from twin.loadprofile import DEFAULT_PROFILE
+from twin.loadprofile import DEFAULT_PROFILE, Profile, load_profile
+from twin.mirror import MirrorConfig
 from twin.modbus import TCP_UNIT_ALIASES, UnknownUnit
 from twin.modbus.faults import FaultSpec
 from twin.modbus.security import TlsSettings
@@ -100,8 +106,13 @@ class TwinConfig:
     http: HttpConfig | None = None  # --http: the JSON API, stream, /metrics, front panel
     unit_aliases: frozenset[int] = TCP_UNIT_ALIASES  # TCP unit ids a one-meter port answers
     tls: TlsSettings | None = None  # Modbus/TCP Security on every TCP port
+    mirror: MirrorConfig | None = None  # `minimeter mirror`: the meter follows a physical one
+    # settings chosen on the command line: above a fleet file's and the profile's
+    choices: MeterChoices | None = None
     meter: MeterConfig = field(init=False)  # the first meter's (the single meter's)
     resolved: FleetSpec = field(init=False)  # the fleet actually served
+    # the fleet's profiles, loaded once, by the reference the meters give
+    profiles: Mapping[str, Profile] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Enums for closed sets; their values ("little", "silent") are accepted too.
@@ -163,8 +174,13 @@ class TwinConfig:
                 f"--serial with a fleet on {len(fleet.ports)} ports: an RTU line has one "
                 "unit-id space; expected a fleet on one port (or --no-tcp)"
             )
+        if self.mirror is not None and len(fleet.meters) != 1:
+            raise ConfigError("a mirror follows one physical meter; expected a fleet of one")
         if self.unknown_unit is not None:
             fleet = FleetSpec(fleet.meters, unknown_unit=self.unknown_unit)
-        configs = meter_configs(fleet, self.accuracy_seed)
+        refs = dict.fromkeys(m.profile for m in fleet.meters)  # each once, in fleet order
+        profiles = {ref: load_profile(ref) for ref in refs}
+        configs = meter_configs(fleet, self.accuracy_seed, self.choices, profiles)
+        object.__setattr__(self, "profiles", profiles)
         object.__setattr__(self, "resolved", fleet)
         object.__setattr__(self, "meter", configs[0])

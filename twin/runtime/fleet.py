@@ -44,9 +44,10 @@ from typing import Any, TypeVar
 
 import yaml
 
+from twin.control import CHOICE_KEYS, MeterChoices, profile_choices, resolve
 from twin.core import DEFAULT_MODEL, AccuracyConfig, MeterConfig, MeterModel
 from twin.errors import ConfigError
-from twin.loadprofile import DEFAULT_PROFILE
+from twin.loadprofile import DEFAULT_PROFILE, Profile
 from twin.modbus.endpoint import UnknownUnit
 from twin.modbus.faults import FaultSpec, fault_from_mapping, parse_fault
 from twin.registers import WordOrder
@@ -56,6 +57,7 @@ FLEET_SCHEMA = 1
 MAX_METERS = 10_000
 _METER_KEYS = (
     "unit", "port", "model", "profile", "seed", "serial", "word_order", "on_power_loss", "faults",
+    *CHOICE_KEYS,
 )  # fmt: skip
 _TOP_KEYS = ("fleet", "defaults", "unknown_unit", "meters")
 _DIGITS = re.compile(r"^(.*?)(\d*)$")
@@ -82,6 +84,8 @@ class MeterSpec:
     word_order: WordOrder = WordOrder.BIG
     on_power_loss: OnPowerLoss = OnPowerLoss.ANSWER
     faults: tuple[FaultSpec, ...] = ()
+    # the fleet file's settings for this meter (its own keys over the file's defaults)
+    choices: MeterChoices | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +227,8 @@ def _meter(where: str, raw: Any, defaults: Mapping[str, Any], *, tcp: bool) -> M
         raise ConfigError(f"{where}.serial: {serial!r}; expected 1..32 ASCII characters")
     seed = data.get("seed")
     faults = _faults(f"{where}.faults", data.get("faults", []))
+    given = {k: data[k] for k in CHOICE_KEYS if k in data}
+    choices = MeterChoices.parse(where, given, where=f"{where}.") if given else None
     return MeterSpec(
         unit=unit,
         port=port,
@@ -235,6 +241,7 @@ def _meter(where: str, raw: Any, defaults: Mapping[str, Any], *, tcp: bool) -> M
             f"{where}.on_power_loss", data.get("on_power_loss", "answer"), OnPowerLoss
         ),
         faults=tuple(f.for_meter(port, unit) for f in faults),
+        choices=choices,
     )
 
 
@@ -346,20 +353,39 @@ def load_fleet(
     return parse_fleet(data, source, base, tcp=tcp)
 
 
-def meter_configs(fleet: FleetSpec, accuracy_seed: int | None) -> list[MeterConfig]:
-    """Each meter's core configuration (an error curve per meter when seeded)."""
+def meter_layers(
+    spec: MeterSpec, choices: MeterChoices | None, profile: Profile | None
+) -> list[MeterChoices]:
+    """A meter's settings layers, highest first: command line, fleet file, profile."""
+    layers = [c for c in (choices, spec.choices) if c is not None]
+    if profile is not None:
+        layers.append(profile_choices(profile))
+    return layers
+
+
+def meter_configs(
+    fleet: FleetSpec,
+    accuracy_seed: int | None,
+    choices: MeterChoices | None = None,
+    profiles: Mapping[str, Profile] | None = None,
+) -> list[MeterConfig]:
+    """Each meter's core configuration: an error curve per meter when seeded, and the
+    settings chosen on the command line (``choices``), in the fleet file and (with
+    ``profiles``, by the meter's profile reference) in its profile, in that order."""
     out = []
     for i, spec in enumerate(fleet.meters):
         try:
-            out.append(
-                MeterConfig(
-                    model=spec.model,
-                    serial_number=spec.serial,
-                    accuracy=AccuracyConfig(
-                        seed=None if accuracy_seed is None else accuracy_seed + i
-                    ),
-                )
+            base = MeterConfig(
+                model=spec.model,
+                serial_number=spec.serial,
+                accuracy=AccuracyConfig(seed=None if accuracy_seed is None else accuracy_seed + i),
             )
         except ValueError as exc:
             raise ConfigError(f"meter {spec.serial} (unit {spec.unit}): {exc}") from None
+        profile = None if profiles is None else profiles[spec.profile]
+        try:
+            out.append(resolve(base, meter_layers(spec, choices, profile)))
+        except ConfigError as exc:
+            prefix = "" if len(fleet.meters) == 1 else f"meter {spec.serial} (unit {spec.unit}): "
+            raise ConfigError(f"{prefix}{exc}") from None
     return out

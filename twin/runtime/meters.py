@@ -21,6 +21,11 @@ time) or is cleared; ``switch_profile`` gives it the new profile's shared sample
 
 Block-C writes from the wire go through ``twin.control`` like every other command
 (see :meth:`LiveMeter.modbus_write`).
+
+A *followed* meter (:meth:`LiveMeter.follow`, ``minimeter mirror``) serves what a
+physical meter's pulses say (:mod:`twin.mirror`): its core no longer steps, it
+shows the follower's snapshot and image, its checkpoints are the follower's state,
+and commands for its core are refused.
 """
 
 from __future__ import annotations
@@ -35,12 +40,15 @@ from twin.core import (
     MeterConfig,
     MeterCore,
     NvState,
+    Reconfigure,
     SampleBlock,
     SharedMeasurements,
     Snapshot,
 )
 from twin.drive import drive
+from twin.errors import CommandRefused, ConfigError
 from twin.loadprofile import Profile, ProfileSpec, Sampler
+from twin.mirror import Follower
 from twin.modbus.endpoint import CACHE_MAX, FLEET_CACHE_BUDGET, MeterEndpoint
 from twin.registers import (
     ExceptionCode,
@@ -117,6 +125,7 @@ class LiveMeter:
         self.load: SetLoad | None = None  # the load override in force, if any
         self.time_s = 0.0  # profile time of the next sample
         self.restored = nv is not None
+        self.follower: Follower | None = None  # a physical meter's pulses move it
         self.core = MeterCore(config, nv=nv, shared=self._shared_measurements())
         self.identity = Identity.from_config(config, unit_id=spec.unit)
         self._sunspec = sunspec
@@ -138,10 +147,29 @@ class LiveMeter:
         return self.spec.serial
 
     def nv_state(self) -> NvState:
-        return self.core.nv_state()
+        return self.core.nv_state() if self.follower is None else self.follower.nv_state()
+
+    def follow(self, follower: Follower | None) -> None:
+        """Serve what ``follower`` shows (:meth:`show`) instead of stepping the core."""
+        self.follower = follower
+
+    def _refuse_if_followed(self, what: str) -> None:
+        if self.follower is not None:
+            raise CommandRefused(
+                f"{what}: meter {self.serial} mirrors a physical meter; its registers "
+                "follow that meter's pulses"
+            )
+
+    def show(self, snapshot: Snapshot, image: RegisterImage) -> None:
+        """A followed meter's registers, as the follower has them now."""
+        self.snapshot, self.image = snapshot, image
+        self.endpoint.set_image(image)
 
     def step(self, t0_s: float, dt_s: float, n: int) -> None:
         """Advance ``n`` samples from profile time ``t0_s``, then refresh the image."""
+        if self.follower is not None:
+            self.time_s = t0_s + n * dt_s
+            return
         for events in drive(self.core, self.sampler, t0_s, dt_s, n, MAX_BLOCK):
             if events:
                 self._on_events(self, events)
@@ -151,8 +179,20 @@ class LiveMeter:
             self.clear_load()  # the override's time is up: back to the profile
         self.refresh()
 
+    def keep_chosen(self, chosen: Reconfigure | None) -> None:
+        """A restored meter keeps the block C it had (Modbus writes included), but for
+        the settings this start chooses (``chosen``): those are applied now."""
+        if chosen is None or not self.restored or not self.core.nv_state().power_up_count:
+            return  # a new meter took every setting from its configuration
+        try:
+            self.apply(chosen)
+        except ValueError as exc:  # the core's rule, against the saved settings
+            msg = f"meter {self.serial}: chosen settings with its saved ones: {exc}"
+            raise ConfigError(msg) from None
+
     def apply(self, command: Command) -> list[Event]:
         """Apply a core command now (what `twin.control` does for the core's commands)."""
+        self._refuse_if_followed(type(command).__name__)
         events = self.core.apply(command)
         if events:
             self._on_events(self, events)
@@ -163,6 +203,7 @@ class LiveMeter:
 
     def set_load(self, load: SetLoad) -> None:
         """Override the profile's inputs from the present meter time (``load.for_s``)."""
+        self._refuse_if_followed("set_load")
         until_s = None if load.for_s is None else self.time_s + load.for_s
         self.sampler = OverrideSampler(self.profile.spec, self._seed(self.profile), load, until_s)
         self.load = load
@@ -176,6 +217,7 @@ class LiveMeter:
 
     def switch_profile(self, profile: Profile) -> None:
         """Play ``profile`` from the present meter time (a load override stays)."""
+        self._refuse_if_followed("switch_profile")
         self.profile = profile
         self.spec = replace(self.spec, profile=profile.source)
         if self.load is None:
@@ -196,6 +238,8 @@ class LiveMeter:
     # ---------------------------------------------------------------- the image
 
     def refresh(self) -> None:
+        if self.follower is not None:
+            return  # the follower shows its registers (show)
         snap = self.core.snapshot()
         last = self.snapshot
         if snap.uptime_s != last.uptime_s or snap.energy_delivered_uj != last.energy_delivered_uj:
@@ -233,3 +277,10 @@ class LiveMeter:
 
 def nv_items(meters: Iterable[LiveMeter]) -> list[tuple[str, NvState]]:
     return [(m.serial, m.nv_state()) for m in meters]
+
+
+def start_warnings(meters: Iterable[LiveMeter]) -> list[str]:
+    """What a start says once however many meters it concerns: a single-element model on
+    a profile that loads L2 (the profile's own words, without their ``warning:``)."""
+    found = (m.profile.model_warning(m.spec.model) for m in meters)
+    return list(dict.fromkeys(w.removeprefix("warning: ") for w in found if w is not None))

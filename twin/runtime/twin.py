@@ -10,9 +10,9 @@ reverse, so a half-started twin (a port taken, a device missing) releases everyt
 it had opened (ports, the store and its lock, the trace file):
 
 1. ``store_part``: the durable store and its checkpointer (``state_dir`` set);
-2. ``meters_part``: the meters, each restored by serial (a process restart is not a
-   power cycle: energy, counts and the power-up count continue); on a clean stop the
-   last checkpoint of every meter, in one transaction;
+2. ``meters_part``: the meters, restored by serial (a restart is not a power cycle;
+   another model on a serial is refused), with the settings chosen at start
+   (``twin.control.resolve``); on a clean stop the last checkpoint of every meter;
 3. ``hooks_part``: protocol faults (config and fleet file) and the ``--trace`` file;
 4. ``tcp_part``: one Modbus TCP server per port (a port's meters are its unit ids);
 5. ``rtu_part``: the Modbus RTU server on ``--serial``;
@@ -21,14 +21,14 @@ it had opened (ports, the store and its lock, the trace file):
    meters to the clock (:mod:`twin.runtime.stepping`), expires faults, flushes traces
    and checkpoints every ``checkpoint_interval_s`` of wall time in a worker thread.
 
-Adding a part (MQTT, HTTP, a mirror) is one entry in :data:`PARTS`: a function taking
-the twin and returning an async context manager (``@asynccontextmanager``) that starts
-the part, yields, and stops it; it reads its own config field on ``TwinConfig`` (e.g.
-``mqtt: MqttConfig | None``) and is a no-op while that is None.
+A part (MQTT, HTTP, :mod:`twin.mirror.part` after the meters) is one entry in
+:data:`PARTS`: a function taking the twin and returning an async context manager that
+starts the part, yields, and stops it; it reads its own config field on ``TwinConfig``
+(e.g. ``mqtt: MqttConfig | None``) and is a no-op while that is None.
 
 Public API (what parts, the CLI, MQTT, HTTP and HIL fixtures use):
 
-- ``twin.config`` (frozen TwinConfig), ``twin.clock``;
+- ``twin.config`` (frozen TwinConfig), ``twin.clock``, ``twin.warnings`` (said once);
 - ``twin.meters``: the :class:`~twin.runtime.meters.LiveMeter` s, each with ``.serial``,
   ``.spec`` (unit, port, model, profile...), ``.snapshot`` (frozen core Snapshot),
   ``.config`` (core MeterConfig), ``.load`` (the load override in force),
@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -59,21 +60,21 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import TracebackType
 
-from twin.control import Controller
+from twin.control import Controller, chosen_demand
 from twin.core import Event
 from twin.errors import CommandRefused, ConfigError
 from twin.http import HttpServer, http_part
-from twin.loadprofile import Profile, load_profile
-from twin.modbus.endpoint import MeterEndpoint
+from twin.mirror import Mirror, mirror_part
 from twin.modbus.hooks import WireHooks
 from twin.modbus.rtu import ModbusRtuServer
 from twin.modbus.tcp import ModbusTcpServer
 from twin.runtime.clock import AcceleratedClock, Clock, ManualClock, make_clock
 from twin.runtime.config import TwinConfig, check_speed
-from twin.runtime.fleet import meter_configs
-from twin.runtime.meters import LiveMeter, MeterListener, SamplerPool, nv_items
+from twin.runtime.fleet import meter_configs, meter_layers
+from twin.runtime.meters import LiveMeter, MeterListener, SamplerPool, nv_items, start_warnings
+from twin.runtime.servers import hooks_part, rtu_part, tcp_part
 from twin.runtime.stepping import Stepper, tick_loop
-from twin.store.sqlite import Checkpointer, Store, store_path
+from twin.store import Checkpointer, Store, store_path
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +97,11 @@ class Twin:
         self._by_unit: dict[tuple[int | None, int], LiveMeter] = {}
         self._by_serial: dict[str, LiveMeter] = {}
         self._listeners: list[MeterListener] = []
+        self.warnings: list[str] = []  # said once at start (a model that misses L2 ...)
         self._stepper = Stepper(self.clock, config.sample_s, config.until_s, self.meters)
         self._stack: AsyncExitStack | None = None
         self.http: HttpServer | None = None  # set by http_part (config.http given)
+        self.mirror: Mirror | None = None  # set by mirror_part (config.mirror given)
 
     async def start(self) -> None:
         if self._stack is not None:
@@ -135,13 +138,20 @@ class Twin:
     ) -> None:
         await self.stop()
 
-    async def run_until_signal(self, on_status: Callable[[Twin], None] | None = None) -> None:
-        """Serve until SIGINT or SIGTERM; ``on_status`` is called every ~2 s of wall time."""
+    async def run_until_signal(
+        self,
+        on_status: Callable[[Twin], None] | None = None,
+        on_ready: Callable[[Twin], None] | None = None,
+    ) -> None:
+        """Serve until SIGINT/SIGTERM: ``on_ready`` once they are caught (a signal after
+        it stops cleanly), ``on_status`` every ~2 s of wall time."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
+            if on_ready is not None:
+                on_ready(self)
             while not stop.is_set():
                 if on_status is not None:
                     on_status(self)
@@ -261,100 +271,29 @@ async def store_part(twin: Twin) -> AsyncIterator[None]:
 @asynccontextmanager
 async def meters_part(twin: Twin) -> AsyncIterator[None]:
     cfg, fleet = twin.config, twin.config.resolved
-    pool, profiles = SamplerPool(), dict[str, Profile]()
-    control = twin.control if cfg.allow_writes else None
-    for i, (spec, mcfg) in enumerate(
-        zip(fleet.meters, meter_configs(fleet, cfg.accuracy_seed), strict=True)
-    ):
-        profile = profiles.get(spec.profile)
-        if profile is None:
-            profile = profiles[spec.profile] = load_profile(spec.profile)
-        meter = LiveMeter(
-            spec,
-            mcfg,
-            profile,
-            twin.store.load(spec.serial) if twin.store is not None else None,
-            position=i,
-            pool=pool,
-            sunspec=cfg.sunspec,
-            control=control,
-            on_events=twin._publish,
-            fleet_size=len(fleet.meters),
-        )
+    pool, profiles = SamplerPool(), cfg.profiles
+    configs = meter_configs(fleet, cfg.accuracy_seed, cfg.choices, profiles)
+    new_meter = functools.partial(
+        LiveMeter,
+        pool=pool,
+        sunspec=cfg.sunspec,
+        control=twin.control if cfg.allow_writes else None,
+        on_events=twin._publish,
+        fleet_size=len(fleet.meters),
+    )
+    for i, (spec, mcfg) in enumerate(zip(fleet.meters, configs, strict=True)):
+        profile = profiles[spec.profile]
+        nv = twin.store.load(spec.serial, model=spec.model) if twin.store is not None else None
+        meter = new_meter(spec, mcfg, profile, nv, position=i)
+        meter.keep_chosen(chosen_demand(meter_layers(spec, cfg.choices, profile)))
         twin.meters.append(meter)
         twin._by_unit[(spec.port, spec.unit)] = meter
         twin._by_serial[spec.serial] = meter
+    twin.warnings.extend(start_warnings(twin.meters))
     yield
-    # A clean stop (a failed start raises at the yield and saves nothing): the last
-    # checkpoint, after the servers and the tick loop have stopped.
+    # A clean stop (a failed start raises at the yield): the last checkpoint, servers stopped.
     if twin.checkpointer is not None:
         twin.checkpointer.checkpoint(nv_items(twin.meters))
-
-
-@asynccontextmanager
-async def hooks_part(twin: Twin) -> AsyncIterator[None]:
-    cfg = twin.config
-    twin.hooks.add_faults([*cfg.faults, *(f for m in twin.meters for f in m.spec.faults)])
-    try:
-        if cfg.trace_path is not None:
-            twin.hooks.open_trace_file(cfg.trace_path)
-        yield
-    finally:
-        twin.hooks.close()
-
-
-def _endpoints_by_port(twin: Twin) -> dict[int | None, dict[int, MeterEndpoint]]:
-    by_port: dict[int | None, dict[int, MeterEndpoint]] = {}
-    for m in twin.meters:
-        by_port.setdefault(m.spec.port, {})[m.spec.unit] = m.endpoint
-    return by_port
-
-
-@asynccontextmanager
-async def tcp_part(twin: Twin) -> AsyncIterator[None]:
-    cfg = twin.config
-    try:
-        for port, units in _endpoints_by_port(twin).items():
-            if port is None:
-                continue
-            server = ModbusTcpServer(
-                units,
-                cfg.host,
-                port,
-                unknown_unit=cfg.resolved.unknown_unit,
-                max_connections=cfg.max_connections,
-                idle_timeout_s=cfg.idle_timeout_s,
-                unit_aliases=cfg.unit_aliases,
-                tls=cfg.tls.policy() if cfg.tls is not None else None,
-            )
-            twin.servers[port] = server
-            await server.start()
-        twin.hooks.servers.extend(twin.servers.values())
-        twin.hooks.sync()
-        yield
-    finally:
-        for server in twin.servers.values():
-            await server.close()
-            if server in twin.hooks.servers:
-                twin.hooks.servers.remove(server)
-
-
-@asynccontextmanager
-async def rtu_part(twin: Twin) -> AsyncIterator[None]:
-    settings = twin.config.serial
-    if settings is None:
-        yield
-        return
-    server = twin.rtu = ModbusRtuServer(next(iter(_endpoints_by_port(twin).values())), settings)
-    try:
-        await server.start()
-        twin.hooks.servers.append(server)
-        twin.hooks.sync()
-        yield
-    finally:
-        await server.close()
-        if server in twin.hooks.servers:
-            twin.hooks.servers.remove(server)
 
 
 @asynccontextmanager
@@ -389,6 +328,7 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
 PARTS: tuple[Part, ...] = (
     store_part,
     meters_part,
+    mirror_part,
     hooks_part,
     tcp_part,
     rtu_part,

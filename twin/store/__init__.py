@@ -3,12 +3,12 @@ dir (one writer, WAL, checksummed JSON rows, fleet checkpoints in one transactio
 the row format with its checks on load.
 """
 
+from twin.store.checkpoint import Checkpointer
 from twin.store.rows import decode_row, encode_row, row_crc32
 from twin.store.sqlite import (
     APPLICATION_ID,
     SCHEMA_VERSION,
     STORE_FILENAME,
-    Checkpointer,
     Store,
     default_state_dir,
     store_path,

@@ -5,8 +5,8 @@ Theory of operation
 One SQLite file holds one row per meter serial number: the meter's `NvState` as a
 JSON document, a CRC-32 of that text, and the wall time of the save. The runtime
 checkpoints the whole fleet in ONE transaction (`save_many`) at a fixed interval and
-on clean shutdown (`Checkpointer`), and restores each meter with `load` at start.
-How a row's text is written and checked on the way back is `twin.store.rows`.
+on clean shutdown (`twin.store.checkpoint.Checkpointer`), and restores each meter with
+`load` at start. How a row's text is written and checked on the way back is `twin.store.rows`.
 
 Invariants
 - A checkpoint is atomic: after a crash (SIGKILL, power loss) a reader sees either
@@ -35,41 +35,46 @@ Invariants
   stale lock; the lock file itself is never deleted (unlinking it would let two
   openers lock two different inodes). `read_only=True` opens a store that a running
   twin holds, to inspect it: no lock, no writes.
+- A row remembers its meter's model (schema 2; a schema-1 file gains the column when
+  a writer opens it, its rows' model unknown until the next checkpoint). A state
+  continues one meter: `load(serial, model=...)` refuses a row saved by another model
+  (a single-element meter would otherwise report the old meter's L2 energy), naming
+  both models and how to start fresh, and claims the row for that model, which every
+  later checkpoint of the serial writes.
 """
 
 from __future__ import annotations
 
 import fcntl
-import math
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-from twin.core import NvState
+from twin.core import MeterModel, NvState
 from twin.errors import StoreError
 from twin.store.rows import check_serial, decode_row, encode_row, row_crc32
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 #: PRAGMA application_id of a minimeter-twin store ("MMTW"): tells our file from others.
 APPLICATION_ID: Final = 0x4D4D5457
 STORE_FILENAME: Final = "meters.sqlite3"
 LOCK_SUFFIX: Final = ".lock"
-MIN_INTERVAL_S: Final = 0.01
-MAX_INTERVAL_S: Final = 3600.0
 
 _SCHEMA_V1: Final = """
 CREATE TABLE IF NOT EXISTS meters (
     serial TEXT PRIMARY KEY NOT NULL,
     nv_json TEXT NOT NULL,      -- NvState.to_dict() as JSON: exact big ints
     nv_crc32 INTEGER NOT NULL,  -- zlib.crc32 of nv_json (UTF-8): catches bit rot
-    saved_at_unix_s REAL NOT NULL
+    saved_at_unix_s REAL NOT NULL,
+    model TEXT                  -- the meter model's name (NULL: unknown, schema 1)
 )
 """
+_V1_TO_V2: Final = "ALTER TABLE meters ADD COLUMN model TEXT"
 
 Items = Iterable[tuple[str, NvState]]
 
@@ -100,6 +105,8 @@ class Store:
         self.read_only = read_only
         self._lock = threading.Lock()
         self._lock_fd: int | None = None
+        self._models: dict[str, str] = {}  # serial -> model name claimed by load()
+        self._has_model_column = True
         if read_only:
             if not self.path.is_file():
                 raise StoreError(f"store {self.path}: no such store file")
@@ -190,6 +197,7 @@ class Store:
         if not is_empty:
             self._check_existing(app_id, version)
         if self.read_only:
+            self._has_model_column = is_empty or version >= 2
             return  # the writer set WAL (persistent); a reader changes nothing
         try:
             mode = str(self._pragma("journal_mode = WAL")).lower()
@@ -200,6 +208,11 @@ class Store:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._conn.execute(_SCHEMA_V1)
                 self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                self._conn.execute("COMMIT")
+            elif version == 1:  # the model column: rows saved before it know no model
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.execute(_V1_TO_V2)
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -236,19 +249,56 @@ class Store:
 
     # -- reading and writing -----------------------------------------------------------
 
-    def load(self, serial: str) -> NvState | None:
-        """The meter's last checkpoint, or None if this serial was never saved."""
+    def load(self, serial: str, *, model: MeterModel | None = None) -> NvState | None:
+        """The meter's last checkpoint, or None if this serial was never saved.
+
+        With ``model``: StoreError if the row was saved by another model; otherwise
+        the serial is claimed for ``model`` (later checkpoints write its name).
+        """
         check_serial(serial)
+        column = "model" if self._has_model_column else "NULL"
         with self._lock:
             try:
                 row = self._conn.execute(
-                    "SELECT nv_json, nv_crc32 FROM meters WHERE serial = ?", (serial,)
+                    f"SELECT nv_json, nv_crc32, {column} FROM meters WHERE serial = ?", (serial,)
                 ).fetchone()
             except sqlite3.Error as exc:
                 raise StoreError(f"store {self.path}: cannot read meter {serial}: {exc}") from exc
+        if model is not None and row is not None and row[2] is not None:
+            self._check_model(serial, str(row[2]), model)
+        if model is not None:
+            self._models[serial] = model.name
         if row is None:
             return None
         return decode_row(f"store {self.path}: meter {serial}", row[0], row[1])
+
+    def model_of(self, serial: str) -> str | None:
+        """The model name a serial was last saved with (None: never saved, or unknown)."""
+        check_serial(serial)
+        if not self._has_model_column:
+            return None
+        with self._lock:
+            try:
+                row = self._conn.execute(
+                    "SELECT model FROM meters WHERE serial = ?", (serial,)
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreError(f"store {self.path}: cannot read meter {serial}: {exc}") from exc
+        return None if row is None or row[0] is None else str(row[0])
+
+    def _check_model(self, serial: str, stored: str, model: MeterModel) -> None:
+        try:
+            same = _model_key(MeterModel.parse(stored)) == _model_key(model)
+        except ValueError:
+            same = False  # a name this version does not know is not the same meter
+        if not same:
+            raise StoreError(
+                f"store {self.path}: meter {serial} was saved as a {stored}, but this run "
+                f"configures it as a {model.name}; a state continues one meter, and another "
+                f"model's registers would be wrong. Use --model {stored} to continue it, or "
+                f"start fresh: --state-dir elsewhere (or --no-state), or delete {self.path} "
+                "(it holds every meter of that state dir)"
+            )
 
     def serials(self) -> list[str]:
         """Every serial with a checkpoint, sorted."""
@@ -270,7 +320,7 @@ class Store:
         for serial, nv in items:
             check_serial(serial)
             text = encode_row(serial, nv)
-            rows.append((serial, text, row_crc32(text), now_s))
+            rows.append((serial, text, row_crc32(text), now_s, self._models.get(serial)))
         if not rows:
             return
         if self.read_only:
@@ -280,10 +330,11 @@ class Store:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     self._conn.executemany(
-                        "INSERT INTO meters (serial, nv_json, nv_crc32, saved_at_unix_s) "
-                        "VALUES (?, ?, ?, ?) ON CONFLICT (serial) DO UPDATE SET "
+                        "INSERT INTO meters (serial, nv_json, nv_crc32, saved_at_unix_s, model) "
+                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (serial) DO UPDATE SET "
                         "nv_json = excluded.nv_json, nv_crc32 = excluded.nv_crc32, "
-                        "saved_at_unix_s = excluded.saved_at_unix_s",
+                        "saved_at_unix_s = excluded.saved_at_unix_s, "
+                        "model = coalesce(excluded.model, meters.model)",
                         rows,
                     )
                     self._conn.execute("COMMIT")
@@ -313,70 +364,9 @@ class Store:
         self.close()
 
 
-class Checkpointer:
-    """Decides WHEN to checkpoint; the async runtime calls it on every tick.
-
-    Pure timing: the caller passes its own clock reading (`now_s`, e.g. loop.time()),
-    so tests drive it with a manual clock. `items` is a callable so the fleet's
-    NvStates are only gathered when a checkpoint is actually due.
-
-    Thread-safe for the runtime's pattern (`due()` on the loop, `checkpoint()` in a
-    worker thread): checkpoints are serialised, and `due()` is False while one runs, so
-    a slow fsync does not queue a second, overlapping save.
-    """
-
-    def __init__(self, store: Store, interval_s: float) -> None:
-        if not (
-            isinstance(interval_s, int | float)
-            and math.isfinite(interval_s)
-            and MIN_INTERVAL_S <= interval_s <= MAX_INTERVAL_S
-        ):
-            raise ValueError(
-                f"checkpoint interval_s: {interval_s!r} is out of range "
-                f"({MIN_INTERVAL_S}..{MAX_INTERVAL_S} s)"
-            )
-        self.store = store
-        self.interval_s = float(interval_s)
-        self.last_checkpoint_s: float | None = None
-        self.checkpoints = 0
-        self._lock = threading.Lock()  # serialises checkpoints
-        self._count_lock = threading.Lock()  # guards _in_flight (+= is not atomic)
-        self._in_flight = 0
-
-    def due(self, now_s: float) -> bool:
-        if self._in_flight:
-            return False
-        last = self.last_checkpoint_s
-        # A clock that went backwards (a new manual clock) counts as due, not as "wait
-        # until it catches up", which could postpone checkpoints indefinitely.
-        return last is None or now_s < last or now_s - last >= self.interval_s
-
-    def maybe_checkpoint(self, now_s: float, items: Callable[[], Items]) -> bool:
-        """Checkpoint if an interval has passed since the last one (the first call does).
-
-        Returns True when it wrote. On StoreError the timer is not reset, so the next
-        tick retries.
-        """
-        if not math.isfinite(now_s):
-            raise ValueError(f"checkpoint now_s: {now_s!r} must be finite")
-        if not self.due(now_s):
-            return False
-        self.checkpoint(items, now_s=now_s)
-        return True
-
-    def checkpoint(self, items: Callable[[], Items] | Items, now_s: float | None = None) -> None:
-        """Checkpoint now (clean shutdown, or a forced save); resets the timer if now_s."""
-        with self._count_lock:  # before the lock: due() says no even while we wait for it
-            self._in_flight += 1
-        try:
-            with self._lock:
-                self.store.save_many(items() if callable(items) else items)
-                self.checkpoints += 1
-                if now_s is not None:
-                    self.last_checkpoint_s = now_s
-        finally:
-            with self._count_lock:
-                self._in_flight -= 1
+def _model_key(model: MeterModel) -> tuple[object, ...]:
+    """What makes two model names the same meter (``MMU-0.2A`` is ``MMU-0.2A:200``)."""
+    return (model.family, model.ct_primary_a, model.ct_secondary_ma, model.counter_wh_per_count)
 
 
 def _read_pid(fd: int) -> int | None:

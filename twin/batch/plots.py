@@ -1,0 +1,297 @@
+"""Plots of a batch simulation (PNG), and the pulse rate they show.
+
+Theory of operation. Everything here is a pure function of the
+:class:`~twin.batch.simulate.SimResult`. matplotlib's Agg backend is imported lazily
+so the core install does not need it; long series are binned to a few thousand
+points before plotting, which is all a PNG can show anyway. Power and voltage are
+drawn as steps (each row is the mean over the interval ending at its time); pulse
+rates are computed without aliasing (:func:`pulse_rate_per_h`).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from twin.batch.simulate import SimResult
+from twin.core import ErrorCleared, ErrorCode, ErrorRaised
+
+_PLOT_POINTS = 3000
+#: The plots a run writes (write_plots writes exactly these).
+PLOT_FILES = (
+    "power.png",
+    "voltage.png",
+    "energy.png",
+    "demand.png",
+    "pulses.png",
+    "status.png",
+)
+
+
+def _time_axis(t_s: npt.NDArray[Any]) -> tuple[float, str]:
+    span = float(t_s[-1]) if t_s.size else 0.0
+    for scale, unit in ((86_400.0, "d"), (3600.0, "h"), (60.0, "min")):
+        if span >= 3 * scale:
+            return scale, unit
+    return 1.0, "s"
+
+
+def _duration_text(seconds: float) -> str:
+    for scale, unit in ((86_400.0, "d"), (3600.0, "h"), (60.0, "min")):
+        if seconds >= scale and seconds % scale == 0:
+            return f"{seconds / scale:g} {unit}"
+    return f"{seconds:g} s"
+
+
+def _bin(x: npt.NDArray[Any], k: int, how: str) -> npt.NDArray[np.float64]:
+    """Aggregate consecutive groups of k values (the last group may be short)."""
+    x = np.asarray(x, dtype=np.float64)
+    if k <= 1:
+        return x
+    starts = np.arange(0, x.size, k)
+    if how == "last":
+        return np.asarray(x[np.minimum(starts + k, x.size) - 1], dtype=np.float64)
+    if how == "max":
+        return np.asarray(np.maximum.reduceat(x, starts), dtype=np.float64)
+    sums = np.add.reduceat(x, starts)
+    return np.asarray(sums if how == "sum" else sums / np.diff(np.append(starts, x.size)))
+
+
+def error_spans(result: SimResult, end_s: float) -> dict[str, list[tuple[float, float]]]:
+    """Active spans of each error code (by name) and of the unpowered state."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    open_at: dict[str, float] = {}
+    for ev in result.events:
+        if isinstance(ev, ErrorRaised | ErrorCleared):
+            name = ErrorCode(ev.code).name.lower()
+            if isinstance(ev, ErrorRaised):
+                open_at.setdefault(name, ev.time_s)
+            elif name in open_at:
+                spans.setdefault(name, []).append((open_at.pop(name), ev.time_s))
+    for name, t in open_at.items():
+        spans.setdefault(name, []).append((t, end_s))
+    if result.unpowered_spans:
+        spans["unpowered"] = list(result.unpowered_spans)
+    return spans
+
+
+def pulse_rate_per_h(
+    counts: npt.NDArray[Any],
+    first_s: npt.NDArray[Any],
+    last_s: npt.NDArray[Any],
+    row_end_s: npt.NDArray[Any],
+    min_pulses: float = 2.0,
+) -> tuple[npt.NDArray[np.float64], float]:
+    """Pulses per hour at each row end over a trailing window, without aliasing.
+
+    A count taken per window is 0 or 1 for a slow output (the 1000 Wh output at
+    5.4 kW gives 5.4 pulses an hour: a 0/10 per hour square wave over 6-minute
+    windows). Instead the pulse count is a line through the pulses themselves (each
+    row's first and last count time are exact), so a constant load gives a constant
+    rate for any window. Before the first pulse and after the last, the count moves
+    at the nearest pulse period but never reaches another pulse, so a load that
+    stops fades to 0. The window (returned, in s) holds about ``min_pulses`` pulses
+    at the run's mean rate, at most a tenth of the run.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    t_end = np.asarray(row_end_s, dtype=np.float64)
+    rows = c.size
+    mean = float(c.mean()) if rows else 0.0
+    w = math.ceil(min_pulses / mean) if mean > 0 else 1
+    w = max(1, min(w, rows // 10 or 1))
+    t0 = np.concatenate(([0.0], t_end))
+    n0 = _pulse_count_line(c, np.asarray(first_s), np.asarray(last_s), t0)
+    i = np.arange(1, rows + 1)
+    j = np.maximum(i - w, 0)
+    rate = (n0[i] - n0[j]) / np.maximum(t0[i] - t0[j], 1e-9) * 3600.0
+    window_s = float(t_end[w - 1]) if rows else 0.0
+    return np.asarray(rate, dtype=np.float64), window_s
+
+
+def _pulse_count_line(
+    c: npt.NDArray[np.float64],
+    first_s: npt.NDArray[Any],
+    last_s: npt.NDArray[Any],
+    t: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float64]:
+    """The pulse count at times ``t``, linear between pulses (see pulse_rate_per_h)."""
+    idx = np.flatnonzero(c > 0)
+    if idx.size == 0:
+        return np.zeros_like(t)
+    cum = np.cumsum(c)
+    xp = np.empty(2 * idx.size)
+    fp = np.empty_like(xp)
+    xp[0::2], fp[0::2] = first_s[idx], cum[idx] - c[idx] + 1
+    xp[1::2], fp[1::2] = last_s[idx], cum[idx]
+    n = np.interp(t, xp, fp)
+
+    def period(a: float, b: float, pulses: float) -> float:
+        return (b - a) / pulses if pulses > 0 and b > a else 0.0
+
+    head, tail = idx[0], idx[-1]
+    if c[head] > 1:
+        first_period = period(xp[0], xp[1], c[head] - 1)
+    else:
+        first_period = period(xp[0], xp[2], 1) if idx.size > 1 else 0.0
+    if c[tail] > 1:
+        last_period = period(xp[-2], xp[-1], c[tail] - 1)
+    else:
+        last_period = period(xp[-3], xp[-1], 1) if idx.size > 1 else 0.0
+    before, after = t < xp[0], t > xp[-1]
+    if first_period > 0:
+        n[before] = 1.0 - np.minimum((xp[0] - t[before]) / first_period, 1.0)
+    else:  # a single pulse: nothing says when the count began
+        n[before] = 0.0
+    if last_period > 0:
+        n[after] = fp[-1] + np.minimum((t[after] - xp[-1]) / last_period, 1.0)
+    return np.asarray(n, dtype=np.float64)
+
+
+def write_plots(out_dir: Path, result: SimResult) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = result.columns
+    t_s = cols["time_s"]
+    k = max(1, math.ceil(t_s.size / _PLOT_POINTS))
+    if t_s.size and float(t_s[-1]) > 14 * 86_400:
+        # Past two weeks a daily cycle is a solid smear: show days (mean and range).
+        k = max(k, round(86_400 / result.interval_s))
+    bin_label = "" if k == 1 else f", {_duration_text(k * result.interval_s)} bins"
+    scale, unit = _time_axis(t_s)
+    t = _bin(t_s, k, "last") / scale
+    xlabel = f"time ({unit})"
+    name = result.summary.get("profile", "")
+    model = result.summary.get("model", "")
+    paths: list[Path] = []
+
+    def figure(title: str, rows: int = 1) -> tuple[Any, Any]:
+        fig, axes = plt.subplots(rows, 1, figsize=(10, 3 + 1.6 * rows), sharex=True, dpi=100)
+        fig.suptitle(f"{title} — {name} ({model})")
+        return fig, axes
+
+    def save(fig: Any, axes: Any, filename: str) -> None:
+        for ax in np.atleast_1d(axes):
+            ax.grid(True, alpha=0.3)
+        np.atleast_1d(axes)[-1].set_xlabel(xlabel)
+        fig.tight_layout()
+        path = out_dir / filename
+        fig.savefig(path, metadata={"Software": None})
+        plt.close(fig)
+        paths.append(path)
+
+    # Each row is the mean over the interval ENDING at its time: steps drawn "pre",
+    # from the start of the run (a row's value holds over its whole interval).
+    t_step = np.concatenate(([0.0], t))
+
+    def steps(y: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return np.concatenate((y[:1], y))
+
+    fig, ax = figure("Power")
+    for key, label in (("power_l1_w", "L1"), ("power_l2_w", "L2"), ("power_w", "total")):
+        mean_kw = _bin(cols[key], k, "mean") / 1000.0
+        (line,) = ax.step(t_step, steps(mean_kw), where="pre", label=label, lw=1)
+        if k > 1:
+            low = -_bin(-np.asarray(cols[key]), k, "max") / 1000.0
+            high = _bin(cols[key], k, "max") / 1000.0
+            ax.fill_between(
+                t_step, steps(low), steps(high), step="pre", color=line.get_color(), alpha=0.15
+            )
+    ax.set_ylabel("mean power (kW)")
+    if k > 1:
+        ax.set_title(
+            f"line: mean, band: range of the {_duration_text(result.interval_s)} means{bin_label}",
+            fontsize=9,
+        )
+    ax.legend(loc="upper right")
+    save(fig, ax, "power.png")
+
+    fig, ax = figure("Input voltage")
+    for key, label in (("voltage_l1_v", "L1 mean"), ("voltage_l2_v", "L2 mean")):
+        ax.step(t_step, steps(_bin(cols[key], k, "mean")), where="pre", label=label, lw=1)
+    lowest = -_bin(-np.asarray(cols["voltage_min_v"]), k, "max")
+    ax.step(t_step, steps(lowest), where="pre", label="lowest sample", lw=1, color="tab:red")
+    supply = result.config.supply
+    for volts, label, style in (
+        (supply.power_up_v, "power-up", "--"),
+        (supply.power_down_v, "power-down", ":"),
+    ):
+        ax.axhline(volts, color="0.3", ls=style, lw=1, label=f"{label} {volts:g} V")
+    ax.set_ylabel("voltage (V)")
+    ax.set_title(f"supply hold-up {supply.hold_up_s * 1000:g} ms{bin_label}", fontsize=9)
+    ax.legend(loc="lower right", fontsize=8)
+    save(fig, ax, "voltage.png")
+
+    fig, ax = figure("Cumulative energy")
+    for key, label in (
+        ("energy_delivered_wh", "delivered"),
+        ("energy_l1_wh", "L1"),
+        ("energy_l2_wh", "L2"),
+        ("energy_received_wh", "received"),
+    ):
+        ax.plot(t, _bin(cols[key], k, "last") / 1000.0, label=label, lw=1.2)
+    ax.set_ylabel("energy (kWh)")
+    ax.legend(loc="upper left")
+    save(fig, ax, "energy.png")
+
+    fig, ax = figure("Demand")
+    ax.step(
+        t,
+        _bin(cols["demand_max_kw"], k, "last"),
+        where="post",
+        label="max demand",
+        lw=3,
+        alpha=0.5,
+        color="tab:orange",
+    )
+    demand_label = "demand" if k == 1 else "demand (largest per bin)"
+    ax.step(
+        t,
+        _bin(cols["demand_kw"], k, "max"),
+        where="post",
+        label=demand_label,
+        lw=1,
+        color="tab:blue",
+    )
+    ax.set_ylabel("demand (kW)")
+    ax.legend(loc="upper right")
+    save(fig, ax, "demand.png")
+
+    fig, axes = figure("Pulse rate", rows=4)
+    outputs = (
+        ("pulses_10wh_count", "10 Wh output"),
+        ("pulses_100wh_count", "100 Wh output"),
+        ("pulses_1000wh_count", "1000 Wh output"),
+        ("counter_count", "counter"),
+    )
+    for ax, (key, label) in zip(axes, outputs, strict=True):
+        first_s, last_s = result.count_times[key]
+        rate_h, window_s = pulse_rate_per_h(cols[key], first_s, last_s, t_s)
+        window = _duration_text(window_s) if window_s < 3600 else f"{window_s / 3600:.3g} h"
+        ax.plot(t, _bin(rate_h, k, "mean"), lw=1, label=f"{label} (mean over {window})")
+        ax.set_ylabel("pulses/h")
+        ax.legend(loc="upper right")
+    save(fig, axes, "pulses.png")
+
+    fig, ax = figure("Errors and status")
+    end_s = float(t_s[-1])
+    spans = error_spans(result, end_s)
+    lanes = sorted(spans) or ["no errors"]
+    for y, lane in enumerate(lanes):
+        bars = [(a / scale, max(b - a, 0.0) / scale) for a, b in spans.get(lane, [])]
+        ax.broken_barh(bars, (y - 0.35, 0.7), color="tab:red" if lane != "unpowered" else "0.4")
+    ax.axvspan(0.0, end_s / scale, color="tab:green", alpha=0.08, lw=0)
+    ax.set_yticks(range(len(lanes)), lanes)
+    ax.set_ylim(-0.7, len(lanes) - 0.3)
+    ax.set_xlim(0.0, end_s / scale)
+    ax.set_ylabel("active condition")
+    if not spans:
+        ax.text(0.5, 0.5, "no errors, no outages", transform=ax.transAxes, ha="center")
+    save(fig, ax, "status.png")
+    return paths
