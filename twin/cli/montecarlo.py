@@ -42,11 +42,18 @@ from twin.units import SEED_MAX
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("many meters (Monte Carlo; one summary table)")
     how = group.add_mutually_exclusive_group()
-    how.add_argument("--seeds", metavar="A..B", help="one meter per accuracy seed A..B, one load")
-    how.add_argument("--meters", type=int, metavar="N", help="N meters, seeds counted up")
-    how.add_argument("--fleet", metavar="FILE", help="the meters of a fleet file")
+    how.add_argument(
+        "--seeds", metavar="A..B", help="one meter per accuracy seed A..B, one load (default: off)"
+    )
+    how.add_argument(
+        "--meters", type=int, metavar="N", help="N meters, seeds counted up (default: off)"
+    )
+    how.add_argument("--fleet", metavar="FILE", help="the meters of a fleet file (default: off)")
     group.add_argument(
-        "--jobs", type=int, default=os.cpu_count() or 1, help="worker processes (default: cores)"
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: the cores, %(default)s here)",
     )
 
 
