@@ -60,7 +60,7 @@ from twin.core.registration import element_power, energy_uj, output_edges, regis
 from twin.core.samples import BoolArray, FloatArray, IntArray, SampleBlock
 from twin.core.shared import Measured, PoweredRun, SharedMeasurements
 from twin.core.snapshot import NvState, Snapshot
-from twin.core.status import StatusBit, error_events, line_status_bits
+from twin.core.status import StatusBit, U32Array, error_events, line_status_bits
 from twin.core.supply import SupplyState
 from twin.core.view import build_snapshot
 
@@ -273,10 +273,14 @@ class MeterCore:
         )
 
         # Status bits per sample, then error raised/cleared events at their sample.
-        bits = run.bits | np.uint32(self._injected_bits())
+        bits = run.bits
+        injected = np.uint32(self._injected_bits())
         if self._uptime_us < self._boot_us:
+            bits = bits | injected  # a new array: the run's bits are shared, read-only
             n_boot = min(m, -(-(self._boot_us - self._uptime_us) // dt_us))
             bits[:n_boot] |= np.uint32(1 << StatusBit.BOOTING)
+        elif injected:
+            bits = _or_bits(bits, injected)
         self._set_bits(bits, events, dt_us)
 
         self._e_del += int(cum[-1])
@@ -398,3 +402,10 @@ class MeterCore:
             pulse_offsets=(*self._pulse_offsets, self._counter_offset),
             power_up_count=self._power_ups,
         )
+
+
+def _or_bits(bits: U32Array, value: np.uint32) -> U32Array:
+    """``bits | value``; a broadcast constant stays one (no array per sample)."""
+    if bits.shape[0] > 1 and bits.strides[0] == 0:
+        return np.broadcast_to(bits[:1] | value, bits.shape)
+    return bits | value

@@ -62,9 +62,10 @@ def _low(values: FloatArray, threshold: float) -> bool:
 
 def energy_uj(power_w: FloatArray, dt_us: int) -> IntArray:
     """Energy per element and sample, rounded to whole microjoules (W x us)."""
-    scaled = power_w * dt_us
-    np.rint(scaled, out=scaled)
-    return scaled.astype(np.int64)
+    out = np.empty(power_w.shape, np.int64)
+    # rint is exact to an integral float; the cast on output is then exact, in one pass.
+    np.rint(power_w * dt_us, out=out, casting="unsafe")
+    return out
 
 
 class Registered(NamedTuple):

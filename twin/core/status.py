@@ -145,6 +145,8 @@ def error_events(
 
     Sample ``j`` is at ``time0_us + j * dt_us``; ``prev_bits`` are the bits before it.
     """
+    if bits.shape[0] > 1 and bits.strides[0] == 0:
+        bits = bits[:1]  # a broadcast constant: any change is at its first sample
     errs = bits & np.uint32(ERROR_MASK)
     prev_err = prev_bits & ERROR_MASK
     changed = (np.flatnonzero(errs[1:] != errs[:-1]) + 1).tolist()
@@ -173,14 +175,17 @@ def line_status_bits(
     max_current_a: float,
     starting_current_a: float,
 ) -> U32Array:
-    """Per-sample status bits 0-9 of a powered meter (arrays (2, n) and (n,)); ``pf`` signed."""
+    """Per-sample status bits 0-9 of a powered meter (arrays (2, n) and (n,)); ``pf`` signed.
+
+    Read-only: a block whose bits cannot change gets a broadcast of one value.
+    """
     n = frequency_hz.shape[0]
     if n >= _UNIFORM_CHECK_MIN:
         uniform = _uniform_bits(
             elements, voltage_v, current_a, power_w, pf, frequency_hz, temperature_c, max_current_a
         )
-        if uniform is not None:
-            return np.full(n, uniform, np.uint32)
+        if uniform is not None:  # one value for the block: a read-only broadcast, no array
+            return np.broadcast_to(np.uint32(uniform), (n,))
     pf_abs = np.abs(pf)
     bits = np.zeros(n, dtype=np.int64)
     for e in range(elements):
