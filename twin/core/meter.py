@@ -55,12 +55,12 @@ from twin.core.events import (
 )
 from twin.core.limits import KH_WH
 from twin.core.models import DemandConfig, DemandMethod, MeterConfig, RegistrationMode
-from twin.core.readings import UNPOWERED_READINGS, Readings
-from twin.core.registration import element_power, energy_uj, output_edges, register
+from twin.core.readings import UNPOWERED_READINGS
+from twin.core.registration import element_power, energy_uj, output_edges
 from twin.core.samples import BoolArray, FloatArray, IntArray, SampleBlock
-from twin.core.shared import Measured, PoweredRun, SharedMeasurements
+from twin.core.shared import Measured, SharedMeasurements, measure_run
 from twin.core.snapshot import NvState, Snapshot
-from twin.core.status import StatusBit, U32Array, error_events, line_status_bits
+from twin.core.status import StatusBit, error_events, or_bits
 from twin.core.supply import SupplyState
 from twin.core.view import build_snapshot
 
@@ -256,7 +256,7 @@ class MeterCore:
         m = b - a
         run = measured.runs.get((a, b))
         if run is None:
-            run = self._measure_run(block, measured, a, b, series)
+            run = measure_run(block, measured, model, self._mode, (a, b), series)
         reg, cum = run.registered, run.cum_uj
         if self.emit_edges and cum[-1] > 0:
             for output, times, closed, crowded in output_edges(
@@ -280,7 +280,7 @@ class MeterCore:
             n_boot = min(m, -(-(self._boot_us - self._uptime_us) // dt_us))
             bits[:n_boot] |= np.uint32(1 << StatusBit.BOOTING)
         elif injected:
-            bits = _or_bits(bits, injected)
+            bits = or_bits(bits, injected)
         self._set_bits(bits, events, dt_us)
 
         self._e_del += int(cum[-1])
@@ -292,33 +292,6 @@ class MeterCore:
         self._uptime_us += m * dt_us
         self._time_us += m * dt_us
         self._readings = run.readings
-
-    def _measure_run(
-        self, block: SampleBlock, measured: Measured, a: int, b: int, series: IntArray | None
-    ) -> PoweredRun:
-        """Registration, status bits 0-9 and readings of the powered run a..b (shareable)."""
-        model = self.config.model
-        p, amps, pf = measured.power_w, measured.current_a, measured.pf
-        reg = register(
-            measured.energy_uj[:, a:b], self._mode, None if series is None else series[:, a:b]
-        )
-        bits = line_status_bits(
-            model.elements,
-            block.voltage_v[:, a:b],
-            amps[:, a:b],
-            p[:, a:b],
-            pf[:, a:b],
-            block.frequency_hz[a:b],
-            block.temperature_c[a:b],
-            model.max_current_a,
-            model.starting_current_a,
-        )
-        run = PoweredRun(
-            reg, np.cumsum(reg.delivered), bits, Readings.at(block, p, b - 1, model.elements)
-        )
-        if series is None:
-            measured.runs[(a, b)] = run
-        return run
 
     def _set_bits(self, bits: np.ndarray, events: list[Event], dt_us: int) -> None:
         """Record per-sample status bits from now; emit error events where errors change."""
@@ -402,10 +375,3 @@ class MeterCore:
             pulse_offsets=(*self._pulse_offsets, self._counter_offset),
             power_up_count=self._power_ups,
         )
-
-
-def _or_bits(bits: U32Array, value: np.uint32) -> U32Array:
-    """``bits | value``; a broadcast constant stays one (no array per sample)."""
-    if bits.shape[0] > 1 and bits.strides[0] == 0:
-        return np.broadcast_to(bits[:1] | value, bits.shape)
-    return bits | value

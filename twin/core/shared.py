@@ -26,10 +26,13 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import numpy as np
+
+from twin.core.models import MeterModel, RegistrationMode
 from twin.core.readings import Readings
-from twin.core.registration import Registered
+from twin.core.registration import Registered, register
 from twin.core.samples import BoolArray, FloatArray, IntArray, SampleBlock
-from twin.core.status import U32Array
+from twin.core.status import U32Array, line_status_bits
 
 
 class PoweredRun(NamedTuple):
@@ -70,3 +73,37 @@ class SharedMeasurements:
         if block is not self._block:
             self._block, self._entries = block, {}
         self._entries[key] = measured
+
+
+def measure_run(
+    block: SampleBlock,
+    measured: Measured,
+    model: MeterModel,
+    mode: RegistrationMode,
+    span: tuple[int, int],
+    series: IntArray | None = None,
+) -> PoweredRun:
+    """Registration, status bits 0-9 and readings of the powered run ``span`` (a, b).
+
+    Kept in ``measured`` for the other cores, unless ``series`` (this core's own
+    per-sample registers) is being filled.
+    """
+    a, b = span
+    p, amps, pf = measured.power_w, measured.current_a, measured.pf
+    reg = register(measured.energy_uj[:, a:b], mode, None if series is None else series[:, a:b])
+    bits = line_status_bits(
+        model.elements,
+        block.voltage_v[:, a:b],
+        amps[:, a:b],
+        p[:, a:b],
+        pf[:, a:b],
+        block.frequency_hz[a:b],
+        block.temperature_c[a:b],
+        model.max_current_a,
+        model.starting_current_a,
+    )
+    readings = Readings.at(block, p, b - 1, model.elements)
+    run = PoweredRun(reg, np.cumsum(reg.delivered), bits, readings)
+    if series is None:
+        measured.runs[span] = run
+    return run

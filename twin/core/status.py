@@ -327,3 +327,10 @@ def indicator_bits(
         if leading and amps >= starting_current_a:
             flags.add(Indicator(Indicator.L1_LEADING + line))
     return sum(1 << f for f in flags)
+
+
+def or_bits(bits: U32Array, value: np.uint32) -> U32Array:
+    """``bits | value``; a broadcast constant stays one (no array per sample)."""
+    if bits.shape[0] > 1 and bits.strides[0] == 0:
+        return np.broadcast_to(bits[:1] | value, bits.shape)
+    return bits | value
