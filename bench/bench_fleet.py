@@ -16,6 +16,8 @@ transaction id, unit id, byte count). The twin's peak RSS is its ``VmHWM`` from
     .venv/bin/python bench/bench_fleet.py [--ports 5] [--units 200] [--duration 30]
     .venv/bin/python bench/bench_fleet.py --ports 50 --units 200 --max-rss-mb 1024  # 10,000
 
+    .venv/bin/python bench/bench_fleet.py --stepping 10000 [PROFILE]  # CPU per meter-step
+
 RSS and CPU are summed over the twin's process tree, so `--workers K` (shard
 processes under one supervisor, when `minimeter run` has it) is measured whole.
 
@@ -246,8 +248,48 @@ def main() -> int:
     return 0 if ok and len(lat_ms) >= expected else 1
 
 
+def stepping_main(argv: list[str]) -> None:
+    """``--stepping N [PROFILE]``: CPU per meter per 1 s step of N meters, no I/O.
+
+    An in-process twin on the manual clock (TCP ports bound but not polled) steps its
+    fleet five times by 1 s; CPU time, not wall time, so a loaded machine barely moves
+    the figure.
+    """
+    from twin.core import MeterModel
+    from twin.runtime import Twin, TwinConfig
+    from twin.runtime.fleet import FleetSpec, MeterSpec
+
+    n = int(argv[0])
+    profile = argv[1] if len(argv) > 1 else "default"
+    model = MeterModel.parse("MMD-200A")
+    ports = free_ports(-(-n // 200))
+    meters = tuple(
+        MeterSpec(
+            unit=1 + i % 200, port=ports[i // 200], model=model, profile=profile,
+            serial=f"MM{i:08d}",
+        )
+        for i in range(n)
+    )  # fmt: skip
+
+    async def run() -> None:
+        async with Twin(TwinConfig(fleet=FleetSpec(meters), speed=None)) as twin:
+            twin.step(5.0)  # past the boot screen
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(5):
+                twin.step(1.0)
+            wall, cpu = (time.perf_counter() - wall) / 5, (time.process_time() - cpu) / 5
+            print(
+                f"{n} meters on {profile}: one 1 s step of the fleet {cpu * 1e3:.0f} ms CPU "
+                f"({wall * 1e3:.0f} ms wall) = {cpu / n * 1e6:.1f} us CPU per meter"
+            )
+
+    asyncio.run(run())
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--poller":
         poller_main(sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--stepping":
+        stepping_main(sys.argv[2:])
     else:
         sys.exit(main())

@@ -191,6 +191,8 @@ def run_all(
     else:
         chunk = max(1, len(todo) // (jobs * 8))
         context = multiprocessing.get_context("forkserver")
+        # Imported once in the fork server: the workers fork with numpy and the core loaded.
+        context.set_forkserver_preload([__name__])
         with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
             rows = list(pool.map(_run_one, todo, chunksize=chunk))
     ideal = {key: rows[len(runs) + i]["energy_delivered_uj"] for i, key in enumerate(keys)}
