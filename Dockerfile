@@ -36,11 +36,13 @@ EXPOSE 5020
 
 # Healthy when the Modbus TCP server answers a real request: FC03, one register at
 # address 0, unit 1 (a normal reply or a Modbus exception both prove the serving loop
-# is alive; a refused or silent socket does not). The port follows MINIMETER_PORT so a
-# service run on another --port (compose's physical-meter) sets that one variable.
+# is alive; a refused or silent socket does not). twin.health is the one probe: the
+# Kubernetes readiness and liveness probes (deploy/k8s) run the same module. The port
+# follows MINIMETER_PORT so a service run on another --port (compose's physical-meter)
+# sets that one variable; a shard serving many ports is probed with --listening.
 ENV MINIMETER_PORT=5020
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
-    CMD ["python", "-c", "import os,socket; s=socket.create_connection(('127.0.0.1', int(os.environ['MINIMETER_PORT'])), 3); s.settimeout(3); s.sendall(bytes.fromhex('000100000006010300000001')); r=s.recv(260); raise SystemExit(0 if len(r) >= 9 and r[7] in (0x03, 0x83) else 1)"]
+    CMD ["python", "-m", "twin.health"]
 
 # --host 0.0.0.0: inside a container the twin must listen beyond loopback; compose
 # publishes the port on the host's loopback only.

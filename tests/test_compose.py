@@ -89,7 +89,8 @@ def _ports(service: dict[str, Any]) -> list[tuple[str, int, int]]:
 
 def test_services_and_named_volumes(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    assert set(services) == {"twin", "mosquitto", "physical-meter"}
+    default = {n for n, s in services.items() if "profiles" not in s}
+    assert default == {"twin", "mosquitto", "physical-meter"}
     declared = set(compose.get("volumes") or {})
     for name, svc in services.items():
         for mount in svc.get("volumes", []):
@@ -138,7 +139,9 @@ def test_ports_are_valid_distinct_and_loopback_by_default(compose: dict[str, Any
             assert 1 <= host <= 65535 and 1 <= container <= 65535, name
             assert ip == "127.0.0.1", f"{name}: publish on loopback by default"
             host_ports.append(host)
-    assert sorted(host_ports) == [1883, 5020, 5021]
+    shard_ports = [h for n in SHARDS for _, h, _ in _ports(compose["services"][n])]
+    assert sorted(host_ports) == sorted([1883, 5020, 5021, *shard_ports])
+    assert len(set(host_ports)) == len(host_ports)  # every profile can run at once
     # The anonymous broker is never opened to the LAN by MINIMETER_BIND.
     assert compose["services"]["mosquitto"]["ports"] == ["127.0.0.1:1883:1883"]
 
@@ -256,3 +259,44 @@ def test_dockerfile_healthcheck_probes_a_real_twin(dockerfile: list[tuple[str, s
             twin.stdout.close()
     # Nothing listening any more: the probe must report unhealthy.
     assert subprocess.run(argv, env=env, capture_output=True, timeout=10).returncode != 0
+
+
+# -- profile "shards": N shard processes of one fleet file -----------------------------
+
+SHARDS = [f"shard-{i}" for i in range(4)]
+
+
+def test_shards_profile_serves_the_fleet_once(compose: dict[str, Any], tmp_path: Path) -> None:
+    """Every shard runs `--shard I/N` of the same fleet (the k8s ConfigMap's file),
+    publishes exactly its planned ports, keeps its own volume, and is probed by
+    twin.health on every port it listens on."""
+    from twin.cli import run
+    from twin.runtime import load_fleet
+    from twin.runtime.shard import plan_shards
+
+    services = compose["services"]
+    found = sorted(n for n, s in services.items() if "shards" in s.get("profiles", []))
+    assert found == SHARDS
+    (fleet_config,) = {c["source"] for n in SHARDS for c in services[n]["configs"]}
+    fleet_file = (COMPOSE.parent / compose["configs"][fleet_config]["file"]).resolve()
+    assert fleet_file == ROOT / "deploy" / "k8s" / "base" / "fleet.yaml"
+    fleet = load_fleet(fleet_file)
+    plan = plan_shards(fleet, len(SHARDS))
+    served: list[str] = []
+    for i, name in enumerate(SHARDS):
+        svc = services[name]
+        argv = list(svc["command"])
+        (target,) = {c["target"] for c in svc["configs"]}
+        assert argv[argv.index("--fleet") + 1] == target
+        argv[argv.index("--fleet") + 1] = str(fleet_file)
+        args = _parse_run(argv)
+        assert args.shard == f"{i}/{len(SHARDS)}" and args.host == "0.0.0.0"
+        config = run.config_from_args(args)
+        served += [m.serial for m in config.resolved.meters]
+        assert [c for _, _, c in _ports(svc)] == plan[i] == config.resolved.ports
+        assert [h for _, h, _ in _ports(svc)] == [10000 + p for p in plan[i]]
+        (mount,) = svc["volumes"]
+        assert mount == f"{name}-state:{args.state_dir}"
+        assert svc["healthcheck"]["test"] == ["CMD", "python", "-m", "twin.health", "--listening"]
+        assert svc["stop_signal"] == "SIGTERM"  # the last checkpoint on stop
+    assert sorted(served) == sorted(m.serial for m in fleet.meters)

@@ -102,7 +102,8 @@ def test_readme_example_runs(args: list[str], tmp_path: Path) -> None:
     ports: dict[str, str] = {}
     argv = [sys.executable, "-m", "twin", *_adapt(args, tmp_path, ports)]
     if args[0] not in ("run", "mirror"):
-        done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        # From the checkout, as the README's reader runs them (repo paths like deploy/).
+        done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         assert done.stdout and "Traceback" not in done.stderr
         return

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from twin import __version__
-from twin.cli import mirror, profiles, registers, run, simulate
+from twin.cli import fleet, mirror, profiles, registers, run, simulate
 from twin.errors import TwinError
 
 # subcommand -> (module with add_arguments(parser) and main(args), one-line help)
@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[ModuleType, str]] = {
     "profiles": (profiles, "list, show and check load profiles"),
     "registers": (registers, "print the register map (md, csv or json)"),
     "mirror": (mirror, "follow and cross-check a physical meter's pulse output"),
+    "fleet": (fleet, "plan how a fleet file is split into shards (--shard I/N)"),
 }
 
 

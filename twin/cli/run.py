@@ -37,6 +37,8 @@ from twin.modbus.tcp import DEFAULT_IDLE_TIMEOUT_S
 from twin.registers import WordOrder
 from twin.runtime.config import TwinConfig
 from twin.runtime.fleet import OnPowerLoss, load_fleet
+from twin.runtime.shard import parse_shard
+from twin.runtime.supervisor import run_workers
 from twin.runtime.twin import Twin
 
 DEFAULT_PORT = 5020
@@ -211,6 +213,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: %(default)g s)",
     )
     add_http_arguments(parser)
+    g.add_argument(
+        "--shard",
+        default=None,
+        help="serve shard I/N of --fleet (0-based, split by port), or auto: I from a "
+        "StatefulSet hostname (name-I), N from MINIMETER_SHARDS (default: the whole fleet)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="K shard processes of --fleet under one supervisor (default: 1, this process)",
+    )
 
 
 def add_security_arguments(parser: argparse.ArgumentParser) -> None:
@@ -329,6 +343,7 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
         unit_aliases=_unit_aliases(args.unit_alias),
         tls=tls,
         choices=choices_from_args(args),
+        shard=None if args.shard is None else parse_shard(args.shard),
     )
 
 
@@ -366,6 +381,10 @@ def main(args: argparse.Namespace) -> int:
     )
     if warning is not None:
         print(warning, file=sys.stderr, flush=True)
+    if args.workers != 1:
+        if args.pulse_out is not None:
+            raise ConfigError("--pulse-out drives one process's first meter: not with --workers")
+        return run_workers(config, args.workers, runner=_event_loop_runner)
     with _event_loop_runner() as runner:
         runner.run(_serve(config, args.pulse_out))
     return 0

@@ -49,6 +49,7 @@ from twin.runtime.fleet import (
     uniform_fleet,
     without_tcp,
 )
+from twin.runtime.shard import ShardSpec, shard_fleet
 from twin.units import SEED_MAX, SEED_MIN, SEED_RANGE_TEXT
 
 MAX_SAMPLE_RATE = 1e6  # speed / sample_s: samples per wall second per meter
@@ -109,6 +110,7 @@ class TwinConfig:
     mirror: MirrorConfig | None = None  # `minimeter mirror`: the meter follows a physical one
     # settings chosen on the command line: above a fleet file's and the profile's
     choices: MeterChoices | None = None
+    shard: ShardSpec | None = None  # --shard I/N: serve only that shard of the fleet
     meter: MeterConfig = field(init=False)  # the first meter's (the single meter's)
     resolved: FleetSpec = field(init=False)  # the fleet actually served
     # the fleet's profiles, loaded once, by the reference the meters give
@@ -178,6 +180,10 @@ class TwinConfig:
             raise ConfigError("a mirror follows one physical meter; expected a fleet of one")
         if self.unknown_unit is not None:
             fleet = FleetSpec(fleet.meters, unknown_unit=self.unknown_unit)
+        if self.shard is not None:
+            if self.accuracy_seed is not None:  # error curves are numbered by position
+                raise ConfigError("--accuracy-seed with --shard: not supported yet; give one")
+            fleet = shard_fleet(fleet, self.shard, source=f"--shard {self.shard}")
         refs = dict.fromkeys(m.profile for m in fleet.meters)  # each once, in fleet order
         profiles = {ref: load_profile(ref) for ref in refs}
         configs = meter_configs(fleet, self.accuracy_seed, self.choices, profiles)
