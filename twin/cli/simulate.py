@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from twin.batch.simulate import SimSettings, error_names
+from twin.cli import montecarlo
 from twin.cli.meter_options import add_meter_options, choices_from_args
 from twin.control import profile_choices, resolve
 from twin.core import DEFAULT_MODEL, AccuracyConfig, MeterConfig, MeterModel
@@ -65,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--edges", action="store_true", help="also log every pulse edge (default: off)"
     )
     add_meter_options(parser, fleet=False)
+    montecarlo.add_arguments(parser)
 
 
 def _duration(option: str, text: str) -> float:
@@ -148,6 +150,8 @@ def main(args: argparse.Namespace) -> int:
 
     profile = load_profile(args.profile)
     settings = settings_from_args(args, profile)
+    if montecarlo.wanted(args):
+        return montecarlo.main(args, settings)
     if args.out is not None:
         prepare_out_dir(args.out)  # fail before a long run, not after it
     progress = Progress()

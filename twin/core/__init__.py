@@ -84,6 +84,7 @@ from twin.core.samples import (
     SampleBlock,
     inputs_from_angle,
 )
+from twin.core.shared import SharedMeasurements
 from twin.core.snapshot import NvState, Snapshot
 from twin.core.status import (
     ERROR_PRIORITY,
@@ -166,6 +167,7 @@ __all__ = [
     "SampleBlock",
     "ScalarEvent",
     "Service",
+    "SharedMeasurements",
     "Snapshot",
     "StatusBit",
     "StepTooCoarse",

@@ -37,6 +37,7 @@ from twin.core.samples import IntArray
 from twin.core.snapshot import NvState
 
 _US_PER_H = 3_600_000_000
+_INT64_SAFE = 2**62  # products below this cannot overflow int64
 
 
 @dataclass(slots=True)
@@ -129,27 +130,34 @@ class DemandState:
         return self.origin_us + ((uptime_us - self.origin_us) // sub + 1) * sub
 
     def advance(
-        self, u0_us: int, dt_us: int, delivered_uj: IntArray, time0_us: int
+        self,
+        u0_us: int,
+        dt_us: int,
+        delivered_uj: IntArray,
+        time0_us: int,
+        cum_uj: IntArray | None = None,
     ) -> list[DemandClosed]:
-        """Feed one powered run of samples starting at uptime ``u0_us``."""
+        """Feed one powered run of samples starting at uptime ``u0_us``.
+
+        ``cum_uj``, ``cumsum(delivered_uj)`` if the caller has it, saves a pass.
+        """
         m = delivered_uj.shape[0]
         end_us = u0_us + m * dt_us
         events: list[DemandClosed] = []
+        sub_us = self.config.subinterval_us
         close_us = self._next_close_us(u0_us)
         if close_us > end_us:
-            self.partial_uj += int(delivered_uj.sum())
+            self.partial_uj += int(delivered_uj.sum() if cum_uj is None else cum_uj[-1])
             self._roll_window(end_us)
             return events
-        cum = np.cumsum(delivered_uj)
+        cum = np.cumsum(delivered_uj) if cum_uj is None else cum_uj
+        closes = range(close_us, end_us + 1, sub_us)
+        uptos = _energy_upto(closes, u0_us, dt_us, delivered_uj, cum)
         taken = 0
-        while close_us <= end_us:
+        for close_us, upto in zip(closes, uptos, strict=True):
             # Energy of the run up to the boundary: whole samples before it, plus the
             # share of the sample it falls in.
-            j, into_us = divmod(close_us - u0_us, dt_us)
-            upto = int(cum[j - 1]) if j else 0
-            if into_us:
-                upto += int(delivered_uj[j]) * into_us // dt_us
-            self._close(self.partial_uj + upto - taken, self.config.subinterval_us, close_us)
+            self._close(self.partial_uj + upto - taken, sub_us, close_us)
             taken = upto
             self.partial_uj = 0
             events.append(
@@ -160,7 +168,6 @@ class DemandState:
                     demand_max_kw=self.max_w / 1000.0,
                 )
             )
-            close_us += self.config.subinterval_us
         self.partial_uj = int(cum[-1]) - taken
         self._roll_window(end_us)
         return events
@@ -217,3 +224,26 @@ class DemandState:
             self.max_w, self.max_at_us = self.period_max_w, self.period_max_at_us
             self.window_start_us += window_us
             self.period_max_w, self.period_max_at_us = 0.0, self.window_start_us
+
+
+def _energy_upto(
+    closes: range, u0_us: int, dt_us: int, delivered_uj: IntArray, cum_uj: IntArray
+) -> list[int]:
+    """Delivered energy of the run from ``u0_us`` up to each close (a sample's share by time).
+
+    Vectorised while the shares fit in int64, else exact in Python ints.
+    """
+    offsets = np.arange(closes.start - u0_us, closes.stop - u0_us, closes.step, dtype=np.int64)
+    j, into_us = np.divmod(offsets, dt_us)
+    whole = np.where(j > 0, cum_uj[np.maximum(j - 1, 0)], 0)
+    split = into_us > 0
+    if not split.any():
+        return [int(x) for x in whole.tolist()]
+    inside = delivered_uj[np.minimum(j, delivered_uj.shape[0] - 1)]
+    if int(delivered_uj.max()) * dt_us < _INT64_SAFE:
+        share = np.where(split, inside * into_us // dt_us, 0)
+        return [int(x) for x in (whole + share).tolist()]
+    return [
+        int(w) + (int(d) * int(t) // dt_us if t else 0)
+        for w, d, t in zip(whole.tolist(), inside.tolist(), into_us.tolist(), strict=True)
+    ]

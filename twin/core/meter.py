@@ -55,11 +55,12 @@ from twin.core.events import (
 )
 from twin.core.limits import KH_WH
 from twin.core.models import DemandConfig, DemandMethod, MeterConfig, RegistrationMode
-from twin.core.readings import UNPOWERED_READINGS, Readings
-from twin.core.registration import element_power, output_edges, register
+from twin.core.readings import UNPOWERED_READINGS
+from twin.core.registration import element_power, energy_uj, output_edges
 from twin.core.samples import BoolArray, FloatArray, IntArray, SampleBlock
+from twin.core.shared import Measured, SharedMeasurements, measure_run
 from twin.core.snapshot import NvState, Snapshot
-from twin.core.status import StatusBit, error_events, line_status_bits
+from twin.core.status import StatusBit, error_events, or_bits
 from twin.core.supply import SupplyState
 from twin.core.view import build_snapshot
 
@@ -68,6 +69,7 @@ _ERROR_BIT = {
     MeterErrorKind.CALIBRATION: StatusBit.CALIBRATION_ERROR,
 }
 _INJECTABLE_MASK = sum(1 << bit for bit in _ERROR_BIT.values())
+_OUTPUTS = tuple(PulseOutput)
 
 
 class MeterCore:
@@ -81,8 +83,10 @@ class MeterCore:
         start_time_s: float = 0.0,
         emit_edges: bool = True,
         emit_series: bool = False,
+        shared: SharedMeasurements | None = None,
     ) -> None:
         self.config = config or MeterConfig()
+        self.shared = shared  # the shell may swap it when the meter's inputs change
         self.emit_edges = emit_edges
         self.emit_series = emit_series
         self._curve = ErrorCurve.from_config(self.config.accuracy, self.config.model)
@@ -148,14 +152,12 @@ class MeterCore:
     def advance(self, block: SampleBlock) -> list[Event]:
         """Advance over ``block``; returns the events in time order per kind."""
         dt_us = block.dt_us
-        model = self.config.model
-        supply = self._supply.run(block.voltage_v[: model.elements].max(axis=0), dt_us)
-        p, amps, pf = element_power(block, model, self._curve, self._calibration_pct)
-        e = np.rint(p * dt_us).astype(np.int64)  # µJ per sample and element
+        measured = self._measure(block)
+        supply, p = measured.supply, measured.power_w
 
         events: list[Event] = []
         edge_parts: dict[PulseOutput, list[tuple[FloatArray, BoolArray]]] = {
-            k: [] for k in PulseOutput
+            k: [] for k in _OUTPUTS
         }
         # Per-sample registered energy (delivered, received, L1, L2) when asked for.
         series = np.zeros((4, block.n), np.int64) if self.emit_series else None
@@ -164,7 +166,7 @@ class MeterCore:
         bounds = [0, *change.tolist(), block.n]
         for a, b in itertools.pairwise(bounds):
             if supply[a]:
-                self._run_powered(block, (p, amps, pf), e, a, b, events, edge_parts, series)
+                self._run_powered(block, measured, a, b, events, edge_parts, series)
             else:
                 self._run_unpowered(b - a, dt_us, events)
         if series is not None:
@@ -179,7 +181,7 @@ class MeterCore:
                     l2_uj=series[3],
                 )
             )
-        for output in PulseOutput:
+        for output in _OUTPUTS:
             parts = edge_parts[output]
             if parts:
                 events.append(
@@ -190,6 +192,38 @@ class MeterCore:
                     )
                 )
         return events
+
+    def _measure(self, block: SampleBlock) -> Measured:
+        """The block as this meter measures it; shared with the cores whose key matches."""
+        key = None
+        if self.shared is not None and not self.emit_series:
+            supply_state = (self._supply.powered, self._supply.dip_us)
+            key = (
+                self.config.model,
+                self.config.supply,
+                self._curve,
+                self._calibration_pct,
+                self._mode,
+                supply_state,
+            )
+            hit = self.shared.lookup(block, key)
+            if hit is not None:
+                self._supply.powered, self._supply.dip_us = hit.supply_after
+                return hit
+        model = self.config.model
+        supply = self._supply.run(block.voltage_v[: model.elements].max(axis=0), block.dt_us)
+        p, amps, pf = element_power(block, model, self._curve, self._calibration_pct)
+        measured = Measured(
+            supply=supply,
+            supply_after=(self._supply.powered, self._supply.dip_us),
+            power_w=p,
+            current_a=amps,
+            pf=pf,
+            energy_uj=energy_uj(p, block.dt_us),  # µJ per sample and element
+        )
+        if self.shared is not None and key is not None:
+            self.shared.store(block, key, measured)
+        return measured
 
     def _run_unpowered(self, m: int, dt_us: int, events: list[Event]) -> None:
         if self._powered:
@@ -204,8 +238,7 @@ class MeterCore:
     def _run_powered(
         self,
         block: SampleBlock,
-        measured: tuple[FloatArray, FloatArray, FloatArray],
-        e: IntArray,
+        measured: Measured,
         a: int,
         b: int,
         events: list[Event],
@@ -214,7 +247,6 @@ class MeterCore:
     ) -> None:
         model = self.config.model
         dt_us = block.dt_us
-        p, amps, pf = measured
         if not self._powered:
             self._powered = True
             self._power_ups += 1
@@ -222,8 +254,10 @@ class MeterCore:
             self._demand.power_up()
             events.append(PowerRestored(time_s=self._time_us / 1e6, power_up_count=self._power_ups))
         m = b - a
-        reg = register(e[:, a:b], self._mode)
-        cum = np.cumsum(reg.delivered)
+        run = measured.runs.get((a, b))
+        if run is None:
+            run = measure_run(block, measured, model, self._mode, (a, b), series)
+        reg, cum = run.registered, run.cum_uj
         if self.emit_edges and cum[-1] > 0:
             for output, times, closed, crowded in output_edges(
                 self._e_del, reg.delivered, cum, self._time_us, dt_us, model.counter_wh_per_count
@@ -234,44 +268,30 @@ class MeterCore:
                     t = (self._time_us + crowded * dt_us) / 1e6
                     events.append(StepTooCoarse(time_s=t, output=output, dt_s=dt_us / 1e6))
 
-        events.extend(self._demand.advance(self._uptime_us, dt_us, reg.delivered, self._time_us))
+        events.extend(
+            self._demand.advance(self._uptime_us, dt_us, reg.delivered, self._time_us, cum)
+        )
 
         # Status bits per sample, then error raised/cleared events at their sample.
-        bits = line_status_bits(
-            model.elements,
-            block.voltage_v[:, a:b],
-            amps[:, a:b],
-            p[:, a:b],
-            np.abs(pf[:, a:b]),
-            block.frequency_hz[a:b],
-            block.temperature_c[a:b],
-            model.max_current_a,
-            model.starting_current_a,
-        )
-        bits |= np.uint32(self._injected_bits())
+        bits = run.bits
+        injected = np.uint32(self._injected_bits())
         if self._uptime_us < self._boot_us:
+            bits = bits | injected  # a new array: the run's bits are shared, read-only
             n_boot = min(m, -(-(self._boot_us - self._uptime_us) // dt_us))
             bits[:n_boot] |= np.uint32(1 << StatusBit.BOOTING)
+        elif injected:
+            bits = or_bits(bits, injected)
         self._set_bits(bits, events, dt_us)
 
         self._e_del += int(cum[-1])
-        self._e_l1 += int(reg.l1.sum())
-        self._e_l1_rec += int(reg.l1_received.sum())
-        if reg.l2 is not None and reg.l2_received is not None:
-            self._e_l2 += int(reg.l2.sum())
-            self._e_l2_rec += int(reg.l2_received.sum())
-        if reg.received is not None:
-            self._e_rec += int(reg.received.sum())
-        if series is not None:
-            series[0, a:b] = reg.delivered
-            series[2, a:b] = reg.l1
-            if reg.l2 is not None:
-                series[3, a:b] = reg.l2
-            if reg.received is not None:
-                series[1, a:b] = reg.received
+        self._e_rec += reg.received_uj
+        self._e_l1 += reg.l1_uj
+        self._e_l2 += reg.l2_uj
+        self._e_l1_rec += reg.l1_received_uj
+        self._e_l2_rec += reg.l2_received_uj
         self._uptime_us += m * dt_us
         self._time_us += m * dt_us
-        self._readings = Readings.at(block, p, b - 1, model.elements)
+        self._readings = run.readings
 
     def _set_bits(self, bits: np.ndarray, events: list[Event], dt_us: int) -> None:
         """Record per-sample status bits from now; emit error events where errors change."""

@@ -61,22 +61,17 @@ def edges(
     The third value is the first sample holding two or more edges, or -1.
     """
     _, r0 = divmod(energy0_uj, 2 * half_uj)  # keep the parity, work in small numbers
-    k_end = (r0 + cum_uj) // half_uj
-    k_start = np.empty_like(k_end)
-    k_start[0] = r0 // half_uj
-    k_start[1:] = k_end[:-1]
-    crossings = k_end - k_start
-    idx = np.flatnonzero(crossings)
-    if idx.size == 0:
+    k_first = r0 // half_uj + 1
+    k_last = (r0 + int(cum_uj[-1])) // half_uj
+    if k_last < k_first:
         return np.empty(0), np.empty(0, dtype=bool), -1
-    counts = crossings[idx]
-    crowded = np.flatnonzero(counts >= 2)
-    first_crowded = int(idx[crowded[0]]) if crowded.size else -1
-    sample = np.repeat(idx, counts)
-    # k of each crossed boundary: k_start + 1 .. k_end for each sample
-    first = np.repeat(k_start[idx] + 1, counts)
-    offset = np.arange(sample.shape[0]) - np.repeat(np.cumsum(counts) - counts, counts)
-    k = first + offset
+    # Boundary k is crossed in the first sample whose running total reaches it
+    # (delivered energy never decreases), so a binary search per edge replaces a
+    # division per sample; samples come out in order, k ascending within each.
+    k = np.arange(k_first, k_last + 1, dtype=np.int64)
+    sample = np.searchsorted(cum_uj, k * half_uj - r0, side="left")
+    repeated = np.flatnonzero(sample[1:] == sample[:-1])
+    first_crowded = int(sample[repeated[0]]) if repeated.size else -1
     e_before = r0 + cum_uj[sample] - delivered_uj[sample]
     frac = (k * half_uj - e_before) / delivered_uj[sample]
     # Integer microseconds first, so the times do not depend on how blocks were split.

@@ -42,8 +42,10 @@ def element_power(
     """Measured real power, current seen and cos(delta) per element, shape (els, n)."""
     els = model.elements
     amps, pf = element_inputs(block, els)
-    p = block.voltage_v[:els] * amps * pf
-    p = np.where(amps >= model.starting_current_a, p, 0.0)
+    p = block.voltage_v[:els] * amps
+    p *= pf
+    if _low(amps, model.starting_current_a):
+        p = np.where(amps >= model.starting_current_a, p, 0.0)
     if curve is not None:
         p = p * curve.ratio(amps, np.abs(pf))
     if calibration_error_pct:
@@ -51,33 +53,81 @@ def element_power(
     return np.asarray(p, dtype=np.float64), amps, pf
 
 
+def _low(values: FloatArray, threshold: float) -> bool:
+    """Whether any value is below ``threshold`` (a broadcast constant costs one test)."""
+    if values.ndim == 2 and values.shape[1] > 1 and values.strides[1] == 0:
+        values = values[:, :1]
+    return bool(values.size) and float(values.min()) < threshold
+
+
+def energy_uj(power_w: FloatArray, dt_us: int) -> IntArray:
+    """Energy per element and sample, rounded to whole microjoules (W x us)."""
+    out = np.empty(power_w.shape, np.int64)
+    # rint is exact to an integral float; the cast on output is then exact, in one pass.
+    np.rint(power_w * dt_us, out=out, casting="unsafe")
+    return out
+
+
 class Registered(NamedTuple):
-    """What one run of samples adds to each register, per sample (µJ)."""
+    """What one run of samples adds to each register: per sample delivered, totals."""
 
-    delivered: IntArray
-    received: IntArray | None  # None unless bidirectional
-    l1: IntArray
-    l2: IntArray | None  # None on a single-element meter
-    l1_received: IntArray
-    l2_received: IntArray | None
+    delivered: IntArray  # per sample (µJ): what the pulse outputs and demand follow
+    received_uj: int  # 0 unless bidirectional
+    l1_uj: int
+    l2_uj: int
+    l1_received_uj: int
+    l2_received_uj: int
 
 
-def register(energy_uj: IntArray, mode: RegistrationMode) -> Registered:
-    """Split per-element energies (elements, m) into the registers' increments."""
+def register(
+    energy_uj: IntArray, mode: RegistrationMode, series: IntArray | None = None
+) -> Registered:
+    """Split per-element energies (elements, m) into the registers' increments.
+
+    ``series``, a zeroed (4, m) array, receives the per-sample increments of the
+    delivered, received, L1 and L2 registers when given.
+    """
     e1 = energy_uj[0]
     e2 = energy_uj[1] if energy_uj.shape[0] == 2 else None
+    if int(energy_uj.min()) >= 0:
+        # Nothing exported: every clamp is the identity and nothing is received,
+        # whatever the mode (the usual case, at a third of the passes).
+        if series is None:
+            delivered = e1.copy() if e2 is None else e1 + e2
+        else:
+            series[2] = e1
+            if e2 is None:
+                series[0] = e1
+            else:
+                series[3] = e2
+                np.add(e1, e2, out=series[0])
+            delivered = series[0]
+        return Registered(
+            delivered=delivered,
+            received_uj=0,
+            l1_uj=int(e1.sum()),
+            l2_uj=0 if e2 is None else int(e2.sum()),
+            l1_received_uj=0,
+            l2_received_uj=0,
+        )
+    out = np.zeros((4, e1.shape[0]), np.int64) if series is None else series
     net = e1 if e2 is None else e1 + e2
+    np.maximum(e1, 0, out=out[2])
+    if e2 is not None:
+        np.maximum(e2, 0, out=out[3])
     if mode is RegistrationMode.PER_ELEMENT_CLAMP:
-        delivered = np.maximum(e1, 0) if e2 is None else np.maximum(e1, 0) + np.maximum(e2, 0)
+        np.add(out[2], out[3], out=out[0])
     else:
-        delivered = np.maximum(net, 0)
+        np.maximum(net, 0, out=out[0])
+    if mode is RegistrationMode.BIDIRECTIONAL:
+        np.maximum(-net, 0, out=out[1])
     return Registered(
-        delivered=delivered,
-        received=np.maximum(-net, 0) if mode is RegistrationMode.BIDIRECTIONAL else None,
-        l1=np.maximum(e1, 0),
-        l2=None if e2 is None else np.maximum(e2, 0),
-        l1_received=np.maximum(-e1, 0),
-        l2_received=None if e2 is None else np.maximum(-e2, 0),
+        delivered=out[0],
+        received_uj=int(out[1].sum()),
+        l1_uj=int(out[2].sum()),
+        l2_uj=int(out[3].sum()),
+        l1_received_uj=int(np.maximum(-e1, 0).sum()),
+        l2_received_uj=0 if e2 is None else int(np.maximum(-e2, 0).sum()),
     )
 
 

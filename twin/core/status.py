@@ -27,6 +27,8 @@ from twin.core.limits import (
 )
 
 U32Array = npt.NDArray[np.uint32]
+#: Below this many samples the per-sample tests cost less than proving them uniform.
+_UNIFORM_CHECK_MIN = 256
 
 
 class StatusBit(IntEnum):
@@ -143,11 +145,15 @@ def error_events(
 
     Sample ``j`` is at ``time0_us + j * dt_us``; ``prev_bits`` are the bits before it.
     """
+    if bits.shape[0] > 1 and bits.strides[0] == 0:
+        bits = bits[:1]  # a broadcast constant: any change is at its first sample
     errs = bits & np.uint32(ERROR_MASK)
     prev_err = prev_bits & ERROR_MASK
-    changed = np.flatnonzero(errs != np.concatenate(([prev_err], errs[:-1])).astype(np.uint32))
+    changed = (np.flatnonzero(errs[1:] != errs[:-1]) + 1).tolist()
+    if int(errs[0]) != prev_err:
+        changed.insert(0, 0)
     events: list[ErrorRaised | ErrorCleared] = []
-    for j in changed.tolist():
+    for j in changed:
         before = active_errors(prev_err if j == 0 else int(errs[j - 1]))
         after = active_errors(int(errs[j]))
         t = (time0_us + j * dt_us) / 1e6
@@ -163,14 +169,24 @@ def line_status_bits(
     voltage_v: npt.NDArray[np.float64],
     current_a: npt.NDArray[np.float64],
     power_w: npt.NDArray[np.float64],
-    pf_abs: npt.NDArray[np.float64],
+    pf: npt.NDArray[np.float64],
     frequency_hz: npt.NDArray[np.float64],
     temperature_c: npt.NDArray[np.float64],
     max_current_a: float,
     starting_current_a: float,
 ) -> U32Array:
-    """Per-sample status bits 0-9 of a powered meter (arrays (2, n) and (n,))."""
+    """Per-sample status bits 0-9 of a powered meter (arrays (2, n) and (n,)); ``pf`` signed.
+
+    Read-only: a block whose bits cannot change gets a broadcast of one value.
+    """
     n = frequency_hz.shape[0]
+    if n >= _UNIFORM_CHECK_MIN:
+        uniform = _uniform_bits(
+            elements, voltage_v, current_a, power_w, pf, frequency_hz, temperature_c, max_current_a
+        )
+        if uniform is not None:  # one value for the block: a read-only broadcast, no array
+            return np.broadcast_to(np.uint32(uniform), (n,))
+    pf_abs = np.abs(pf)
     bits = np.zeros(n, dtype=np.int64)
     for e in range(elements):
         v = voltage_v[e]
@@ -190,6 +206,59 @@ def line_status_bits(
         StatusBit.TEMPERATURE_OUT_OF_RANGE
     )
     return bits.astype(np.uint32)
+
+
+def _span(values: npt.NDArray[np.float64]) -> tuple[float, float]:
+    """(min, max) of a 1-D array; a broadcast constant costs one element."""
+    if values.shape[0] > 1 and values.strides[0] == 0:
+        values = values[:1]
+    return float(values.min()), float(values.max())
+
+
+def _uniform_bits(
+    elements: int,
+    voltage_v: npt.NDArray[np.float64],
+    current_a: npt.NDArray[np.float64],
+    power_w: npt.NDArray[np.float64],
+    pf: npt.NDArray[np.float64],
+    frequency_hz: npt.NDArray[np.float64],
+    temperature_c: npt.NDArray[np.float64],
+    max_current_a: float,
+) -> int | None:
+    """The bits when the extremes show that no condition changes within the block, else None.
+
+    The usual block (in range, importing, good PF) sets no bit, and min/max passes
+    prove it at a fraction of the cost of the per-sample tests.
+    """
+    t_lo, t_hi = TEMPERATURE_RANGE_C
+    t_min, t_max = _span(temperature_c)
+    if t_min >= t_lo and t_max <= t_hi:
+        bits = 0
+    elif t_max < t_lo or t_min > t_hi:
+        bits = 1 << StatusBit.TEMPERATURE_OUT_OF_RANGE
+    else:
+        return None
+    f_out = _per_sample(frequency_out_of_range, frequency_hz)
+    if f_out.shape[0] > 1 and f_out.strides[0] == 0:
+        f_out = f_out[:1]
+    if f_out.all():
+        bits |= 1 << StatusBit.FREQUENCY_OUT_OF_RANGE
+    elif f_out.any():
+        return None
+    for e in range(elements):
+        v_min, v_max = _span(voltage_v[e])
+        p_min, _ = _span(power_w[e])
+        _, i_max = _span(current_a[e])
+        pf_min, pf_max = _span(pf[e])
+        if not (
+            v_min >= SUPPLY_MIN_V
+            and v_max <= SUPPLY_MAX_V
+            and p_min >= 0.0
+            and i_max <= max_current_a
+            and (pf_min >= PF_MIN or pf_max <= -PF_MIN)
+        ):
+            return None  # something may be set: test every sample
+    return bits
 
 
 def _per_sample(
@@ -258,3 +327,10 @@ def indicator_bits(
         if leading and amps >= starting_current_a:
             flags.add(Indicator(Indicator.L1_LEADING + line))
     return sum(1 << f for f in flags)
+
+
+def or_bits(bits: U32Array, value: np.uint32) -> U32Array:
+    """``bits | value``; a broadcast constant stays one (no array per sample)."""
+    if bits.shape[0] > 1 and bits.strides[0] == 0:
+        return np.broadcast_to(bits[:1] | value, bits.shape)
+    return bits | value

@@ -42,6 +42,7 @@ from twin.core import (
     NvState,
     Reconfigure,
     SampleBlock,
+    SharedMeasurements,
     Snapshot,
 )
 from twin.drive import drive
@@ -72,6 +73,8 @@ class SharedSampler(Sampler):
         super().__init__(spec, seed)
         self._key: tuple[float, float, int] | None = None
         self._block: SampleBlock | None = None
+        # The meters stepping this sampler's blocks measure each block once (see core).
+        self.measurements = SharedMeasurements()
 
     def block(self, t0_s: float, dt_s: float, n: int) -> SampleBlock:
         key = (t0_s, dt_s, n)
@@ -123,13 +126,13 @@ class LiveMeter:
         self.time_s = 0.0  # profile time of the next sample
         self.restored = nv is not None
         self.follower: Follower | None = None  # a physical meter's pulses move it
-        self.core = MeterCore(config, nv=nv)
+        self.core = MeterCore(config, nv=nv, shared=self._shared_measurements())
         self.identity = Identity.from_config(config, unit_id=spec.unit)
         self._sunspec = sunspec
         self._control = control
         self._on_events = on_events
         self.snapshot: Snapshot = self.core.snapshot()
-        self._snapshot_repr = repr(self.snapshot)
+        self._snapshot_repr: str | None = repr(self.snapshot)
         self.image = self._build_image()
         self.endpoint = MeterEndpoint(
             self.image,
@@ -204,11 +207,13 @@ class LiveMeter:
         until_s = None if load.for_s is None else self.time_s + load.for_s
         self.sampler = OverrideSampler(self.profile.spec, self._seed(self.profile), load, until_s)
         self.load = load
+        self.core.shared = self._shared_measurements()
 
     def clear_load(self) -> None:
         """End a load override: the profile's inputs again."""
         self.sampler = self._pool.sampler(self.profile, self._seed(self.profile))
         self.load = None
+        self.core.shared = self._shared_measurements()
 
     def switch_profile(self, profile: Profile) -> None:
         """Play ``profile`` from the present meter time (a load override stays)."""
@@ -221,6 +226,11 @@ class LiveMeter:
             sampler = self.sampler
             until_s = sampler.until_s if isinstance(sampler, OverrideSampler) else None
             self.sampler = OverrideSampler(profile.spec, self._seed(profile), self.load, until_s)
+            self.core.shared = self._shared_measurements()
+
+    def _shared_measurements(self) -> SharedMeasurements | None:
+        sampler = self.sampler
+        return sampler.measurements if isinstance(sampler, SharedSampler) else None
 
     def _seed(self, profile: Profile) -> int:
         return profile.spec.seed + self.position if self.spec.seed is None else self.spec.seed
@@ -231,9 +241,14 @@ class LiveMeter:
         if self.follower is not None:
             return  # the follower shows its registers (show)
         snap = self.core.snapshot()
-        # repr compares NaN fields as equal, unlike ==; an unchanged meter keeps its image
-        text = repr(snap)
-        if text != self._snapshot_repr:
+        last = self.snapshot
+        if snap.uptime_s != last.uptime_s or snap.energy_delivered_uj != last.energy_delivered_uj:
+            changed, text = True, None  # a running meter: no need to compare the rest
+        else:
+            # repr compares NaN fields as equal, unlike ==; an unchanged meter keeps its image
+            text = repr(snap)
+            changed = text != (self._snapshot_repr or repr(last))
+        if changed:
             self.snapshot, self._snapshot_repr = snap, text
             self.image = self._build_image()
             self.endpoint.set_image(self.image)

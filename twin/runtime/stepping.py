@@ -34,7 +34,17 @@ YIELD_AFTER_S = 0.003  # step at most this long before letting requests through
 # Per meter per chunk: big enough to amortise a core call's ~0.1 ms overhead
 # (~1.5 ms of work at the core's ~10 M samples/s), small enough to yield often.
 CHUNK_SAMPLES = 16_384
-TICK_BUDGET_S = 0.05  # wall time a tick may spend stepping; the rest waits (lag)
+TICK_BUDGET_S = 0.05  # wall time a 0.1 s tick may spend stepping (in proportion for longer)
+# A core call costs ~0.1 ms whatever its length, so a fleet pays it once per meter per
+# tick: past this many meters the tick stretches in proportion (at most MAX_TICK_S),
+# so a big fleet advances more samples per call instead of more calls.
+METERS_PER_TICK = 1_000
+MAX_TICK_S = 1.0
+
+
+def fleet_tick_s(tick_s: float, meters: int) -> float:
+    """The tick for a fleet of ``meters``: ``tick_s`` up to METERS_PER_TICK, then longer."""
+    return max(tick_s, min(MAX_TICK_S, tick_s * meters / METERS_PER_TICK))
 
 
 class Steppable(Protocol):
@@ -53,6 +63,7 @@ class Stepper:
         self.meters = meters
         self.samples_done = 0
         self.lagging = False  # True once the meters fell behind the clock
+        self.budget_s = TICK_BUDGET_S  # wall time one tick may spend stepping
 
     @property
     def meter_time_s(self) -> float:
@@ -102,7 +113,7 @@ class Stepper:
                     await asyncio.sleep(0)  # let waiting requests through between meters
                     last = time.perf_counter()
             self.samples_done += n
-            if time.perf_counter() - start > TICK_BUDGET_S:
+            if time.perf_counter() - start > self.budget_s:
                 break
             await asyncio.sleep(0)  # requests and signals between chunks, too
             last = time.perf_counter()
@@ -120,9 +131,13 @@ class Stepper:
 async def tick_loop(
     stepper: Stepper, tick_s: float, after_step: Callable[[], Awaitable[None]]
 ) -> None:
-    """Every ``tick_s`` of wall time: step to the clock, then ``after_step`` (faults,
-    traces, checkpoints). A failure is logged (once a second at most), not fatal."""
+    """Every ``tick_s`` of wall time (longer for a big fleet: :func:`fleet_tick_s`): step
+    to the clock, then ``after_step`` (faults, traces, checkpoints). A failure is logged
+    (once a second at most), not fatal."""
     loop = asyncio.get_running_loop()
+    fleet_tick = fleet_tick_s(tick_s, len(stepper.meters))
+    stepper.budget_s = TICK_BUDGET_S * fleet_tick / tick_s  # the same share of each tick
+    tick_s = fleet_tick
     next_t = loop.time()
     while True:
         next_t += tick_s
