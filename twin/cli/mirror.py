@@ -23,6 +23,7 @@ from twin.errors import ConfigError
 from twin.mirror import Mirror, MirrorConfig
 from twin.mirror.modbus_reference import ModbusMeterReference
 from twin.mirror.report import write_report
+from twin.mqtt import config as mqtt_options
 from twin.runtime import Twin, TwinConfig
 
 
@@ -49,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--checkpoint-interval", type=float, default=10.0, help="seconds between saves (10)")
     a("--report", type=Path, default=None, metavar="DIR", help="write report.json and a PNG")
     a("--status", type=float, default=5.0, help="seconds between status lines (5)")
+    mqtt_options.add_arguments(parser)  # the mirrored meter published like a simulated one
 
 
 def config_from_args(args: argparse.Namespace) -> TwinConfig:
@@ -75,6 +77,7 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
         state_dir=None if args.no_state else (args.state_dir or default_state_dir()),
         checkpoint_interval_s=args.checkpoint_interval,
         mirror=mirror,
+        mqtt=mqtt_options.config_from_args(args),
     )
 
 

@@ -137,7 +137,7 @@ async def get_meter(request: web.Request) -> web.StreamResponse:
     meter = _meter(request)
     if meter is None:
         return _no_meter(request)
-    return _json(snapshot_json(meter.snapshot))
+    return _json(snapshot_json(meter.snapshot, meter.extra))
 
 
 async def meter_command(request: web.Request) -> web.StreamResponse:

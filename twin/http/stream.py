@@ -126,7 +126,8 @@ class StreamHub:
         else:
             meter = self._meters[topic]
             data = sse(
-                "meter", {**head, "serial": topic, "snapshot": snapshot_json(meter.snapshot)}
+                "meter",
+                {**head, "serial": topic, "snapshot": snapshot_json(meter.snapshot, meter.extra)},
             )
         self._frames[topic] = (now, t.meter_time_s, data)
         return data

@@ -57,8 +57,9 @@ def number(value: float | int) -> float | int | None:
     return value
 
 
-def snapshot_json(snap: Snapshot) -> dict[str, Any]:
-    """One meter's registers by name (identity, every block A register, block C settings)."""
+def snapshot_json(snap: Snapshot, extra: Mapping[str, float | int] | None = None) -> dict[str, Any]:
+    """One meter's registers by name (identity, every block A register, block C settings);
+    ``extra``: the registers beyond the snapshot (a mirror's 70-78) when not the defaults."""
     out: dict[str, Any] = {
         "serial_number": snap.serial_number,
         "model": snap.model,
@@ -67,7 +68,9 @@ def snapshot_json(snap: Snapshot) -> dict[str, Any]:
     }
     for name in LIVE_FIELDS:
         value = getattr(snap, name, None)
-        out[name] = number(EXTRA_DEFAULTS[name] if value is None else value)
+        if value is None:
+            value = (extra or {}).get(name, EXTRA_DEFAULTS[name])
+        out[name] = number(value)
     out.update((name, int(getattr(snap, name))) for name in SETTING_FIELDS)
     return out
 

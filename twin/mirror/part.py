@@ -14,7 +14,7 @@ package does not import the runtime.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -52,7 +52,9 @@ class FollowedMeter(Protocol):
 
     def follow(self, follower: Follower | None) -> None: ...
 
-    def show(self, snapshot: Snapshot, image: RegisterImage) -> None: ...
+    def show(
+        self, snapshot: Snapshot, image: RegisterImage, extra: Mapping[str, float | int]
+    ) -> None: ...
 
 
 class MirrorSettings(Protocol):
@@ -103,7 +105,7 @@ async def mirror_part(twin: MirrorTwin) -> AsyncIterator[None]:
 
     def show(mirror: Mirror) -> None:
         assert mirror.snapshot is not None and mirror.image is not None
-        meter.show(mirror.snapshot, mirror.image)
+        meter.show(mirror.snapshot, mirror.image, mirror.extra())
 
     async with Mirror(config, nv=nv) as mirror:
         meter.follow(mirror)

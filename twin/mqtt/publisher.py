@@ -308,7 +308,10 @@ class MqttPublisher:
     async def _publish_state(self, client: aiomqtt.Client, meter: MeterSource) -> None:
         snapshot, cfg = meter.snapshot, self.config
         payload = topics.state_payload(
-            snapshot, meter_time_s=self._twin.meter_time_s, unix_time_s=time.time()
+            snapshot,
+            meter_time_s=self._twin.meter_time_s,
+            unix_time_s=time.time(),
+            extra=meter.extra,
         )
         await self._publish(
             client,

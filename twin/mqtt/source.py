@@ -7,7 +7,7 @@ LiveMeter satisfy these structurally.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from twin.core import Event, MeterConfig, Snapshot
@@ -24,6 +24,11 @@ class MeterSource(Protocol):
 
     @property
     def config(self) -> MeterConfig: ...
+
+    @property
+    def extra(self) -> Mapping[str, float | int]:
+        """Registers beyond the snapshot (a mirror's 70-78); empty for the defaults."""
+        ...
 
 
 class TwinSource(Protocol):

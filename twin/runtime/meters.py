@@ -30,7 +30,7 @@ and commands for its core are refused.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
 from twin.control import Controller, SetLoad
@@ -132,6 +132,8 @@ class LiveMeter:
         self._control = control
         self._on_events = on_events
         self.snapshot: Snapshot = self.core.snapshot()
+        # registers beyond the snapshot (the mirror's 70-78), as the image was built with
+        self.extra: Mapping[str, float | int] = {}
         self._snapshot_repr: str | None = repr(self.snapshot)
         self.image = self._build_image()
         self.endpoint = MeterEndpoint(
@@ -160,9 +162,11 @@ class LiveMeter:
                 "follow that meter's pulses"
             )
 
-    def show(self, snapshot: Snapshot, image: RegisterImage) -> None:
+    def show(
+        self, snapshot: Snapshot, image: RegisterImage, extra: Mapping[str, float | int]
+    ) -> None:
         """A followed meter's registers, as the follower has them now."""
-        self.snapshot, self.image = snapshot, image
+        self.snapshot, self.image, self.extra = snapshot, image, extra
         self.endpoint.set_image(image)
 
     def step(self, t0_s: float, dt_s: float, n: int) -> None:
