@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from devices import PulseSource, open_sink
-from tests.mirror.standin import StandIn, until
+from tests.helpers import until
+from tests.mirror.standin import StandIn
 from twin.mirror.pulse_out import PulseOut
 
 
