@@ -21,7 +21,6 @@ from pathlib import Path
 
 from twin.errors import ConfigError
 from twin.mirror import Mirror, MirrorConfig
-from twin.mirror.modbus_reference import ModbusMeterReference
 from twin.mirror.report import write_report
 from twin.mqtt import config as mqtt_options
 from twin.runtime import Twin, TwinConfig
@@ -88,14 +87,9 @@ def status_line(mirror: Mirror) -> str:
         f"t={mirror.now():.0f}s E={s.energy_delivered_wh}Wh P={s.power_w:.1f}W "
         f"pulses={mirror.source.total_counts} verdict={c.verdict.name.lower()} "
         f"reg={c.registration_pct:.3f}% ±{c.bound_pct:.3f}%"
-        + (" REFERENCE-DOWN" if _reference_down(mirror) else "")
+        + (" REFERENCE-DOWN" if mirror.reference_down else "")
         + (" STALE" if mirror.stale else "")
     )
-
-
-def _reference_down(mirror: Mirror) -> bool:
-    ref = mirror.reference
-    return isinstance(ref, ModbusMeterReference) and ref.last_error is not None
 
 
 async def _serve(config: TwinConfig, status_s: float, report: Path | None) -> None:

@@ -35,7 +35,7 @@ from twin.modbus.security import (
 from twin.modbus.serial import SerialSettings
 from twin.modbus.tcp import DEFAULT_IDLE_TIMEOUT_S
 from twin.mqtt import config as mqtt_options
-from twin.registers import WordOrder
+from twin.registers import TwinHealth, WordOrder
 from twin.runtime.config import TwinConfig
 from twin.runtime.fleet import OnPowerLoss, load_fleet
 from twin.runtime.shard import parse_shard
@@ -357,6 +357,7 @@ async def _serve(config: TwinConfig, pulse_out: str | None = None) -> None:
             first = twin.meters[0]
             out = await parts.enter_async_context(PulseOut(open_sink(pulse_out)))
             parts.callback(twin.subscribe(lambda m, ev: out.on_events(ev) if m is first else None))
+            parts.callback(twin.health.watch(TwinHealth.PULSE_SINK_FAILING, lambda: out.failing))
         parts.callback(twin.subscribe(coarse_step_warner(config.sample_s)))
 
         def ready(twin: Twin) -> None:

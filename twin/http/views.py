@@ -26,7 +26,7 @@ from twin.core import (
 )
 from twin.http.target import MeterView
 from twin.modbus import FaultSpec
-from twin.registers import BY_NAME, EXTRA_DEFAULTS, Register, field_names
+from twin.registers import BY_NAME, EXTRA_DEFAULTS, Register, field_names, health_conditions
 
 LIVE_FIELDS = tuple(field_names())
 #: Block C settings, by the snapshot fields that carry them.
@@ -71,6 +71,7 @@ def snapshot_json(snap: Snapshot, extra: Mapping[str, float | int] | None = None
         if value is None:
             value = (extra or {}).get(name, EXTRA_DEFAULTS[name])
         out[name] = number(value)
+    out["twin_conditions"] = health_conditions(int(out["twin_health"]))
     out.update((name, int(getattr(snap, name))) for name in SETTING_FIELDS)
     return out
 

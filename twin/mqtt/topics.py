@@ -8,7 +8,9 @@ broker. Per meter, under the prefix ``P`` (``minimeter``):
 - ``P/<serial>/state``: retained JSON of the snapshot. Keys are the block A register
   names of :data:`twin.registers.map.REGISTERS` (units in the names: ``energy_delivered_wh``,
   ``power_w``), plus ``serial_number``, ``model``, ``powered``, ``meter_time_s`` (meter
-  seconds since the run started) and ``unix_time_s`` (wall clock at publication).
+  seconds since the run started), ``unix_time_s`` (wall clock at publication) and
+  ``twin_conditions`` (the names of the ``twin_health`` bits set: the twin's own
+  conditions, e.g. ``["store_failing"]``).
   Non-finite numbers (a power factor with no current) are ``null``.
 - ``P/<serial>/event/<kind>``: one JSON message per core event (:data:`EVENT_KINDS`).
 - ``P/<serial>/availability``: ``online`` / ``offline``, retained.
@@ -42,7 +44,7 @@ from twin.core import (
     Snapshot,
 )
 from twin.errors import ConfigError
-from twin.registers import BY_NAME, EXTRA_DEFAULTS, Identity, field_names
+from twin.registers import BY_NAME, EXTRA_DEFAULTS, Identity, field_names, health_conditions
 
 ALL: Final = "all"  # the fleet-wide command target: P/all/cmd/<name>
 RESULT: Final = "result"  # P/<serial>/cmd/result: never a command name
@@ -148,6 +150,7 @@ def state_payload(
         out[name] = _json_value(value)
     for name, default in EXTRA_DEFAULTS.items():
         out[name] = _json_value((extra or {}).get(name, default))
+    out["twin_conditions"] = health_conditions(int((extra or {}).get("twin_health", 0)))
     return out
 
 
@@ -242,6 +245,14 @@ ENTITIES: Final[tuple[Entity, ...]] = (
         "problem",
         value_template="{{ 'OFF' if value_json.powered else 'ON' }}",
     ),
+    Entity(
+        "binary_sensor",
+        "twin_health",
+        "Twin problem",
+        "problem",
+        value_template="{{ 'ON' if value_json.twin_health | int else 'OFF' }}",
+        entity_category="diagnostic",
+    ),
 )
 
 
@@ -251,7 +262,8 @@ def ha_device_id(serial: str) -> str:
 
 def entity_id(entity: Entity) -> str:
     """The object id of an entity: its key, or what it shows for a derived binary."""
-    return {"indicators": "reverse_arrow", "powered": "unpowered"}.get(entity.key, entity.key)
+    derived = {"indicators": "reverse_arrow", "powered": "unpowered", "twin_health": "twin_problem"}
+    return derived.get(entity.key, entity.key)
 
 
 def discovery_messages(

@@ -132,8 +132,9 @@ class LiveMeter:
         self._control = control
         self._on_events = on_events
         self.snapshot: Snapshot = self.core.snapshot()
-        # registers beyond the snapshot (the mirror's 70-78), as the image was built with
+        # registers beyond the snapshot (the mirror's 70-78, twin_health), as the image has them
         self.extra: Mapping[str, float | int] = {}
+        self.health = 0  # twin_health (register 79): the twin's conditions
         self._snapshot_repr: str | None = repr(self.snapshot)
         self.image = self._build_image()
         self.endpoint = MeterEndpoint(
@@ -263,9 +264,23 @@ class LiveMeter:
             self.spec.on_power_loss is OnPowerLoss.SILENT and not self.snapshot.powered
         )
 
+    def set_health(self, bits: int) -> None:
+        """The twin's conditions into register 79 (a followed meter's come with its image)."""
+        if bits == self.health:
+            return
+        self.health = bits
+        if self.follower is None:
+            self.extra = {"twin_health": bits} if bits else {}
+            self.image = self._build_image()
+            self.endpoint.set_image(self.image)
+
     def _build_image(self) -> RegisterImage:
         return RegisterImage.build(
-            self.snapshot, self.identity, word_order=self.spec.word_order, sunspec=self._sunspec
+            self.snapshot,
+            self.identity,
+            word_order=self.spec.word_order,
+            sunspec=self._sunspec,
+            extra=self.extra,
         )
 
     def modbus_write(self, address: int, values: list[int]) -> None:

@@ -18,7 +18,9 @@ it had opened (ports, the store and its lock, the trace file):
 5. ``rtu_part``: the Modbus RTU server on ``--serial``;
 6. ``mqtt_part`` (:mod:`twin.mqtt.part`): the MQTT publisher, ``twin.mqtt`` (``mqtt`` set);
 7. ``http_part`` (:mod:`twin.http.server`): the HTTP API and front panel, ``twin.http``;
-8. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
+8. ``health_part`` (:mod:`twin.runtime.conditions`): the twin's own conditions into
+   register 79 (``twin_health``) of every meter, ``twin.health``;
+9. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
    meters to the clock (:mod:`twin.runtime.stepping`), expires faults, flushes traces
    and checkpoints every ``checkpoint_interval_s`` of wall time in a worker thread.
 
@@ -72,6 +74,7 @@ from twin.modbus.rtu import ModbusRtuServer
 from twin.modbus.tcp import ModbusTcpServer
 from twin.mqtt import MqttPublisher, mqtt_part
 from twin.runtime.clock import AcceleratedClock, Clock, ManualClock, make_clock
+from twin.runtime.conditions import HealthWatch, health_part
 from twin.runtime.config import TwinConfig, check_speed
 from twin.runtime.fleet import meter_configs, meter_layers
 from twin.runtime.meters import LiveMeter, MeterListener, SamplerPool, nv_items, start_warnings
@@ -106,6 +109,7 @@ class Twin:
         self.http: HttpServer | None = None  # set by http_part (config.http given)
         self.mirror: Mirror | None = None  # set by mirror_part (config.mirror given)
         self.mqtt: MqttPublisher | None = None  # set by mqtt_part (config.mqtt given)
+        self.health = HealthWatch()  # twin_health (register 79), kept by health_part
 
     async def start(self) -> None:
         if self._stack is not None:
@@ -344,5 +348,6 @@ PARTS: tuple[Part, ...] = (
     rtu_part,
     mqtt_part,
     http_part,
+    health_part,
     tick_part,
 )
