@@ -17,7 +17,7 @@ from typing import Literal, cast
 
 from devices import open_sink
 from twin.cli.meter_options import add_meter_options, choices_from_args
-from twin.cli.status import coarse_step_warner, status_printer, where
+from twin.cli.status import coarse_step_warner, exposure_warnings, status_printer, where
 from twin.core import DEFAULT_MODEL
 from twin.errors import ConfigError
 from twin.http import add_arguments as add_http_arguments
@@ -30,7 +30,6 @@ from twin.modbus.security import (
     DEFAULT_WRITE_ROLES,
     MODBUS_TLS_PORT,
     TlsSettings,
-    exposure_warning,
 )
 from twin.modbus.serial import SerialSettings
 from twin.modbus.tcp import DEFAULT_IDLE_TIMEOUT_S
@@ -381,13 +380,7 @@ def _event_loop_runner() -> contextlib.AbstractContextManager[asyncio.Runner]:
 
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    warning = exposure_warning(
-        config.host,
-        allow_writes=config.allow_writes,
-        allow_energy_reset=config.allow_energy_reset,
-        tls=config.tls is not None,
-    )
-    if warning is not None:
+    for warning in exposure_warnings(config):
         print(warning, file=sys.stderr, flush=True)
     if args.workers != 1:
         if args.pulse_out is not None:

@@ -15,8 +15,27 @@ import sys
 from collections.abc import Callable
 
 from twin.core import Event, StepTooCoarse
+from twin.http import exposure_warning as http_exposure
+from twin.modbus.security import exposure_warning as modbus_exposure
+from twin.runtime.config import TwinConfig
 from twin.runtime.meters import LiveMeter
 from twin.runtime.twin import Twin
+
+
+def exposure_warnings(config: TwinConfig) -> list[str]:
+    """What is open beyond loopback without protection (one line each, said at start):
+    Modbus writes or energy reset without TLS, the HTTP API's commands without a token."""
+    found = [
+        modbus_exposure(
+            config.host,
+            allow_writes=config.allow_writes,
+            allow_energy_reset=config.allow_energy_reset,
+            tls=config.tls is not None,
+        )
+    ]
+    if config.http is not None:
+        found.append(http_exposure(config.http, allow_writes=config.allow_writes))
+    return [line for line in found if line is not None]
 
 
 def where(twin: Twin) -> str:

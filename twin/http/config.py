@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from twin.errors import ConfigError
+from twin.modbus.security import is_loopback
 
 DEFAULT_HOST = "127.0.0.1"
 #: The stream's fastest and slowest frame intervals a client may ask for (s).
@@ -145,4 +146,17 @@ def config_from_args(args: argparse.Namespace) -> HttpConfig | None:
         token=token,
         stream_interval_s=args.http_interval,
         max_stream_clients=args.http_max_streams,
+    )
+
+
+def exposure_warning(config: HttpConfig, *, allow_writes: bool) -> str | None:
+    """A warning line when the API takes commands beyond loopback without a token (it has
+    no TLS of its own: the token is what guards it)."""
+    if config.token is not None or is_loopback(config.host) or not allow_writes:
+        return None
+    return (
+        f"warning: HTTP API on {config.host}:{config.port} with writes on and no "
+        "--http-token: anyone who can reach this port can command the meters; bind "
+        "127.0.0.1 (the default), give --http-token-file, or put it behind a firewall or "
+        "a TLS proxy (docs/security.md)"
     )

@@ -25,12 +25,11 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import Final, Protocol
 
+from twin.mirror import Mirror
+from twin.mqtt import MqttPublisher
 from twin.registers import TwinHealth, health_conditions
-
-if TYPE_CHECKING:
-    from twin.runtime.twin import Twin
 
 #: Wall seconds between two looks at the conditions (the most a change waits to show).
 HEALTH_PERIOD_S: Final = 0.2
@@ -86,7 +85,24 @@ class HealthWatch:
                 await asyncio.sleep(0)
 
 
-def watch_twin(twin: Twin) -> list[Callable[[], None]]:
+class WatchedTwin(Protocol):
+    """What the health part reads of a running twin (``twin.runtime.Twin`` fits)."""
+
+    @property
+    def health(self) -> HealthWatch: ...
+    @property
+    def meters(self) -> Sequence[HealthTarget]: ...
+    @property
+    def store_error(self) -> str | None: ...
+    @property
+    def mqtt(self) -> MqttPublisher | None: ...
+    @property
+    def mirror(self) -> Mirror | None: ...
+    @property
+    def lagging(self) -> bool: ...
+
+
+def watch_twin(twin: WatchedTwin) -> list[Callable[[], None]]:
     """The twin's own probes; returns their removers."""
     watch = twin.health
 
@@ -107,7 +123,7 @@ def watch_twin(twin: Twin) -> list[Callable[[], None]]:
 
 
 @asynccontextmanager
-async def health_part(twin: Twin) -> AsyncIterator[None]:
+async def health_part(twin: WatchedTwin) -> AsyncIterator[None]:
     """Poll the twin's conditions while it runs; register 79 follows them."""
     removers = watch_twin(twin)
 
