@@ -162,3 +162,21 @@ def test_run_warns_once_when_a_single_element_model_misses_l2() -> None:
     assert len(lines) == 1, err
     assert lines[0].startswith("minimeter run: warning: profile 'residential-day' loads L2")
     assert "MMS-200A" in lines[0]
+
+
+def test_run_at_x3600_keeps_up_without_a_warning() -> None:
+    """One meter at --speed 3600 keeps up: no "cannot keep up" line, no lag on the status
+    line, and its meter time moves (3 status lines, two seconds apart)."""
+    argv = [sys.executable, "-m", "twin", "run", "--port", "0", "--no-state", "--speed", "3600"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_line(proc, "serving ")
+        status = [wait_for_line(proc, "uptime=") for _ in range(3)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "cannot keep up" not in err
+    assert not any(" lag=" in line for line in status), status
+    uptimes = [int(re.search(r"uptime=(\d+)s", line)[1]) for line in status]  # type: ignore[index]
+    assert uptimes[0] < uptimes[1] < uptimes[2]
