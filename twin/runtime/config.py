@@ -183,8 +183,6 @@ class TwinConfig:
         if self.unknown_unit is not None:
             fleet = FleetSpec(fleet.meters, unknown_unit=self.unknown_unit)
         if self.shard is not None:
-            if self.accuracy_seed is not None:  # error curves are numbered by position
-                raise ConfigError("--accuracy-seed with --shard: not supported yet; give one")
             fleet = shard_fleet(fleet, self.shard, source=f"--shard {self.shard}")
         refs = dict.fromkeys(m.profile for m in fleet.meters)  # each once, in fleet order
         profiles = {ref: load_profile(ref) for ref in refs}
