@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from twin.errors import ConfigError
@@ -34,7 +34,7 @@ class HttpConfig:
 
     host: str = DEFAULT_HOST
     port: int = 8080  # 0: an ephemeral port
-    token: str | None = None  # bearer token required for writes; None: none
+    token: str | None = field(default=None, repr=False)  # bearer token for writes; None: none
     stream_interval_s: float = DEFAULT_STREAM_INTERVAL_S  # a client's default frame interval
     max_stream_clients: int = 200
 

@@ -18,7 +18,8 @@ until the connection drops or the twin stops:
   command runner (``twin.control``); each result goes to ``P/<target>/cmd/result`` and,
   when an MQTT 5 client set one, to its response topic with its correlation data.
   Retained commands are ignored (a stale command must not act again on reconnect);
-  commands for serials this twin does not serve are ignored (another twin may).
+  commands for serials this twin does not serve are ignored (another twin may), or
+  refused with ``refuse_unknown`` (the twin is alone on its prefix).
 
 A lost connection is retried with capped, jittered exponential backoff
 (:data:`RECONNECT_MIN_S` .. :data:`RECONNECT_MAX_S`); a stop publishes ``offline`` and
@@ -362,7 +363,8 @@ class MqttPublisher:
         if parsed is None:
             return
         target, name = parsed
-        if target != topics.ALL and target not in self._by_serial:
+        known = target == topics.ALL or target in self._by_serial
+        if not known and not self.config.refuse_unknown:
             return  # a meter of another twin on the same broker and prefix
         if message.retain:
             log.warning("mqtt: retained command %s ignored (clear it on the broker)", message.topic)
@@ -371,6 +373,8 @@ class MqttPublisher:
         response_topic = getattr(props, "ResponseTopic", None)
         correlation = getattr(props, "CorrelationData", None)
         body, correlation_id, error = parse_payload(message.payload, correlation)
+        if not known:
+            error = topics.unknown_meter(target, [m.serial for m in self._meters])
         if error is not None:
             result = Result(ok=False, command=name, error=error).as_json(correlation_id)
         else:

@@ -117,6 +117,12 @@ def parse_command_topic(prefix: str, topic: str) -> tuple[str, str] | None:
     return levels[0], levels[2]
 
 
+def unknown_meter(serial: str, served: Sequence[str]) -> str:
+    """The refusal of a command for a serial this twin does not serve."""
+    known = ", ".join(served[:3]) + (f" ... ({len(served)} meters)" if len(served) > 3 else "")
+    return f"meter {serial!r}: not served by this twin; expected {ALL!r} or one of {known}"
+
+
 def _json_value(value: object) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         return None
