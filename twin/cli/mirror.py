@@ -7,8 +7,9 @@ like ``run`` through the same register map with ``source_mode`` 1. With
 the profile the rig applies or a reference meter read over Modbus (registers 72-78,
 status bits 14-15). The state directory keeps the counter, demand and cross-check
 window across a restart. The first stdout line says what is mirrored and where it
-is served; then a status line every ``--status`` seconds. On SIGINT/SIGTERM the
-report (``--report DIR``) is written and the process exits 0.
+is served; then a status line every ``--status`` seconds (ending with the twin's
+other conditions in force, e.g. ``store_failing``, ``mqtt_disconnected``). On
+SIGINT/SIGTERM the report (``--report DIR``) is written and the process exits 0.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
     )
 
 
+_MIRROR_WORDS = ("pulse_source_stale", "reference_down")  # STALE, REFERENCE-DOWN
+
+
 def status_line(mirror: Mirror) -> str:
     s, c = mirror.snapshot, mirror.check
     assert s is not None
@@ -109,7 +113,9 @@ async def _serve(config: TwinConfig, status_s: float, report: Path | None) -> No
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), status_s)
-            print(status_line(mirror), flush=True)
+            # the twin's conditions the mirror's own words do not already say
+            others = [c for c in twin.health.conditions if c not in _MIRROR_WORDS]
+            print(" ".join([status_line(mirror), *others]), flush=True)
         if report is not None:
             cfg = mirror.config
             about = {
