@@ -44,7 +44,14 @@ from twin.core import (
     Snapshot,
 )
 from twin.errors import ConfigError
-from twin.registers import BY_NAME, EXTRA_DEFAULTS, Identity, field_names, health_conditions
+from twin.registers import (
+    BY_NAME,
+    EXTRA_DEFAULTS,
+    Identity,
+    TwinHealth,
+    field_names,
+    health_conditions,
+)
 
 ALL: Final = "all"  # the fleet-wide command target: P/all/cmd/<name>
 RESULT: Final = "result"  # P/<serial>/cmd/result: never a command name
@@ -156,7 +163,9 @@ def state_payload(
         out[name] = _json_value(value)
     for name, default in EXTRA_DEFAULTS.items():
         out[name] = _json_value((extra or {}).get(name, default))
-    out["twin_conditions"] = health_conditions(int((extra or {}).get("twin_health", 0)))
+    # Sent over MQTT, so connected: a word made while the broker was away says otherwise.
+    health = int(int((extra or {}).get("twin_health", 0)) & ~TwinHealth.MQTT_DISCONNECTED)
+    out["twin_health"], out["twin_conditions"] = health, health_conditions(health)
     return out
 
 
@@ -321,4 +330,23 @@ def discovery_messages(
             if value is not None:
                 config[key] = value
         out.append((f"{ha_prefix}/{entity.component}/{node}/{object_id}/config", config))
+    return out
+
+
+def fleet_discovery(
+    identities: Sequence[Identity], *, prefix: str, ha_prefix: str
+) -> list[tuple[str, bytes]]:
+    """Every meter's discovery configs, encoded. A meter is available while its own
+    availability topic and the first meter's (which carries the last will) say so."""
+    head = availability_topic(prefix, identities[0].serial_number)
+    out: list[tuple[str, bytes]] = []
+    for identity in identities:
+        own = availability_topic(prefix, identity.serial_number)
+        configs = discovery_messages(
+            identity,
+            prefix=prefix,
+            ha_prefix=ha_prefix,
+            availability=[own] if own == head else [own, head],
+        )
+        out += [(topic, encode(config)) for topic, config in configs]
     return out

@@ -9,7 +9,8 @@ the meters lagging behind the clock). :func:`health_part`, one of the twin's par
 adds the twin's own probes and polls them every :data:`HEALTH_PERIOD_S` of wall time;
 when the word changes it goes into every meter's register 79
 (``LiveMeter.set_health``; a mirrored meter's through the mirror's image), from where
-Modbus, the MQTT state and the HTTP API read it like any other register.
+Modbus, the MQTT state and the HTTP API read it like any other register; the MQTT
+publisher starts a round of states at once.
 
 Polling, not callbacks: the conditions belong to parts that know nothing of each other
 (a store saved from a worker thread, the MQTT task, a pulse sink driven by the CLI),
@@ -129,12 +130,15 @@ async def health_part(twin: WatchedTwin) -> AsyncIterator[None]:
 
     async def poll() -> None:
         while True:
-            bits = twin.health.measure()
-            if bits != twin.health.bits:
+            bits, before = twin.health.measure(), twin.health.bits
+            if bits != before:
                 targets: list[HealthTarget] = list(twin.meters)
                 if twin.mirror is not None:
                     targets.append(twin.mirror)
                 await twin.health.publish(bits, targets)
+                # The states carry it at once (a reconnection publishes them anyway).
+                if twin.mqtt is not None and (bits ^ before) & ~TwinHealth.MQTT_DISCONNECTED:
+                    twin.mqtt.republish()
             await asyncio.sleep(HEALTH_PERIOD_S)
 
     task = asyncio.create_task(poll(), name="twin-health")
