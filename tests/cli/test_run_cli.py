@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_for_line
+from tests.helpers import until, wait_for_line
 from twin.cli import main as cli_main
 from twin.cli.main import build_parser
 from twin.cli.run import config_from_args
 from twin.cli.status import coarse_step_warner, status_line, status_rows
 from twin.core import DemandMethod, MeterConfig, RegistrationMode
+from twin.registers import TwinHealth
 from twin.runtime import Twin, TwinConfig
 from twin.runtime.fleet import meter_configs
 
@@ -180,3 +181,12 @@ def test_run_at_x3600_keeps_up_without_a_warning() -> None:
     assert not any(" lag=" in line for line in status), status
     uptimes = [int(re.search(r"uptime=(\d+)s", line)[1]) for line in status]  # type: ignore[index]
     assert uptimes[0] < uptimes[1] < uptimes[2]
+
+
+async def test_the_status_table_names_the_twins_conditions() -> None:
+    async with Twin(TwinConfig(port=0, speed=None)) as twin:
+        assert "twin health" not in dict(status_rows(twin))
+        twin.health.watch(TwinHealth.PULSE_SINK_FAILING, lambda: True)
+        await until(lambda: twin.health.bits != 0, "the poll")
+        rows = dict(status_rows(twin))
+    assert rows["twin health"] == "16 (register 79): ['pulse_sink_failing']"

@@ -89,6 +89,8 @@ def status_rows(twin: Twin) -> list[tuple[str, str]]:
         rows[1:2] = [("meters", _fleet_summary(twin)), ("energy (first)", rows[1][1])]
     if twin.mqtt is not None:
         rows.append(("mqtt", f"{twin.mqtt.status} ({twin.mqtt.config.url})"))
+    if twin.health.bits:
+        rows.append(("twin health", f"{twin.health.bits} (register 79): {twin.health.conditions}"))
     return rows
 
 
