@@ -113,3 +113,19 @@ def test_condition_names_follow_the_bits() -> None:
     assert health_conditions(0) == []
     both = TwinHealth.STORE_FAILING | TwinHealth.LAGGING
     assert health_conditions(both) == ["store_failing", "lagging"]
+
+
+async def test_a_failing_probe_is_logged_and_the_others_go_on(
+    make_client: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    twin, _ = await make_client()
+
+    def broken() -> bool:
+        raise RuntimeError("probe bug")
+
+    remove = twin.health.watch(TwinHealth.PULSE_SINK_FAILING, broken)
+    await until(lambda: "a probe failed" in caplog.text, "the log line")
+    assert twin.health.bits == 0
+    remove()
+    twin.health.watch(TwinHealth.PULSE_SINK_FAILING, lambda: True)
+    await until(lambda: twin.health.bits == TwinHealth.PULSE_SINK_FAILING, "the poll again")

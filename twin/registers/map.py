@@ -178,7 +178,8 @@ TWIN_HEALTH_MEANINGS: Final[Mapping[TwinHealth, str]] = {
     TwinHealth.REFERENCE_DOWN: "a mirror's reference meter does not answer",
     TwinHealth.PULSE_SINK_FAILING: "the `--pulse-out` sink does not take the edges (they are "
     "lost until it answers)",
-    TwinHealth.LAGGING: "the meters could not step as fast as the clock (meter time lags)",
+    TwinHealth.LAGGING: "the meters fell behind the clock (meter time lags; set for the rest "
+    "of the run, as the warning is said once)",
 }
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Final, Protocol
@@ -31,6 +32,8 @@ from typing import Final, Protocol
 from twin.mirror import Mirror
 from twin.mqtt import MqttPublisher
 from twin.registers import TwinHealth, health_conditions
+
+log = logging.getLogger(__name__)
 
 #: Wall seconds between two looks at the conditions (the most a change waits to show).
 HEALTH_PERIOD_S: Final = 0.2
@@ -130,7 +133,12 @@ async def health_part(twin: WatchedTwin) -> AsyncIterator[None]:
 
     async def poll() -> None:
         while True:
-            bits, before = twin.health.measure(), twin.health.bits
+            try:
+                bits, before = twin.health.measure(), twin.health.bits
+            except Exception:  # a probe's bug must not freeze register 79 unsaid
+                log.exception("twin health: a probe failed; the word is kept as it was")
+                await asyncio.sleep(1.0)  # one line a second at most
+                continue
             if bits != before:
                 targets: list[HealthTarget] = list(twin.meters)
                 if twin.mirror is not None:
