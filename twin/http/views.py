@@ -59,7 +59,7 @@ def number(value: float | int) -> float | int | None:
 
 def snapshot_json(snap: Snapshot, extra: Mapping[str, float | int] | None = None) -> dict[str, Any]:
     """One meter's registers by name (identity, every block A register, block C settings);
-    ``extra``: the registers beyond the snapshot (a mirror's 70-78) when not the defaults."""
+    ``extra``: the registers beyond the snapshot (a mirror's 70-78, twin_health 79)."""
     out: dict[str, Any] = {
         "serial_number": snap.serial_number,
         "model": snap.model,
