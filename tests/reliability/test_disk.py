@@ -147,7 +147,7 @@ async def test_full_then_read_only_state_dir_while_running(tmp_path: Path) -> No
             for name in (STORE_FILENAME, f"{STORE_FILENAME}-wal"):
                 immutable(fs / name, on=True)
             failed_at = time.monotonic()
-            error = twin.wait_line(lambda ln: "checkpoint failed" in ln, stderr=True)
+            error = twin.wait_line(lambda ln: "saving failed" in ln, stderr=True)
             assert str(path) in error and "I/O error" in error
             assert "serving continues from memory" in error
             wh = await _served_wh(port)
@@ -156,19 +156,19 @@ async def test_full_then_read_only_state_dir_while_running(tmp_path: Path) -> No
             info = json.loads(
                 await asyncio.to_thread(_get, f"http://127.0.0.1:{http_port}/api/info")
             )
-            assert "checkpoint failed" in info["store_error"]
+            assert "saving failed" in info["store_error"]
             metrics = await asyncio.to_thread(_get, f"http://127.0.0.1:{http_port}/metrics")
             assert "minimeter_store_failing 1.0" in metrics
             twin.wait_line(lambda ln: "store=FAILING" in ln)
             await asyncio.sleep(1.5)  # retried once a second meanwhile: still one line
-            assert sum("checkpoint failed" in ln for ln in twin.err) == 1
+            assert sum("saving failed" in ln for ln in twin.err) == 1
 
             # Writable again (and space freed): saving resumes on its own.
             for name in (STORE_FILENAME, f"{STORE_FILENAME}-wal"):
                 immutable(fs / name, on=False)
             filler.unlink()
             back_at = time.monotonic()
-            twin.wait_line(lambda ln: "checkpoints succeed again" in ln, stderr=True)
+            twin.wait_line(lambda ln: "saving works again" in ln, stderr=True)
             recovered_s = time.monotonic() - back_at
             before = _stored_energy_uj(path)
             await _until("saved again", lambda: _stored_energy_uj(path) > before)
