@@ -23,8 +23,9 @@ Invariants
   WAL and then the database: after it returns, it and every commit before it survive
   a power cut. One fsync per interval is cheap; one per step would not be.
 - The WAL is reused from its start after each durable save (the checkpoint moved its
-  frames into the database), and after a failed step commit, so on a full disk the
-  next commit still fits in the blocks the WAL already has.
+  frames into the database). A step's commit that fails (a full disk: the WAL needed
+  a new block) checkpoints and commits once more from the WAL's start, in the blocks
+  it already has: on a full disk the steps go on being committed.
 - Energies are exact Python ints (microjoules in the core today). SQLite INTEGER is a
   signed 64-bit value and 2**63 uJ is only 2.6 GWh (a few months of a 1 MW CT-rated
   feeder, decades of a busy panel), and REAL would round. JSON text stores any int
@@ -49,7 +50,6 @@ Invariants
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 import threading
@@ -335,12 +335,21 @@ class Store:
                 if durable:
                     self._wal_checkpoint()
             except sqlite3.Error as exc:
-                if not durable:
-                    # The next commit then starts the WAL again in the blocks it already
-                    # has: on a full disk the next step still fits.
-                    with contextlib.suppress(sqlite3.Error):
-                        self._wal_checkpoint()
-                raise StoreError(f"store {self.path}: saving failed: {sqlite_reason(exc)}") from exc
+                if durable or not self._commit_again(rows):
+                    raise StoreError(
+                        f"store {self.path}: saving failed: {sqlite_reason(exc)}"
+                    ) from exc
+
+    def _commit_again(self, rows: list[tuple[str, str, int, float, str | None]]) -> bool:
+        """After a step's commit failed (a full disk: the WAL needed a new block), move
+        the WAL into the database and commit again from the WAL's start, in blocks it
+        already has. True if that landed."""
+        try:
+            self._wal_checkpoint()
+            self._commit(rows, durable=False)
+        except sqlite3.Error:
+            return False
+        return True
 
     def _commit(self, rows: list[tuple[str, str, int, float, str | None]], durable: bool) -> None:
         conn = self._conn
