@@ -36,7 +36,8 @@ With MQTT, the broker publishes the twin's last will (``offline``) after each ki
 the restarted twin says ``online`` again. The mirror's energy never goes back across
 its own kills. At the end the mirror's pulse count and energy must equal the module's
 count exactly: no pulse lost, none counted twice, across all the twin's and mirror's
-kills.
+kills; and the module's pulses are never more than the twin's final energy (a pulse
+goes out only once its energy is committed).
 """
 
 from __future__ import annotations
@@ -348,6 +349,9 @@ class CrashRig:
             f.final_wh = stored_energy_uj(self.state) // UJ_PER_WH
             await asyncio.sleep(0.3)  # the last coil writes reach the module
             f.module_pulses = count[0]
+            # Pulses go out only for energy the store has: never a pulse for energy a
+            # kill took back (the edges queued for the output when it died are lost).
+            assert KH_WH * f.module_pulses <= f.final_wh
             f.mirror_pulses = await self._mirror_settles(count[0])
             energy = await served(self.mirror_port, ENERGY_ADDRESS, ENERGY_WORDS)
             assert energy == KH_WH * f.mirror_pulses

@@ -199,7 +199,7 @@ async def test_full_then_read_only_state_dir_while_running(tmp_path: Path) -> No
             assert stored_wh >= served_wh  # the clean stop saved the latest state
             assert not any("Traceback" in ln for ln in twin.err + twin.out)
             print(
-                f"\n{error}\nunwritable for {back_at - failed_at:.1f} s; checkpoints back "
+                f"\n{error}\nunwritable for {back_at - failed_at:.1f} s; saving back "
                 f"{recovered_s:.2f} s after the dir was writable; final {stored_wh} Wh"
             )
         finally:
