@@ -110,6 +110,10 @@ class Figures:
             "bound_wh": round(BOUND_WH, 1),
             "lost_wh_max": round(lost_max, 1),
             "lost_wh_mean": round(sum(self.lost_wh) / max(1, len(self.lost_wh)), 1),
+            "lost_wh_p90": round(sorted(self.lost_wh)[int(0.9 * (len(self.lost_wh) - 1))], 1)
+            if self.lost_wh
+            else 0.0,
+            "kills_over_a_step": sum(wh > STEP_WH + 1 for wh in self.lost_wh),
             "lost_meter_s_max": round(lost_max * 3600 / LOAD_W, 1),
             "restart_s_max": round(max(self.restart_s, default=0.0), 2),
             "restart_s_mean": round(sum(self.restart_s) / max(1, len(self.restart_s)), 2),
