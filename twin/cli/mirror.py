@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--unit", type=int, default=1, help="Modbus unit id (1)")
     a("--state-dir", type=Path, default=None, help="counter records (per-user state dir)")
     a("--no-state", action="store_true", help="keep no counter, demand or window records")
-    a("--checkpoint-interval", type=float, default=10.0, help="seconds between saves (10)")
+    a("--checkpoint-interval", type=float, default=10.0, help="wall seconds between fsyncs (10)")
     a("--report", type=Path, default=None, metavar="DIR", help="write report.json and a PNG")
     a("--status", type=float, default=5.0, help="seconds between status lines (5)")
     mqtt_options.add_arguments(parser)  # the mirrored meter published like a simulated one

@@ -105,7 +105,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint-interval",
         type=float,
         default=10.0,
-        help="wall seconds between saves (default: %(default)g s)",
+        help="wall seconds between fsyncs of the state; every step is committed, so a "
+        "process crash loses at most a step, a power cut at most this x --speed of meter "
+        "time (default: %(default)g s)",
     )
     a(
         "--word-order",

@@ -131,6 +131,10 @@ class LiveMeter:
         self._sunspec = sunspec
         self._control = control
         self._on_events = on_events
+        # The twin commits each step to its store before clients see it: a deferred
+        # step holds its events and image until publish() (see twin.runtime.twin).
+        self.deferred = False
+        self._held: list[list[Event]] = []
         self.snapshot: Snapshot = self.core.snapshot()
         # registers beyond the snapshot (the mirror's 70-78, twin_health), as the image has them
         self.extra: Mapping[str, float | int] = {}
@@ -176,12 +180,22 @@ class LiveMeter:
             self.time_s = t0_s + n * dt_s
             return
         for events in drive(self.core, self.sampler, t0_s, dt_s, n, MAX_BLOCK):
-            if events:
+            if events and self.deferred:
+                self._held.append(events)
+            elif events:
                 self._on_events(self, events)
         self.time_s = t0_s + n * dt_s
         sampler = self.sampler
         if isinstance(sampler, OverrideSampler) and not sampler.overridden(self.time_s, dt_s, 1):
             self.clear_load()  # the override's time is up: back to the profile
+        if not self.deferred:
+            self.refresh()
+
+    def publish(self) -> None:
+        """Show what deferred steps held back: their events, then the image."""
+        held, self._held = self._held, []
+        for events in held:
+            self._on_events(self, events)
         self.refresh()
 
     def keep_chosen(self, chosen: Reconfigure | None) -> None:
@@ -198,6 +212,7 @@ class LiveMeter:
     def apply(self, command: Command) -> list[Event]:
         """Apply a core command now (what `twin.control` does for the core's commands)."""
         self._refuse_if_followed(type(command).__name__)
+        self.publish()  # a held step first: its events come before the command's
         events = self.core.apply(command)
         if events:
             self._on_events(self, events)

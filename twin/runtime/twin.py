@@ -21,8 +21,12 @@ it had opened (ports, the store and its lock, the trace file):
 8. ``health_part`` (:mod:`twin.runtime.conditions`): the twin's own conditions into
    register 79 (``twin_health``) of every meter, ``twin.health``;
 9. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
-   meters to the clock (:mod:`twin.runtime.stepping`), expires faults, flushes traces
-   and checkpoints every ``checkpoint_interval_s`` of wall time in a worker thread.
+   meters to the clock (:mod:`twin.runtime.stepping`), expires faults, flushes traces,
+   commits the step's changed meters to the store in a worker thread (fsynced every
+   ``checkpoint_interval_s`` of wall time) and only then publishes them (images,
+   snapshots, events): what a client reads (Modbus, MQTT, HTTP, a pulse output) a
+   process crash keeps (:mod:`twin.runtime.committing`). A command publishes its
+   meter at once.
 
 A part (MQTT, HTTP, :mod:`twin.mirror.part` after the meters) is one entry in
 :data:`PARTS`: a function taking the twin and returning an async context manager that
@@ -59,7 +63,6 @@ import contextlib
 import functools
 import logging
 import signal
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import TracebackType
@@ -75,12 +78,13 @@ from twin.modbus.tcp import ModbusTcpServer
 from twin.mqtt import MqttPublisher, mqtt_part
 from twin.runtime.clock import AcceleratedClock, Clock, ManualClock, make_clock
 from twin.runtime.conditions import HealthWatch, health_part
+from twin.runtime.committing import StepCommitter
 from twin.runtime.config import TwinConfig, check_speed
 from twin.runtime.fleet import meter_configs, meter_layers
 from twin.runtime.meters import LiveMeter, MeterListener, SamplerPool, nv_items, start_warnings
 from twin.runtime.servers import hooks_part, rtu_part, tcp_part
-from twin.runtime.stepping import Stepper, tick_loop
-from twin.store import Checkpointer, Store, checkpoint_in_thread, store_path
+from twin.runtime.stepping import Stepper, fleet_tick_s, tick_loop
+from twin.store import Checkpointer, Store, store_path
 
 log = logging.getLogger(__name__)
 
@@ -316,15 +320,20 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
     if not twin.clock.ticks:
         yield  # a manual clock: meter time moves only by twin.step()
         return
+    cp = twin.checkpointer
+    tick_s = fleet_tick_s(twin.config.tick_s, len(twin.meters))
+    committer = (
+        None if cp is None else StepCommitter(cp, twin.meters, tick_s, lambda: twin.meter_time_s)
+    )
+    for m in twin.meters:  # with a store, clients see a step only once it is committed
+        m.deferred = committer is not None
 
     async def after_step() -> None:
         if twin.hooks.intercepting and not twin.hooks.faults.active:
             twin.hooks.sync()  # every fault expired: back to the fast path
         twin.hooks.flush()
-        cp, now = twin.checkpointer, time.monotonic()
-        if cp is not None and cp.due(now):
-            items = nv_items(twin.meters)  # frozen NvStates: safe to hand to a thread
-            await checkpoint_in_thread(cp, items, now)
+        if committer is not None:
+            await committer.commit_and_publish()
 
     task = asyncio.create_task(
         tick_loop(twin._stepper, twin.config.tick_s, after_step), name="twin-tick"
@@ -335,6 +344,9 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        for m in twin.meters:  # what a cancelled tick held; the clean stop saves it
+            m.deferred = False
+            m.publish()
 
 
 #: The parts of every twin, entered in this order and left in reverse. A new part
