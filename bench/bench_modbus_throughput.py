@@ -10,7 +10,7 @@ interleaved so machine noise hits all three alike. Prints req/s and p50/p99 per
 server (median over rounds) and the ratios; exits 1 if the twin is below
 ``--min-libmodbus`` × libmodbus or ``--min-pymodbus`` × pymodbus.
 
-    .venv/bin/python bench/bench_modbus_throughput.py [--reads 5000] [--rounds 3]
+    .venv/bin/python bench/bench_modbus_throughput.py [--reads 5000] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--conns", type=int, default=16, help="connections (16)")
     ap.add_argument("--reads", type=int, default=5000, help="requests per connection (5000)")
-    ap.add_argument("--rounds", type=int, default=3, help="runs per server, interleaved (3)")
-    ap.add_argument("--min-libmodbus", type=float, default=0.8, help="twin/libmodbus bound")
+    ap.add_argument("--rounds", type=int, default=5, help="runs per server, interleaved (5)")
+    ap.add_argument("--min-libmodbus", type=float, default=1.0, help="twin/libmodbus bound")
     ap.add_argument("--min-pymodbus", type=float, default=3.0, help="twin/pymodbus bound")
     args = ap.parse_args()
 
