@@ -97,7 +97,9 @@ class MeterEndpoint:
 
     def remember(self, memo: dict[bytes, bytes], key: bytes, answer: bytes) -> None:
         """Put one of this meter's answers in a transport's memo until they change."""
-        if len(memo) < FRAMES_MAX and len(self._memoised) < FRAMES_MAX:
+        if len(self._memoised) >= FRAMES_MAX:
+            self._forget()  # entries a cleared memo no longer holds pile up here otherwise
+        if len(memo) < FRAMES_MAX:
             memo[key] = answer
             self._memoised.append((memo, key))
 
