@@ -143,7 +143,7 @@ class Dispatcher:
         answer of a meter with no interceptor armed; the meter forgets it when its
         answers change. A transport that finds ``key`` there sends ``framed`` and
         counts the request (``requests[fc] += 1``): no exception, no other counter."""
-        if 0 < response[0] <= 4 and self._interceptor is None:
+        if 0 < response[0] <= 4 and self._interceptor is None and key not in self.frames:
             ep = self._lookup.get(unit)
             if ep is not None:
                 ep.remember(self.frames, key, framed)

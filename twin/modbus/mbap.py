@@ -17,7 +17,8 @@ Three paths, cheapest first:
   slice, one dict lookup and one write (the memo is emptied while a trace or an
   interceptor is set, and a meter's entries go when its image changes).
 - With no trace, no interceptor and full rights a frame never leaves
-  :meth:`MbapConnection._serve`, which memoises what it may.
+  :meth:`MbapConnection._serve`, which memoises the answer to a frame that came alone
+  (pipelined frames are never looked up, so they are not memoised either).
 - Otherwise each frame goes through :meth:`MbapConnection._slow_frame`: trace lines,
   the interceptor (delay, drop, garbage...) and the TLS role's rights.
 
@@ -45,6 +46,7 @@ OUTPUT_LOW_BYTES: Final = 16 * 1024  # ... and below which it is read again
 FRAMES_PER_ROUND: Final = 64  # frames answered between two looks at the queued output
 MAX_LATE_ANSWERS: Final = 64  # answers held by a delay fault per connection before pausing
 MBAP_MAX_LENGTH: Final = 254  # unit id + a PDU of at most 253 bytes
+READ_FRAME_BYTES: Final = 12  # MBAP header, FC01-04, address, count: all the memo holds
 
 _connection_numbers = itertools.count(1)  # unique across every server of the process
 
@@ -167,7 +169,7 @@ class MbapConnection(asyncio.Protocol):
         self._buf = b""
 
     def data_received(self, data: bytes) -> None:
-        if not self._buf and not self._writing_paused:
+        if len(data) == READ_FRAME_BYTES and not self._buf and not self._writing_paused:
             # A poller's read, alone in its segment and answered before: no parsing.
             # (Held by late answers needs a delay fault, whose interceptor empties frames.)
             dispatcher = self._dispatcher
@@ -177,10 +179,8 @@ class MbapConnection(asyncio.Protocol):
                 dispatcher.requests[data[7]] += 1
                 self.last_request = self._server.now
                 return
-            self._buf = data
-        else:
-            self._buf += data
-        if not self._held:
+        self._buf = self._buf + data if self._buf else data
+        if not self._writing_paused and self._late < MAX_LATE_ANSWERS:  # not held
             self._serve()
 
     def _serve(self) -> None:
@@ -211,10 +211,14 @@ class MbapConnection(asyncio.Protocol):
             else:
                 unit = buf[pos + 6]
                 pdu = dispatcher.answer(unit, buf[pos + 7 : end])
-                if pdu is not None:
+                if pdu is None:
+                    pass
+                elif end == n == READ_FRAME_BYTES:  # a read alone in its chunk, as polled
                     framed = _mbap_tail(len(pdu), unit) + pdu
-                    out.append(buf[pos : pos + 2] + framed)
-                    dispatcher.memoise(unit, pdu, buf[pos + 2 : end], framed)
+                    out.append(buf[:2] + framed)
+                    dispatcher.memoise(unit, pdu, buf[2:], framed)
+                else:
+                    out.append(buf[pos : pos + 2] + _mbap_tail(len(pdu), unit) + pdu)
             pos = end
             budget -= 1
             if not budget:
