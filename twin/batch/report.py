@@ -12,7 +12,9 @@ is installed. Plots are ``twin.batch.plots``.
 from __future__ import annotations
 
 import json
+import operator
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,9 +72,44 @@ def event_dict(ev: ScalarEvent) -> dict[str, Any]:
     return {"time_s": ev.time_s, "event": _snake(type(ev).__name__), **fields}
 
 
+_TEMPLATES: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {}
+_FLOAT = {float}
+
+
+def _one_tuple(get: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
+    return lambda ev: (get(ev),)
+
+
+def _line_template(ev: ScalarEvent) -> tuple[str, Callable[[Any], tuple[Any, ...]]]:
+    """The JSON line of the event's type with ``%s`` per value, and a getter of the values."""
+    kind = type(ev)
+    if kind not in _TEMPLATES:
+        names = ("time_s", *(k for k in kind.__slots__ if k != "time_s"))
+        parts = [f'"time_s": %s, "event": "{_snake(kind.__name__)}"']
+        parts += [f"{json.dumps(k)}: %s" for k in names[1:]]
+        getter: Callable[[Any], tuple[Any, ...]] = operator.attrgetter(*names)
+        if len(names) == 1:  # attrgetter of one name returns the value, not a tuple
+            getter = _one_tuple(getter)
+        _TEMPLATES[kind] = "{" + ", ".join(parts) + "}", getter
+    return _TEMPLATES[kind]
+
+
+def event_line(ev: ScalarEvent) -> str:
+    """``json.dumps(event_dict(ev))``; written directly when every value is a plain float
+    (what json.dumps prints for a finite one is ``float.__repr__``; 'nan' and 'inf' have
+    an n, no finite repr has one)."""
+    template, getter = _line_template(ev)
+    values = getter(ev)
+    if _FLOAT.issuperset(map(type, values)):
+        texts = tuple(map(float.__repr__, values))
+        if "n" not in "".join(texts):
+            return template % texts
+    return json.dumps(event_dict(ev))
+
+
 def write_events(path: Path, events: list[ScalarEvent], edges: list[PulseEdges]) -> None:
     """JSON lines in time order; pulse edges (if any were kept) merged in."""
-    lines = [json.dumps(event_dict(ev)) for ev in events]
+    lines = [event_line(ev) for ev in events]
     times = [ev.time_s for ev in events]
     for e in edges:
         out = json.dumps(e.output)
@@ -82,9 +119,13 @@ def write_events(path: Path, events: list[ScalarEvent], edges: list[PulseEdges])
                 f'{{"time_s": {t!r}, "event": "pulse_edge", "output": {out}, "closed": {closed}}}'
             )
             times.append(t)
-    order = np.argsort(np.asarray(times, dtype=np.float64), kind="stable")
+    at_s = np.asarray(times, dtype=np.float64)
+    if bool((at_s[1:] >= at_s[:-1]).all()):  # in order already: what a stable sort keeps
+        text = "\n".join(lines)
+    else:
+        text = "\n".join([lines[i] for i in np.argsort(at_s, kind="stable").tolist()])
     with path.open("w", encoding="utf-8") as f:
-        f.writelines(lines[i] + "\n" for i in order.tolist())
+        f.write(text + "\n" if lines else "")
 
 
 def summary_json(summary: dict[str, Any]) -> str:
