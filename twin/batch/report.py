@@ -3,10 +3,12 @@
 Theory of operation. Everything written here is a pure function of the
 :class:`~twin.batch.simulate.SimResult`, with fixed number formats and no run
 timestamps, so two runs of the same profile, model and seed give byte-identical
-``timeseries.csv``, ``events.jsonl`` and ``summary.json``. The CSV is formatted
-in chunks with one ``%`` operation per chunk (the C formatter does the work; a
-year at one minute is half a million rows). Parquet is written only when pyarrow
-is installed. Plots are ``twin.batch.plots``.
+``timeseries.csv``, ``events.jsonl`` and ``summary.json``. The CSV's numbers are
+``%d``, ``%.3f`` or ``%.6f`` per column, formatted a chunk of rows at a time with
+numpy (``twin.batch.csvtext``: the same bytes as Python's ``%``; a year at one
+minute is half a million rows). Event lines are what ``json.dumps`` prints, from a
+template per event type. Parquet is written only when pyarrow is installed. Plots
+are ``twin.batch.plots``.
 """
 
 from __future__ import annotations
@@ -21,35 +23,38 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from twin.batch.csvtext import format_rows
 from twin.batch.plots import PLOT_FILES, write_plots
 from twin.batch.simulate import SimResult
 from twin.core import PulseEdges, ScalarEvent
 from twin.errors import ConfigError
 
-_CHUNK_ROWS = 20_000
+#: Rows formatted at a time: the chunk's byte matrix (~200 bytes a row) stays small.
+_CHUNK_ROWS = 16_384
 #: Every file name a run can write (write_plots writes exactly PLOT_FILES). A new run
 #: removes these first, so --out holds only its own outputs (no stale plots after
 #: --no-plot, no stale Parquet without pyarrow); any other file there is left alone.
 DATA_FILES = ("timeseries.csv", "timeseries.parquet", "events.jsonl", "summary.json")
 
 
-def _fmt(name: str) -> str:
+def decimals(name: str) -> int | None:
+    """Decimals of a column in the CSV (None: an integer, ``%d``)."""
     if name.endswith(("_count", "error_code")):
-        return "%d"
+        return None
     if name.endswith("_wh") or name.endswith("_kw"):
-        return "%.6f"
-    return "%.3f"
+        return 6
+    return 3
 
 
 def write_csv(path: Path, columns: dict[str, npt.NDArray[Any]]) -> None:
     names = list(columns)
-    row_fmt = ",".join(_fmt(n) for n in names) + "\n"
-    data = np.column_stack([np.asarray(columns[n], dtype=np.float64) for n in names])
-    with path.open("w", encoding="ascii", newline="") as f:
-        f.write(",".join(names) + "\n")
-        for a in range(0, data.shape[0], _CHUNK_ROWS):
-            chunk = data[a : a + _CHUNK_ROWS]
-            f.write((row_fmt * chunk.shape[0]) % tuple(chunk.ravel().tolist()))
+    places = [decimals(n) for n in names]
+    data = [np.asarray(columns[n], dtype=np.float64) for n in names]
+    rows = data[0].shape[0] if data else 0
+    with path.open("wb") as f:
+        f.write((",".join(names) + "\n").encode("ascii"))
+        for a in range(0, rows, _CHUNK_ROWS):
+            f.write(format_rows([x[a : a + _CHUNK_ROWS] for x in data], places))
 
 
 def write_parquet(path: Path, columns: dict[str, npt.NDArray[Any]]) -> bool:
