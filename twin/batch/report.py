@@ -14,8 +14,12 @@ are ``twin.batch.plots``.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import operator
+import os
 import re
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -159,16 +163,55 @@ def remove_old_outputs(out_dir: Path) -> None:
             ) from None
 
 
+def _plot_quietly(out_dir: Path, result: SimResult) -> None:
+    """The plot process's body: exit status 1 on any failure, no traceback (the
+    parent plots again in-process, where the error is reported as usual)."""
+    try:
+        write_plots(out_dir, result)
+    except BaseException:  # reported by the in-process retry
+        sys.exit(1)
+
+
+def _plot_process(out_dir: Path, result: SimResult) -> multiprocessing.process.BaseProcess | None:
+    """Start plotting in a forked process when a second core is there to run it.
+
+    The plots (matplotlib's import and six figures) take about as long as the CSV
+    and the events together; forked, the child has the result without pickling it.
+    Only on Linux (fork is not safe on macOS), with no other thread running (a fork
+    copies one thread and whatever locks the others held) and more than one core.
+    """
+    if not sys.platform.startswith("linux") or threading.active_count() > 1:
+        return None
+    if len(os.sched_getaffinity(0)) < 2:
+        return None
+    proc = multiprocessing.get_context("fork").Process(
+        target=_plot_quietly, args=(out_dir, result), daemon=True
+    )
+    proc.start()
+    return proc
+
+
 def write_all(out_dir: Path, result: SimResult, plots: bool = True) -> list[Path]:
-    """Write every file of a run into ``out_dir``; returns the paths written."""
+    """Write every file of a run into ``out_dir``; returns the paths written.
+
+    The plots are drawn by a forked process while this one writes the data files
+    (see ``_plot_process``); the files are the same either way.
+    """
     prepare_out_dir(out_dir)
     remove_old_outputs(out_dir)
+    plotter = _plot_process(out_dir, result) if plots else None
     written = [out_dir / "timeseries.csv", out_dir / "events.jsonl", out_dir / "summary.json"]
-    write_csv(written[0], result.columns)
-    write_events(written[1], result.events, result.edges)
-    written[2].write_text(summary_json(result.summary), encoding="utf-8")
-    if write_parquet(out_dir / "timeseries.parquet", result.columns):
-        written.append(out_dir / "timeseries.parquet")
-    if plots:
+    try:
+        write_csv(written[0], result.columns)
+        write_events(written[1], result.events, result.edges)
+        written[2].write_text(summary_json(result.summary), encoding="utf-8")
+        if write_parquet(out_dir / "timeseries.parquet", result.columns):
+            written.append(out_dir / "timeseries.parquet")
+    finally:
+        if plotter is not None:
+            plotter.join()
+    if plotter is not None and plotter.exitcode == 0:
+        written.extend(out_dir / name for name in PLOT_FILES)
+    elif plots:
         written.extend(write_plots(out_dir, result))
     return written
