@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -24,14 +26,24 @@ import time
 TARGET = 1.7
 
 
-def run(profile: str, duration: str, seeds: str, jobs: int) -> tuple[float, float, str]:
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load() -> str:
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def run(profile: str, duration: str, seeds: str, jobs: int) -> tuple[float, float, float, str]:
+    """(wall s, runs alone s, CPU s of the command and its workers, the table)."""
     cmd = [sys.executable, "-m", "twin", "simulate", profile, "--duration", duration]
     cmd += ["--seeds", seeds, "--jobs", str(jobs)]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), children_cpu_s()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    wall_s = time.perf_counter() - start
+    wall_s, cpu = time.perf_counter() - start, children_cpu_s() - cpu
     inner = re.search(r"in ([\d.]+) s on", proc.stderr)
-    return wall_s, float(inner[1]) if inner else float("nan"), proc.stdout
+    return wall_s, float(inner[1]) if inner else float("nan"), cpu, proc.stdout
 
 
 def main() -> int:
@@ -45,13 +57,17 @@ def main() -> int:
     walls: dict[int, list[float]] = {1: [], args.jobs: []}
     inners: dict[int, list[float]] = {1: [], args.jobs: []}
     digests: set[str] = set()
+    print(f"start: {load()}")
     for r in range(args.rounds):
         for jobs in (1, args.jobs) if r % 2 == 0 else (args.jobs, 1):
-            wall_s, inner_s, table = run(args.profile, args.duration, args.seeds, jobs)
+            wall_s, inner_s, cpu_s, table = run(args.profile, args.duration, args.seeds, jobs)
             walls[jobs].append(wall_s)
             inners[jobs].append(inner_s)
             digests.add(hashlib.sha256(table.encode()).hexdigest())
-            print(f"round {r + 1} --jobs {jobs}: {wall_s:.2f} s end to end ({inner_s:.2f} s runs)")
+            print(
+                f"round {r + 1} --jobs {jobs}: {wall_s:.2f} s end to end ({inner_s:.2f} s runs, "
+                f"{cpu_s:.2f} s CPU)"
+            )
     one, many = statistics.median(walls[1]), statistics.median(walls[args.jobs])
     one_in, many_in = statistics.median(inners[1]), statistics.median(inners[args.jobs])
     speedup = one / many
@@ -62,6 +78,7 @@ def main() -> int:
     )
     print(f"tables identical across worker counts: {len(digests) == 1}")
     met = speedup >= TARGET and len(digests) == 1
+    print(f"end: {load()}")
     print(f"target >= {TARGET}x on {args.jobs} workers: {'met' if met else 'NOT met'}")
     return 0 if met else 1
 
