@@ -12,6 +12,7 @@ rates are computed without aliasing (:func:`pulse_rate_per_h`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,15 @@ def _margins(fig: Any, rows: int, left_in: float) -> None:
         bottom=_MARGIN_BOTTOM_IN / height_in,
         hspace=_GAP_IN * rows / (height_in - _MARGIN_TOP_IN - _MARGIN_BOTTOM_IN),
     )
+
+
+def preload() -> None:
+    """Import what the plots need (matplotlib's Figure and Agg canvas), e.g. on a thread
+    while the simulation runs: the forked plot process then starts with them loaded.
+    Without matplotlib this does nothing (write_plots says what is missing)."""
+    with contextlib.suppress(ImportError):
+        import matplotlib.backends.backend_agg
+        import matplotlib.figure  # noqa: F401
 
 
 def write_plots(out_dir: Path, result: SimResult) -> list[Path]:
