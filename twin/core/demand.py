@@ -225,13 +225,10 @@ class DemandState:
             self.recent_w.popleft()
         self.closes += k
         self.demand_w = float(demand[-1])
-        times = [(clock_us + at_us) / 1e6 for at_us in closes]
-        return [
-            DemandClosed(time_s=t, subinterval_kw=p / 1000.0, demand_kw=d, demand_max_kw=m)
-            for t, p, d, m in zip(
-                times, powers, (demand / 1000.0).tolist(), (shown / 1000.0).tolist(), strict=True
-            )
-        ]
+        # numpy's int -> float conversions and divisions round as Python's do.
+        times = (np.arange(closes.start, closes.stop, sub_us, dtype=np.int64) + clock_us) / 1e6
+        columns = (times, np.array(powers) / 1000.0, demand / 1000.0, shown / 1000.0)
+        return list(map(DemandClosed, *(c.tolist() for c in columns)))
 
     def close_now(self, uptime_us: int) -> None:
         """Close the open sub-interval early and start a new grid (command 21211)."""
