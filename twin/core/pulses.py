@@ -65,21 +65,25 @@ def edges(
     the smaller one's (the Mini Meter's 50 and 500 Wh among the 5 Wh), so their
     crossings are every m-th of its crossings: one search serves all the outputs.
     """
-    grids: dict[int, tuple[int, IntArray, FloatArray]] = {}
+    grids: dict[int, tuple[int, IntArray, FloatArray, bool]] = {}
     out = []
     for half in halves_uj:
         base = next((b for b in sorted(grids) if half % b == 0), None)
         if base is None:
             base = half
-            grids[half] = _crossings(energy0_uj, delivered_uj, cum_uj, half, time0_us, dt_us)
-        j_first, samples, times = grids[base]
+            j, samples, times = _crossings(energy0_uj, delivered_uj, cum_uj, half, time0_us, dt_us)
+            grids[half] = (j, samples, times, bool((samples[1:] == samples[:-1]).any()))
+        j_first, samples, times, crowded = grids[base]
         step = half // base
         skip = -j_first % step  # the first multiple of ``half`` among the base's crossings
         samples, times = samples[skip::step], times[skip::step]
-        repeated = np.flatnonzero(samples[1:] == samples[:-1])
-        first_crowded = int(samples[repeated[0]]) if repeated.size else -1
-        parity = (j_first + skip) // step % 2
-        closed = (np.arange(parity, parity + samples.shape[0]) % 2) == 1
+        first_crowded = -1
+        if crowded:  # else no sample holds two of the base's crossings, nor of these
+            repeated = np.flatnonzero(samples[1:] == samples[:-1])
+            first_crowded = int(samples[repeated[0]]) if repeated.size else -1
+        # Crossing i closes the output when its multiple's index is odd.
+        closed = np.zeros(samples.shape[0], np.bool_)
+        closed[1 - (j_first + skip) // step % 2 :: 2] = True
         out.append((times, closed, first_crowded))
     return out
 
@@ -97,14 +101,21 @@ def _crossings(
     j_last = (energy0_uj + int(cum_uj[-1])) // half_uj
     # Offsets of the crossed multiples from the run's start energy: small numbers,
     # whatever the register holds.
+    first_uj = j_first * half_uj - energy0_uj
     offsets = np.arange(j_last - j_first + 1, dtype=np.int64) * half_uj
-    offsets += j_first * half_uj - energy0_uj
+    offsets += first_uj
     # Multiple j is crossed in the first sample whose running total reaches it
     # (delivered energy never decreases), so a binary search per edge replaces a
     # division per sample; samples come out in order.
     sample = np.searchsorted(cum_uj, offsets, side="left")
     inside = delivered_uj[sample]
-    frac = (offsets - (cum_uj[sample] - inside)) / inside
+    before = cum_uj[sample]
+    before -= inside  # energy of the run before the crossing's sample
+    frac = np.subtract(offsets, before, out=before) / inside
     # Integer microseconds first, so the times do not depend on how blocks were split.
-    times = ((time0_us + sample * dt_us) + frac * dt_us) / 1e6
+    start_us = sample * dt_us
+    start_us += time0_us
+    frac *= dt_us
+    times = np.add(start_us, frac, out=frac)
+    times /= 1e6
     return j_first, sample, times
