@@ -56,9 +56,9 @@ from twin.core.events import (
 from twin.core.limits import KH_WH
 from twin.core.models import DemandConfig, DemandMethod, MeterConfig, RegistrationMode
 from twin.core.readings import UNPOWERED_READINGS
-from twin.core.registration import element_power, energy_uj, output_edges
+from twin.core.registration import output_edges
 from twin.core.samples import BoolArray, FloatArray, IntArray, SampleBlock
-from twin.core.shared import Measured, SharedMeasurements, measure_run
+from twin.core.shared import Measured, Scratch, SharedMeasurements, measure, measure_run
 from twin.core.snapshot import NvState, Snapshot
 from twin.core.status import StatusBit, error_events, or_bits
 from twin.core.supply import SupplyState
@@ -94,6 +94,7 @@ class MeterCore:
         self._boot_us = round(self.config.boot_s * 1e6)
         self._readings = UNPOWERED_READINGS
         self._coarse_reported: set[PulseOutput] = set()
+        self._scratch = Scratch()  # buffers reused from block to block
         self._restore(nv or NvState())
 
     # ------------------------------------------------------------ state I/O
@@ -210,16 +211,9 @@ class MeterCore:
             if hit is not None:
                 self._supply.powered, self._supply.dip_us = hit.supply_after
                 return hit
-        model = self.config.model
-        supply = self._supply.run(block.voltage_v[: model.elements].max(axis=0), block.dt_us)
-        p, amps, pf = element_power(block, model, self._curve, self._calibration_pct)
-        measured = Measured(
-            supply=supply,
-            supply_after=(self._supply.powered, self._supply.dip_us),
-            power_w=p,
-            current_a=amps,
-            pf=pf,
-            energy_uj=energy_uj(p, block.dt_us),  # µJ per sample and element
+        scratch = self._scratch if key is None else None  # shared arrays outlive this block
+        measured = measure(
+            block, self.config.model, self._supply, self._curve, self._calibration_pct, scratch
         )
         if self.shared is not None and key is not None:
             self.shared.store(block, key, measured)
