@@ -77,8 +77,8 @@ from twin.modbus.rtu import ModbusRtuServer
 from twin.modbus.tcp import ModbusTcpServer
 from twin.mqtt import MqttPublisher, mqtt_part
 from twin.runtime.clock import AcceleratedClock, Clock, ManualClock, make_clock
-from twin.runtime.conditions import HealthWatch, health_part
 from twin.runtime.committing import StepCommitter
+from twin.runtime.conditions import HealthWatch, health_part
 from twin.runtime.config import TwinConfig, check_speed
 from twin.runtime.fleet import meter_configs, meter_layers
 from twin.runtime.meters import LiveMeter, MeterListener, SamplerPool, nv_items, start_warnings
