@@ -22,12 +22,11 @@ moments apart, and its reference does not swing with page faults.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
-from collections.abc import Callable
 
 import numpy as np
+from cumsum_ref import CumsumReference, load
 
 from twin.core import MeterConfig, MeterCore, PulseEdges, SampleBlock
 
@@ -56,17 +55,6 @@ def run_core(blocks: list[SampleBlock], days: int) -> tuple[float, float, MeterC
     return time.perf_counter() - wall, time.process_time() - cpu, core, edges
 
 
-def timed(work: Callable[[], object]) -> tuple[float, float]:
-    """(wall s, CPU s) of ``work()``."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    work()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def load() -> str:
-    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--days", type=int, default=365)
@@ -75,18 +63,13 @@ def main() -> None:
     print(f"start: {load()}")
     blocks = [day_inputs(d) for d in range(7)]  # inputs prepared outside the timing
     samples = args.days * 86_400
-    ref = np.random.default_rng(1).random(samples)
-    buf = np.empty_like(ref)
-    np.cumsum(ref, out=buf)  # touch the preallocated output once, outside the rounds
+    cumsum = CumsumReference(samples)
     core_t: list[tuple[float, float]] = []
-    fresh_t: list[tuple[float, float]] = []
-    pre_t: list[tuple[float, float]] = []
+    fresh_t, pre_t = cumsum.fresh, cumsum.preallocated
     for r in range(args.rounds):
         core_wall, core_cpu, core, edges = run_core(blocks, args.days)
         core_t.append((core_wall, core_cpu))
-        fresh_t.append(timed(lambda: np.cumsum(ref)))
-        pre_t.append(timed(lambda: np.cumsum(ref, out=buf)))
-        (fw, fc), (pw, pc) = fresh_t[-1], pre_t[-1]
+        (fw, fc), (pw, pc) = cumsum.round()
         print(
             f"round {r + 1}: core {core_wall:.3f} s ({core_cpu:.3f} CPU); "
             f"cumsum fresh {fw:.3f} s ({fc:.3f}), preallocated {pw:.3f} s ({pc:.3f}); "

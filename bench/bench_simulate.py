@@ -28,7 +28,6 @@ when the 30 s target is missed.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import resource
 import statistics
@@ -36,10 +35,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
+from cumsum_ref import CumsumReference, load
 
 from twin.loadprofile import shipped_names
 
@@ -64,17 +62,6 @@ def run_simulate(cmd: list[str], out: Path) -> tuple[float, float, float, dict[s
     return wall, cpu, float(engine[1]) if engine else float("nan"), sizes
 
 
-def timed(work: Callable[[], object]) -> tuple[float, float]:
-    """(wall s, CPU s) of ``work()``."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    work()
-    return time.perf_counter() - wall, time.process_time() - cpu
-
-
-def load() -> str:
-    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", default="residential-year")
@@ -87,12 +74,9 @@ def main() -> int:
         profile = "default"
     samples = round(args.days * 86_400)
     print(f"start: {load()}")
-    ref = np.random.default_rng(1).random(samples)
-    buf = np.empty_like(ref)
-    np.cumsum(ref, out=buf)  # touch the preallocated output once, outside the rounds
+    cumsum = CumsumReference(samples)
     runs: list[tuple[float, float]] = []
-    fresh_t: list[tuple[float, float]] = []
-    pre_t: list[tuple[float, float]] = []
+    fresh_t, pre_t = cumsum.fresh, cumsum.preallocated
     engine_s: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-simulate-") as tmp:
         out = Path(tmp) / "out"
@@ -104,9 +88,7 @@ def main() -> int:
             wall, cpu, engine, sizes = run_simulate(cmd, out)
             runs.append((wall, cpu))
             engine_s.append(engine)
-            fresh_t.append(timed(lambda: np.cumsum(ref)))
-            pre_t.append(timed(lambda: np.cumsum(ref, out=buf)))
-            (fw, fc), (pw, pc) = fresh_t[-1], pre_t[-1]
+            (fw, fc), (pw, pc) = cumsum.round()
             print(
                 f"round {r + 1}: end to end {wall:.2f} s ({cpu:.2f} CPU; simulation alone "
                 f"{engine:.2f} s); cumsum fresh {fw:.3f} s ({fc:.3f}), preallocated {pw:.3f} s "
