@@ -105,20 +105,21 @@ class StepCommitter:
 
 async def gather(meters: Sequence[LiveMeter]) -> list[tuple[str, NvState]]:
     """Each meter's NvState, yielding to requests every few ms."""
-    items, last = [], time.perf_counter()
-    for m in meters:
-        items.append((m.serial, m.nv_state()))
-        if time.perf_counter() - last > YIELD_AFTER_S:
-            await asyncio.sleep(0)
-            last = time.perf_counter()
+    items: list[tuple[str, NvState]] = []
+    await each_yielding(meters, lambda m: items.append((m.serial, m.nv_state())))
     return items
 
 
 async def publish(meters: Sequence[LiveMeter]) -> None:
     """Show each meter's committed steps, yielding to requests every few ms."""
+    await each_yielding(meters, LiveMeter.publish)
+
+
+async def each_yielding(meters: Sequence[LiveMeter], work: Callable[[LiveMeter], object]) -> None:
+    """``work(meter)`` for each meter, letting requests through every ``YIELD_AFTER_S``."""
     last = time.perf_counter()
     for m in meters:
-        m.publish()
+        work(m)
         if time.perf_counter() - last > YIELD_AFTER_S:
             await asyncio.sleep(0)
             last = time.perf_counter()
