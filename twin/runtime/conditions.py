@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Final, Protocol
 
+from devices import cancel_and_wait
 from twin.mirror import Mirror
 from twin.mqtt import MqttPublisher
 from twin.registers import TwinHealth, health_conditions
@@ -153,8 +154,6 @@ async def health_part(twin: WatchedTwin) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait([task])
         for remove in removers:
             remove()

@@ -67,6 +67,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import TracebackType
 
+from devices import cancel_and_wait
 from twin.control import Controller, chosen_demand
 from twin.core import Event
 from twin.errors import CommandRefused, ConfigError
@@ -341,9 +342,7 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait([task])
         for m in twin.meters:  # what a cancelled tick held; the clean stop saves it
             m.deferred = False
             m.publish()
