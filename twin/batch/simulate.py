@@ -228,7 +228,6 @@ def simulate(
     profile: Profile, settings: SimSettings, progress: ProgressFn | None = None
 ) -> SimResult:
     """Run ``profile`` through a fresh meter; returns the summary, series and events."""
-    keep_freed_memory()
     n, tail_s = steps(profile, settings)
     total = n + (tail_s > 0)
     spr = settings.samples_per_row

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from twin.batch.simulate import SimSettings, error_names
+from twin.batch.simulate import SimSettings, error_names, keep_freed_memory
 from twin.cli import montecarlo
 from twin.cli.meter_options import add_meter_options, choices_from_args
 from twin.control import profile_choices, resolve
@@ -152,6 +152,7 @@ def main(args: argparse.Namespace) -> int:
 
     profile = load_profile(args.profile)
     settings = settings_from_args(args, profile)
+    keep_freed_memory()  # process-wide, so set here, not by the library's simulate()
     if montecarlo.wanted(args):
         return montecarlo.main(args, settings)
     preloading = None
