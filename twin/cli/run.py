@@ -106,8 +106,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=10.0,
         help="wall seconds between fsyncs of the state; every step is committed, so a "
-        "process crash loses at most a step, a power cut at most this x --speed of meter "
-        "time (default: %(default)g s)",
+        "process crash loses at most a step (every few ticks past 400 meters: see "
+        "docs/reliability.md), nothing a client read; a power cut at most this x --speed "
+        "of meter time more (default: %(default)g s)",
     )
     a(
         "--word-order",
