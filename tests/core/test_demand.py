@@ -17,6 +17,7 @@ from twin.core import (
     Reconfigure,
     ResetMaxDemand,
     SampleBlock,
+    expand_closes,
 )
 
 # 6 kW on a dual-element meter: 120 V x 25 A on each element.
@@ -27,7 +28,7 @@ def run_step(method: DemandMethod) -> list[DemandClosed]:
     core = MeterCore(MeterConfig(demand=DemandConfig(method=method)))
     core.advance(SampleBlock.build(1800, 1.0, voltage_v=120.0, current_a=0.0))
     events = core.advance(SampleBlock.build(1800, 1.0, voltage_v=120.0, current_a=SIX_KW_AMPS))
-    return [e for e in events if isinstance(e, DemandClosed)]
+    return [e for e in expand_closes(events) if isinstance(e, DemandClosed)]
 
 
 def test_sliding_window_6kw_step_gives_2_4_6() -> None:
@@ -85,7 +86,7 @@ def test_reset_max_and_new_subinterval_commands() -> None:
     core.apply(NewDemandSubinterval())
     assert core.snapshot().demand_subinterval_elapsed_s == 0
     events = core.advance(SampleBlock.build(300, 1.0, voltage_v=120.0, current_a=SIX_KW_AMPS))
-    closes = [e for e in events if isinstance(e, DemandClosed)]
+    closes = [e for e in expand_closes(events) if isinstance(e, DemandClosed)]
     assert len(closes) == 1 and closes[0].time_s == pytest.approx(4600.0 + 300.0)
 
 
@@ -131,7 +132,7 @@ def test_restart_from_nv_state_continues_demand_exactly() -> None:
         closes.append(
             [
                 (round(e.demand_kw, 12), e.subinterval_kw)
-                for e in events
+                for e in expand_closes(events)
                 if isinstance(e, DemandClosed)
             ]
         )
@@ -219,7 +220,7 @@ def _demand_events(step_s: int) -> list[DemandClosed]:
     n = 3600 // step_s
     for amps in (10.0, 50.0, 0.0, 35.0):  # 1 h each
         events = core.advance(SampleBlock.build(n, float(step_s), current_a=amps))
-        out += [e for e in events if isinstance(e, DemandClosed)]
+        out += [e for e in expand_closes(events) if isinstance(e, DemandClosed)]
     return out
 
 

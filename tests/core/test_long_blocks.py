@@ -24,6 +24,7 @@ from twin.core import (
     PulseEdges,
     RegistrationMode,
     SampleBlock,
+    expand_closes,
 )
 
 N = 20_000
@@ -66,7 +67,7 @@ def pieces(block: SampleBlock, size: int) -> list[SampleBlock]:
 def flatten(events: list[Event]) -> tuple[list[str], dict[str, list[tuple[float, bool]]]]:
     edges: dict[str, list[tuple[float, bool]]] = {}
     others = []
-    for e in events:
+    for e in expand_closes(events):
         if isinstance(e, PulseEdges):
             pairs = zip(e.time_s.tolist(), e.closed.tolist(), strict=True)
             edges.setdefault(e.output, []).extend(pairs)

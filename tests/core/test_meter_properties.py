@@ -13,6 +13,7 @@ from twin.core import (
     MeterCore,
     PulseEdges,
     SampleBlock,
+    expand_closes,
 )
 
 SAMPLES = 60
@@ -62,7 +63,7 @@ def _slice(block: SampleBlock, a: int, b: int) -> SampleBlock:
 def _flatten(events: list[Event]) -> tuple[list[object], dict[str, list[tuple[float, bool]]]]:
     edges: dict[str, list[tuple[float, bool]]] = {}
     others: list[object] = []
-    for e in events:
+    for e in expand_closes(events):
         if isinstance(e, PulseEdges):
             edges.setdefault(e.output, []).extend(
                 zip(e.time_s.tolist(), e.closed.tolist(), strict=True)

@@ -26,6 +26,7 @@ from twin.core import (
     MeterCore,
     PulseEdges,
     SampleBlock,
+    expand_closes,
 )
 
 
@@ -114,7 +115,7 @@ def _summary(core: MeterCore, events: list[Event]) -> dict[str, object]:
         "power": (snap.powered, snap.power_up_count, snap.error_code),
         "closes": [
             (e.time_s, e.subinterval_kw, e.demand_kw, e.demand_max_kw)
-            for e in events
+            for e in expand_closes(events)
             if isinstance(e, DemandClosed)
         ],
         "errors": sorted(

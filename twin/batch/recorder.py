@@ -34,6 +34,7 @@ import numpy.typing as npt
 
 from twin.core import (
     DemandClosed,
+    DemandCloses,
     ErrorCleared,
     ErrorRaised,
     Event,
@@ -131,7 +132,10 @@ class Recorder:
 
     def _events(self, events: Iterable[Event]) -> None:
         for ev in events:
-            if isinstance(ev, DemandClosed):  # most events by far (one per sub-interval): first
+            if isinstance(ev, DemandCloses):  # a run's closes, as columns
+                self._closes(ev)
+                continue
+            if isinstance(ev, DemandClosed):
                 self.demand_points.append((ev.time_s, ev.demand_kw, ev.demand_max_kw))
                 if ev.demand_kw > self.peak_demand[0]:
                     self.peak_demand = (ev.demand_kw, ev.time_s)
@@ -155,6 +159,14 @@ class Recorder:
                 self._active &= ~(1 << ev.code)
                 self.error_points.append((ev.time_s, self._active))
             self.events.append(ev)
+
+    def _closes(self, ev: DemandCloses) -> None:
+        times, demand_kw = ev.time_s.tolist(), ev.demand_kw.tolist()
+        self.demand_points.extend(zip(times, demand_kw, ev.demand_max_kw.tolist(), strict=True))
+        top = int(np.argmax(ev.demand_kw))  # the first of the largest, as one by one
+        if demand_kw[top] > self.peak_demand[0]:
+            self.peak_demand = (demand_kw[top], times[top])
+        self.events.extend(ev.each())
 
     def _closures(self, ev: PulseEdges) -> None:
         if self.keep_edges:

@@ -22,6 +22,7 @@ from twin.core.events import (
     ClearedCounts,
     CountsCleared,
     DemandClosed,
+    DemandCloses,
     ErrorCleared,
     ErrorRaised,
     Event,
@@ -33,6 +34,7 @@ from twin.core.events import (
     Registration,
     ScalarEvent,
     StepTooCoarse,
+    expand_closes,
 )
 from twin.core.limits import (
     ABSOLUTE_MAX_CURRENT_A,
@@ -137,6 +139,7 @@ __all__ = [
     "Command",
     "CountsCleared",
     "DemandClosed",
+    "DemandCloses",
     "DemandConfig",
     "DemandMethod",
     "ErrorCleared",
@@ -172,6 +175,7 @@ __all__ = [
     "StatusBit",
     "StepTooCoarse",
     "SupplyConfig",
+    "expand_closes",
     "highest_error",
     "highest_error_codes",
     "inputs_from_angle",

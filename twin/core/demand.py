@@ -32,13 +32,14 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from twin.core.events import DemandClosed
+from twin.core.events import DemandCloses
 from twin.core.models import DemandConfig, DemandMethod
-from twin.core.samples import IntArray
+from twin.core.samples import FloatArray, IntArray
 from twin.core.snapshot import NvState
 
 _US_PER_H = 3_600_000_000
 _INT64_SAFE = 2**62  # products below this cannot overflow int64
+_FLOAT_EXACT = 2**53  # integers below this convert to float64 exactly
 
 
 @dataclass(slots=True)
@@ -137,49 +138,55 @@ class DemandState:
         delivered_uj: IntArray,
         time0_us: int,
         cum_uj: IntArray | None = None,
-    ) -> list[DemandClosed]:
+    ) -> list[DemandCloses]:
         """Feed one powered run of samples starting at uptime ``u0_us``.
 
+        Returns the run's closes as one columnar event (none if nothing closed).
         ``cum_uj``, ``cumsum(delivered_uj)`` if the caller has it, saves a pass.
         """
         m = delivered_uj.shape[0]
         end_us = u0_us + m * dt_us
-        events: list[DemandClosed] = []
         sub_us = self.config.subinterval_us
         close_us = self._next_close_us(u0_us)
         if close_us > end_us:
             self.partial_uj += int(delivered_uj.sum() if cum_uj is None else cum_uj[-1])
             self._roll_window(end_us)
-            return events
+            return []
         cum = np.cumsum(delivered_uj) if cum_uj is None else cum_uj
         closes = range(close_us, end_us + 1, sub_us)
         # Energy of the run up to each boundary: whole samples before it, plus the
         # share of the sample it falls in.
         uptos = _energy_upto(closes, u0_us, dt_us, delivered_uj, cum)
-        energies = [b - a for a, b in itertools.pairwise([-self.partial_uj, *uptos])]
-        self.partial_uj = 0
+        clock_us = time0_us - u0_us  # uptime -> the core's clock, for the events
+        if isinstance(uptos, np.ndarray) and self.config.method is DemandMethod.SLIDING:
+            energies = np.diff(uptos, prepend=-self.partial_uj)
+            if int(np.abs(energies).max()) < _FLOAT_EXACT:
+                self.partial_uj = int(cum[-1]) - int(uptos[-1])
+                event = self._close_sliding(closes, energies / sub_us, clock_us)
+                self._roll_window(end_us)
+                return [event]
+        bounds = [-self.partial_uj, *(int(x) for x in uptos)]
+        energies_uj = [b - a for a, b in itertools.pairwise(bounds)]
+        self.partial_uj = int(cum[-1]) - bounds[-1]
         if self.config.method is DemandMethod.SLIDING:
-            events = self._close_sliding(closes, energies, time0_us - u0_us)
+            powers = np.array([e / sub_us for e in energies_uj])  # int / int, as at each close
+            event = self._close_sliding(closes, powers, clock_us)
         else:
-            for at_us, energy_uj in zip(closes, energies, strict=True):
+            rows = []
+            for at_us, energy_uj in zip(closes, energies_uj, strict=True):
                 self._close(energy_uj, sub_us, at_us)
-                events.append(
-                    DemandClosed(
-                        time_s=(time0_us + at_us - u0_us) / 1e6,
-                        subinterval_kw=self.recent_w[-1] / 1000.0,
-                        demand_kw=self.demand_w / 1000.0,
-                        demand_max_kw=self.max_w / 1000.0,
-                    )
+                rows.append(
+                    ((clock_us + at_us) / 1e6, self.recent_w[-1], self.demand_w, self.max_w)
                 )
-        self.partial_uj = int(cum[-1]) - uptos[-1]
+            t, sub_w, demand_w, max_w = (np.array(c) for c in zip(*rows, strict=True))
+            event = DemandCloses(t, sub_w / 1000.0, demand_w / 1000.0, max_w / 1000.0)
         self._roll_window(end_us)
-        return events
+        return [event]
 
-    def _close_sliding(
-        self, closes: range, energies: list[int], clock_us: int
-    ) -> list[DemandClosed]:
-        """:meth:`_close` for each of ``closes`` (full sub-intervals), sliding demand,
-        as arrays: the same floating-point operations in the same order.
+    def _close_sliding(self, closes: range, powers: FloatArray, clock_us: int) -> DemandCloses:
+        """:meth:`_close` for each of ``closes`` (full sub-intervals of mean power
+        ``powers``), sliding demand, as arrays: the same floating-point operations in
+        the same order.
 
         Each close's demand sums the last N sub-interval powers left to right as
         ``sum`` does (leading zeros stand for closes not yet made: adding 0.0 is
@@ -189,7 +196,6 @@ class DemandState:
         """
         cfg, sub_us = self.config, closes.step
         n_sub, k = cfg.subintervals, len(closes)
-        powers = [e / sub_us for e in energies]  # exact as at each close: int / int
         window = np.zeros(n_sub + k)
         window[n_sub - len(self.recent_w) : n_sub] = list(self.recent_w)
         window[n_sub:] = powers
@@ -220,15 +226,14 @@ class DemandState:
             self._roll_window(closes[stop - 1])
             shown[stop - 1] = self.max_w
             start = stop
-        self.recent_w.extend(powers[-n_sub:])
+        self.recent_w.extend(powers[-n_sub:].tolist())
         while len(self.recent_w) > n_sub:
             self.recent_w.popleft()
         self.closes += k
         self.demand_w = float(demand[-1])
         # numpy's int -> float conversions and divisions round as Python's do.
         times = (np.arange(closes.start, closes.stop, sub_us, dtype=np.int64) + clock_us) / 1e6
-        columns = (times, np.array(powers) / 1000.0, demand / 1000.0, shown / 1000.0)
-        return list(map(DemandClosed, *(c.tolist() for c in columns)))
+        return DemandCloses(times, powers / 1000.0, demand / 1000.0, shown / 1000.0)
 
     def close_now(self, uptime_us: int) -> None:
         """Close the open sub-interval early and start a new grid (command 21211)."""
@@ -286,7 +291,7 @@ class DemandState:
 
 def _energy_upto(
     closes: range, u0_us: int, dt_us: int, delivered_uj: IntArray, cum_uj: IntArray
-) -> list[int]:
+) -> IntArray | list[int]:
     """Delivered energy of the run from ``u0_us`` up to each close (a sample's share by time).
 
     Vectorised while the shares fit in int64, else exact in Python ints.
@@ -296,11 +301,11 @@ def _energy_upto(
     whole = np.where(j > 0, cum_uj[np.maximum(j - 1, 0)], 0)
     split = into_us > 0
     if not split.any():
-        return [int(x) for x in whole.tolist()]
+        return whole
     inside = delivered_uj[np.minimum(j, delivered_uj.shape[0] - 1)]
     if int(delivered_uj.max()) * dt_us < _INT64_SAFE:
         share = np.where(split, inside * into_us // dt_us, 0)
-        return [int(x) for x in (whole + share).tolist()]
+        return whole + share
     return [
         int(w) + (int(d) * int(t) // dt_us if t else 0)
         for w, d, t in zip(whole.tolist(), inside.tolist(), into_us.tolist(), strict=True)

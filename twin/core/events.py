@@ -1,13 +1,17 @@
 """Events out of the core: frozen records, returned by ``advance`` and ``apply``.
 
-Scalar events are one moment each (what an event log holds). Pulse edges come out
-as arrays per output so a year of edges costs no Python objects per edge; the
-optional ``Registration`` carries the per-sample registered energy of a block.
+Scalar events are one moment each (what an event log holds). Pulse edges and demand
+sub-interval closes come out as columns (``PulseEdges`` per output, ``DemandCloses``
+per run of samples), so a year of them costs no Python object per edge or close;
+``expand_closes`` gives a close's own ``DemandClosed`` record to consumers that
+handle one moment at a time (an event log, a message per close). The optional
+``Registration`` carries the per-sample registered energy of a block.
 Times are seconds of the core's clock (the sum of the sample periods it was fed).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -65,6 +69,28 @@ class DemandClosed:
     subinterval_kw: float
     demand_kw: float
     demand_max_kw: float
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DemandCloses:
+    """Sub-interval closes of one run of samples, as columns, in time order.
+
+    Close i is the moment ``DemandClosed(time_s[i], subinterval_kw[i], demand_kw[i],
+    demand_max_kw[i])``; :meth:`each` makes those records.
+    """
+
+    time_s: FloatArray
+    subinterval_kw: FloatArray
+    demand_kw: FloatArray
+    demand_max_kw: FloatArray
+
+    def __len__(self) -> int:
+        return int(self.time_s.shape[0])
+
+    def each(self) -> list[DemandClosed]:
+        """One record per close."""
+        columns = (self.time_s, self.subinterval_kw, self.demand_kw, self.demand_max_kw)
+        return list(map(DemandClosed, *(c.tolist() for c in columns)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,4 +155,15 @@ ScalarEvent = (
     | StepTooCoarse
 )
 #: Everything advance() and apply() return: scalar events plus per-block arrays.
-Event = PulseEdges | Registration | ScalarEvent
+Event = PulseEdges | Registration | DemandCloses | ScalarEvent
+
+
+def expand_closes(events: Iterable[Event]) -> list[Event]:
+    """``events`` with each :class:`DemandCloses` replaced by its records, in place."""
+    out: list[Event] = []
+    for ev in events:
+        if isinstance(ev, DemandCloses):
+            out.extend(ev.each())
+        else:
+            out.append(ev)
+    return out

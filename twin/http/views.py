@@ -23,6 +23,7 @@ from twin.core import (
     PowerRestored,
     ScalarEvent,
     Snapshot,
+    expand_closes,
 )
 from twin.http.target import MeterView
 from twin.modbus import FaultSpec
@@ -125,5 +126,6 @@ def event_json(serial: str, event: ScalarEvent) -> dict[str, Any]:
 
 
 def scalar_events(events: list[Event]) -> list[ScalarEvent]:
-    """The one-moment events of a batch (pulse edges and registrations are per block)."""
-    return [e for e in events if isinstance(e, SCALAR_EVENTS)]  # type: ignore[misc]
+    """The one-moment events of a batch, a record per demand close (pulse edges and
+    registrations are per block)."""
+    return [e for e in expand_closes(events) if isinstance(e, SCALAR_EVENTS)]  # type: ignore[misc]

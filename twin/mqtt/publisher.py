@@ -52,7 +52,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from twin.control import Result
-from twin.core import Event
+from twin.core import Event, expand_closes
 from twin.mqtt import topics
 from twin.mqtt.commands import CommandRunner, parse_payload
 from twin.mqtt.config import MqttConfig
@@ -327,8 +327,10 @@ class MqttPublisher:
             )
 
     def _on_events(self, meter: MeterSource, events: list[Event]) -> None:
-        """The twin's listener (on the event loop, while the meters step): queue only."""
-        for event in events:
+        """The twin's listener (on the event loop, while the meters step): queue only.
+
+        One message per moment: a run's demand closes are published one by one."""
+        for event in expand_closes(events):
             kind = topics.event_kind(event)
             if kind is None:
                 continue
