@@ -43,6 +43,9 @@ def element_power(
     """Measured real power, current seen and cos(delta) per element, shape (els, n).
 
     The power goes into ``out`` (els, n) when given, a buffer the caller reuses.
+    The factors after V x I x cos(delta) are positive (an accuracy ratio of at
+    least 0.49, a calibration factor of at least 0.5), so a power is negative only
+    where its cos(delta) is: ``status`` relies on that.
     """
     els = model.elements
     amps, pf = element_inputs(block, els)
@@ -110,6 +113,7 @@ class Registered(NamedTuple):
     """What one run of samples adds to each register: per sample delivered, totals."""
 
     delivered: IntArray  # per sample (µJ): what the pulse outputs and demand follow
+    cum_uj: IntArray  # running total of delivered
     received_uj: int  # 0 unless bidirectional
     l1_uj: int
     l2_uj: int
@@ -124,12 +128,14 @@ def register(
     out: IntArray | None = None,
     *,
     no_export: bool = False,
+    cum_out: IntArray | None = None,
 ) -> Registered:
     """Split per-element energies (elements, m) into the registers' increments.
 
     ``series``, a zeroed (4, m) array, receives the per-sample increments of the
     delivered, received, L1 and L2 registers when given; otherwise the delivered
-    energy per sample goes into ``out`` (m,) when given, a buffer the caller reuses.
+    energy per sample goes into ``out`` (m,) when given, a buffer the caller reuses,
+    and its running total into ``cum_out`` (m,) when given.
     ``no_export``: the caller has shown that no power is negative, so no energy is
     (a rounded non-negative product), and the test is skipped.
     """
@@ -149,11 +155,14 @@ def register(
                 series[3] = e2
                 np.add(e1, e2, out=series[0])
             delivered = series[0]
+        cum = np.cumsum(delivered, out=cum_out)
+        l1_uj = int(e1.sum())
         return Registered(
             delivered=delivered,
+            cum_uj=cum,
             received_uj=0,
-            l1_uj=int(e1.sum()),
-            l2_uj=0 if e2 is None else int(e2.sum()),
+            l1_uj=l1_uj,
+            l2_uj=0 if e2 is None else int(cum[-1]) - l1_uj,  # delivered is L1 + L2
             l1_received_uj=0,
             l2_received_uj=0,
         )
@@ -170,6 +179,7 @@ def register(
         np.maximum(-net, 0, out=regs[1])
     return Registered(
         delivered=regs[0],
+        cum_uj=np.cumsum(regs[0], out=cum_out),
         received_uj=int(regs[1].sum()),
         l1_uj=int(regs[2].sum()),
         l2_uj=int(regs[3].sum()),

@@ -172,9 +172,10 @@ def measure_run(
         None if series is None else series[:, a:b],
         out=delivered_out,
         no_export=never_reversed(bits),
+        cum_out=cum_out,
     )
     readings = Readings.at(block, p, b - 1, model.elements)
-    run = PoweredRun(reg, np.cumsum(reg.delivered, out=cum_out), bits, readings)
+    run = PoweredRun(reg, reg.cum_uj, bits, readings)
     if series is None:
         measured.runs[span] = run
     return run

@@ -242,7 +242,10 @@ def _uniform_bits(
     """The bits when the extremes show that no condition changes within the block, else None.
 
     The usual block (in range, importing, good PF) sets no bit, and min/max passes
-    prove it at a fraction of the cost of the per-sample tests.
+    prove it at a fraction of the cost of the per-sample tests. Power is
+    V x I x cos(delta) times positive factors (accuracy ratio, calibration: see
+    ``registration.element_power``) with V, I >= 0, so where no cos(delta) is
+    negative no power is either, without a pass over it.
     """
     t_lo, t_hi = TEMPERATURE_RANGE_C
     t_min, t_max = _span(temperature_c)
@@ -266,7 +269,7 @@ def _uniform_bits(
             and _lowest(voltage_v[e]) >= SUPPLY_MIN_V
             and _highest(voltage_v[e]) <= SUPPLY_MAX_V
             and _highest(current_a[e]) <= max_current_a
-            and _lowest(power_w[e]) >= 0.0
+            and (pf_min >= 0.0 or _lowest(power_w[e]) >= 0.0)
         ):
             return None  # something may be set: test every sample
     return bits
