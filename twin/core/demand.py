@@ -158,13 +158,21 @@ class DemandState:
         # share of the sample it falls in.
         uptos = _energy_upto(closes, u0_us, dt_us, delivered_uj, cum)
         clock_us = time0_us - u0_us  # uptime -> the core's clock, for the events
-        if isinstance(uptos, np.ndarray) and self.config.method is DemandMethod.SLIDING:
-            energies = np.diff(uptos, prepend=-self.partial_uj)
-            if int(np.abs(energies).max()) < _FLOAT_EXACT:
-                self.partial_uj = int(cum[-1]) - int(uptos[-1])
-                event = self._close_sliding(closes, energies / sub_us, clock_us)
-                self._roll_window(end_us)
-                return [event]
+        if (
+            isinstance(uptos, np.ndarray)
+            and self.config.method is DemandMethod.SLIDING
+            # Delivered energy is never negative, so no sub-interval's energy exceeds
+            # this bound: below it, int64 -> float64 is exact and numpy's division
+            # rounds as Python's int / int does at each close.
+            and abs(self.partial_uj) + int(uptos[-1]) < _FLOAT_EXACT
+        ):
+            energies = np.empty(len(closes), np.int64)
+            energies[0] = int(uptos[0]) + self.partial_uj
+            np.subtract(uptos[1:], uptos[:-1], out=energies[1:])
+            self.partial_uj = int(cum[-1]) - int(uptos[-1])
+            event = self._close_sliding(closes, energies / sub_us, clock_us)
+            self._roll_window(end_us)
+            return [event]
         bounds = [-self.partial_uj, *(int(x) for x in uptos)]
         energies_uj = [b - a for a, b in itertools.pairwise(bounds)]
         self.partial_uj = int(cum[-1]) - bounds[-1]
@@ -232,7 +240,8 @@ class DemandState:
         self.closes += k
         self.demand_w = float(demand[-1])
         # numpy's int -> float conversions and divisions round as Python's do.
-        times = (np.arange(closes.start, closes.stop, sub_us, dtype=np.int64) + clock_us) / 1e6
+        start_us = closes.start + clock_us
+        times = np.arange(start_us, start_us + k * sub_us, sub_us, dtype=np.int64) / 1e6
         return DemandCloses(times, powers / 1000.0, demand / 1000.0, shown / 1000.0)
 
     def close_now(self, uptime_us: int) -> None:
@@ -294,8 +303,15 @@ def _energy_upto(
 ) -> IntArray | list[int]:
     """Delivered energy of the run from ``u0_us`` up to each close (a sample's share by time).
 
-    Vectorised while the shares fit in int64, else exact in Python ints.
+    Vectorised while the shares fit in int64, else exact in Python ints. When every
+    close falls on a sample boundary (the step divides the sub-interval), the
+    running totals there are a strided view of ``cum_uj``.
     """
+    first_us = closes.start - u0_us
+    if first_us % dt_us == 0 and closes.step % dt_us == 0:
+        step = closes.step // dt_us
+        j0 = first_us // dt_us - 1  # the sample ending at the first close (first_us > 0)
+        return cum_uj[j0 : j0 + step * (len(closes) - 1) + 1 : step]
     offsets = np.arange(closes.start - u0_us, closes.stop - u0_us, closes.step, dtype=np.int64)
     j, into_us = np.divmod(offsets, dt_us)
     whole = np.where(j > 0, cum_uj[np.maximum(j - 1, 0)], 0)

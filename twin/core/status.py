@@ -145,13 +145,18 @@ def error_events(
 
     Sample ``j`` is at ``time0_us + j * dt_us``; ``prev_bits`` are the bits before it.
     """
-    if bits.shape[0] > 1 and bits.strides[0] == 0:
-        bits = bits[:1]  # a broadcast constant: any change is at its first sample
-    errs = bits & np.uint32(ERROR_MASK)
     prev_err = prev_bits & ERROR_MASK
-    changed = (np.flatnonzero(errs[1:] != errs[:-1]) + 1).tolist()
-    if int(errs[0]) != prev_err:
-        changed.insert(0, 0)
+    if bits.shape[0] == 1 or bits.strides[0] == 0:
+        # A constant (a broadcast, or one sample): any change is at its first sample.
+        first_err = int(bits[0]) & ERROR_MASK
+        if first_err == prev_err:
+            return []
+        changed, errs = [0], np.array([first_err], np.uint32)
+    else:
+        errs = bits & np.uint32(ERROR_MASK)
+        changed = (np.flatnonzero(errs[1:] != errs[:-1]) + 1).tolist()
+        if int(errs[0]) != prev_err:
+            changed.insert(0, 0)
     events: list[ErrorRaised | ErrorCleared] = []
     for j in changed:
         before = active_errors(prev_err if j == 0 else int(errs[j - 1]))
@@ -185,7 +190,7 @@ def line_status_bits(
             elements, voltage_v, current_a, power_w, pf, frequency_hz, temperature_c, max_current_a
         )
         if uniform is not None:  # one value for the block: a read-only broadcast, no array
-            return np.broadcast_to(np.uint32(uniform), (n,))
+            return _repeated(uniform, n)
     pf_abs = np.abs(pf)
     bits = np.zeros(n, dtype=np.int64)
     for e in range(elements):
@@ -208,16 +213,28 @@ def line_status_bits(
     return bits.astype(np.uint32)
 
 
+def _repeated(value: int, n: int) -> U32Array:
+    """``n`` copies of ``value`` as a read-only view of one element (a broadcast, built
+    without ``numpy.broadcast_to``'s overhead)."""
+    one = np.array([value], np.uint32)
+    view: U32Array = np.ndarray((n,), np.uint32, one, 0, (0,))
+    view.flags.writeable = False
+    return view
+
+
 def _constant_view(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """A 1-D array, or its first element when it is a broadcast constant."""
-    if values.shape[0] > 1 and values.strides[0] == 0:
-        return values[:1]
+    """An array (rows along the first axis), or its first column when it is a
+    broadcast constant along the last axis."""
+    if values.shape[-1] > 1 and values.strides[-1] == 0:
+        return values[..., :1]
     return values
 
 
 def _span(values: npt.NDArray[np.float64]) -> tuple[float, float]:
-    """(min, max) of a 1-D array; a broadcast constant costs one element."""
-    values = _constant_view(values)
+    """(min, max) of a 1-D array; a broadcast constant costs one element, no pass."""
+    if values.shape[0] == 1 or values.strides[0] == 0:
+        first = float(values[0])
+        return first, first
     return float(values.min()), float(values.max())
 
 
@@ -242,10 +259,10 @@ def _uniform_bits(
     """The bits when the extremes show that no condition changes within the block, else None.
 
     The usual block (in range, importing, good PF) sets no bit, and min/max passes
-    prove it at a fraction of the cost of the per-sample tests. Power is
-    V x I x cos(delta) times positive factors (accuracy ratio, calibration: see
-    ``registration.element_power``) with V, I >= 0, so where no cos(delta) is
-    negative no power is either, without a pass over it.
+    prove it at a fraction of the cost of the per-sample tests (one pass per test
+    over all elements at once). Power is V x I x cos(delta) times positive factors
+    (accuracy ratio, calibration: see ``registration.element_power``) with V, I >= 0,
+    so where no cos(delta) is negative no power is either, without a pass over it.
     """
     t_lo, t_hi = TEMPERATURE_RANGE_C
     t_min, t_max = _span(temperature_c)
@@ -255,23 +272,24 @@ def _uniform_bits(
         bits = 1 << StatusBit.TEMPERATURE_OUT_OF_RANGE
     else:
         return None
-    f_out = _per_sample(frequency_out_of_range, frequency_hz)
-    if f_out.shape[0] > 1 and f_out.strides[0] == 0:
-        f_out = f_out[:1]
+    f_out = frequency_out_of_range(_constant_view(frequency_hz))
     if f_out.all():
         bits |= 1 << StatusBit.FREQUENCY_OUT_OF_RANGE
     elif f_out.any():
         return None
     for e in range(elements):
         pf_min, pf_max = _span(pf[e])  # usually a broadcast constant: tested first
-        if not (
-            (pf_min >= PF_MIN or pf_max <= -PF_MIN)
-            and _lowest(voltage_v[e]) >= SUPPLY_MIN_V
-            and _highest(voltage_v[e]) <= SUPPLY_MAX_V
-            and _highest(current_a[e]) <= max_current_a
-            and (pf_min >= 0.0 or _lowest(power_w[e]) >= 0.0)
-        ):
-            return None  # something may be set: test every sample
+        if not (pf_min >= PF_MIN or pf_max <= -PF_MIN):
+            return None
+        if pf_min < 0.0 and _lowest(power_w[e]) < 0.0:
+            return None
+    volts = voltage_v[:elements]
+    if not (
+        _lowest(volts) >= SUPPLY_MIN_V
+        and _highest(volts) <= SUPPLY_MAX_V
+        and _highest(current_a[:elements]) <= max_current_a
+    ):
+        return None  # something may be set: test every sample
     return bits
 
 
