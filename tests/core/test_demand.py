@@ -9,6 +9,7 @@ import pytest
 
 from twin.core import (
     DemandClosed,
+    DemandCloses,
     DemandConfig,
     DemandMethod,
     MeterConfig,
@@ -241,3 +242,33 @@ def test_max_window_0_holds_the_maximum_at_any_age() -> None:
         assert 30 * 3600 < snap.demand_max_at_s <= 32 * 3600
         core.apply(ResetMaxDemand())
         assert core.snapshot().demand_max_kw == pytest.approx(1.2)
+
+
+def test_a_run_closes_as_one_columnar_event_and_expands_in_place() -> None:
+    """A day at 1 s closes 288 five-minute sub-intervals: one DemandCloses, whose
+    records are the closes one by one, between the events around it."""
+    core = MeterCore(MeterConfig())
+    block = SampleBlock.build(86_400, 1.0, voltage_v=120.0, current_a=SIX_KW_AMPS)
+    events = core.advance(block)
+    (closes,) = [e for e in events if isinstance(e, DemandCloses)]
+    assert len(closes) == 288
+    assert closes.time_s.tolist() == [300.0 * (i + 1) for i in range(288)]
+    assert closes.subinterval_kw.tolist() == pytest.approx([6.0] * 288)
+    assert closes.demand_kw[:3].tolist() == pytest.approx([2.0, 4.0, 6.0])  # 3 x 5 min sliding
+    assert closes.demand_max_kw[-1] == pytest.approx(6.0)
+    records = closes.each()
+    assert [(r.time_s, r.subinterval_kw, r.demand_kw, r.demand_max_kw) for r in records] == list(
+        zip(
+            closes.time_s.tolist(),
+            closes.subinterval_kw.tolist(),
+            closes.demand_kw.tolist(),
+            closes.demand_max_kw.tolist(),
+            strict=True,
+        )
+    )
+    expanded = expand_closes(events)
+    at = events.index(closes)
+    assert expanded[:at] == events[:at]
+    assert expanded[at : at + 288] == records
+    assert expanded[at + 288 :] == events[at + 1 :]
+    assert not any(isinstance(e, DemandCloses) for e in expanded)

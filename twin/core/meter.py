@@ -184,12 +184,14 @@ class MeterCore:
             )
         for output in _OUTPUTS:
             parts = edge_parts[output]
-            if parts:
+            if len(parts) == 1:  # one powered run: its arrays as they are
+                events.append(PulseEdges(output=output, time_s=parts[0][0], closed=parts[0][1]))
+            elif parts:
                 events.append(
                     PulseEdges(
                         output=output,
                         time_s=np.concatenate([t for t, _ in parts]),
-                        closed=np.concatenate([c for _, c in parts]).astype(bool),
+                        closed=np.concatenate([c for _, c in parts]),
                     )
                 )
         return events

@@ -66,8 +66,12 @@ def edges(
     crossings are every m-th of its crossings: one search serves all the outputs.
     """
     grids: dict[int, tuple[int, IntArray, FloatArray, bool]] = {}
+    found: dict[int, tuple[FloatArray, BoolArray, int]] = {}
     out = []
     for half in halves_uj:
+        if half in found:  # two outputs of one half period (a 100 Wh counter and Kh 100)
+            out.append(found[half])
+            continue
         base = next((b for b in sorted(grids) if half % b == 0), None)
         if base is None:
             base = half
@@ -83,7 +87,8 @@ def edges(
         # Crossing i closes the output when its multiple's index is odd.
         closed = np.zeros(samples.shape[0], np.bool_)
         closed[1 - (j_first + skip) // step % 2 :: 2] = True
-        out.append((times, closed, first_crowded))
+        found[half] = times, closed, first_crowded
+        out.append(found[half])
     return out
 
 
