@@ -65,7 +65,7 @@ def _all_one(values: FloatArray) -> bool:
     """Whether a broadcast constant per row is exactly 1.0 (other arrays: not tested)."""
     if values.ndim != 2 or values.shape[1] < 2 or values.strides[1] != 0:
         return False
-    return bool((values[:, :1] == 1.0).all())
+    return all(float(values[row, 0]) == 1.0 for row in range(values.shape[0]))
 
 
 def _low(values: FloatArray, threshold: float) -> bool:

@@ -273,10 +273,14 @@ def _uniform_bits(
     else:
         return None
     f_out = frequency_out_of_range(_constant_view(frequency_hz))
-    if f_out.all():
-        bits |= 1 << StatusBit.FREQUENCY_OUT_OF_RANGE
-    elif f_out.any():
+    if f_out.shape[0] == 1:  # a constant
+        f_all = bool(f_out[0])
+    elif not f_out.all() and f_out.any():
         return None
+    else:
+        f_all = bool(f_out[0])
+    if f_all:
+        bits |= 1 << StatusBit.FREQUENCY_OUT_OF_RANGE
     for e in range(elements):
         pf_min, pf_max = _span(pf[e])  # usually a broadcast constant: tested first
         if not (pf_min >= PF_MIN or pf_max <= -PF_MIN):
