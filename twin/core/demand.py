@@ -158,21 +158,17 @@ class DemandState:
         # share of the sample it falls in.
         uptos = _energy_upto(closes, u0_us, dt_us, delivered_uj, cum)
         clock_us = time0_us - u0_us  # uptime -> the core's clock, for the events
-        if (
-            isinstance(uptos, np.ndarray)
-            and self.config.method is DemandMethod.SLIDING
-            # Delivered energy is never negative, so no sub-interval's energy exceeds
-            # this bound: below it, int64 -> float64 is exact and numpy's division
-            # rounds as Python's int / int does at each close.
-            and abs(self.partial_uj) + int(uptos[-1]) < _FLOAT_EXACT
-        ):
+        if isinstance(uptos, np.ndarray) and self.config.method is DemandMethod.SLIDING:
             energies = np.empty(len(closes), np.int64)
             energies[0] = int(uptos[0]) + self.partial_uj
             np.subtract(uptos[1:], uptos[:-1], out=energies[1:])
-            self.partial_uj = int(cum[-1]) - int(uptos[-1])
-            event = self._close_sliding(closes, energies / sub_us, clock_us)
-            self._roll_window(end_us)
-            return [event]
+            # Below 2^53 int64 -> float64 is exact, and numpy's division rounds as
+            # Python's int / int does at each close.
+            if max(int(energies.max()), -int(energies.min())) < _FLOAT_EXACT:
+                self.partial_uj = int(cum[-1]) - int(uptos[-1])
+                event = self._close_sliding(closes, energies / sub_us, clock_us)
+                self._roll_window(end_us)
+                return [event]
         bounds = [-self.partial_uj, *(int(x) for x in uptos)]
         energies_uj = [b - a for a, b in itertools.pairwise(bounds)]
         self.partial_uj = int(cum[-1]) - bounds[-1]
