@@ -38,7 +38,14 @@ from twin.core.models import MeterModel, RegistrationMode
 from twin.core.readings import Readings
 from twin.core.registration import Registered, element_power, energy_uj, register
 from twin.core.samples import BoolArray, FloatArray, IntArray, SampleBlock
-from twin.core.status import U32Array, line_status_bits, never_reversed
+from twin.core.status import (
+    InputExtremes,
+    U32Array,
+    highest,
+    line_status_bits,
+    lowest_per_line,
+    never_reversed,
+)
 from twin.core.supply import SupplyState
 
 
@@ -86,6 +93,7 @@ class Measured:
     current_a: FloatArray
     pf: FloatArray
     energy_uj: IntArray
+    extremes: InputExtremes | None = None  # of the whole block's voltages and currents
     runs: dict[tuple[int, int], PoweredRun] = field(default_factory=dict)
     scratch: Scratch | None = None  # the buffers holding these arrays, when not shared
 
@@ -121,11 +129,16 @@ def measure(
     With ``scratch`` the arrays live in its buffers, valid until its next block.
     """
     els = model.elements
-    powered = supply.run_lines(block.voltage_v[:els], block.dt_us)
+    volts = block.voltage_v[:els]
+    # The inputs' extremes (the supply's and the status bits' tests) are taken next
+    # to the pass that reads the inputs for the power, while they are in cache.
+    lowest_v = lowest_per_line(volts)
+    powered = supply.run_lines(volts, block.dt_us, lowest_v)
     power_out = energy_out = None
     if scratch is not None:
         power_out, energy_out = scratch.block_buffers(els, block.n)
     p, amps, pf = element_power(block, model, curve, calibration_error_pct, out=power_out)
+    extremes = InputExtremes(min(lowest_v), highest(volts), highest(amps))
     return Measured(
         supply=powered,
         supply_after=(supply.powered, supply.dip_us),
@@ -133,6 +146,7 @@ def measure(
         current_a=amps,
         pf=pf,
         energy_uj=energy_uj(p, block.dt_us, out=energy_out),  # µJ per sample and element
+        extremes=extremes,
         scratch=scratch,
     )
 
@@ -162,6 +176,7 @@ def measure_run(
         block.temperature_c[a:b],
         model.max_current_a,
         model.starting_current_a,
+        measured.extremes if (a, b) == (0, block.n) else None,
     )
     delivered_out = cum_out = None
     if series is None and measured.scratch is not None:

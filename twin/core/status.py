@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from enum import IntEnum
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -169,6 +170,15 @@ def error_events(
     return events
 
 
+class InputExtremes(NamedTuple):
+    """A block's input extremes over its elements, taken by the caller while the
+    inputs are in cache (see ``shared.measure``)."""
+
+    voltage_min_v: float
+    voltage_max_v: float
+    current_max_a: float
+
+
 def line_status_bits(
     elements: int,
     voltage_v: npt.NDArray[np.float64],
@@ -179,15 +189,19 @@ def line_status_bits(
     temperature_c: npt.NDArray[np.float64],
     max_current_a: float,
     starting_current_a: float,
+    extremes: InputExtremes | None = None,
 ) -> U32Array:
     """Per-sample status bits 0-9 of a powered meter (arrays (2, n) and (n,)); ``pf`` signed.
 
+    ``extremes``: those of these voltages and currents, when the caller has them.
     Read-only: a block whose bits cannot change gets a broadcast of one value.
     """
     n = frequency_hz.shape[0]
     if n >= _UNIFORM_CHECK_MIN:
+        if extremes is None:
+            extremes = input_extremes(voltage_v[:elements], current_a[:elements])
         uniform = _uniform_bits(
-            elements, voltage_v, current_a, power_w, pf, frequency_hz, temperature_c, max_current_a
+            elements, power_w, pf, frequency_hz, temperature_c, max_current_a, extremes
         )
         if uniform is not None:  # one value for the block: a read-only broadcast, no array
             return _repeated(uniform, n)
@@ -242,19 +256,31 @@ def _lowest(values: npt.NDArray[np.float64]) -> float:
     return float(_constant_view(values).min())
 
 
-def _highest(values: npt.NDArray[np.float64]) -> float:
+def highest(values: npt.NDArray[np.float64]) -> float:
+    """The largest value; a broadcast constant costs one element."""
     return float(_constant_view(values).max())
+
+
+def lowest_per_line(values: npt.NDArray[np.float64]) -> list[float]:
+    """The smallest value of each row (elements, n); a broadcast constant costs one."""
+    return [float(x) for x in _constant_view(values).min(axis=1).tolist()]
+
+
+def input_extremes(
+    voltage_v: npt.NDArray[np.float64], current_a: npt.NDArray[np.float64]
+) -> InputExtremes:
+    """The extremes of voltages and currents (elements, n) over all their elements."""
+    return InputExtremes(_lowest(voltage_v), highest(voltage_v), highest(current_a))
 
 
 def _uniform_bits(
     elements: int,
-    voltage_v: npt.NDArray[np.float64],
-    current_a: npt.NDArray[np.float64],
     power_w: npt.NDArray[np.float64],
     pf: npt.NDArray[np.float64],
     frequency_hz: npt.NDArray[np.float64],
     temperature_c: npt.NDArray[np.float64],
     max_current_a: float,
+    extremes: InputExtremes,
 ) -> int | None:
     """The bits when the extremes show that no condition changes within the block, else None.
 
@@ -287,11 +313,10 @@ def _uniform_bits(
             return None
         if pf_min < 0.0 and _lowest(power_w[e]) < 0.0:
             return None
-    volts = voltage_v[:elements]
     if not (
-        _lowest(volts) >= SUPPLY_MIN_V
-        and _highest(volts) <= SUPPLY_MAX_V
-        and _highest(current_a[:elements]) <= max_current_a
+        extremes.voltage_min_v >= SUPPLY_MIN_V
+        and extremes.voltage_max_v <= SUPPLY_MAX_V
+        and extremes.current_max_a <= max_current_a
     ):
         return None  # something may be set: test every sample
     return bits

@@ -20,6 +20,7 @@ Thresholds and hold-up come from the model configuration (``SupplyConfig``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,16 +37,22 @@ class SupplyState:
     powered: bool = False
     dip_us: int = 0  # how long the supply has been below power-down, up to now
 
-    def run_lines(self, voltage_v: FloatArray, dt_us: int) -> BoolArray:
+    def run_lines(
+        self, voltage_v: FloatArray, dt_us: int, lowest_v: Sequence[float] | None = None
+    ) -> BoolArray:
         """:meth:`run` on the highest of the lines' voltages (elements, n).
 
         A line that never drops below power-up keeps the meter powered throughout:
-        one pass over it proves that, without forming the per-sample maximum. (The
-        answer is a real array, not a broadcast: callers compare neighbours in it,
-        which numpy does 25 times slower on a broadcast.)
+        its lowest voltage (``lowest_v`` per line when the caller has them, else one
+        pass) proves that, without forming the per-sample maximum. (The answer is a
+        real array, not a broadcast: callers compare neighbours in it, which numpy
+        does 25 times slower on a broadcast.)
         """
-        for line in voltage_v:
-            low_v = float(line[:1].min() if line.strides[0] == 0 else line.min())
+        for k, line in enumerate(voltage_v):
+            if lowest_v is not None:
+                low_v = lowest_v[k]
+            else:
+                low_v = float(line[:1].min() if line.strides[0] == 0 else line.min())
             if low_v >= self.config.power_up_v:
                 self.powered, self.dip_us = True, 0
                 return np.ones(voltage_v.shape[1], np.bool_)
