@@ -133,12 +133,13 @@ def measure(
     # The inputs' extremes (the supply's and the status bits' tests) are taken next
     # to the pass that reads the inputs for the power, while they are in cache.
     lowest_v = lowest_per_line(volts)
+    highest_v = highest(volts)
     powered = supply.run_lines(volts, block.dt_us, lowest_v)
     power_out = energy_out = None
     if scratch is not None:
         power_out, energy_out = scratch.block_buffers(els, block.n)
     p, amps, pf = element_power(block, model, curve, calibration_error_pct, out=power_out)
-    extremes = InputExtremes(min(lowest_v), highest(volts), highest(amps))
+    extremes = InputExtremes(min(lowest_v), highest_v, highest(amps))
     return Measured(
         supply=powered,
         supply_after=(supply.powered, supply.dip_us),
