@@ -125,6 +125,18 @@ class DemandState:
     def elapsed_us(self, uptime_us: int) -> int:
         return (uptime_us - self.origin_us) % self.config.subinterval_us
 
+    def due_us(self, uptime_us: int) -> int:
+        """The first uptime from ``uptime_us`` at which :meth:`advance` does more than add
+        to the open sub-interval: the next close, or the end of the maximum's window.
+
+        A run ending before it only adds its energy (a bank adds it for many meters at
+        once, see ``bank``)."""
+        due = self._next_close_us(uptime_us)
+        window_h = self.config.max_window_h
+        if window_h:
+            due = min(due, self.window_start_us + window_h * _US_PER_H)
+        return due
+
     def _next_close_us(self, uptime_us: int) -> int:
         sub = self.config.subinterval_us
         return self.origin_us + ((uptime_us - self.origin_us) // sub + 1) * sub
