@@ -7,6 +7,7 @@ the shell owns time and IO. Limits and demand-setting rules are defined here onc
 for the shell to import.
 """
 
+from twin.core.bank import MeterBank
 from twin.core.commands import (
     ClearEnergy,
     ClearError,
@@ -150,6 +151,7 @@ __all__ = [
     "IntArray",
     "LcdScreen",
     "MaxDemandReset",
+    "MeterBank",
     "MeterConfig",
     "MeterCore",
     "MeterErrorKind",

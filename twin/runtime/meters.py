@@ -11,13 +11,19 @@ once and handed to the endpoint; requests never build anything.
 Inputs: a meter plays its profile through ``sampler``. Meters that play the same
 profile with the same noise (a profile without noise, or the same seed) get the same
 :class:`SharedSampler` from the twin's :class:`SamplerPool`: it remembers the last
-block it built, so when the fleet steps together the first meter builds the block and
-the others reuse it (a sampler is pure and a core never writes to its block). The
-per-call cost of ``MeterCore.advance`` (~0.1 ms) is what remains, which is why the
-runtime yields to the event loop between meters while it steps a large fleet. A
-load override (``set_load``) gives the meter its own
+block it built (a sampler is pure and a core never writes to its block). Every core
+is a row of the pool's :class:`~twin.core.MeterBank`, so the meters of one shared
+sampler step as a :class:`MeterGroup` (:func:`step_units`): one core call advances up
+to ``GROUP_MAX`` of them together, with the same results as one by one. A load
+override (``set_load``) gives the meter its own
 :class:`~twin.runtime.override.OverrideSampler` until it ends (``for_s`` of meter
 time) or is cleared; ``switch_profile`` gives it the new profile's shared sampler.
+
+Registers: a step marks a meter changed only if it ran during the step (powered
+before or after it) or had events; an unpowered meter keeps its snapshot and image.
+Snapshot and image are built lazily, on first use after a change (a poll, MQTT,
+HTTP), so a meter nobody reads costs no rebuild; the endpoint reads through
+:class:`_CurrentImage` and its answer cache is dropped on each change.
 
 Block-C writes from the wire go through ``twin.control`` like every other command
 (see :meth:`LiveMeter.modbus_write`).
@@ -30,13 +36,17 @@ and commands for its core are refused.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from typing import Protocol
+
+import numpy as np
 
 from twin.control import Controller, SetLoad
 from twin.core import (
     Command,
     Event,
+    MeterBank,
     MeterConfig,
     MeterCore,
     NvState,
@@ -62,6 +72,9 @@ from twin.runtime.fleet import MeterSpec, OnPowerLoss
 from twin.runtime.override import OverrideSampler
 
 MAX_BLOCK = 86_400  # samples per core call while catching up
+# Rows per group call: one call's numpy work is shared by its rows, and the stepper
+# yields to the event loop between calls, so a request never waits for a whole fleet.
+GROUP_MAX = 1_000
 
 MeterListener = Callable[["LiveMeter", list[Event]], None]
 
@@ -73,7 +86,7 @@ class SharedSampler(Sampler):
         super().__init__(spec, seed)
         self._key: tuple[float, float, int] | None = None
         self._block: SampleBlock | None = None
-        # The meters stepping this sampler's blocks measure each block once (see core).
+        # The groups stepping this sampler's blocks measure each block once (see core).
         self.measurements = SharedMeasurements()
 
     def block(self, t0_s: float, dt_s: float, n: int) -> SampleBlock:
@@ -85,11 +98,15 @@ class SharedSampler(Sampler):
 
 
 class SamplerPool:
-    """One :class:`SharedSampler` per profile and seed (the seed only with noise)."""
+    """One :class:`SharedSampler` per profile and seed (the seed only with noise), and
+    the bank every meter's core is a row of."""
 
     def __init__(self) -> None:
         # keyed by the spec's identity; the spec is held in the value, so ids stay unique
         self._shared: dict[tuple[int, int | None], tuple[ProfileSpec, SharedSampler]] = {}
+        self.bank = MeterBank()
+        self.version = 0  # moves when a meter's sampler or follower changes
+        self._units: tuple[int, int, list[Steppable]] | None = None
 
     def sampler(self, profile: Profile, seed: int) -> SharedSampler:
         key = (id(profile.spec), seed if profile.spec.noise else None)
@@ -97,6 +114,89 @@ class SamplerPool:
         if entry is None:
             entry = self._shared[key] = (profile.spec, SharedSampler(profile.spec, seed))
         return entry[1]
+
+    def units(self, meters: Sequence[LiveMeter]) -> list[Steppable]:
+        """What to step: groups of meters on one shared sampler, other meters alone."""
+        cached = self._units
+        if cached is not None and cached[:2] == (self.version, len(meters)):
+            return cached[2]
+        groups: dict[int, list[LiveMeter]] = {}
+        units: list[Steppable] = []
+        for m in meters:
+            if m.follower is None and isinstance(m.sampler, SharedSampler):
+                groups.setdefault(id(m.sampler), []).append(m)
+            else:
+                units.append(m)
+        for members in groups.values():
+            for i in range(0, len(members), GROUP_MAX):
+                chunk = members[i : i + GROUP_MAX]
+                units.append(chunk[0] if len(chunk) == 1 else MeterGroup(chunk))
+        self._units = (self.version, len(meters), units)
+        return units
+
+
+class Steppable(Protocol):
+    def step(self, t0_s: float, dt_s: float, n: int) -> None: ...
+
+
+def step_units(meters: Sequence[Steppable]) -> Sequence[Steppable]:
+    """``meters`` as the stepper steps them: live meters in groups (:class:`MeterGroup`)."""
+    first = meters[0] if meters else None
+    if isinstance(first, LiveMeter):
+        return first.pool.units(meters)  # type: ignore[arg-type]  # a twin's meters, all live
+    return meters
+
+
+class MeterGroup:
+    """Meters on one shared sampler, stepped by one core call per block (rows of a bank)."""
+
+    def __init__(self, meters: list[LiveMeter]) -> None:
+        self.meters = meters
+        self.sampler = meters[0].sampler
+        self.bank = meters[0].core.bank
+        self.rows = np.array([m.core.row for m in meters], np.int64)
+        self._by_row = {m.core.row: m for m in meters}
+
+    def advance(self, block: SampleBlock) -> list[tuple[int, Event]]:
+        found = self.bank.advance(self.rows, block)
+        return [(row, e) for row, events in found.items() for e in events]
+
+    def apply(self, command: Command) -> list[tuple[int, Event]]:
+        """A command of the profile, for every meter of the group."""
+        return [(m.core.row, e) for m in self.meters for e in m.core.apply(command)]
+
+    def step(self, t0_s: float, dt_s: float, n: int) -> None:
+        ran = self.bank.powered[self.rows]
+        moved: set[int] = set()
+        for events in drive(self, self.sampler, t0_s, dt_s, n, MAX_BLOCK):
+            per_row: dict[int, list[Event]] = {}
+            for row, e in events:
+                per_row.setdefault(row, []).append(e)
+            for row, found in per_row.items():
+                meter = self._by_row[row]
+                meter.on_events(meter, found)
+            moved.update(per_row)
+        ran = ran | self.bank.powered[self.rows]
+        end_s = t0_s + n * dt_s
+        for meter, on in zip(self.meters, ran.tolist(), strict=True):
+            meter.time_s = end_s
+            if on or meter.core.row in moved:
+                meter.changed()
+
+
+class _CurrentImage:
+    """What the endpoint reads: the meter's image as it is now (built on first read)."""
+
+    __slots__ = ("_meter",)
+
+    def __init__(self, meter: LiveMeter) -> None:
+        self._meter = meter
+
+    def read_registers(self, address: int, count: int) -> bytes:
+        return self._meter.image.read_registers(address, count)
+
+    def read_bits(self, fc: int, address: int, count: int) -> bytes:
+        return self._meter.image.read_bits(fc, address, count)
 
 
 class LiveMeter:
@@ -119,25 +219,25 @@ class LiveMeter:
         self.spec = spec
         self.config = config
         self.position = position  # in the fleet: the default seed is the profile's + this
-        self._pool = pool
+        self.pool = pool
         self.profile = profile
         self.sampler: Sampler = pool.sampler(profile, self._seed(profile))
         self.load: SetLoad | None = None  # the load override in force, if any
         self.time_s = 0.0  # profile time of the next sample
         self.restored = nv is not None
         self.follower: Follower | None = None  # a physical meter's pulses move it
-        self.core = MeterCore(config, nv=nv, shared=self._shared_measurements())
+        self.core = MeterCore.in_bank(pool.bank, config, nv, shared=self._shared_measurements())
         self.identity = Identity.from_config(config, unit_id=spec.unit)
         self._sunspec = sunspec
         self._control = control
-        self._on_events = on_events
-        self.snapshot: Snapshot = self.core.snapshot()
+        self.on_events = on_events
+        self._snapshot: Snapshot | None = None
+        self._image: RegisterImage | None = None
         # registers beyond the snapshot (the mirror's 70-78), as the image was built with
         self.extra: Mapping[str, float | int] = {}
-        self._snapshot_repr: str | None = repr(self.snapshot)
-        self.image = self._build_image()
+        self._current = _CurrentImage(self)
         self.endpoint = MeterEndpoint(
-            self.image,
+            self._current,
             device_identification(self.identity),
             self.modbus_write if control is not None else None,
             cache_max=max(64, min(CACHE_MAX, FLEET_CACHE_BUDGET // fleet_size)),
@@ -148,12 +248,34 @@ class LiveMeter:
     def serial(self) -> str:
         return self.spec.serial
 
+    @property
+    def snapshot(self) -> Snapshot:
+        """Every register now (built on first use after a change)."""
+        snap = self._snapshot
+        if snap is None:
+            snap = self._snapshot = self.core.snapshot()
+        return snap
+
+    @property
+    def image(self) -> RegisterImage:
+        """The register image now (built on first use after a change)."""
+        image = self._image
+        if image is None:
+            image = self._image = RegisterImage.build(
+                self.snapshot,
+                self.identity,
+                word_order=self.spec.word_order,
+                sunspec=self._sunspec,
+            )
+        return image
+
     def nv_state(self) -> NvState:
         return self.core.nv_state() if self.follower is None else self.follower.nv_state()
 
     def follow(self, follower: Follower | None) -> None:
         """Serve what ``follower`` shows (:meth:`show`) instead of stepping the core."""
         self.follower = follower
+        self.pool.version += 1
 
     def _refuse_if_followed(self, what: str) -> None:
         if self.follower is not None:
@@ -166,22 +288,23 @@ class LiveMeter:
         self, snapshot: Snapshot, image: RegisterImage, extra: Mapping[str, float | int]
     ) -> None:
         """A followed meter's registers, as the follower has them now."""
-        self.snapshot, self.image, self.extra = snapshot, image, extra
-        self.endpoint.set_image(image)
+        self._snapshot, self._image, self.extra = snapshot, image, extra
+        self.endpoint.set_image(self._current)
+        self._update_silence()
 
     def step(self, t0_s: float, dt_s: float, n: int) -> None:
-        """Advance ``n`` samples from profile time ``t0_s``, then refresh the image."""
+        """Advance ``n`` samples from profile time ``t0_s`` (a meter stepped alone)."""
         if self.follower is not None:
             self.time_s = t0_s + n * dt_s
             return
         for events in drive(self.core, self.sampler, t0_s, dt_s, n, MAX_BLOCK):
             if events:
-                self._on_events(self, events)
+                self.on_events(self, events)
         self.time_s = t0_s + n * dt_s
         sampler = self.sampler
         if isinstance(sampler, OverrideSampler) and not sampler.overridden(self.time_s, dt_s, 1):
             self.clear_load()  # the override's time is up: back to the profile
-        self.refresh()
+        self.changed()
 
     def keep_chosen(self, chosen: Reconfigure | None) -> None:
         """A restored meter keeps the block C it had (Modbus writes included), but for
@@ -199,8 +322,8 @@ class LiveMeter:
         self._refuse_if_followed(type(command).__name__)
         events = self.core.apply(command)
         if events:
-            self._on_events(self, events)
-        self.refresh()
+            self.on_events(self, events)
+        self.changed()
         return events
 
     # ---------------------------------------------------------------- inputs
@@ -211,13 +334,13 @@ class LiveMeter:
         until_s = None if load.for_s is None else self.time_s + load.for_s
         self.sampler = OverrideSampler(self.profile.spec, self._seed(self.profile), load, until_s)
         self.load = load
-        self.core.shared = self._shared_measurements()
+        self._sampler_changed()
 
     def clear_load(self) -> None:
         """End a load override: the profile's inputs again."""
-        self.sampler = self._pool.sampler(self.profile, self._seed(self.profile))
+        self.sampler = self.pool.sampler(self.profile, self._seed(self.profile))
         self.load = None
-        self.core.shared = self._shared_measurements()
+        self._sampler_changed()
 
     def switch_profile(self, profile: Profile) -> None:
         """Play ``profile`` from the present meter time (a load override stays)."""
@@ -230,7 +353,11 @@ class LiveMeter:
             sampler = self.sampler
             until_s = sampler.until_s if isinstance(sampler, OverrideSampler) else None
             self.sampler = OverrideSampler(profile.spec, self._seed(profile), self.load, until_s)
-            self.core.shared = self._shared_measurements()
+            self._sampler_changed()
+
+    def _sampler_changed(self) -> None:
+        self.core.shared = self._shared_measurements()
+        self.pool.version += 1  # the stepper regroups the meters
 
     def _shared_measurements(self) -> SharedMeasurements | None:
         sampler = self.sampler
@@ -241,32 +368,18 @@ class LiveMeter:
 
     # ---------------------------------------------------------------- the image
 
-    def refresh(self) -> None:
+    def changed(self) -> None:
+        """The core's registers may have moved: drop the snapshot and image (rebuilt on
+        first use) and the endpoint's cached answers."""
         if self.follower is not None:
             return  # the follower shows its registers (show)
-        snap = self.core.snapshot()
-        last = self.snapshot
-        if snap.uptime_s != last.uptime_s or snap.energy_delivered_uj != last.energy_delivered_uj:
-            changed, text = True, None  # a running meter: no need to compare the rest
-        else:
-            # repr compares NaN fields as equal, unlike ==; an unchanged meter keeps its image
-            text = repr(snap)
-            changed = text != (self._snapshot_repr or repr(last))
-        if changed:
-            self.snapshot, self._snapshot_repr = snap, text
-            self.image = self._build_image()
-            self.endpoint.set_image(self.image)
-            self._update_silence()
+        self._snapshot = self._image = None
+        self.endpoint.set_image(self._current)
+        self._update_silence()
 
     def _update_silence(self) -> None:
-        self.endpoint.silent = (
-            self.spec.on_power_loss is OnPowerLoss.SILENT and not self.snapshot.powered
-        )
-
-    def _build_image(self) -> RegisterImage:
-        return RegisterImage.build(
-            self.snapshot, self.identity, word_order=self.spec.word_order, sunspec=self._sunspec
-        )
+        if self.spec.on_power_loss is OnPowerLoss.SILENT:
+            self.endpoint.silent = not self.snapshot.powered
 
     def modbus_write(self, address: int, values: list[int]) -> None:
         """A block-C write from the wire, executed through `twin.control` for this meter;

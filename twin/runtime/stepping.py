@@ -8,9 +8,13 @@ a 0.1 s tick carries 360 samples and the energy registered is the same integral 
 real time. Under a manual clock nothing ticks: :meth:`Stepper.step` advances it.
 ``until_s`` freezes the meters at a meter time.
 
+The meters step in units (:func:`twin.runtime.meters.step_units`): the meters of one
+shared sampler as groups advanced by one core call (up to ``GROUP_MAX`` rows of the
+core's bank), other meters alone.
+
 Stepping never starves the servers: :meth:`Stepper.step_to_clock` steps the fleet in
 chunks of at most ``CHUNK_SAMPLES`` samples per meter, yields to the event loop
-between chunks (and between meters every few milliseconds), and stops after
+between chunks (and between units every few milliseconds), and stops after
 ``TICK_BUDGET_S`` of wall time. What is left stays due: when the core cannot keep up
 with the clock, meter time lags behind it (one log line when that starts;
 :attr:`Stepper.lag_s` says how far) instead of one tick growing without bound while
@@ -24,20 +28,20 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
 
 from twin.runtime.clock import Clock, ManualClock
+from twin.runtime.meters import Steppable, step_units
 
 log = logging.getLogger("twin.runtime.twin")
 
 YIELD_AFTER_S = 0.003  # step at most this long before letting requests through
-# Per meter per chunk: big enough to amortise a core call's ~0.1 ms overhead
+# Per unit per chunk: big enough to amortise a core call's fixed cost (~0.1-0.3 ms)
 # (~1.5 ms of work at the core's ~10 M samples/s), small enough to yield often.
 CHUNK_SAMPLES = 16_384
 TICK_BUDGET_S = 0.05  # wall time a 0.1 s tick may spend stepping (in proportion for longer)
-# A core call costs ~0.1 ms whatever its length, so a fleet pays it once per meter per
-# tick: past this many meters the tick stretches in proportion (at most MAX_TICK_S),
-# so a big fleet advances more samples per call instead of more calls.
+# Each step costs every meter a little (its share of a group call, its registers marked
+# changed), however few samples it carries: past this many meters the tick stretches
+# in proportion (at most MAX_TICK_S), so a big fleet advances more samples per step.
 METERS_PER_TICK = 1_000
 MAX_TICK_S = 1.0
 
@@ -45,10 +49,6 @@ MAX_TICK_S = 1.0
 def fleet_tick_s(tick_s: float, meters: int) -> float:
     """The tick for a fleet of ``meters``: ``tick_s`` up to METERS_PER_TICK, then longer."""
     return max(tick_s, min(MAX_TICK_S, tick_s * meters / METERS_PER_TICK))
-
-
-class Steppable(Protocol):
-    def step(self, t0_s: float, dt_s: float, n: int) -> None: ...
 
 
 class Stepper:
@@ -94,8 +94,8 @@ class Stepper:
         self.clock.advance(seconds)
         span = self.due()
         if span is not None:
-            for m in self.meters:
-                m.step(*span)
+            for unit in step_units(self.meters):
+                unit.step(*span)
             self.samples_done += span[2]
 
     async def step_to_clock(self) -> None:
@@ -107,8 +107,8 @@ class Stepper:
                 return
             t0_s, dt_s, n = span
             n = min(n, CHUNK_SAMPLES)
-            for m in self.meters:
-                m.step(t0_s, dt_s, n)
+            for unit in step_units(self.meters):
+                unit.step(t0_s, dt_s, n)
                 if time.perf_counter() - last > YIELD_AFTER_S:
                     await asyncio.sleep(0)  # let waiting requests through between meters
                     last = time.perf_counter()
