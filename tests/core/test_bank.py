@@ -26,6 +26,7 @@ from twin.core import (
     DemandMethod,
     Event,
     InjectError,
+    MeterBank,
     MeterConfig,
     MeterCore,
     MeterErrorKind,
@@ -36,8 +37,8 @@ from twin.core import (
     RegistrationMode,
     ResetMaxDemand,
     SampleBlock,
+    advance_rows,
 )
-from twin.core.bank import MeterBank
 
 MODELS = ("MMD-200A", "MMS-100A", "MMD-100A/1000", "MMU-0.1A:50")
 DEMANDS = (
@@ -121,7 +122,7 @@ def test_rows_advanced_together_match_each_meter_alone(seed: int) -> None:
     rows = np.array([core.row for core in together], np.int64)
     for step in range(40):
         block = random_block(rng)
-        events = bank.advance(rows, block)
+        events = advance_rows(bank, rows, block)
         for i, core in enumerate(alone):
             expected = [normal(e) for e in core.advance(block)]
             got = [normal(e) for e in events.get(together[i].row, [])]
@@ -145,12 +146,12 @@ def test_rows_that_share_a_block_can_be_advanced_in_any_grouping() -> None:
     alone = [MeterCore(c) for c in configs]
     first = np.array([together[0].row, together[3].row], np.int64)
     block = random_block(rng)
-    bank.advance(first, block)
+    advance_rows(bank, first, block)
     for i in (0, 3):
         alone[i].advance(block)
     for _ in range(10):
         block = random_block(rng)
-        bank.advance(np.array([c.row for c in together], np.int64), block)
+        advance_rows(bank, np.array([c.row for c in together], np.int64), block)
         for core in alone:
             core.advance(block)
     for a, t in zip(alone, together, strict=True):
@@ -165,7 +166,7 @@ def test_energy_stays_exact_past_int64() -> None:
     rows = [MeterCore.in_bank(bank, MeterConfig(), nv), MeterCore.in_bank(bank, MeterConfig())]
     alone = MeterCore(MeterConfig(), nv)
     block = SampleBlock.build(3600, 1.0, voltage_v=120.0, current_a=100.0)
-    bank.advance(np.array([c.row for c in rows], np.int64), block)
+    advance_rows(bank, np.array([c.row for c in rows], np.int64), block)
     alone.advance(block)
     # 2 x 12 kW for an hour at PF 1 is 24 kWh: 8.64e13 µJ, exactly
     assert rows[0].nv_state().energy_delivered_uj == big + 24_000 * 3_600_000_000

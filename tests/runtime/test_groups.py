@@ -12,7 +12,7 @@ from twin.core import ClearEnergy, InjectError, MeterCore, MeterErrorKind, Reset
 from twin.drive import drive
 from twin.loadprofile import Sampler
 from twin.runtime.config import TwinConfig
-from twin.runtime.meters import LiveMeter, MeterGroup, step_units
+from twin.runtime.meters import LiveMeter, MeterGroup, fleet_totals, step_units
 from twin.runtime.twin import Twin
 
 OUTAGE = """\
@@ -96,3 +96,17 @@ async def test_an_override_steps_its_meter_alone_then_it_rejoins(outage: str) ->
         assert len(step_units(twin.meters)) == 1
         energies = [m.snapshot.energy_delivered_uj for m in twin.meters]
         assert energies[2] > energies[0] == energies[1] == energies[3]
+
+
+async def test_fleet_totals_are_the_sums_of_the_snapshots(outage: str) -> None:
+    cfg = TwinConfig(profile=outage, port=0, speed=None, meters=5)
+    async with Twin(cfg) as twin:
+        for seconds in (50, 70, 600):  # running, in the outage, running again
+            twin.step(seconds)
+            twin.meters[1].apply(ClearEnergy())
+            snaps = [m.snapshot for m in twin.meters]
+            totals = fleet_totals(twin.meters)
+            assert totals.unpowered == sum(not s.powered for s in snaps)
+            assert totals.energy_wh == sum(s.energy_delivered_wh for s in snaps)
+            powers = [s.power_w for s in snaps if s.powered]
+            assert totals.power_w == pytest.approx(sum(powers), rel=1e-12)

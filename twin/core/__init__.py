@@ -8,6 +8,7 @@ for the shell to import.
 """
 
 from twin.core.bank import MeterBank
+from twin.core.bank_step import advance_rows
 from twin.core.commands import (
     ClearEnergy,
     ClearError,
@@ -174,6 +175,7 @@ __all__ = [
     "StatusBit",
     "StepTooCoarse",
     "SupplyConfig",
+    "advance_rows",
     "highest_error",
     "highest_error_codes",
     "inputs_from_angle",

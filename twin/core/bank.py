@@ -7,7 +7,7 @@ What a meter measures from a block (supply state, power, registration, status bi
 measurement settings; what differs between such meters is only what they have
 accumulated: energies, pulse outputs and their offsets, demand, uptime, power-ups,
 status bits and injected errors. A bank keeps those per row, in numpy arrays where
-they are numbers, so that :meth:`MeterBank.advance` moves any set of rows over one
+they are numbers, so that ``bank_step.advance_rows`` moves any set of rows over one
 block in one call: rows are partitioned by their measurement key, each partition is
 measured once, and its increments are added to all its rows at once. Only rows where
 something happens within the block (a pulse edge, a demand sub-interval close, a
@@ -35,18 +35,6 @@ import numpy.typing as npt
 
 from twin.core import pulses
 from twin.core.accuracy import ErrorCurve
-from twin.core.bank_step import (
-    E_DEL,
-    E_L1,
-    E_L1_REC,
-    E_L2,
-    E_L2_REC,
-    E_REC,
-    I64,
-    UNPOWERED_BIT,
-    RowEvents,
-    advance_rows,
-)
 from twin.core.commands import (
     ClearEnergy,
     ClearError,
@@ -63,17 +51,21 @@ from twin.core.events import ClearedCounts, CountsCleared, Event, MaxDemandReset
 from twin.core.limits import KH_WH
 from twin.core.models import DemandConfig, DemandMethod, MeterConfig, RegistrationMode
 from twin.core.readings import UNPOWERED_READINGS, Readings
-from twin.core.samples import SampleBlock
 from twin.core.shared import SharedMeasurements
 from twin.core.snapshot import NvState, Snapshot
 from twin.core.status import StatusBit, error_events
-from twin.core.view import build_snapshot
+from twin.core.view import build_snapshot, power_w
 
 ERROR_BIT = {
     MeterErrorKind.MEMORY: StatusBit.MEMORY_ERROR,
     MeterErrorKind.CALIBRATION: StatusBit.CALIBRATION_ERROR,
 }
 INJECTABLE_MASK = sum(1 << bit for bit in ERROR_BIT.values())
+UNPOWERED_BIT = 1 << StatusBit.UNPOWERED
+# Energy registers of a row: delivered, received, L1, L2, L1 received, L2 received.
+E_DEL, E_REC, E_L1, E_L2, E_L1_REC, E_L2_REC = range(6)
+I64 = npt.NDArray[np.int64]
+RowEvents = dict[int, list[Event]]
 INT64_ROOM = 2**62  # past this an energy register goes to Python integers
 _FIRST_CAPACITY = 4
 
@@ -229,12 +221,6 @@ class MeterBank:
             if max(map(abs, increments)) + int(np.abs(used).max(initial=0)) >= INT64_ROOM:
                 self.energy_uj = self.energy_uj.astype(object)
 
-    # ------------------------------------------------------------ stepping
-
-    def advance(self, rows: I64, block: SampleBlock) -> RowEvents:
-        """Advance ``rows`` (distinct) over ``block``; the events of each row that has any."""
-        return advance_rows(self, rows, block)
-
     # ------------------------------------------------------------ commands
 
     def apply(self, row: int, command: Command) -> list[Event]:
@@ -325,6 +311,17 @@ class MeterBank:
             registration_mode=int(self.mode[row]),
         )
         return self.demand_of(row).save(nv)
+
+    def totals(self, rows: I64) -> tuple[int, int, float]:
+        """(unpowered meters, delivered Wh, power W) over ``rows``: what a fleet's status
+        line sums, without a snapshot per meter (each meter's Wh floored, as shown)."""
+        powered = self.powered[rows]
+        wh = self.energy_uj[E_DEL, rows] // pulses.UJ_PER_WH
+        power = sum(
+            power_w(r, self.config[row].model.elements)
+            for row, r in zip(rows[powered].tolist(), self.readings[rows[powered]], strict=True)
+        )
+        return int((~powered).sum()), int(wh.sum()), float(power)
 
     def snapshot(self, row: int) -> Snapshot:
         e = self.energy_uj[:4, row].tolist()

@@ -27,14 +27,12 @@ one :class:`~twin.core.events.PulseEdges` per output that has edges in the block
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING
 
 import numpy as np
-import numpy.typing as npt
 
 from twin.core import pulses
+from twin.core.bank import E_DEL, I64, UNPOWERED_BIT, MeterBank, RowEvents
 from twin.core.events import (
-    Event,
     PowerLost,
     PowerRestored,
     PulseEdges,
@@ -50,14 +48,6 @@ from twin.core.shared import Measured, PoweredRun, measure_run
 from twin.core.status import StatusBit, error_events, or_bits
 from twin.core.supply import SupplyState
 
-if TYPE_CHECKING:
-    from twin.core.bank import MeterBank
-
-# Energy registers of a bank: delivered, received, L1, L2, L1 received, L2 received.
-E_DEL, E_REC, E_L1, E_L2, E_L1_REC, E_L2_REC = range(6)
-UNPOWERED_BIT = 1 << StatusBit.UNPOWERED
-I64 = npt.NDArray[np.int64]
-RowEvents = dict[int, list[Event]]
 _OUTPUTS = tuple(PulseOutput)
 _BOOTING = np.uint32(1 << StatusBit.BOOTING)
 EdgeParts = dict[int, dict[PulseOutput, list[tuple[FloatArray, BoolArray]]]]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from twin.core.bank import MeterBank
+from twin.core.bank_step import advance_rows
 from twin.core.commands import Command
 from twin.core.events import Event
 from twin.core.models import MeterConfig
@@ -98,7 +99,7 @@ class MeterCore:
 
     def advance(self, block: SampleBlock) -> list[Event]:
         """Advance over ``block``; returns the events in time order per kind."""
-        return self.bank.advance(self.rows, block).get(self.row, [])
+        return advance_rows(self.bank, self.rows, block).get(self.row, [])
 
     def apply(self, command: Command) -> list[Event]:
         """Apply one command at the core's current time."""

@@ -36,8 +36,9 @@ and commands for its core are refused.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -54,6 +55,7 @@ from twin.core import (
     SampleBlock,
     SharedMeasurements,
     Snapshot,
+    advance_rows,
 )
 from twin.drive import drive
 from twin.errors import CommandRefused, ConfigError
@@ -158,7 +160,7 @@ class MeterGroup:
         self._by_row = {m.core.row: m for m in meters}
 
     def advance(self, block: SampleBlock) -> list[tuple[int, Event]]:
-        found = self.bank.advance(self.rows, block)
+        found = advance_rows(self.bank, self.rows, block)
         return [(row, e) for row, events in found.items() for e in events]
 
     def apply(self, command: Command) -> list[tuple[int, Event]]:
@@ -390,6 +392,34 @@ class LiveMeter:
         result = self._control.run(write.command, write.body, serial=self.serial)
         if not result.ok:
             raise ModbusException(ExceptionCode.ILLEGAL_DATA_VALUE, result.error or "refused")
+
+
+@dataclass(frozen=True, slots=True)
+class FleetTotals:
+    """What a fleet's status line sums."""
+
+    meters: int
+    unpowered: int
+    energy_wh: int  # delivered, each meter's whole Wh
+    power_w: float  # of the powered meters
+
+
+def fleet_totals(meters: Sequence[LiveMeter]) -> FleetTotals:
+    """The fleet's sums from the bank, without building a snapshot per meter (but for
+    meters that mirror a physical one, which show their follower's)."""
+    live = [m for m in meters if m.follower is None]
+    unpowered = energy_wh = 0
+    power_w = 0.0
+    if live:
+        rows = np.array([m.core.row for m in live], np.int64)
+        unpowered, energy_wh, power_w = live[0].core.bank.totals(rows)
+    for m in meters:
+        if m.follower is not None:
+            s = m.snapshot
+            unpowered += not s.powered
+            energy_wh += s.energy_delivered_wh
+            power_w += 0.0 if math.isnan(s.power_w) else s.power_w
+    return FleetTotals(len(meters), unpowered, energy_wh, power_w)
 
 
 def nv_items(meters: Iterable[LiveMeter]) -> list[tuple[str, NvState]]:
