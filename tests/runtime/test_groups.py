@@ -12,7 +12,8 @@ from twin.core import ClearEnergy, InjectError, MeterCore, MeterErrorKind, Reset
 from twin.drive import drive
 from twin.loadprofile import Sampler
 from twin.runtime.config import TwinConfig
-from twin.runtime.meters import LiveMeter, MeterGroup, fleet_totals, step_units
+from twin.runtime.groups import MeterGroup, fleet_totals, step_units
+from twin.runtime.meters import LiveMeter
 from twin.runtime.twin import Twin
 
 OUTAGE = """\

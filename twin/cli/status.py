@@ -14,7 +14,8 @@ import sys
 from collections.abc import Callable
 
 from twin.core import Event, StepTooCoarse
-from twin.runtime.meters import LiveMeter, fleet_totals
+from twin.runtime.groups import fleet_totals
+from twin.runtime.meters import LiveMeter
 from twin.runtime.twin import Twin
 
 

@@ -13,8 +13,8 @@ profile with the same noise (a profile without noise, or the same seed) get the 
 :class:`SharedSampler` from the twin's :class:`SamplerPool`: it remembers the last
 block it built (a sampler is pure and a core never writes to its block). Every core
 is a row of the pool's :class:`~twin.core.MeterBank`, so the meters of one shared
-sampler step as a :class:`MeterGroup` (:func:`step_units`): one core call advances up
-to ``GROUP_MAX`` of them together, with the same results as one by one. A load
+sampler step as a group (:mod:`twin.runtime.groups`): one core call advances many of
+them together, with the same results as one by one. A load
 override (``set_load``) gives the meter its own
 :class:`~twin.runtime.override.OverrideSampler` until it ends (``for_s`` of meter
 time) or is cleared; ``switch_profile`` gives it the new profile's shared sampler.
@@ -36,12 +36,8 @@ and commands for its core are refused.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Protocol
-
-import numpy as np
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 
 from twin.control import Controller, SetLoad
 from twin.core import (
@@ -55,7 +51,6 @@ from twin.core import (
     SampleBlock,
     SharedMeasurements,
     Snapshot,
-    advance_rows,
 )
 from twin.drive import drive
 from twin.errors import CommandRefused, ConfigError
@@ -74,10 +69,6 @@ from twin.runtime.fleet import MeterSpec, OnPowerLoss
 from twin.runtime.override import OverrideSampler
 
 MAX_BLOCK = 86_400  # samples per core call while catching up
-# Rows per group call: one call's numpy work is shared by its rows, and the stepper
-# yields to the event loop between calls, so a request never waits for a whole fleet.
-GROUP_MAX = 1_000
-
 MeterListener = Callable[["LiveMeter", list[Event]], None]
 
 
@@ -108,7 +99,7 @@ class SamplerPool:
         self._shared: dict[tuple[int, int | None], tuple[ProfileSpec, SharedSampler]] = {}
         self.bank = MeterBank()
         self.version = 0  # moves when a meter's sampler or follower changes
-        self._units: tuple[int, int, list[Steppable]] | None = None
+        self.grouping: object = None  # how the stepper grouped the meters (groups.py)
 
     def sampler(self, profile: Profile, seed: int) -> SharedSampler:
         key = (id(profile.spec), seed if profile.spec.noise else None)
@@ -116,74 +107,6 @@ class SamplerPool:
         if entry is None:
             entry = self._shared[key] = (profile.spec, SharedSampler(profile.spec, seed))
         return entry[1]
-
-    def units(self, meters: Sequence[LiveMeter]) -> list[Steppable]:
-        """What to step: groups of meters on one shared sampler, other meters alone."""
-        cached = self._units
-        if cached is not None and cached[:2] == (self.version, len(meters)):
-            return cached[2]
-        groups: dict[int, list[LiveMeter]] = {}
-        units: list[Steppable] = []
-        for m in meters:
-            if m.follower is None and isinstance(m.sampler, SharedSampler):
-                groups.setdefault(id(m.sampler), []).append(m)
-            else:
-                units.append(m)
-        for members in groups.values():
-            for i in range(0, len(members), GROUP_MAX):
-                chunk = members[i : i + GROUP_MAX]
-                units.append(chunk[0] if len(chunk) == 1 else MeterGroup(chunk))
-        self._units = (self.version, len(meters), units)
-        return units
-
-
-class Steppable(Protocol):
-    def step(self, t0_s: float, dt_s: float, n: int) -> None: ...
-
-
-def step_units(meters: Sequence[Steppable]) -> Sequence[Steppable]:
-    """``meters`` as the stepper steps them: live meters in groups (:class:`MeterGroup`)."""
-    first = meters[0] if meters else None
-    if isinstance(first, LiveMeter):
-        return first.pool.units(meters)  # type: ignore[arg-type]  # a twin's meters, all live
-    return meters
-
-
-class MeterGroup:
-    """Meters on one shared sampler, stepped by one core call per block (rows of a bank)."""
-
-    def __init__(self, meters: list[LiveMeter]) -> None:
-        self.meters = meters
-        self.sampler = meters[0].sampler
-        self.bank = meters[0].core.bank
-        self.rows = np.array([m.core.row for m in meters], np.int64)
-        self._by_row = {m.core.row: m for m in meters}
-
-    def advance(self, block: SampleBlock) -> list[tuple[int, Event]]:
-        found = advance_rows(self.bank, self.rows, block)
-        return [(row, e) for row, events in found.items() for e in events]
-
-    def apply(self, command: Command) -> list[tuple[int, Event]]:
-        """A command of the profile, for every meter of the group."""
-        return [(m.core.row, e) for m in self.meters for e in m.core.apply(command)]
-
-    def step(self, t0_s: float, dt_s: float, n: int) -> None:
-        ran = self.bank.powered[self.rows]
-        moved: set[int] = set()
-        for events in drive(self, self.sampler, t0_s, dt_s, n, MAX_BLOCK):
-            per_row: dict[int, list[Event]] = {}
-            for row, e in events:
-                per_row.setdefault(row, []).append(e)
-            for row, found in per_row.items():
-                meter = self._by_row[row]
-                meter.on_events(meter, found)
-            moved.update(per_row)
-        ran = ran | self.bank.powered[self.rows]
-        end_s = t0_s + n * dt_s
-        for meter, on in zip(self.meters, ran.tolist(), strict=True):
-            meter.time_s = end_s
-            if on or meter.core.row in moved:
-                meter.changed()
 
 
 class _CurrentImage:
@@ -392,34 +315,6 @@ class LiveMeter:
         result = self._control.run(write.command, write.body, serial=self.serial)
         if not result.ok:
             raise ModbusException(ExceptionCode.ILLEGAL_DATA_VALUE, result.error or "refused")
-
-
-@dataclass(frozen=True, slots=True)
-class FleetTotals:
-    """What a fleet's status line sums."""
-
-    meters: int
-    unpowered: int
-    energy_wh: int  # delivered, each meter's whole Wh
-    power_w: float  # of the powered meters
-
-
-def fleet_totals(meters: Sequence[LiveMeter]) -> FleetTotals:
-    """The fleet's sums from the bank, without building a snapshot per meter (but for
-    meters that mirror a physical one, which show their follower's)."""
-    live = [m for m in meters if m.follower is None]
-    unpowered = energy_wh = 0
-    power_w = 0.0
-    if live:
-        rows = np.array([m.core.row for m in live], np.int64)
-        unpowered, energy_wh, power_w = live[0].core.bank.totals(rows)
-    for m in meters:
-        if m.follower is not None:
-            s = m.snapshot
-            unpowered += not s.powered
-            energy_wh += s.energy_delivered_wh
-            power_w += 0.0 if math.isnan(s.power_w) else s.power_w
-    return FleetTotals(len(meters), unpowered, energy_wh, power_w)
 
 
 def nv_items(meters: Iterable[LiveMeter]) -> list[tuple[str, NvState]]:

@@ -8,7 +8,7 @@ a 0.1 s tick carries 360 samples and the energy registered is the same integral 
 real time. Under a manual clock nothing ticks: :meth:`Stepper.step` advances it.
 ``until_s`` freezes the meters at a meter time.
 
-The meters step in units (:func:`twin.runtime.meters.step_units`): the meters of one
+The meters step in units (:func:`twin.runtime.groups.step_units`): the meters of one
 shared sampler as groups advanced by one core call (up to ``GROUP_MAX`` rows of the
 core's bank), other meters alone.
 
@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from twin.runtime.clock import Clock, ManualClock
-from twin.runtime.meters import Steppable, step_units
+from twin.runtime.groups import Steppable, step_units
 
 log = logging.getLogger("twin.runtime.twin")
 

@@ -45,7 +45,7 @@ from typing import Any, TextIO
 
 from twin.errors import ConfigError, TwinError
 from twin.runtime.config import TwinConfig
-from twin.runtime.meters import fleet_totals
+from twin.runtime.groups import fleet_totals
 from twin.runtime.shard import ShardSpec
 from twin.runtime.twin import Twin
 
