@@ -132,9 +132,10 @@ def _not_available(ordered: tuple[float | int, ...]) -> tuple[float | int, ...]:
     return tuple((m or math.nan) if v != v else v for v, m in zip(ordered, _A_MASK, strict=True))
 
 
-def _pack_a(values: tuple[float | int, ...], word_order: WordOrder) -> bytes:
+def _pack_a(values: tuple[float | int, ...], word_order: WordOrder, nan: bool) -> bytes:
+    """Block A; ``nan``: some value may be a NaN to encode as "not available"."""
     ordered = _A_ORDER(values)
-    if any(map(math.isnan, ordered)):  # an unpowered meter, an absent L2, no current
+    if nan:  # an unpowered meter, an absent L2, no current
         ordered = _not_available(ordered)
     try:
         return _pack_ordered(ordered, word_order)
@@ -246,7 +247,11 @@ class RegisterImage:
             extra_values = tuple(extra.get(n, d) for n, d in EXTRA_DEFAULTS.items())
         else:
             extra_values = _EXTRA_DEFAULT_VALUES
-        block_a = _pack_a(_SNAP_GET(snapshot) + extra_values, word_order)
+        snap_values = _SNAP_GET(snapshot)
+        values = snap_values + extra_values
+        # The default extras' NaNs are canonical already: only what varies is checked.
+        suspect = snap_values if extra_values is _EXTRA_DEFAULT_VALUES else values
+        block_a = _pack_a(values, word_order, any(map(math.isnan, suspect)))
         config = (
             snapshot.demand_interval_min,
             snapshot.demand_subintervals,
