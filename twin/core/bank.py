@@ -83,6 +83,7 @@ class MeterBank:
         self.size = 0
         cap = _FIRST_CAPACITY
         self.energy_uj: npt.NDArray[Any] = np.zeros((6, cap), np.int64)
+        self._energy_bound = 0  # >= every |energy| (see make_room)
         self.pulse_offsets = np.zeros((4, cap), np.int64)  # 10, 100, 1000 Wh, counter
         self.time_us: I64 = np.zeros(cap, np.int64)
         self.uptime_us: I64 = np.zeros(cap, np.int64)
@@ -216,9 +217,14 @@ class MeterBank:
 
     def make_room(self, increments: list[int]) -> None:
         """Energies go to Python integers before an increment could overflow int64."""
-        if self.energy_uj.dtype == np.int64:
+        if self.energy_uj.dtype != np.int64:
+            return
+        # An upper bound of every |register| so far, so the usual check is one comparison.
+        self._energy_bound += max(map(abs, increments))
+        if self._energy_bound >= INT64_ROOM:
             used = self.energy_uj[:, : self.size]
-            if max(map(abs, increments)) + int(np.abs(used).max(initial=0)) >= INT64_ROOM:
+            self._energy_bound = int(np.abs(used).max(initial=0)) + max(map(abs, increments))
+            if self._energy_bound >= INT64_ROOM:
                 self.energy_uj = self.energy_uj.astype(object)
 
     # ------------------------------------------------------------ commands

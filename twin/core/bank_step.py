@@ -235,10 +235,8 @@ def _edges(
 ) -> None:
     """Edges of the rows whose delivered register crosses a half period in the run."""
     e0 = bank.energy_uj[E_DEL, rows]
-    crossed = np.zeros(rows.shape[0], np.bool_)
-    for kh in (*KH_WH, counter_wh):
-        half = pulses.half_period_uj(kh)
-        crossed |= (e0 + total) // half != e0 // half
+    halves = np.array([pulses.half_period_uj(kh) for kh in (*KH_WH, counter_wh)], e0.dtype)
+    crossed = ((e0 + total) // halves[:, None] != e0 // halves[:, None]).any(axis=0)
     if not crossed.any():
         return
     times0 = bank.time_us[rows[crossed]].tolist()
