@@ -297,9 +297,9 @@ class MeterBank:
     # ------------------------------------------------------------ views
 
     def nv_state(self, row: int) -> NvState:
-        e = [int(x) for x in self.energy_uj[:, row].tolist()]
-        injected = injected_kinds(int(self.injected_bits[row]))
-        offsets = [int(x) for x in self.pulse_offsets[:, row].tolist()]
+        e = self.energy_uj[:, row].tolist()  # Python ints, int64 or object rows alike
+        injected = injected_kinds(self.injected_bits.item(row))
+        offsets = self.pulse_offsets[:, row].tolist()
         nv = NvState(
             energy_delivered_uj=e[E_DEL],
             energy_received_uj=e[E_REC],
@@ -309,9 +309,9 @@ class MeterBank:
             energy_l2_received_uj=e[E_L2_REC],
             pulse_offsets=(offsets[0], offsets[1], offsets[2]),
             counter_offset=offsets[3],
-            power_up_count=int(self.power_ups[row]),
-            uptime_us=int(self.uptime_us[row]),
-            powered=bool(self.powered[row]),
+            power_up_count=self.power_ups.item(row),
+            uptime_us=self.uptime_us.item(row),
+            powered=self.powered.item(row),
             injected_errors=tuple(sorted(k.value for k in injected)),
             calibration_error_pct=self.calibration_pct[row],
             registration_mode=int(self.mode[row]),
@@ -330,19 +330,19 @@ class MeterBank:
         return int((~powered).sum()), int(wh.sum()), float(power)
 
     def snapshot(self, row: int) -> Snapshot:
-        e = self.energy_uj[:4, row].tolist()
+        e = self.energy_uj[:4, row].tolist()  # Python ints, int64 or object rows alike
         readings: Readings = self.readings[row]
         return build_snapshot(
             self.config[row],
-            time_us=int(self.time_us[row]),
-            uptime_us=int(self.uptime_us[row]),
-            boot_us=int(self.boot_us[row]),
-            powered=bool(self.powered[row]),
-            bits=int(self.bits[row]),
+            time_us=self.time_us.item(row),
+            uptime_us=self.uptime_us.item(row),
+            boot_us=self.boot_us.item(row),
+            powered=self.powered.item(row),
+            bits=self.bits.item(row),
             readings=readings,
             demand=self.demand[row],
             mode=self.mode[row],
-            energies_uj=(int(e[0]), int(e[1]), int(e[2]), int(e[3])),
-            pulse_offsets=tuple(int(x) for x in self.pulse_offsets[:, row].tolist()),
-            power_up_count=int(self.power_ups[row]),
+            energies_uj=(e[0], e[1], e[2], e[3]),
+            pulse_offsets=tuple(self.pulse_offsets[:, row].tolist()),
+            power_up_count=self.power_ups.item(row),
         )
