@@ -13,7 +13,7 @@ from twin.drive import drive
 from twin.loadprofile import Sampler
 from twin.runtime.config import TwinConfig
 from twin.runtime.groups import MeterGroup, fleet_totals, step_units
-from twin.runtime.meters import LiveMeter
+from twin.runtime.meters import LiveMeter, nv_items
 from twin.runtime.twin import Twin
 
 OUTAGE = """\
@@ -65,6 +65,10 @@ async def test_a_group_reads_as_its_meters_stepped_alone(outage: str) -> None:
             for meter, (core, _) in zip(twin.meters, alone, strict=True):
                 assert repr(meter.snapshot) == repr(core.snapshot()), f"{meter.serial} {t_s}"
                 assert meter.nv_state() == core.nv_state()
+            # a checkpoint reads every row at once: the same states
+            assert nv_items(twin.meters) == [
+                (m.serial, c.nv_state()) for m, (c, _) in zip(twin.meters, alone, strict=True)
+            ]
         assert twin.meters[0].snapshot.energy_delivered_wh > 0
         energies = [m.snapshot.energy_delivered_wh for m in twin.meters]
         assert energies[1] != energies[0] == energies[3]  # the calibration error and the clear

@@ -297,26 +297,42 @@ class MeterBank:
     # ------------------------------------------------------------ views
 
     def nv_state(self, row: int) -> NvState:
-        e = self.energy_uj[:, row].tolist()  # Python ints, int64 or object rows alike
-        injected = injected_kinds(self.injected_bits.item(row))
-        offsets = self.pulse_offsets[:, row].tolist()
-        nv = NvState(
-            energy_delivered_uj=e[E_DEL],
-            energy_received_uj=e[E_REC],
-            energy_l1_uj=e[E_L1],
-            energy_l2_uj=e[E_L2],
-            energy_l1_received_uj=e[E_L1_REC],
-            energy_l2_received_uj=e[E_L2_REC],
-            pulse_offsets=(offsets[0], offsets[1], offsets[2]),
-            counter_offset=offsets[3],
-            power_up_count=self.power_ups.item(row),
-            uptime_us=self.uptime_us.item(row),
-            powered=self.powered.item(row),
-            injected_errors=tuple(sorted(k.value for k in injected)),
-            calibration_error_pct=self.calibration_pct[row],
-            registration_mode=int(self.mode[row]),
+        return self.nv_states(np.array([row], np.int64))[0]
+
+    def nv_states(self, rows: I64) -> list[NvState]:
+        """The non-volatile state of each of ``rows`` (a checkpoint of many at once)."""
+        energies = self.energy_uj[:, rows].T.tolist()  # Python ints, int64 or object alike
+        offsets = self.pulse_offsets[:, rows].T.tolist()
+        columns = zip(
+            rows.tolist(),
+            energies,
+            offsets,
+            self.power_ups[rows].tolist(),
+            self.uptime_us[rows].tolist(),
+            self.powered[rows].tolist(),
+            self.injected_bits[rows].tolist(),
+            strict=True,
         )
-        return self.demand_of(row).save(nv)
+        return [
+            NvState(
+                energy_delivered_uj=e[E_DEL],
+                energy_received_uj=e[E_REC],
+                energy_l1_uj=e[E_L1],
+                energy_l2_uj=e[E_L2],
+                energy_l1_received_uj=e[E_L1_REC],
+                energy_l2_received_uj=e[E_L2_REC],
+                pulse_offsets=(o[0], o[1], o[2]),
+                counter_offset=o[3],
+                power_up_count=ups,
+                uptime_us=uptime,
+                powered=powered,
+                injected_errors=tuple(sorted(k.value for k in injected_kinds(injected))),
+                calibration_error_pct=self.calibration_pct[row],
+                registration_mode=int(self.mode[row]),
+                **self.demand_of(row).nv_fields(),
+            )
+            for row, e, o, ups, uptime, powered, injected in columns
+        ]
 
     def totals(self, rows: I64) -> tuple[int, int, float]:
         """(unpowered meters, delivered Wh, power W) over ``rows``: what a fleet's status

@@ -64,12 +64,16 @@ def advance_rows(bank: MeterBank, rows: I64, block: SampleBlock) -> RowEvents:
         for output in _OUTPUTS:
             found = parts.get(output)
             if found:
-                events.append(
-                    PulseEdges(
-                        output=output,
-                        time_s=np.concatenate([t for t, _ in found]),
-                        closed=np.concatenate([c for _, c in found]).astype(bool),
+                times, closed = (
+                    found[0]
+                    if len(found) == 1
+                    else (
+                        np.concatenate([t for t, _ in found]),
+                        np.concatenate([c for _, c in found]),
                     )
+                )
+                events.append(
+                    PulseEdges(output=output, time_s=times, closed=closed.astype(bool, copy=False))
                 )
     return out
 
@@ -240,9 +244,14 @@ def _edges(
     if not crossed.any():
         return
     times0 = bank.time_us[rows[crossed]].tolist()
+    # Meters that started together cross together: rows in the same state share the work.
+    memo: dict[tuple[int, int], list[tuple[PulseOutput, FloatArray, BoolArray, int]]] = {}
     for row, e, t in zip(rows[crossed].tolist(), e0[crossed].tolist(), times0, strict=True):
         parts = edges.setdefault(row, {})
-        found = output_edges(int(e), run.registered.delivered, run.cum_uj, t, dt_us, counter_wh)
+        found = memo.get((e, t))
+        if found is None:
+            delivered, cum = run.registered.delivered, run.cum_uj
+            found = memo[e, t] = output_edges(int(e), delivered, cum, t, dt_us, counter_wh)
         for output, times, closed, crowded in found:
             if times.shape[0]:
                 parts.setdefault(output, []).append((times, closed))

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -75,8 +76,11 @@ class DemandState:
 
     def save(self, nv: NvState) -> NvState:
         """``nv`` with this demand state (and its settings) in it."""
-        return replace(
-            nv,
+        return replace(nv, **self.nv_fields())
+
+    def nv_fields(self) -> dict[str, Any]:
+        """This demand state (and its settings) as the fields of an :class:`NvState`."""
+        return dict(
             demand_max_w=self.max_w,
             demand_max_at_us=self.max_at_us,
             demand_period_max_w=self.period_max_w,

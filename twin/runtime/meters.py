@@ -39,6 +39,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 
+import numpy as np
+
 from twin.control import Controller, SetLoad
 from twin.core import (
     Command,
@@ -318,7 +320,16 @@ class LiveMeter:
 
 
 def nv_items(meters: Iterable[LiveMeter]) -> list[tuple[str, NvState]]:
-    return [(m.serial, m.nv_state()) for m in meters]
+    """Every meter's (serial, non-volatile state): the cores' rows read from their bank
+    at once (a checkpoint of a big fleet holds the event loop for less), a followed
+    meter's from its follower."""
+    meters = list(meters)
+    live = [m for m in meters if m.follower is None]
+    states: dict[int, NvState] = {}
+    if live:
+        rows = np.array([m.core.row for m in live], np.int64)
+        states = dict(zip(rows.tolist(), live[0].core.bank.nv_states(rows), strict=True))
+    return [(m.serial, states[m.core.row] if m.follower is None else m.nv_state()) for m in meters]
 
 
 def start_warnings(meters: Iterable[LiveMeter]) -> list[str]:
