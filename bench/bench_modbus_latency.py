@@ -4,8 +4,9 @@ Builds ``../shared/bench`` (its Makefile, into a temporary directory so the shar
 folder stays untouched), starts the three servers on free loopback ports in the same
 run, and runs ``modbus_load`` (1 connection, FC03, 40 registers of block A at address
 0, which the reference servers also serve) against each, ``--rounds`` times in turn
-so machine noise hits all three alike. Prints p50/p99 per server (median over rounds)
-and the ratio twin / libmodbus; exits 1 if that p50 ratio is above ``--max-ratio``.
+so machine noise hits all three alike. Prints p50/p99 and CPU µs per request per
+server (median over rounds) and the ratio twin / libmodbus; exits 1 if that p50
+ratio is above ``--max-ratio``.
 
     .venv/bin/python bench/bench_modbus_latency.py [--reads 20000] [--rounds 3]
 """
@@ -39,12 +40,15 @@ def main() -> int:
                 results[name].append(servers.load(name, load_options(args.reads), 600))
 
     print(f"modbus_load -c 1 -n {args.reads} -r 40 -a 0 (FC03), median of {args.rounds} rounds")
-    print(f"{'server':<10} {'p50_us':>8} {'p99_us':>8} {'req/s':>8}")
+    print(f"{'server':<10} {'p50_us':>8} {'p99_us':>8} {'req/s':>8} {'cpu_us':>7}")
     med: dict[str, dict[str, float]] = {}
     for name, runs in results.items():
         med[name] = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
         m = med[name]
-        print(f"{name:<10} {m['p50_us']:>8.0f} {m['p99_us']:>8.0f} {m['req_s']:>8.0f}")
+        print(
+            f"{name:<10} {m['p50_us']:>8.0f} {m['p99_us']:>8.0f} {m['req_s']:>8.0f} "
+            f"{m['cpu_us']:>7.1f}"
+        )
     ratio = med["twin"]["p50_us"] / med["libmodbus"]["p50_us"]
     py_ratio = med["pymodbus"]["p50_us"] / med["libmodbus"]["p50_us"]
     print(f"p50 ratio twin/libmodbus {ratio:.2f} (target <= {args.max_ratio}); "

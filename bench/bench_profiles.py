@@ -2,7 +2,10 @@
 
 Prints samples/s for ``Sampler.block`` over the whole year (31.5 M samples) and, as a
 reference measured in the same run, ``numpy.cumsum`` over the same number of float64
-samples in the same block size. Usage: ``.venv/bin/python bench/bench_profiles.py``.
+samples in the same block size. The process first lets glibc keep freed memory, as
+the batch runners do (``twin.batch.simulate.keep_freed_memory``; ``--fresh-pages``
+leaves the default, where every day-sized array is faulted in afresh).
+Usage: ``.venv/bin/python bench/bench_profiles.py``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import time
 
 import numpy as np
 
+from twin.batch.simulate import keep_freed_memory
 from twin.loadprofile import load_profile
 
 
@@ -21,7 +25,12 @@ def main() -> None:
     parser.add_argument("--dt", type=float, default=1.0, help="sample period (s)")
     parser.add_argument("--block", type=int, default=86_400, help="samples per block")
     parser.add_argument("--days", type=float, default=None, help="limit the span (days)")
+    parser.add_argument(
+        "--fresh-pages", action="store_true", help="leave glibc's default (memory returned)"
+    )
     args = parser.parse_args()
+    if not args.fresh_pages:
+        keep_freed_memory()
 
     profile = load_profile(args.profile)
     sampler = profile.sampler()

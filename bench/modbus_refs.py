@@ -9,6 +9,8 @@ written), starts the three servers on free loopback ports, waits until each list
 and stops them all (SIGTERM, then SIGKILL after 10 s) when the block ends, whatever
 happened inside it. ``Servers.load`` runs the built ``modbus_load`` client against one
 of them and parses its summary line; a failed or erroring run exits the benchmark.
+It also reports the CPU time the server process spent per request (user + system,
+from ``/proc``): unlike req/s, that figure hardly moves with the load of others.
 """
 
 from __future__ import annotations
@@ -75,12 +77,16 @@ class Servers:
 
     bindir: Path
     ports: dict[str, int]
+    pids: dict[str, int]
 
     def load(self, name: str, options: list[str], timeout_s: float) -> dict[str, float]:
-        """Run ``modbus_load -p PORT OPTIONS`` against server ``name``: req/s, p50, p99."""
+        """Run ``modbus_load -p PORT OPTIONS`` against server ``name``: req/s, p50, p99
+        and the server's CPU µs per request."""
         port = self.ports[name]
         cmd = [str(self.bindir / "modbus_load"), "-p", str(port), *options]
+        cpu_before_s = cpu_s(self.pids[name])
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        cpu_used_s = cpu_s(self.pids[name]) - cpu_before_s
         m = _LINE.search(out.stdout)
         if m is None or int(m.group(2)):
             raise SystemExit(f"modbus_load failed on port {port}: {out.stdout}{out.stderr}")
@@ -88,7 +94,14 @@ class Servers:
             "req_s": float(m.group(4)),
             "p50_us": float(m.group(5)),
             "p99_us": float(m.group(6)),
+            "cpu_us": 1e6 * cpu_used_s / int(m.group(1)),
         }
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
@@ -118,7 +131,7 @@ def reference_servers() -> Iterator[Servers]:
                     )
                 )
                 wait_port(ports[name], procs[-1])
-            yield Servers(bindir, ports)
+            yield Servers(bindir, ports, {name: p.pid for name, p in zip(cmds, procs, strict=True)})
         finally:
             for p in procs:
                 p.send_signal(signal.SIGTERM)

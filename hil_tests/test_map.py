@@ -20,7 +20,7 @@ from hil_tests.targets import BLOCK_A, BLOCK_B, Target, open_meter
 from hil_tests.wire import exception_code, raw_pdu, read_pdu
 from twin.hil import Load
 from twin.modbus.client import ExceptionReply
-from twin.registers import BLOCK_RANGES
+from twin.registers import BLOCK_RANGES, TwinHealth
 
 LOADED = Scenario.constant("loaded", Load(120, 30, 0.9), Load(118, 20, 0.95, True))
 
@@ -48,6 +48,7 @@ BY_NAME: dict[str, Callable[[Any], bool]] = {
     "demand_valid": _enum(1),
     "source_mode": _enum(1),
     "mirror_verdict": _enum(3),
+    "twin_health": _bits(len(TwinHealth)),
     "power_factor_l1": _nan_or(0.0, 1.0),
     "power_factor_l2": _nan_or(0.0, 1.0),
     "map_version": lambda v: v == 1,

@@ -26,8 +26,14 @@ from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.helpers import REPO, TwinProcess, find_free_port, run_args, wait_for_line
+
+# Hypothesis's per-example deadline is a wall-clock assertion: on a shared machine it
+# fails tests for the load of other processes, not for the code. Off for every test.
+settings.register_profile("no-deadline", deadline=None)
+settings.load_profile("no-deadline")
 
 #: A copy of the real stderr, taken before tests capture it: where the watchdog writes.
 WATCHDOG_STDERR = pytest.StashKey[int]()

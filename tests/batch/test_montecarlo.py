@@ -19,6 +19,7 @@ from twin.batch.montecarlo import (
     seed_runs,
     table_csv,
 )
+from twin.batch.simulate import SimSettings, simulate
 from twin.cli import main as cli_main
 from twin.core import AccuracyConfig, MeterConfig, MeterModel
 from twin.errors import ConfigError
@@ -75,6 +76,24 @@ def test_each_load_and_model_has_its_own_reference() -> None:
     a, b = run_all(runs, duration_s=HOUR_S, step_s=10.0)
     assert a["reference_delivered_uj"] != b["reference_delivered_uj"]  # one element vs two
     assert abs(a["error_pct"]) <= 0.75 and abs(b["error_pct"]) <= 0.75
+
+
+def test_meters_sharing_sampled_blocks_register_what_each_alone_registers() -> None:
+    """Runs advance in lockstep groups that share each sampled block per load: a
+    meter on another noise seed or profile in the same group gets its own load."""
+    loads = [("residential-day", 1), ("residential-day", 2), ("motor-start", None)]
+    meters = [MeterConfig(model=MODEL, accuracy=AccuracyConfig(seed=i)) for i in range(24)]
+    runs = [
+        MeterRun(f"m{i}", loads[i % 3][0], meter, load_seed=loads[i % 3][1])
+        for i, meter in enumerate(meters)
+    ]
+    rows = run_all(runs, duration_s=HOUR_S, step_s=1.0, jobs=1)  # groups of 4 meters
+    for run, row in zip(runs, rows, strict=True):
+        alone = simulate(
+            load_profile(run.profile),
+            SimSettings(meter=run.config, seed=run.load_seed, duration_s=HOUR_S),
+        )
+        assert row["energy_delivered_uj"] == alone.summary["energy_delivered_uj"], run.label
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +183,18 @@ def test_voltage_rows_show_a_one_second_dip(tmp_path: Path) -> None:
     assert cols["voltage_min_v"][1] == 0.0  # the dip, in the second minute
     assert cols["voltage_l1_v"][1] == pytest.approx(120.0 * 59 / 60)
     assert cols["voltage_min_v"][0] == cols["voltage_min_v"][2] == 120.0
+
+
+def test_plots_from_a_worker_thread_equal_the_forked_plot_process(tmp_path: Path) -> None:
+    """write_all forks a plot process from a single-threaded program and plots in
+    process otherwise (a fork copies one thread only): the files are the same."""
+    pytest.importorskip("matplotlib")
+    result = simulate(load_profile("brownout-outage"), SimSettings(step_s=2.0, interval_s=60.0))
+    main_written = write_all(tmp_path / "main", result, plots=True)
+    box: list[list[Path]] = []
+    worker = threading.Thread(target=lambda: box.append(write_all(tmp_path / "thread", result)))
+    worker.start()
+    worker.join()
+    assert [p.name for p in box[0]] == [p.name for p in main_written]
+    for path in main_written:
+        assert path.read_bytes() == (tmp_path / "thread" / path.name).read_bytes(), path.name

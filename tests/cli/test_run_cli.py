@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_for_line
+from tests.helpers import until, wait_for_line
 from twin.cli import main as cli_main
 from twin.cli.main import build_parser
 from twin.cli.run import config_from_args
 from twin.cli.status import coarse_step_warner, status_line, status_rows
 from twin.core import DemandMethod, MeterConfig, RegistrationMode
+from twin.registers import TwinHealth
 from twin.runtime import Twin, TwinConfig
 from twin.runtime.fleet import meter_configs
 
@@ -162,3 +163,30 @@ def test_run_warns_once_when_a_single_element_model_misses_l2() -> None:
     assert len(lines) == 1, err
     assert lines[0].startswith("minimeter run: warning: profile 'residential-day' loads L2")
     assert "MMS-200A" in lines[0]
+
+
+def test_run_at_x3600_keeps_up_without_a_warning() -> None:
+    """One meter at --speed 3600 keeps up: no "cannot keep up" line, no lag on the status
+    line, and its meter time moves (3 status lines, two seconds apart)."""
+    argv = [sys.executable, "-m", "twin", "run", "--port", "0", "--no-state", "--speed", "3600"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_line(proc, "serving ")
+        status = [wait_for_line(proc, "uptime=") for _ in range(3)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "cannot keep up" not in err
+    assert not any(" lag=" in line for line in status), status
+    uptimes = [int(re.search(r"uptime=(\d+)s", line)[1]) for line in status]  # type: ignore[index]
+    assert uptimes[0] < uptimes[1] < uptimes[2]
+
+
+async def test_the_status_table_names_the_twins_conditions() -> None:
+    async with Twin(TwinConfig(port=0, speed=None)) as twin:
+        assert "twin health" not in dict(status_rows(twin))
+        twin.health.watch(TwinHealth.PULSE_SINK_FAILING, lambda: True)
+        await until(lambda: twin.health.bits != 0, "the poll")
+        rows = dict(status_rows(twin))
+    assert rows["twin health"] == "16 (register 79): ['pulse_sink_failing']"

@@ -90,3 +90,29 @@ def test_run_http_options_are_checked(start_twin: Callable[..., TwinProcess]) ->
         )
         assert proc.returncode == 1 and message in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_api_beyond_loopback_with_writes_and_no_token_warns(
+    start_twin: Callable[..., TwinProcess], tmp_path: Path
+) -> None:
+    """One warning line on stderr, naming the port and how to close it; none with a
+    token, none on loopback, none with writes off."""
+    port = find_free_port()
+    tp = start_twin("--allow-writes", "--http", f"0.0.0.0:{port}")
+    _, _, err = tp.stop()
+    warnings = [ln for ln in err.splitlines() if "warning" in ln]
+    assert warnings == [
+        f"warning: HTTP API on 0.0.0.0:{port} with writes on and no --http-token: anyone "
+        "who can reach this port can command the meters; bind 127.0.0.1 (the default), "
+        "give --http-token-file, or put it behind a firewall or a TLS proxy "
+        "(docs/security.md)"
+    ]
+    token = tmp_path / "token"
+    token.write_text("tok-123\n")
+    for args in (
+        ("--allow-writes", "--http", f"0.0.0.0:{port}", "--http-token-file", str(token)),
+        ("--allow-writes", "--http", f"127.0.0.1:{port}"),
+        ("--http", f"0.0.0.0:{port}"),
+    ):
+        _, _, err = start_twin(*args).stop()
+        assert "warning" not in err, args

@@ -177,3 +177,31 @@ async def test_run_pulse_out_drives_a_do_coil_with_exactly_the_closures(
         closed for _, closed in writes
     ] == [True, False] * (closures - 1) + [True]
     assert {coil for coil, _ in writes} == {0}
+
+
+async def test_the_status_line_ends_with_the_twins_other_conditions(
+    counter_module: CounterModule,
+) -> None:
+    """A broker nobody listens on: the mirror serves on, its register 79 and its status
+    line say ``mqtt_disconnected`` (its own STALE and REFERENCE-DOWN are not repeated)."""
+    port = find_free_port()
+    proc, _ = start_mirror(
+        "--source",
+        f"adam6051://127.0.0.1:{counter_module.port}?channel=0&kh={KH}&poll=20ms",
+        "--port",
+        str(port),
+        "--no-state",
+        "--status",
+        "0.2",
+        "--mqtt",
+        f"mqtt://127.0.0.1:{find_free_port()}",
+    )
+    try:
+        line = wait_for_line(proc, "mqtt_disconnected")
+        assert line.startswith("t=") and line.rstrip().endswith(" mqtt_disconnected"), line
+        async with MeterClient(port=port) as client:
+            assert (await client.read_registers(79, 1))[0] == 2  # TwinHealth.MQTT_DISCONNECTED
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err

@@ -1,4 +1,4 @@
-"""Random and mutated Modbus frames, what each must get back, and the runs that send them.
+"""Random and mutated Modbus frames, what each must get back, and the TCP/TLS run.
 
 Every generated request carries an :class:`Expect`: an exact answer (the canary, a
 static block B read), an exception code, a normal answer of a known size, "any
@@ -6,9 +6,9 @@ well-formed answer", or silence. :func:`check` holds an answer against it, so a 
 run proves both that the server lives and that it answers right. Framing attacks
 (bad MBAP lengths 0/1/65535, protocol id != 0, truncated headers) go on their own
 connections, which the server must close; the rest are pipelined, sometimes split
-byte by byte. RTU adds bad CRCs, broadcasts, foreign units, partial frames and noise
-longer than any frame. The size is ``MM_FUZZ_FRAMES`` (CI default; ``make soak`` sets
-100,000); a run's figures are printed and appended to ``MM_FUZZ_REPORT`` if set.
+byte by byte. The RTU run is :mod:`tests.modbus.fuzz_rtu`. The size is
+``MM_FUZZ_FRAMES`` (CI default; ``make soak`` sets 100,000); a run's figures are
+printed and appended to ``MM_FUZZ_REPORT`` if set.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from twin.modbus.rtu import rtu_request_size
 
 CI_FRAMES = 3000
 UNIT = 1
@@ -54,6 +52,7 @@ class Figures:
     connections: int = 0
     closed_by_server: int = 0
     resyncs: int = 0
+    max_gap_ms: float = 0.0  # RTU: the longest quiet gap the run needed after a frame
     rss_kb: list[int] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -283,150 +282,3 @@ async def fuzz_tcp(connect: Connect, pid: int, transport: str, total: int, seed:
     figures.frames = sent
     figures.seconds = round(time.monotonic() - start, 1)
     return figures
-
-
-# ------------------------------------------------------------------ RTU
-
-
-def crc16(frame: bytes) -> bytes:
-    crc = 0xFFFF
-    for byte in frame:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc.to_bytes(2, "little")
-
-
-def rtu(unit: int, pdu: bytes) -> bytes:
-    body = bytes((unit,)) + pdu
-    return body + crc16(body)
-
-
-def rtu_request(rng: random.Random) -> tuple[bytes, bytes, Expect]:
-    """Wire bytes, the PDU and what the line's one slave must do (RTU rules)."""
-    unit, pdu, expect = request(rng)
-    r = rng.random()
-    if unit != UNIT:  # foreign units, 255 and broadcasts: nobody answers on a line
-        return rtu(unit, pdu), pdu, Expect("silent")
-    if r < 0.08:
-        frame = bytearray(rtu(unit, pdu))
-        frame[-1] ^= 1 << rng.randrange(8)  # a bad CRC
-        return bytes(frame), pdu, Expect("silent")
-    if r < 0.12:
-        return rtu(unit, pdu)[: rng.randint(1, 3)], pdu, Expect("silent")  # partial frame
-    if r < 0.14:
-        return rng.randbytes(rng.randint(300, 2000)), pdu, Expect("silent")  # noise, no gap
-    if r < 0.17:
-        write = struct.pack(">BHH", 6, 200, 21212)
-        return rtu(0, write), write, Expect("silent")  # broadcast write
-    wire = rtu(unit, pdu)
-    size = rtu_request_size(wire)
-    if size is None or size >= len(wire):
-        return wire, pdu, expect  # framed whole (at once, or at the next silence)
-    if crc16(wire[: size - 2]) == wire[size - 2 : size]:
-        return rtu_request(rng)  # the cut prefix is a valid frame by chance: draw again
-    return wire, pdu, Expect("silent")  # framed by its function code: cut, bad CRC
-
-
-def rtu_answer_size(buf: bytes) -> int | None:
-    """The length of the answer frame at the start of ``buf`` (None: not known yet)."""
-    if len(buf) < 3:
-        return None
-    fc = buf[1]
-    if fc & 0x80:
-        return 5
-    if fc in (1, 2, 3, 4):
-        return 5 + buf[2]
-    if fc in (5, 6, 15, 16):
-        return 8
-    if fc == 0x2B:  # unit 2B 0E code conformity more next n, then n x (id, len, value)
-        if len(buf) < 8:
-            return None
-        at = 8
-        for _ in range(buf[7]):
-            if len(buf) < at + 2:
-                return None
-            at += 2 + buf[at + 1]
-        return at + 2
-    return None
-
-
-async def rtu_answer(master: int, timeout_s: float = 5.0) -> bytes:
-    """One answer frame from the line, read until complete by its own length rule."""
-    loop = asyncio.get_running_loop()
-    deadline, data = loop.time() + timeout_s, b""
-    while loop.time() < deadline:
-        try:
-            data += os.read(master, 512)
-        except BlockingIOError:
-            await asyncio.sleep(0.0005)
-            continue
-        size = rtu_answer_size(data)
-        if size is not None and len(data) >= size:
-            return data
-    return data
-
-
-async def fuzz_rtu(master: int, pid: int, total: int, seed: int, gap_s: float) -> Figures:
-    """One request at a time on a pty, a quiet gap between frames, as a master does."""
-    rtu_reply = rtu_answer
-    rng = random.Random(seed)
-    figures = Figures("rtu", connections=1)
-    start = time.monotonic()
-    os.write(master, rtu(UNIT, CANARY_PDU))
-    canary = (await rtu_reply(master))[1:-2]
-    assert canary[:2] == b"\x03\x0e", canary.hex()
-    figures.rss_kb.append(rss_kb(pid))
-    for n in range(total):
-        wire, pdu, expect = rtu_request(rng)
-        os.write(master, wire)
-        if expect.kind == "silent":
-            await asyncio.sleep(gap_s)
-            reply = await _drain(master)
-            assert reply == b"", f"{wire[:16].hex()}: answered {reply.hex()}"
-            figures.silent_ok += 1
-            await _sync(master, canary, gap_s, figures)
-        else:
-            reply = await rtu_reply(master)
-            assert len(reply) >= 5, f"{n}: {wire.hex()} {expect}: {reply.hex()}"
-            assert crc16(reply[:-2]) == reply[-2:], reply.hex()
-            assert reply[0] == UNIT
-            check(pdu, expect, reply[1:-2], canary)
-            figures.answers += 1
-            figures.canaries += expect.kind == "exact"
-        if n == total // 2:
-            figures.rss_kb.append(rss_kb(pid))
-    os.write(master, rtu(UNIT, CANARY_PDU))
-    assert (await rtu_reply(master))[1:-2] == canary
-    figures.rss_kb.append(rss_kb(pid))
-    figures.frames = total
-    figures.seconds = round(time.monotonic() - start, 1)
-    return figures
-
-
-async def _sync(master: int, canary: bytes, gap_s: float, figures: Figures) -> None:
-    """After a silent frame: the canary, answered right, proves the line is idle again.
-
-    If the server process was not scheduled within the gap (a loaded machine), the
-    canary joined the previous bytes and nobody answered: wait longer and retry (each
-    retry is counted in ``resyncs``); five misses in a row fail the run."""
-    for attempt in range(5):
-        os.write(master, rtu(UNIT, CANARY_PDU))
-        reply = await rtu_answer(master, 0.25 * (attempt + 1))
-        if reply:
-            assert reply[1:-2] == canary and crc16(reply[:-2]) == reply[-2:], reply.hex()
-            figures.canaries += 1
-            return
-        figures.resyncs += 1
-        await asyncio.sleep(gap_s * 2**attempt)
-        await _drain(master)
-    raise AssertionError("the RTU server stopped answering the canary")
-
-
-async def _drain(master: int) -> bytes:
-    data = b""
-    while True:
-        try:
-            data += os.read(master, 4096)
-        except BlockingIOError:
-            return data

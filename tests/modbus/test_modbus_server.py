@@ -237,6 +237,19 @@ async def test_incomplete_frame_times_out_and_keepalive_is_on() -> None:
     await srv.close()
 
 
+async def test_close_never_swallows_the_callers_cancellation() -> None:
+    srv = ModbusTcpServer({1: MeterEndpoint(_image(), _ident())}, "127.0.0.1", 0)
+    await srv.start()
+    closing = asyncio.create_task(srv.close())
+    await asyncio.sleep(0)  # close() is now waiting for its sweeper to end
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    await srv.close()  # a later close still closes
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", srv.port)
+
+
 def test_rtu_request_sizes() -> None:
     assert rtu_request_size(bytes((1, 3, 0, 0, 0, 1))) == 8
     assert rtu_request_size(bytes((1, 16, 0, 200, 0, 1, 2))) == 11

@@ -8,6 +8,7 @@ from tests.helpers import Broker, Subscriber
 from tests.mqtt.conftest import Live
 from twin.modbus.client import MeterClient, decode_uint
 from twin.mqtt import topics
+from twin.registers import TwinHealth
 
 StartLive = Callable[..., Awaitable[Live]]
 
@@ -152,3 +153,17 @@ async def _until_connected(live: Live) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"publisher never connected: {live.publisher.last_error}")
+
+
+async def test_a_health_change_is_published_at_once_not_at_the_next_round(
+    broker: Broker, start_live: StartLive
+) -> None:
+    async with Subscriber(broker.port, "minimeter/+/state") as sub:
+        live = await start_live(broker.port, interval_s=3600.0)  # one round an hour
+        await sub.wait_for(lambda m: True, timeout_s=10)
+        failing = True
+        live.twin.health.watch(TwinHealth.PULSE_SINK_FAILING, lambda: failing)
+        state = await sub.wait_for(lambda m: m.json()["twin_health"] != 0, timeout_s=10)
+        assert state.json()["twin_conditions"] == ["pulse_sink_failing"]
+        failing = False
+        await sub.wait_for(lambda m: m.json()["twin_health"] == 0, after=len(sub.messages))

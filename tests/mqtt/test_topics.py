@@ -25,7 +25,7 @@ from twin.core import (
 from twin.errors import ConfigError
 from twin.mqtt import topics
 from twin.mqtt.commands import parse_payload
-from twin.registers import BY_NAME, EXTRA_DEFAULTS, Identity, field_names
+from twin.registers import BY_NAME, EXTRA_DEFAULTS, Identity, TwinHealth, field_names
 
 # What Home Assistant's MQTT discovery needs per entity kind (names as in the HA docs:
 # https://www.home-assistant.io/integrations/sensor.mqtt/ and binary_sensor.mqtt/,
@@ -73,6 +73,18 @@ def test_state_keys_are_the_register_names_and_values_what_the_snapshot_says() -
     for name, default in EXTRA_DEFAULTS.items():  # not in the snapshot: what the map reads
         assert payload[name] == (None if math.isnan(default) else default)
     json.loads(topics.encode(payload))  # strict JSON
+
+
+def test_the_twin_health_goes_by_name_but_never_says_mqtt_disconnected() -> None:
+    core, _ = _meter()
+    word = TwinHealth.STORE_FAILING | TwinHealth.MQTT_DISCONNECTED
+    payload = topics.state_payload(
+        core.snapshot(), meter_time_s=0.0, unix_time_s=0.0, extra={"twin_health": int(word)}
+    )
+    # a state goes out over MQTT: the broker is connected whatever the word said before
+    assert payload["twin_health"] == TwinHealth.STORE_FAILING
+    assert payload["twin_conditions"] == ["store_failing"]
+    assert b'"twin_health":1,' in topics.encode(payload)
 
 
 def test_non_finite_numbers_are_null() -> None:

@@ -5,6 +5,8 @@ registers``, in process through ``twin.cli.main.main``; a few again as real proc
 exit 1, no traceback, the error line names the option, key or file. HTTP bodies: a
 4xx JSON refusal naming the parameter, the meter's non-volatile state unchanged.
 Modbus writes to block C: the exception code the map promises, state unchanged.
+MQTT commands against a real Mosquitto: a refusal on the result topic naming what was
+wrong and what was expected, with the correlation id, state unchanged.
 Device URLs: ``DeviceError`` naming the parameter. Files come from the issue's attack
 list: YAML nested 5,000 deep, a fleet file that is not UTF-8, ``/dev/zero`` as a
 profile, a 100,000-meter fleet, a 0-byte store.
@@ -24,11 +26,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from devices import open_sink, open_source
-from tests.helpers import REPO
+from tests.helpers import REPO, Subscriber, until
 from twin.cli.main import main
 from twin.errors import DeviceError
 from twin.http import HttpConfig, build_app
 from twin.modbus.client import ExceptionReply, MeterClient
+from twin.mqtt import MqttConfig
 from twin.runtime.config import TwinConfig
 from twin.runtime.twin import Twin
 from twin.store import STORE_FILENAME
@@ -85,6 +88,11 @@ CLI_CASES: list[tuple[list[str], str]] = [
     ([*RUN, "--unit-alias", "300"], "--unit-alias"),
     ([*RUN, "--fault", "delay:ms=abc"], "ms='abc'"),
     ([*RUN, "--seed", "-5"], "--seed"),
+    ([*RUN, "--mqtt-refuse-unknown"], "--mqtt-refuse-unknown needs --mqtt"),
+    (
+        [*RUN, "--meters", "2", "--shard", "0/2", "--mqtt", "mqtt://h", "--mqtt-refuse-unknown"],
+        "every shard would refuse",
+    ),
     ([*RUN, "--pulse-out", "bogus://x"], "bogus"),
     ([*RUN, "--pulse-out", "modbus-coil://127.0.0.1:1"], "coil"),
     (["run", "--no-state", "--fleet", "{deep}"], "{deep}"),
@@ -212,6 +220,55 @@ async def test_http_refuses_bad_bodies_and_changes_nothing(
     assert answer["ok"] is False and names in answer["error"], answer
     assert "Traceback" not in answer["error"] and "\n" not in answer["error"]
     assert (meter.nv_state(), meter.load, len(twin.hooks.faults.active)) == before
+
+
+# (target, command, raw payload, what the refusal must name, and what it expects)
+MQTT_CASES: list[tuple[str, str, bytes, str, str]] = [
+    (SERIAL, "set_demand", b'{"demand_interval_min": ', "not JSON", "a JSON object"),
+    (SERIAL, "set_demand", b"[1, 2]", "list", "a JSON object"),
+    (SERIAL, "warp_drive", b"{}", "warp_drive", "expected one of set_load"),
+    (SERIAL, "set_demand", b'{"demand_interval_min": 99}', "99 out of range", "1..60 min"),
+    (SERIAL, "set_load", b'{"l1": {"voltage_v": 120, "current_a": -1}}', "current_a", "0..22000"),
+    (SERIAL, "set_demand", b'{"demand_interval_min": "15"}', "'15'", "an integer"),
+    (SERIAL, "inject_error", b'{"kind": 3}', "kind: 3", "memory, calibration"),
+    (SERIAL, "clear_pulses", b'{"colour": "red"}', "'colour'", "no parameters"),
+    (SERIAL, "clear_energy", b"{}", "energy reset is locked", "--allow-energy-reset"),
+    ("MM99999999", "clear_pulses", b"{}", "'MM99999999'", f"one of {SERIAL}"),
+    ("all", "set_demand", b'{"demand_subintervals": 7}', "demand_subintervals", "divid"),
+]
+
+
+@pytest.mark.parametrize(("target", "command", "payload", "names", "expects"), MQTT_CASES, ids=_id)
+async def test_mqtt_refuses_bad_commands_and_changes_nothing(
+    mosquitto: int, target: str, command: str, payload: bytes, names: str, expects: str
+) -> None:
+    mqtt = MqttConfig(host="127.0.0.1", port=mosquitto, refuse_unknown=True)
+    async with Twin(TwinConfig(port=0, speed=None, allow_writes=True, mqtt=mqtt)) as twin:
+        twin.step(3600)
+        publisher = twin.mqtt
+        assert publisher is not None
+        await until(lambda: publisher.connected, "connected to the broker")
+        meter = twin.meters[0]
+        before = (meter.nv_state(), meter.load, len(twin.hooks.faults.active))
+        async with (
+            Subscriber(mosquitto, "minimeter/+/cmd/result") as sub,
+            MeterClient(port=twin.port) as modbus,
+        ):
+            registers = await modbus.read_registers(0, 80), await modbus.read_registers(200, 6)
+            correlation = f"bad-{command}".encode()
+            topic = f"minimeter/{target}/cmd/{command}"
+            await sub.publish(topic, payload, correlation_data=correlation)
+            reply = await sub.wait_for(lambda m: m.correlation_data == correlation)
+            twin.step(0)  # nothing due: registers differ only if the command acted
+            after = await modbus.read_registers(0, 80), await modbus.read_registers(200, 6)
+        assert reply.topic == f"minimeter/{target}/cmd/result"
+        result = reply.json()
+        assert result["ok"] is False and result["id"] == correlation.decode()
+        error = result["error"]
+        assert names in error and expects in error and "\n" not in error, error
+        assert "Traceback" not in error
+        assert (meter.nv_state(), meter.load, len(twin.hooks.faults.active)) == before
+        assert after == registers
 
 
 # (address, values, Modbus exception code): 02 outside block C, 03 a refused value.

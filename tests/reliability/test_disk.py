@@ -1,14 +1,15 @@
 """A full disk and an unwritable store under a running twin, on a real small ext4.
 
-The store reuses its write-ahead log from the start after every save (a passive WAL
-checkpoint), so a fleet's checkpoints need no new disk blocks once the first one is
-written: a disk that fills up under a running twin does not stop them. A save that
-does need space (new meters) is refused as "disk full" naming the file, and works
-again once space returns. A store that turns unwritable (ext4's immutable flag:
-EPERM on every write, even through open files) fails every save: one clear error
-line, the meters serve on from memory, the status line, HTTP ``/api/info`` and
-``/metrics`` say so, and saving resumes when it is writable again.
-"""
+The store reuses its write-ahead log from the start after every durable save (a passive
+WAL checkpoint) and after a step's commit that failed, so a fleet's commits need no
+new disk blocks once the WAL has grown to a checkpoint interval's worth: a disk that
+fills up under a running twin does not stop them. A save that does need space (new
+meters) is refused as "disk full" naming the file, and works again once space
+returns. A store that turns unwritable (ext4's immutable flag: EPERM on every write,
+even through open files) fails every save: one clear error line, the meters serve on
+from memory, the status line, HTTP ``/api/info`` and ``/metrics`` say so, and saving
+resumes when it is writable again; a clean stop then keeps at least what a client
+read."""
 
 from __future__ import annotations
 
@@ -72,6 +73,22 @@ def test_full_disk_refuses_a_save_that_needs_space_then_recovers() -> None:
         check = sqlite3.connect(path)
         assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         check.close()
+
+
+def test_step_commits_go_on_in_the_wal_on_a_full_disk() -> None:
+    with small_filesystem(4096) as fs:
+        path = fs / STORE_FILENAME
+        with Store(path) as store:
+            store.save_many([(f"M{i}", _nv(1)) for i in range(5)])
+            fill(fs)
+            # Each step's commit appends to the WAL; past the blocks it has, the store
+            # checkpoints and commits again from its start: no step is refused.
+            for n in range(2, 300):
+                store.save_many([(f"M{i}", _nv(n)) for i in range(5)], durable=False)
+            assert store.load("M0") == _nv(299)
+            store.save_many([(f"M{i}", _nv(300)) for i in range(5)])  # and durably
+        with Store(path) as reopened:
+            assert reopened.load("M4") == _nv(300)
 
 
 def test_unwritable_store_is_refused_at_start_naming_the_file() -> None:
@@ -138,7 +155,7 @@ async def test_full_then_read_only_state_dir_while_running(tmp_path: Path) -> No
             twin.wait_line(lambda ln: ln.startswith("serving"))
             await _until("saved", lambda: _stored_energy_uj(path) > 0)
 
-            # A full disk: checkpoints carry on in the WAL's existing blocks.
+            # A full disk: commits carry on in the WAL's existing blocks.
             filler = fill(fs)
             before = _stored_energy_uj(path)
             await _until("saved on a full disk", lambda: _stored_energy_uj(path) > before)
@@ -147,7 +164,7 @@ async def test_full_then_read_only_state_dir_while_running(tmp_path: Path) -> No
             for name in (STORE_FILENAME, f"{STORE_FILENAME}-wal"):
                 immutable(fs / name, on=True)
             failed_at = time.monotonic()
-            error = twin.wait_line(lambda ln: "checkpoint failed" in ln, stderr=True)
+            error = twin.wait_line(lambda ln: "saving failed" in ln, stderr=True)
             assert str(path) in error and "I/O error" in error
             assert "serving continues from memory" in error
             wh = await _served_wh(port)
@@ -156,19 +173,19 @@ async def test_full_then_read_only_state_dir_while_running(tmp_path: Path) -> No
             info = json.loads(
                 await asyncio.to_thread(_get, f"http://127.0.0.1:{http_port}/api/info")
             )
-            assert "checkpoint failed" in info["store_error"]
+            assert "saving failed" in info["store_error"]
             metrics = await asyncio.to_thread(_get, f"http://127.0.0.1:{http_port}/metrics")
             assert "minimeter_store_failing 1.0" in metrics
             twin.wait_line(lambda ln: "store=FAILING" in ln)
             await asyncio.sleep(1.5)  # retried once a second meanwhile: still one line
-            assert sum("checkpoint failed" in ln for ln in twin.err) == 1
+            assert sum("saving failed" in ln for ln in twin.err) == 1
 
             # Writable again (and space freed): saving resumes on its own.
             for name in (STORE_FILENAME, f"{STORE_FILENAME}-wal"):
                 immutable(fs / name, on=False)
             filler.unlink()
             back_at = time.monotonic()
-            twin.wait_line(lambda ln: "checkpoints succeed again" in ln, stderr=True)
+            twin.wait_line(lambda ln: "saving works again" in ln, stderr=True)
             recovered_s = time.monotonic() - back_at
             before = _stored_energy_uj(path)
             await _until("saved again", lambda: _stored_energy_uj(path) > before)
@@ -182,7 +199,7 @@ async def test_full_then_read_only_state_dir_while_running(tmp_path: Path) -> No
             assert stored_wh >= served_wh  # the clean stop saved the latest state
             assert not any("Traceback" in ln for ln in twin.err + twin.out)
             print(
-                f"\n{error}\nunwritable for {back_at - failed_at:.1f} s; checkpoints back "
+                f"\n{error}\nunwritable for {back_at - failed_at:.1f} s; saving back "
                 f"{recovered_s:.2f} s after the dir was writable; final {stored_wh} Wh"
             )
         finally:

@@ -57,6 +57,13 @@ async def test_overloaded_twin_answers_stops_and_lags(caplog: pytest.LogCaptureF
         await twin.stop()
 
 
+class _BackloggedClock(_RunawayClock):
+    """A clock already 1e12 meter seconds ahead: more is due than any tick can step."""
+
+    def elapsed_s(self) -> float:
+        return 1e12
+
+
 class _CountingMeter:
     """Records the chunks it is stepped by."""
 
@@ -69,7 +76,7 @@ class _CountingMeter:
 
 async def test_a_tick_steps_in_bounded_chunks_and_yields_between_them() -> None:
     meter = _CountingMeter()
-    stepper = Stepper(_RunawayClock(), 1.0, None, [meter])
+    stepper = Stepper(_BackloggedClock(), 1.0, None, [meter])
     turns = 0
 
     async def other_task() -> None:
@@ -90,6 +97,37 @@ async def test_a_tick_steps_in_bounded_chunks_and_yields_between_them() -> None:
         assert t1 == t0 + n * dt
     assert stepper.samples_done == sum(n for _, _, n in meter.chunks)
     assert stepper.lagging and stepper.due() is not None  # what is left stays due
+
+
+class _MovingClock:
+    """x3600: the clock moves on while the meter steps (1 ms of wall time per call)."""
+
+    ticks = True
+    speed = 3600.0
+
+    def __init__(self) -> None:
+        self.t_s = 360.0  # a 0.1 s tick's worth is due
+
+    def elapsed_s(self) -> float:
+        return self.t_s
+
+
+async def test_a_meter_that_keeps_up_at_x3600_is_not_lagging() -> None:
+    """A tick steps to where the clock was when it began; chasing the clock as it moves
+    on (3.6 samples per ms at x3600) used to spend the whole budget and then report a
+    meter that keeps up as lagging ("cannot keep up" at every start)."""
+    clock = _MovingClock()
+
+    class Meter:
+        def step(self, t0_s: float, dt_s: float, n: int) -> None:
+            clock.t_s += 3.6
+
+    stepper = Stepper(clock, 1.0, None, [Meter()])
+    for _ in range(20):
+        await stepper.step_to_clock()
+        clock.t_s += 360.0  # the next tick
+    assert not stepper.lagging
+    assert stepper.lag_s < 400  # what the clock moved on meanwhile: the next tick's
 
 
 def test_fast_run_stops_on_sigterm(free_port: int) -> None:

@@ -130,3 +130,35 @@ def test_fleet_plan_prints_what_the_shards_serve(tmp_path: Path) -> None:
     bad = _cli("run", "--fleet", str(path), "--shard", "2/2", "--no-state")
     assert bad.returncode == 1 and "expected I in 0..1" in bad.stderr
     assert bad.stderr.count("\n") == 1
+
+
+async def test_a_sharded_meter_keeps_its_whole_fleet_error_curve() -> None:
+    """``--accuracy-seed`` with ``--shard``: meter k's error curve is the seed plus its
+    position in the whole fleet, whichever shard serves it, so each meter of shard I/N
+    registers (over Modbus) exactly what it does in the unsharded fleet."""
+    from tests.helpers import find_free_port
+    from twin.modbus.client import MeterClient
+    from twin.runtime import Twin
+
+    ports = [find_free_port() for _ in range(3)]
+    meters = [{"unit": u, "port": p} for p in ports for u in (1, 2)]
+    fleet = parse_fleet({"fleet": 1, "meters": meters}, "test")
+
+    async def served_uj(shard: ShardSpec | None) -> dict[str, tuple[int, int]]:
+        cfg = TwinConfig(fleet=fleet, accuracy_seed=7, speed=None, shard=shard)
+        async with Twin(cfg) as twin:
+            twin.step(6 * 3600)
+            out = {}
+            for m in twin.meters:
+                async with MeterClient(port=twin.served_port(m.spec.port) or 0) as c:
+                    c.unit = m.spec.unit
+                    wh = await c.read_uint(0, 4)
+                out[m.serial] = (m.snapshot.energy_delivered_uj, wh)
+            return out
+
+    whole = await served_uj(None)
+    assert len({uj for uj, _ in whole.values()}) == len(whole)  # six error curves
+    sharded: dict[str, tuple[int, int]] = {}
+    for i in range(3):
+        sharded |= await served_uj(ShardSpec(i, 3))
+    assert sharded == whole

@@ -1,11 +1,10 @@
-"""The durable store: exact round trips, refusal of files it must not touch, timing."""
+"""The durable store: exact round trips, refusal of files it must not touch."""
 
 from __future__ import annotations
 
 import json
 import math
 import sqlite3
-import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,6 @@ from twin.errors import StoreError
 from twin.store import (
     APPLICATION_ID,
     SCHEMA_VERSION,
-    Checkpointer,
     Store,
     default_state_dir,
     store_path,
@@ -265,87 +263,6 @@ def test_bad_row_is_a_store_error_naming_file_and_meter(
     assert conn.execute("SELECT nv_json FROM meters").fetchone()[0] == text
     conn.close()
     assert len(db.read_bytes()) == len(before)
-
-
-# -- checkpoint timing ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("interval_s", [0, -1, 0.001, 3601, math.nan, math.inf, "1", None])
-def test_checkpoint_interval_is_validated(store: Store, interval_s: object) -> None:
-    with pytest.raises(ValueError, match="interval_s"):
-        Checkpointer(store, interval_s)  # type: ignore[arg-type]
-
-
-def test_checkpointer_writes_once_per_interval(store: Store) -> None:
-    cp = Checkpointer(store, 1.0)
-    calls: list[float] = []
-    energy = {"uj": 0}
-
-    def items() -> list[tuple[str, NvState]]:
-        calls.append(energy["uj"])
-        return [("A", _nv(energy["uj"]))]
-
-    wrote = []
-    for step in range(0, 31):  # 0.0 .. 3.0 s in 0.1 s ticks
-        now_s = 100.0 + step / 10
-        energy["uj"] = step
-        wrote.append(cp.maybe_checkpoint(now_s, items))
-    # First tick writes at once, then every 1.0 s (float ticks: 100.0+1.0 may land late).
-    assert sum(wrote) == len(calls) == cp.checkpoints
-    assert wrote[0] and not any(wrote[1:9])
-    assert 3 <= sum(wrote) <= 4
-    assert store.load("A") == _nv(calls[-1])
-    assert cp.last_checkpoint_s is not None and cp.last_checkpoint_s >= 102.0
-
-
-def test_checkpointer_exact_boundaries_and_clock_reset(store: Store) -> None:
-    cp = Checkpointer(store, 0.5)
-    items = lambda: [("A", _nv())]  # noqa: E731
-    assert cp.maybe_checkpoint(10.0, items)
-    assert not cp.maybe_checkpoint(10.25, items)
-    assert cp.maybe_checkpoint(10.5, items)  # exactly one interval later
-    assert not cp.maybe_checkpoint(10.75, items)
-    assert cp.maybe_checkpoint(1.0, items)  # clock went backwards: due, timer restarts
-    assert not cp.maybe_checkpoint(1.25, items)
-    with pytest.raises(ValueError, match="now_s"):
-        cp.maybe_checkpoint(math.nan, items)
-
-
-def test_forced_checkpoint_and_failure_keeps_the_timer(db: Path) -> None:
-    s = Store(db)
-    cp = Checkpointer(s, 5.0)
-    cp.checkpoint([("A", _nv(1))])  # forced, iterable form: timer untouched
-    assert cp.last_checkpoint_s is None and s.load("A") == _nv(1)
-    cp.checkpoint(lambda: [("A", _nv(2))], now_s=3.0)
-    assert cp.last_checkpoint_s == 3.0 and s.load("A") == _nv(2)
-    s.close()
-    with pytest.raises(StoreError, match="checkpoint failed"):
-        cp.maybe_checkpoint(9.0, lambda: [("A", _nv(3))])
-    assert cp.last_checkpoint_s == 3.0 and cp.checkpoints == 2  # the timer is kept
-    assert cp.failures == 1 and cp.error is not None and "checkpoint failed" in str(cp.error)
-    assert not cp.due(9.5)  # a failing store is retried once a second, not every tick
-    assert cp.due(10.0)
-
-
-def test_checkpoint_in_a_worker_thread_is_not_due_twice(store: Store) -> None:
-    """The runtime's pattern: due() on the event loop, checkpoint() in a worker thread."""
-    cp = Checkpointer(store, 1.0)
-    entered, release = threading.Event(), threading.Event()
-
-    def slow_items() -> list[tuple[str, NvState]]:
-        entered.set()
-        assert release.wait(5)  # an fsync that takes its time
-        return [("A", _nv(1))]
-
-    assert cp.due(0.0)
-    worker = threading.Thread(target=cp.checkpoint, args=(slow_items,), kwargs={"now_s": 0.0})
-    worker.start()
-    assert entered.wait(5)
-    assert not cp.due(5.0)  # in flight: a second save must not be queued
-    release.set()
-    worker.join(5)
-    assert store.load("A") == _nv(1) and cp.checkpoints == 1
-    assert not cp.due(0.5) and cp.due(1.0)
 
 
 # -- state directory -----------------------------------------------------------------------

@@ -10,7 +10,9 @@ from a fleet (the CLI's job: fleets belong to the runtime, above this package).
 
 Each run drives a plain core through ``twin.drive.drive`` (the one stepping loop)
 in day-long blocks, without series or edge events: a row holds the registers at
-the end (pulse counts are functions of energy, so they need no edges). Every
+the end (pulse counts are functions of energy, so they need no edges). Runs go in
+groups whose meters advance in lockstep, a block each in turn, so meters on the
+same load share each sampled block (the sampler is pure). Every
 distinct load and model is also run once through an ideal meter (no error curve)
 as the reference, and each row carries its registration error against it in
 percent. :func:`run_all` farms the runs out to ``jobs`` worker processes
@@ -22,25 +24,33 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import multiprocessing
-from collections.abc import Sequence
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
-from twin.batch.simulate import SimSettings, steps
-from twin.core import AccuracyConfig, MeterConfig, MeterCore
+from twin.batch.simulate import SimSettings, keep_freed_memory, steps
+from twin.core import AccuracyConfig, Event, MeterConfig, MeterCore, SampleBlock
 from twin.drive import drive
 from twin.errors import ConfigError
-from twin.loadprofile import Profile, load_profile
+from twin.loadprofile import Profile, Sampler, load_profile
 from twin.units import SEED_MAX, SEED_MIN, SEED_RANGE_TEXT, uj_to_wh
 
 #: Samples per call of the core: a day at 1 s.
 BLOCK_SAMPLES = 86_400
 #: The most runs one study may hold (a row each, kept in memory).
 MAX_RUNS = 100_000
+#: Meters advanced in lockstep, sharing each sampled block (their cores in memory at once).
+GROUP_RUNS = 64
+#: Blocks a shared sampler keeps: a step split at profile commands asks for several.
+SHARED_BLOCKS = 8
 
 #: Columns of the summary table, in order.
 COLUMNS = (
@@ -129,22 +139,58 @@ def _ideal(run: MeterRun) -> MeterRun:
     )
 
 
-def _run_one(job: _Job) -> dict[str, Any]:
-    """Drive one meter over its load; the registers at the end as a row (no reference yet)."""
-    run = job.run
-    profile = _profile(run.profile)
-    n, tail_s = steps(profile, SimSettings(duration_s=job.duration_s, step_s=job.step_s))
-    core = MeterCore(run.config, emit_edges=False, emit_series=False)
-    sampler = profile.sampler(run.load_seed)
-    for _events in drive(core, sampler, 0.0, job.step_s, n, BLOCK_SAMPLES):
-        pass
-    if tail_s:  # a shorter last step, as simulate runs it: the whole duration, no more
-        for _events in drive(core, sampler, n * job.step_s, tail_s, 1):
-            pass
+class _SharedSampler(Sampler):
+    """A sampler handing the same block to every meter of a group that asks for it.
+
+    The meters of a study mostly run the same load (``--seeds``: one profile, one
+    noise seed), and a sampler is a pure function of time, so a group advanced in
+    lockstep samples each block once. The block is immutable (the core never writes
+    its inputs); the last few are kept, for a step split at profile commands.
+    """
+
+    def __init__(self, profile: Profile, seed: int | None) -> None:
+        super().__init__(profile.spec, profile.spec.seed if seed is None else seed)
+        self._recent: OrderedDict[tuple[float, float, int], SampleBlock] = OrderedDict()
+
+    def block(self, t0_s: float, dt_s: float, n: int) -> SampleBlock:
+        key = (t0_s, dt_s, n)
+        if key not in self._recent:
+            self._recent[key] = super().block(t0_s, dt_s, n)
+            if len(self._recent) > SHARED_BLOCKS:
+                self._recent.popitem(last=False)
+        return self._recent[key]
+
+
+def _run_group(jobs: Sequence[_Job]) -> list[dict[str, Any]]:
+    """Drive a group of meters in lockstep (a block each in turn); their rows in order."""
+    keep_freed_memory()
+    samplers: dict[tuple[str, int | None], _SharedSampler] = {}
+    cores: list[MeterCore] = []
+    loops: list[Iterator[list[Event]]] = []
+    for job in jobs:
+        run = job.run
+        profile = _profile(run.profile)
+        n, tail_s = steps(profile, SimSettings(duration_s=job.duration_s, step_s=job.step_s))
+        key = (run.profile, run.load_seed)
+        sampler = samplers.setdefault(key, _SharedSampler(profile, run.load_seed))
+        core = MeterCore(run.config, emit_edges=False, emit_series=False)
+        loop = drive(core, sampler, 0.0, job.step_s, n, BLOCK_SAMPLES)
+        if tail_s:  # a shorter last step, as simulate runs it: the whole duration, no more
+            loop = itertools.chain(loop, drive(core, sampler, n * job.step_s, tail_s, 1))
+        cores.append(core)
+        loops.append(loop)
+    active = loops
+    while active:
+        active = [loop for loop in active if next(loop, None) is not None]
+    return [_row(job.run, core) for job, core in zip(jobs, cores, strict=True)]
+
+
+def _row(run: MeterRun, core: MeterCore) -> dict[str, Any]:
+    """The registers at the end as a row (no reference yet)."""
     snap = core.snapshot()
     return {
         "label": run.label,
-        "profile": profile.name,
+        "profile": _profile(run.profile).name,
         "model": run.config.model.name,
         "accuracy_seed": run.config.accuracy.seed,
         "load_seed": run.load_seed,
@@ -160,6 +206,17 @@ def _run_one(job: _Job) -> dict[str, Any]:
         "demand_max_kw": snap.demand_max_kw,
         "error_code": snap.error_code,
     }
+
+
+def _workers_context() -> multiprocessing.context.BaseContext:
+    """How workers start: forked from this process when that is safe (Linux, no other
+    thread: a fork copies one thread), so they start in milliseconds with everything
+    imported; else from a fork server that imports this module once."""
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
 
 
 def _reference_key(run: MeterRun) -> tuple[str, int | None, str, int]:
@@ -186,15 +243,15 @@ def run_all(
     references = {_reference_key(r): _ideal(r) for r in runs}
     keys = list(references)
     todo = [_Job(r, duration_s, step_s) for r in (*runs, *references.values())]
+    # Groups of meters run in lockstep (one sampling per block per group), several per
+    # worker so the workers finish together; the rows do not depend on the grouping.
+    size = max(1, min(GROUP_RUNS, -(-len(todo) // (jobs * 8))))
+    groups = [todo[k : k + size] for k in range(0, len(todo), size)]
     if jobs == 1:
-        rows = [_run_one(job) for job in todo]
+        rows = [row for group in groups for row in _run_group(group)]
     else:
-        chunk = max(1, len(todo) // (jobs * 8))
-        context = multiprocessing.get_context("forkserver")
-        # Imported once in the fork server: the workers fork with numpy and the core loaded.
-        context.set_forkserver_preload([__name__])
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            rows = list(pool.map(_run_one, todo, chunksize=chunk))
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=_workers_context()) as pool:
+            rows = [row for group in pool.map(_run_group, groups) for row in group]
     ideal = {key: rows[len(runs) + i]["energy_delivered_uj"] for i, key in enumerate(keys)}
     out = []
     for run, row in zip(runs, rows, strict=False):

@@ -1,15 +1,18 @@
 """Plots of a batch simulation (PNG), and the pulse rate they show.
 
 Theory of operation. Everything here is a pure function of the
-:class:`~twin.batch.simulate.SimResult`. matplotlib's Agg backend is imported lazily
-so the core install does not need it; long series are binned to a few thousand
-points before plotting, which is all a PNG can show anyway. Power and voltage are
+:class:`~twin.batch.simulate.SimResult`. matplotlib is imported lazily (its
+``Figure`` alone, not pyplot) so the core install does not need it; long series are
+binned to a few thousand points before plotting, which is all a PNG can show anyway;
+margins are fixed rather than measured and PNGs use fast compression, so each figure
+is drawn once. Power and voltage are
 drawn as steps (each row is the mean over the interval ending at its time); pulse
 rates are computed without aliasing (:func:`pulse_rate_per_h`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,13 @@ from twin.batch.simulate import SimResult
 from twin.core import ErrorCleared, ErrorCode, ErrorRaised
 
 _PLOT_POINTS = 3000
+#: Figure margins in inches: y label and tick labels, suptitle and a title, x label.
+_MARGIN_LEFT_IN, _MARGIN_RIGHT_IN, _MARGIN_TOP_IN, _MARGIN_BOTTOM_IN = 0.85, 0.25, 0.75, 0.6
+#: The status plot's lane names as y tick labels: room per character, and around them.
+_CHAR_IN, _LABEL_PAD_IN = 0.085, 0.35
+_GAP_IN = 0.15  # between stacked axes (they share the x axis: no labels in between)
+#: zlib level of the PNGs: 1 writes them several times faster than the default 6.
+_PNG_LEVEL = 1
 #: The plots a run writes (write_plots writes exactly these).
 PLOT_FILES = (
     "power.png",
@@ -151,11 +161,31 @@ def _pulse_count_line(
     return np.asarray(n, dtype=np.float64)
 
 
-def write_plots(out_dir: Path, result: SimResult) -> list[Path]:
-    import matplotlib
+def _margins(fig: Any, rows: int, left_in: float) -> None:
+    """Fixed margins (inches) sized for the labels these plots carry: measuring the
+    text instead (``tight_layout``) costs a second draw of every figure."""
+    width_in, height_in = fig.get_size_inches()
+    fig.subplots_adjust(
+        left=left_in / width_in,
+        right=1.0 - _MARGIN_RIGHT_IN / width_in,
+        top=1.0 - _MARGIN_TOP_IN / height_in,
+        bottom=_MARGIN_BOTTOM_IN / height_in,
+        hspace=_GAP_IN * rows / (height_in - _MARGIN_TOP_IN - _MARGIN_BOTTOM_IN),
+    )
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def preload() -> None:
+    """Import what the plots need (matplotlib's Figure and Agg canvas), e.g. on a thread
+    while the simulation runs: the forked plot process then starts with them loaded.
+    Without matplotlib this does nothing (write_plots says what is missing)."""
+    with contextlib.suppress(ImportError):
+        import matplotlib.backends.backend_agg
+        import matplotlib.figure  # noqa: F401
+
+
+def write_plots(out_dir: Path, result: SimResult) -> list[Path]:
+    # matplotlib's Figure without pyplot: no figure manager, half the import time.
+    from matplotlib.figure import Figure
 
     cols = result.columns
     t_s = cols["time_s"]
@@ -171,19 +201,19 @@ def write_plots(out_dir: Path, result: SimResult) -> list[Path]:
     model = result.summary.get("model", "")
     paths: list[Path] = []
 
-    def figure(title: str, rows: int = 1) -> tuple[Any, Any]:
-        fig, axes = plt.subplots(rows, 1, figsize=(10, 3 + 1.6 * rows), sharex=True, dpi=100)
+    def figure(title: str, rows: int = 1, left_in: float = _MARGIN_LEFT_IN) -> tuple[Any, Any]:
+        fig = Figure(figsize=(10, 3 + 1.6 * rows), dpi=100)
+        axes = fig.subplots(rows, 1, sharex=True)
         fig.suptitle(f"{title} — {name} ({model})")
+        _margins(fig, rows, left_in)
         return fig, axes
 
     def save(fig: Any, axes: Any, filename: str) -> None:
         for ax in np.atleast_1d(axes):
             ax.grid(True, alpha=0.3)
         np.atleast_1d(axes)[-1].set_xlabel(xlabel)
-        fig.tight_layout()
         path = out_dir / filename
-        fig.savefig(path, metadata={"Software": None})
-        plt.close(fig)
+        fig.savefig(path, metadata={"Software": None}, pil_kwargs={"compress_level": _PNG_LEVEL})
         paths.append(path)
 
     # Each row is the mean over the interval ENDING at its time: steps drawn "pre",
@@ -279,10 +309,11 @@ def write_plots(out_dir: Path, result: SimResult) -> list[Path]:
         ax.legend(loc="upper right")
     save(fig, axes, "pulses.png")
 
-    fig, ax = figure("Errors and status")
     end_s = float(t_s[-1])
     spans = error_spans(result, end_s)
     lanes = sorted(spans) or ["no errors"]
+    label_in = _LABEL_PAD_IN + _CHAR_IN * max(len(lane) for lane in lanes)
+    fig, ax = figure("Errors and status", left_in=max(_MARGIN_LEFT_IN, label_in))
     for y, lane in enumerate(lanes):
         bars = [(a / scale, max(b - a, 0.0) / scale) for a, b in spans.get(lane, [])]
         ax.broken_barh(bars, (y - 0.35, 0.7), color="tab:red" if lane != "unpowered" else "0.4")

@@ -131,29 +131,29 @@ class Recorder:
 
     def _events(self, events: Iterable[Event]) -> None:
         for ev in events:
-            if isinstance(ev, PulseEdges):
+            if isinstance(ev, DemandClosed):  # most events by far (one per sub-interval): first
+                self.demand_points.append((ev.time_s, ev.demand_kw, ev.demand_max_kw))
+                if ev.demand_kw > self.peak_demand[0]:
+                    self.peak_demand = (ev.demand_kw, ev.time_s)
+            elif isinstance(ev, PulseEdges):
                 self._closures(ev)
                 continue
-            if isinstance(ev, Registration):
+            elif isinstance(ev, Registration):
                 continue  # recorded by block()
-            if isinstance(ev, PowerLost):
+            elif isinstance(ev, PowerLost):
                 self._unpowered_since = ev.time_s
             elif isinstance(ev, PowerRestored):
                 if self._unpowered_since is not None:
                     self.unpowered_spans.append((self._unpowered_since, ev.time_s))
                     self._unpowered_since = None
                 self.demand_points.append((ev.time_s, 0.0, 0.0))  # a boot clears demand
-            elif isinstance(ev, ErrorRaised | ErrorCleared):
-                if isinstance(ev, ErrorRaised):
-                    self._active |= 1 << ev.code
-                    self.errors_seen.add(ev.code)
-                else:
-                    self._active &= ~(1 << ev.code)
+            elif isinstance(ev, ErrorRaised):
+                self._active |= 1 << ev.code
+                self.errors_seen.add(ev.code)
                 self.error_points.append((ev.time_s, self._active))
-            elif isinstance(ev, DemandClosed):
-                self.demand_points.append((ev.time_s, ev.demand_kw, ev.demand_max_kw))
-                if ev.demand_kw > self.peak_demand[0]:
-                    self.peak_demand = (ev.demand_kw, ev.time_s)
+            elif isinstance(ev, ErrorCleared):
+                self._active &= ~(1 << ev.code)
+                self.error_points.append((ev.time_s, self._active))
             self.events.append(ev)
 
     def _closures(self, ev: PulseEdges) -> None:

@@ -3,51 +3,62 @@
 Theory of operation. Everything written here is a pure function of the
 :class:`~twin.batch.simulate.SimResult`, with fixed number formats and no run
 timestamps, so two runs of the same profile, model and seed give byte-identical
-``timeseries.csv``, ``events.jsonl`` and ``summary.json``. The CSV is formatted
-in chunks with one ``%`` operation per chunk (the C formatter does the work; a
-year at one minute is half a million rows). Parquet is written only when pyarrow
-is installed. Plots are ``twin.batch.plots``.
+``timeseries.csv``, ``events.jsonl`` and ``summary.json``. The CSV's numbers are
+``%d``, ``%.3f`` or ``%.6f`` per column, formatted a chunk of rows at a time with
+numpy (``twin.batch.csvtext``: the same bytes as Python's ``%``; a year at one
+minute is half a million rows). Event lines are what ``json.dumps`` prints, from a
+template per event type. Parquet is written only when pyarrow is installed. Plots
+are ``twin.batch.plots``.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import operator
+import os
 import re
+import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from twin.batch.csvtext import format_rows
 from twin.batch.plots import PLOT_FILES, write_plots
 from twin.batch.simulate import SimResult
 from twin.core import PulseEdges, ScalarEvent
 from twin.errors import ConfigError
 
-_CHUNK_ROWS = 20_000
+#: Rows formatted at a time: the chunk's byte matrix (~200 bytes a row) stays small.
+_CHUNK_ROWS = 16_384
 #: Every file name a run can write (write_plots writes exactly PLOT_FILES). A new run
 #: removes these first, so --out holds only its own outputs (no stale plots after
 #: --no-plot, no stale Parquet without pyarrow); any other file there is left alone.
 DATA_FILES = ("timeseries.csv", "timeseries.parquet", "events.jsonl", "summary.json")
 
 
-def _fmt(name: str) -> str:
+def decimals(name: str) -> int | None:
+    """Decimals of a column in the CSV (None: an integer, ``%d``)."""
     if name.endswith(("_count", "error_code")):
-        return "%d"
+        return None
     if name.endswith("_wh") or name.endswith("_kw"):
-        return "%.6f"
-    return "%.3f"
+        return 6
+    return 3
 
 
 def write_csv(path: Path, columns: dict[str, npt.NDArray[Any]]) -> None:
     names = list(columns)
-    row_fmt = ",".join(_fmt(n) for n in names) + "\n"
-    data = np.column_stack([np.asarray(columns[n], dtype=np.float64) for n in names])
-    with path.open("w", encoding="ascii", newline="") as f:
-        f.write(",".join(names) + "\n")
-        for a in range(0, data.shape[0], _CHUNK_ROWS):
-            chunk = data[a : a + _CHUNK_ROWS]
-            f.write((row_fmt * chunk.shape[0]) % tuple(chunk.ravel().tolist()))
+    places = [decimals(n) for n in names]
+    data = [np.asarray(columns[n], dtype=np.float64) for n in names]
+    rows = data[0].shape[0] if data else 0
+    with path.open("wb") as f:
+        f.write((",".join(names) + "\n").encode("ascii"))
+        for a in range(0, rows, _CHUNK_ROWS):
+            f.write(format_rows([x[a : a + _CHUNK_ROWS] for x in data], places))
 
 
 def write_parquet(path: Path, columns: dict[str, npt.NDArray[Any]]) -> bool:
@@ -70,9 +81,44 @@ def event_dict(ev: ScalarEvent) -> dict[str, Any]:
     return {"time_s": ev.time_s, "event": _snake(type(ev).__name__), **fields}
 
 
+_TEMPLATES: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {}
+_FLOAT = {float}
+
+
+def _one_tuple(get: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
+    return lambda ev: (get(ev),)
+
+
+def _line_template(ev: ScalarEvent) -> tuple[str, Callable[[Any], tuple[Any, ...]]]:
+    """The JSON line of the event's type with ``%s`` per value, and a getter of the values."""
+    kind = type(ev)
+    if kind not in _TEMPLATES:
+        names = ("time_s", *(k for k in kind.__slots__ if k != "time_s"))
+        parts = [f'"time_s": %s, "event": "{_snake(kind.__name__)}"']
+        parts += [f"{json.dumps(k)}: %s" for k in names[1:]]
+        getter: Callable[[Any], tuple[Any, ...]] = operator.attrgetter(*names)
+        if len(names) == 1:  # attrgetter of one name returns the value, not a tuple
+            getter = _one_tuple(getter)
+        _TEMPLATES[kind] = "{" + ", ".join(parts) + "}", getter
+    return _TEMPLATES[kind]
+
+
+def event_line(ev: ScalarEvent) -> str:
+    """``json.dumps(event_dict(ev))``; written directly when every value is a plain float
+    (what json.dumps prints for a finite one is ``float.__repr__``; 'nan' and 'inf' have
+    an n, no finite repr has one)."""
+    template, getter = _line_template(ev)
+    values = getter(ev)
+    if _FLOAT.issuperset(map(type, values)):
+        texts = tuple(map(float.__repr__, values))
+        if "n" not in "".join(texts):
+            return template % texts
+    return json.dumps(event_dict(ev))
+
+
 def write_events(path: Path, events: list[ScalarEvent], edges: list[PulseEdges]) -> None:
     """JSON lines in time order; pulse edges (if any were kept) merged in."""
-    lines = [json.dumps(event_dict(ev)) for ev in events]
+    lines = [event_line(ev) for ev in events]
     times = [ev.time_s for ev in events]
     for e in edges:
         out = json.dumps(e.output)
@@ -82,9 +128,13 @@ def write_events(path: Path, events: list[ScalarEvent], edges: list[PulseEdges])
                 f'{{"time_s": {t!r}, "event": "pulse_edge", "output": {out}, "closed": {closed}}}'
             )
             times.append(t)
-    order = np.argsort(np.asarray(times, dtype=np.float64), kind="stable")
+    at_s = np.asarray(times, dtype=np.float64)
+    if bool((at_s[1:] >= at_s[:-1]).all()):  # in order already: what a stable sort keeps
+        text = "\n".join(lines)
+    else:
+        text = "\n".join([lines[i] for i in np.argsort(at_s, kind="stable").tolist()])
     with path.open("w", encoding="utf-8") as f:
-        f.writelines(lines[i] + "\n" for i in order.tolist())
+        f.write(text + "\n" if lines else "")
 
 
 def summary_json(summary: dict[str, Any]) -> str:
@@ -113,16 +163,55 @@ def remove_old_outputs(out_dir: Path) -> None:
             ) from None
 
 
+def _plot_quietly(out_dir: Path, result: SimResult) -> None:
+    """The plot process's body: exit status 1 on any failure, no traceback (the
+    parent plots again in-process, where the error is reported as usual)."""
+    try:
+        write_plots(out_dir, result)
+    except BaseException:  # reported by the in-process retry
+        sys.exit(1)
+
+
+def _plot_process(out_dir: Path, result: SimResult) -> multiprocessing.process.BaseProcess | None:
+    """Start plotting in a forked process when a second core is there to run it.
+
+    The plots (matplotlib's import and six figures) take about as long as the CSV
+    and the events together; forked, the child has the result without pickling it.
+    Only on Linux (fork is not safe on macOS), with no other thread running (a fork
+    copies one thread and whatever locks the others held) and more than one core.
+    """
+    if not sys.platform.startswith("linux") or threading.active_count() > 1:
+        return None
+    if len(os.sched_getaffinity(0)) < 2:
+        return None
+    proc = multiprocessing.get_context("fork").Process(
+        target=_plot_quietly, args=(out_dir, result), daemon=True
+    )
+    proc.start()
+    return proc
+
+
 def write_all(out_dir: Path, result: SimResult, plots: bool = True) -> list[Path]:
-    """Write every file of a run into ``out_dir``; returns the paths written."""
+    """Write every file of a run into ``out_dir``; returns the paths written.
+
+    The plots are drawn by a forked process while this one writes the data files
+    (see ``_plot_process``); the files are the same either way.
+    """
     prepare_out_dir(out_dir)
     remove_old_outputs(out_dir)
+    plotter = _plot_process(out_dir, result) if plots else None
     written = [out_dir / "timeseries.csv", out_dir / "events.jsonl", out_dir / "summary.json"]
-    write_csv(written[0], result.columns)
-    write_events(written[1], result.events, result.edges)
-    written[2].write_text(summary_json(result.summary), encoding="utf-8")
-    if write_parquet(out_dir / "timeseries.parquet", result.columns):
-        written.append(out_dir / "timeseries.parquet")
-    if plots:
+    try:
+        write_csv(written[0], result.columns)
+        write_events(written[1], result.events, result.edges)
+        written[2].write_text(summary_json(result.summary), encoding="utf-8")
+        if write_parquet(out_dir / "timeseries.parquet", result.columns):
+            written.append(out_dir / "timeseries.parquet")
+    finally:
+        if plotter is not None:
+            plotter.join()
+    if plotter is not None and plotter.exitcode == 0:
+        written.extend(out_dir / name for name in PLOT_FILES)
+    elif plots:
         written.extend(write_plots(out_dir, result))
     return written

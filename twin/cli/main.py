@@ -15,18 +15,45 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from twin import __version__
-from twin.cli import fleet, mirror, profiles, registers, run, simulate
 from twin.errors import TwinError
 
-# subcommand -> (module with add_arguments(parser) and main(args), one-line help)
-SUBCOMMANDS: dict[str, tuple[ModuleType, str]] = {
-    "run": (run, "run the live twin: serve the meter over Modbus TCP/RTU"),
-    "simulate": (simulate, "run a profile through the meter as fast as possible"),
-    "profiles": (profiles, "list, show and check load profiles"),
-    "registers": (registers, "print the register map (md, csv or json)"),
-    "mirror": (mirror, "follow and cross-check a physical meter's pulse output"),
-    "fleet": (fleet, "plan how a fleet file is split into shards (--shard I/N)"),
+# subcommand -> one-line help; its module of twin.cli has add_arguments(parser) and
+# main(args), and is imported when used (_command): `simulate` loads no servers.
+SUBCOMMANDS: dict[str, str] = {
+    "run": "run the live twin: serve the meter over Modbus TCP/RTU",
+    "simulate": "run a profile through the meter as fast as possible",
+    "profiles": "list, show and check load profiles",
+    "registers": "print the register map (md, csv or json)",
+    "mirror": "follow and cross-check a physical meter's pulse output",
+    "fleet": "plan how a fleet file is split into shards (--shard I/N)",
 }
+
+
+def _command(name: str) -> ModuleType:
+    """The module of subcommand ``name``, imported now."""
+    if name == "run":
+        from twin.cli import run
+
+        return run
+    if name == "simulate":
+        from twin.cli import simulate
+
+        return simulate
+    if name == "profiles":
+        from twin.cli import profiles
+
+        return profiles
+    if name == "registers":
+        from twin.cli import registers
+
+        return registers
+    if name == "mirror":
+        from twin.cli import mirror
+
+        return mirror
+    from twin.cli import fleet
+
+    return fleet
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,20 +63,27 @@ class _Parser(argparse.ArgumentParser):
         self.exit(1, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser with every subcommand's options, or only those of ``only``."""
     parser = _Parser(prog="minimeter", description="Leviton Mini Meter digital twin")
     parser.add_argument("--version", action="version", version=f"minimeter {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name, (module, help_text) in SUBCOMMANDS.items():
+    for name, help_text in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(p)
-        p.set_defaults(_handler=module.main)
+        if only is None or name == only:
+            module = _command(name)
+            module.add_arguments(p)
+            p.set_defaults(_handler=module.main)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The first word that is not an option names the command (the top-level options
+    # take no value); anything else gets the whole parser, e.g. for --help.
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

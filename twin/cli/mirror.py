@@ -7,8 +7,9 @@ like ``run`` through the same register map with ``source_mode`` 1. With
 the profile the rig applies or a reference meter read over Modbus (registers 72-78,
 status bits 14-15). The state directory keeps the counter, demand and cross-check
 window across a restart. The first stdout line says what is mirrored and where it
-is served; then a status line every ``--status`` seconds. On SIGINT/SIGTERM the
-report (``--report DIR``) is written and the process exits 0.
+is served; then a status line every ``--status`` seconds (ending with the twin's
+other conditions in force, e.g. ``store_failing``, ``mqtt_disconnected``). On
+SIGINT/SIGTERM the report (``--report DIR``) is written and the process exits 0.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from pathlib import Path
 
 from twin.errors import ConfigError
 from twin.mirror import Mirror, MirrorConfig
-from twin.mirror.modbus_reference import ModbusMeterReference
 from twin.mirror.report import write_report
 from twin.mqtt import config as mqtt_options
 from twin.runtime import Twin, TwinConfig
@@ -47,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--unit", type=int, default=1, help="Modbus unit id (1)")
     a("--state-dir", type=Path, default=None, help="counter records (per-user state dir)")
     a("--no-state", action="store_true", help="keep no counter, demand or window records")
-    a("--checkpoint-interval", type=float, default=10.0, help="seconds between saves (10)")
+    a("--checkpoint-interval", type=float, default=10.0, help="wall seconds between fsyncs (10)")
     a("--report", type=Path, default=None, metavar="DIR", help="write report.json and a PNG")
     a("--status", type=float, default=5.0, help="seconds between status lines (5)")
     mqtt_options.add_arguments(parser)  # the mirrored meter published like a simulated one
@@ -81,6 +81,9 @@ def config_from_args(args: argparse.Namespace) -> TwinConfig:
     )
 
 
+_MIRROR_WORDS = ("pulse_source_stale", "reference_down")  # STALE, REFERENCE-DOWN
+
+
 def status_line(mirror: Mirror) -> str:
     s, c = mirror.snapshot, mirror.check
     assert s is not None
@@ -88,14 +91,9 @@ def status_line(mirror: Mirror) -> str:
         f"t={mirror.now():.0f}s E={s.energy_delivered_wh}Wh P={s.power_w:.1f}W "
         f"pulses={mirror.source.total_counts} verdict={c.verdict.name.lower()} "
         f"reg={c.registration_pct:.3f}% ±{c.bound_pct:.3f}%"
-        + (" REFERENCE-DOWN" if _reference_down(mirror) else "")
+        + (" REFERENCE-DOWN" if mirror.reference_down else "")
         + (" STALE" if mirror.stale else "")
     )
-
-
-def _reference_down(mirror: Mirror) -> bool:
-    ref = mirror.reference
-    return isinstance(ref, ModbusMeterReference) and ref.last_error is not None
 
 
 async def _serve(config: TwinConfig, status_s: float, report: Path | None) -> None:
@@ -115,7 +113,9 @@ async def _serve(config: TwinConfig, status_s: float, report: Path | None) -> No
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), status_s)
-            print(status_line(mirror), flush=True)
+            # the twin's conditions the mirror's own words do not already say
+            others = [c for c in twin.health.conditions if c not in _MIRROR_WORDS]
+            print(" ".join([status_line(mirror), *others]), flush=True)
         if report is not None:
             cfg = mirror.config
             about = {

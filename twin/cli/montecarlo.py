@@ -35,7 +35,6 @@ from twin.batch.report import prepare_out_dir
 from twin.batch.simulate import SimSettings
 from twin.core import MeterConfig
 from twin.errors import ConfigError
-from twin.runtime.fleet import load_fleet, meter_configs
 from twin.units import SEED_MAX
 
 
@@ -88,6 +87,9 @@ def build_runs(args: argparse.Namespace, settings: SimSettings) -> list[MeterRun
             )
             for i in range(args.meters)
         ]
+    # Imported here: the runtime (servers included) is needed for --fleet only.
+    from twin.runtime.fleet import load_fleet, meter_configs
+
     fleet = load_fleet(args.fleet)
     configs = meter_configs(fleet, base)
     return [

@@ -17,7 +17,7 @@ from typing import Literal, cast
 
 from devices import open_sink
 from twin.cli.meter_options import add_meter_options, choices_from_args
-from twin.cli.status import coarse_step_warner, status_printer, where
+from twin.cli.status import coarse_step_warner, exposure_warnings, status_printer, where
 from twin.core import DEFAULT_MODEL
 from twin.errors import ConfigError
 from twin.http import add_arguments as add_http_arguments
@@ -30,12 +30,11 @@ from twin.modbus.security import (
     DEFAULT_WRITE_ROLES,
     MODBUS_TLS_PORT,
     TlsSettings,
-    exposure_warning,
 )
 from twin.modbus.serial import SerialSettings
 from twin.modbus.tcp import DEFAULT_IDLE_TIMEOUT_S
 from twin.mqtt import config as mqtt_options
-from twin.registers import WordOrder
+from twin.registers import TwinHealth, WordOrder
 from twin.runtime.config import TwinConfig
 from twin.runtime.fleet import OnPowerLoss, load_fleet
 from twin.runtime.shard import parse_shard
@@ -106,7 +105,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint-interval",
         type=float,
         default=10.0,
-        help="wall seconds between saves (default: %(default)g s)",
+        help="wall seconds between fsyncs of the state; every step is committed, so a "
+        "process crash loses at most a step (every few ticks past 400 meters: see "
+        "docs/reliability.md), nothing a client read; a power cut at most this x --speed "
+        "of meter time more (default: %(default)g s)",
     )
     a(
         "--word-order",
@@ -357,6 +359,7 @@ async def _serve(config: TwinConfig, pulse_out: str | None = None) -> None:
             first = twin.meters[0]
             out = await parts.enter_async_context(PulseOut(open_sink(pulse_out)))
             parts.callback(twin.subscribe(lambda m, ev: out.on_events(ev) if m is first else None))
+            parts.callback(twin.health.watch(TwinHealth.PULSE_SINK_FAILING, lambda: out.failing))
         parts.callback(twin.subscribe(coarse_step_warner(config.sample_s)))
 
         def ready(twin: Twin) -> None:
@@ -380,13 +383,7 @@ def _event_loop_runner() -> contextlib.AbstractContextManager[asyncio.Runner]:
 
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    warning = exposure_warning(
-        config.host,
-        allow_writes=config.allow_writes,
-        allow_energy_reset=config.allow_energy_reset,
-        tls=config.tls is not None,
-    )
-    if warning is not None:
+    for warning in exposure_warnings(config):
         print(warning, file=sys.stderr, flush=True)
     if args.workers != 1:
         if args.pulse_out is not None:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from twin.batch.simulate import SimSettings, error_names
+from twin.batch.simulate import SimSettings, error_names, keep_freed_memory
 from twin.cli import montecarlo
 from twin.cli.meter_options import add_meter_options, choices_from_args
 from twin.control import profile_choices, resolve
@@ -144,19 +145,29 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from twin.batch.plots import preload
     from twin.batch.report import prepare_out_dir, summary_json, write_all
     from twin.batch.simulate import simulate
     from twin.loadprofile import load_profile
 
     profile = load_profile(args.profile)
     settings = settings_from_args(args, profile)
+    keep_freed_memory()  # process-wide, so set here, not by the library's simulate()
     if montecarlo.wanted(args):
         return montecarlo.main(args, settings)
+    preloading = None
     if args.out is not None:
         prepare_out_dir(args.out)  # fail before a long run, not after it
+        if args.plot:  # matplotlib imported beside the run, on the second core
+            preloading = threading.Thread(target=preload, name="plot-imports", daemon=True)
+            preloading.start()
     progress = Progress()
     t0 = time.perf_counter()
-    result = simulate(profile, settings, progress=progress)
+    try:
+        result = simulate(profile, settings, progress=progress)
+    finally:
+        if preloading is not None:
+            preloading.join()  # before write_all forks: one thread left
     sim_s = time.perf_counter() - t0
     progress.finish()
     for warning in result.summary["warnings"]:  # once each, before the figures

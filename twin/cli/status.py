@@ -14,9 +14,28 @@ import sys
 from collections.abc import Callable
 
 from twin.core import Event, StepTooCoarse
+from twin.http import exposure_warning as http_exposure
+from twin.modbus.security import exposure_warning as modbus_exposure
+from twin.runtime.config import TwinConfig
 from twin.runtime.groups import fleet_totals
 from twin.runtime.meters import LiveMeter
 from twin.runtime.twin import Twin
+
+
+def exposure_warnings(config: TwinConfig) -> list[str]:
+    """What is open beyond loopback without protection (one line each, said at start):
+    Modbus writes or energy reset without TLS, the HTTP API's commands without a token."""
+    found = [
+        modbus_exposure(
+            config.host,
+            allow_writes=config.allow_writes,
+            allow_energy_reset=config.allow_energy_reset,
+            tls=config.tls is not None,
+        )
+    ]
+    if config.http is not None:
+        found.append(http_exposure(config.http, allow_writes=config.allow_writes))
+    return [line for line in found if line is not None]
 
 
 def where(twin: Twin) -> str:
@@ -70,6 +89,8 @@ def status_rows(twin: Twin) -> list[tuple[str, str]]:
         rows[1:2] = [("meters", _fleet_summary(twin)), ("energy (first)", rows[1][1])]
     if twin.mqtt is not None:
         rows.append(("mqtt", f"{twin.mqtt.status} ({twin.mqtt.config.url})"))
+    if twin.health.bits:
+        rows.append(("twin health", f"{twin.health.bits} (register 79): {twin.health.conditions}"))
     return rows
 
 

@@ -51,7 +51,7 @@ from twin.core.events import ClearedCounts, CountsCleared, Event, MaxDemandReset
 from twin.core.limits import KH_WH
 from twin.core.models import DemandConfig, DemandMethod, MeterConfig, RegistrationMode
 from twin.core.readings import UNPOWERED_READINGS, Readings
-from twin.core.shared import SharedMeasurements
+from twin.core.shared import Scratch, SharedMeasurements
 from twin.core.snapshot import NvState, Snapshot
 from twin.core.status import StatusBit, error_events
 from twin.core.view import build_snapshot, power_w
@@ -107,6 +107,8 @@ class MeterBank:
         self.measure_key: list[Hashable] = []  # what the row's measurement depends on
         self.key_id: I64 = np.zeros(cap, np.int64)  # measure_key as a small integer
         self._key_ids: dict[Hashable, int] = {}
+        # Buffers for a partition measured without sharing, reused from call to call.
+        self.scratch = Scratch()
 
     # ------------------------------------------------------------ rows
 

@@ -42,9 +42,9 @@ from twin.core.events import (
 )
 from twin.core.limits import KH_WH
 from twin.core.readings import UNPOWERED_READINGS, Readings
-from twin.core.registration import element_power, energy_uj, output_edges
+from twin.core.registration import output_edges
 from twin.core.samples import BoolArray, FloatArray, IntArray, SampleBlock
-from twin.core.shared import Measured, PoweredRun, measure_run
+from twin.core.shared import Measured, PoweredRun, measure, measure_run
 from twin.core.status import StatusBit, error_events, or_bits
 from twin.core.supply import SupplyState
 
@@ -131,17 +131,10 @@ def _measure(bank: MeterBank, rows: I64, block: SampleBlock) -> Measured:
     key = (bank.measure_key[r0], state)
     measured = None if shared is None else shared.lookup(block, key)
     if measured is None:
-        model = config.model
         supply = SupplyState(config.supply, powered=state[0], dip_us=state[1])
-        powered = supply.run(block.voltage_v[: model.elements].max(axis=0), block.dt_us)
-        p, amps, pf = element_power(block, model, bank.curve[r0], bank.calibration_pct[r0])
-        measured = Measured(
-            supply=powered,
-            supply_after=(supply.powered, supply.dip_us),
-            power_w=p,
-            current_a=amps,
-            pf=pf,
-            energy_uj=energy_uj(p, block.dt_us),  # µJ per sample and element
+        scratch = bank.scratch if shared is None else None  # shared arrays outlive the call
+        measured = measure(
+            block, config.model, supply, bank.curve[r0], bank.calibration_pct[r0], scratch
         )
         if shared is not None:
             shared.store(block, key, measured)

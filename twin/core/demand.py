@@ -25,6 +25,7 @@ boundary belongs to the window it ends.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -168,25 +169,82 @@ class DemandState:
             return events
         cum = np.cumsum(delivered_uj) if cum_uj is None else cum_uj
         closes = range(close_us, end_us + 1, sub_us)
+        # Energy of the run up to each boundary: whole samples before it, plus the
+        # share of the sample it falls in.
         uptos = _energy_upto(closes, u0_us, dt_us, delivered_uj, cum)
-        taken = 0
-        for close_us, upto in zip(closes, uptos, strict=True):
-            # Energy of the run up to the boundary: whole samples before it, plus the
-            # share of the sample it falls in.
-            self._close(self.partial_uj + upto - taken, sub_us, close_us)
-            taken = upto
-            self.partial_uj = 0
-            events.append(
-                DemandClosed(
-                    time_s=(time0_us + close_us - u0_us) / 1e6,
-                    subinterval_kw=self.recent_w[-1] / 1000.0,
-                    demand_kw=self.demand_w / 1000.0,
-                    demand_max_kw=self.max_w / 1000.0,
+        energies = [b - a for a, b in itertools.pairwise([-self.partial_uj, *uptos])]
+        self.partial_uj = 0
+        if self.config.method is DemandMethod.SLIDING:
+            events = self._close_sliding(closes, energies, time0_us - u0_us)
+        else:
+            for at_us, energy_uj in zip(closes, energies, strict=True):
+                self._close(energy_uj, sub_us, at_us)
+                events.append(
+                    DemandClosed(
+                        time_s=(time0_us + at_us - u0_us) / 1e6,
+                        subinterval_kw=self.recent_w[-1] / 1000.0,
+                        demand_kw=self.demand_w / 1000.0,
+                        demand_max_kw=self.max_w / 1000.0,
+                    )
                 )
-            )
-        self.partial_uj = int(cum[-1]) - taken
+        self.partial_uj = int(cum[-1]) - uptos[-1]
         self._roll_window(end_us)
         return events
+
+    def _close_sliding(
+        self, closes: range, energies: list[int], clock_us: int
+    ) -> list[DemandClosed]:
+        """:meth:`_close` for each of ``closes`` (full sub-intervals), sliding demand,
+        as arrays: the same floating-point operations in the same order.
+
+        Each close's demand sums the last N sub-interval powers left to right as
+        ``sum`` does (leading zeros stand for closes not yet made: adding 0.0 is
+        exact); the maximum is a running maximum within each maximum-demand window
+        (the windows are rolled between them, as at each close). ``clock_us`` turns
+        uptime into the core's clock for the events.
+        """
+        cfg, sub_us = self.config, closes.step
+        n_sub, k = cfg.subintervals, len(closes)
+        powers = [e / sub_us for e in energies]  # exact as at each close: int / int
+        window = np.zeros(n_sub + k)
+        window[n_sub - len(self.recent_w) : n_sub] = list(self.recent_w)
+        window[n_sub:] = powers
+        sums = window[1 : k + 1].copy()
+        for col in range(2, n_sub + 1):
+            sums += window[col : col + k]
+        demand = sums / n_sub
+        shown = np.empty(k)
+        window_us = cfg.max_window_h * _US_PER_H
+        start = 0
+        while start < k:
+            self._roll_window(closes[start], inclusive=False)
+            stop = k
+            if window_us:  # the closes up to the window's end (inclusive) are one window
+                stop = min(k, (self.window_start_us + window_us - closes[0]) // sub_us + 1)
+            part = demand[start:stop]
+            floor = max(self.max_w, self.period_max_w)
+            top = int(np.argmax(part))
+            if part[top] > self.period_max_w:
+                self.period_max_w = float(part[top])
+                self.period_max_at_us = closes[start + top]
+            if window_us == 0 or self.window_start_us == 0:  # shown at once (see _update_max)
+                np.maximum(np.maximum.accumulate(part), floor, out=shown[start:stop])
+                if self.period_max_w > self.max_w:
+                    self.max_w, self.max_at_us = self.period_max_w, self.period_max_at_us
+            else:
+                shown[start:stop] = self.max_w
+            self._roll_window(closes[stop - 1])
+            shown[stop - 1] = self.max_w
+            start = stop
+        self.recent_w.extend(powers[-n_sub:])
+        while len(self.recent_w) > n_sub:
+            self.recent_w.popleft()
+        self.closes += k
+        self.demand_w = float(demand[-1])
+        # numpy's int -> float conversions and divisions round as Python's do.
+        times = (np.arange(closes.start, closes.stop, sub_us, dtype=np.int64) + clock_us) / 1e6
+        columns = (times, np.array(powers) / 1000.0, demand / 1000.0, shown / 1000.0)
+        return list(map(DemandClosed, *(c.tolist() for c in columns)))
 
     def close_now(self, uptime_us: int) -> None:
         """Close the open sub-interval early and start a new grid (command 21211)."""

@@ -17,6 +17,8 @@ could not be represented, so the core reports it once per output.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from twin.core.samples import BoolArray, FloatArray, IntArray
@@ -51,29 +53,69 @@ def edges(
     energy0_uj: int,
     delivered_uj: IntArray,
     cum_uj: IntArray,
+    halves_uj: Sequence[int],
+    time0_us: int,
+    dt_us: int,
+) -> list[tuple[FloatArray, BoolArray, int]]:
+    """Per half period of ``halves_uj``: times and new states of every crossing of a
+    multiple of it, and the first sample holding two or more of them (-1 if none).
+
+    ``cum_uj`` is ``cumsum(delivered_uj)`` for the run starting at ``energy0_uj``.
+    The multiples of a half period that is a multiple of a smaller one are among
+    the smaller one's (the Mini Meter's 50 and 500 Wh among the 5 Wh), so their
+    crossings are every m-th of its crossings: one search serves all the outputs.
+    """
+    grids: dict[int, tuple[int, IntArray, FloatArray, bool]] = {}
+    out = []
+    for half in halves_uj:
+        base = next((b for b in sorted(grids) if half % b == 0), None)
+        if base is None:
+            base = half
+            j, samples, times = _crossings(energy0_uj, delivered_uj, cum_uj, half, time0_us, dt_us)
+            grids[half] = (j, samples, times, bool((samples[1:] == samples[:-1]).any()))
+        j_first, samples, times, crowded = grids[base]
+        step = half // base
+        skip = -j_first % step  # the first multiple of ``half`` among the base's crossings
+        samples, times = samples[skip::step], times[skip::step]
+        first_crowded = -1
+        if crowded:  # else no sample holds two of the base's crossings, nor of these
+            repeated = np.flatnonzero(samples[1:] == samples[:-1])
+            first_crowded = int(samples[repeated[0]]) if repeated.size else -1
+        # Crossing i closes the output when its multiple's index is odd.
+        closed = np.zeros(samples.shape[0], np.bool_)
+        closed[1 - (j_first + skip) // step % 2 :: 2] = True
+        out.append((times, closed, first_crowded))
+    return out
+
+
+def _crossings(
+    energy0_uj: int,
+    delivered_uj: IntArray,
+    cum_uj: IntArray,
     half_uj: int,
     time0_us: int,
     dt_us: int,
-) -> tuple[FloatArray, BoolArray, int]:
-    """Times and new states of every crossing of a multiple of ``half_uj``.
-
-    ``cum_uj`` is ``cumsum(delivered_uj)`` for the run starting at ``energy0_uj``.
-    The third value is the first sample holding two or more edges, or -1.
-    """
-    _, r0 = divmod(energy0_uj, 2 * half_uj)  # keep the parity, work in small numbers
-    k_first = r0 // half_uj + 1
-    k_last = (r0 + int(cum_uj[-1])) // half_uj
-    if k_last < k_first:
-        return np.empty(0), np.empty(0, dtype=bool), -1
-    # Boundary k is crossed in the first sample whose running total reaches it
+) -> tuple[int, IntArray, FloatArray]:
+    """(index j of the first multiple j x half crossed, sample and time of each crossing)."""
+    j_first = energy0_uj // half_uj + 1
+    j_last = (energy0_uj + int(cum_uj[-1])) // half_uj
+    # Offsets of the crossed multiples from the run's start energy: small numbers,
+    # whatever the register holds.
+    first_uj = j_first * half_uj - energy0_uj
+    offsets = np.arange(j_last - j_first + 1, dtype=np.int64) * half_uj
+    offsets += first_uj
+    # Multiple j is crossed in the first sample whose running total reaches it
     # (delivered energy never decreases), so a binary search per edge replaces a
-    # division per sample; samples come out in order, k ascending within each.
-    k = np.arange(k_first, k_last + 1, dtype=np.int64)
-    sample = np.searchsorted(cum_uj, k * half_uj - r0, side="left")
-    repeated = np.flatnonzero(sample[1:] == sample[:-1])
-    first_crowded = int(sample[repeated[0]]) if repeated.size else -1
-    e_before = r0 + cum_uj[sample] - delivered_uj[sample]
-    frac = (k * half_uj - e_before) / delivered_uj[sample]
+    # division per sample; samples come out in order.
+    sample = np.searchsorted(cum_uj, offsets, side="left")
+    inside = delivered_uj[sample]
+    before = cum_uj[sample]
+    before -= inside  # energy of the run before the crossing's sample
+    frac = np.subtract(offsets, before, out=before) / inside
     # Integer microseconds first, so the times do not depend on how blocks were split.
-    times = ((time0_us + sample * dt_us) + frac * dt_us) / 1e6
-    return times, (k % 2) == 1, first_crowded
+    start_us = sample * dt_us
+    start_us += time0_us
+    frac *= dt_us
+    times = np.add(start_us, frac, out=frac)
+    times /= 1e6
+    return j_first, sample, times

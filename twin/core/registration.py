@@ -24,7 +24,7 @@ import numpy as np
 from twin.core import pulses
 from twin.core.accuracy import ErrorCurve
 from twin.core.events import PulseOutput
-from twin.core.limits import KH_WH
+from twin.core.limits import ABSOLUTE_MAX_CURRENT_A, ABSOLUTE_MAX_VOLTAGE_V, KH_WH
 from twin.core.models import MeterModel, RegistrationMode
 from twin.core.samples import BoolArray, FloatArray, IntArray, SampleBlock
 from twin.core.wiring import element_inputs
@@ -38,19 +38,31 @@ def element_power(
     model: MeterModel,
     curve: ErrorCurve | None,
     calibration_error_pct: float = 0.0,
+    out: FloatArray | None = None,
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Measured real power, current seen and cos(delta) per element, shape (els, n)."""
+    """Measured real power, current seen and cos(delta) per element, shape (els, n).
+
+    The power goes into ``out`` (els, n) when given, a buffer the caller reuses.
+    """
     els = model.elements
     amps, pf = element_inputs(block, els)
-    p = block.voltage_v[:els] * amps
-    p *= pf
+    p = np.multiply(block.voltage_v[:els], amps, out=out)
+    if not _all_one(pf):  # x * 1.0 is x: a unity power factor costs no pass
+        p *= pf
     if _low(amps, model.starting_current_a):
-        p = np.where(amps >= model.starting_current_a, p, 0.0)
+        np.copyto(p, 0.0, where=amps < model.starting_current_a)
     if curve is not None:
-        p = p * curve.ratio(amps, np.abs(pf))
+        p *= curve.ratio(amps, np.abs(pf))
     if calibration_error_pct:
-        p = p * (1.0 + calibration_error_pct / 100.0)
-    return np.asarray(p, dtype=np.float64), amps, pf
+        p *= 1.0 + calibration_error_pct / 100.0
+    return p, amps, pf
+
+
+def _all_one(values: FloatArray) -> bool:
+    """Whether a broadcast constant per row is exactly 1.0 (other arrays: not tested)."""
+    if values.ndim != 2 or values.shape[1] < 2 or values.strides[1] != 0:
+        return False
+    return bool((values[:, :1] == 1.0).all())
 
 
 def _low(values: FloatArray, threshold: float) -> bool:
@@ -60,9 +72,35 @@ def _low(values: FloatArray, threshold: float) -> bool:
     return bool(values.size) and float(values.min()) < threshold
 
 
-def energy_uj(power_w: FloatArray, dt_us: int) -> IntArray:
-    """Energy per element and sample, rounded to whole microjoules (W x us)."""
-    out = np.empty(power_w.shape, np.int64)
+#: Adding 1.5 * 2**52 to a float of magnitude below 2**51 rounds it to an integer
+#: (to nearest, ties to even: as numpy.rint) that then sits in the low bits of the
+#: sum's IEEE representation, so subtracting the constant's bits as int64 is the cast.
+_ROUND_MAGIC = 1.5 * 2.0**52
+_ROUND_MAGIC_BITS = int(np.array(_ROUND_MAGIC).view(np.int64))
+_ROUND_MAGIC_LIMIT = 2.0**51
+#: No sample's power can exceed this: every input at its bound, times the largest
+#: accuracy ratio (offset, slope and PF terms with a ±50 % calibration error, 1.51)
+#: and an injected ±50 % calibration error on top (1.5), rounded up to 4.
+_MAX_POWER_W = ABSOLUTE_MAX_VOLTAGE_V * ABSOLUTE_MAX_CURRENT_A * 4.0
+#: Below this many values one numpy call beats three.
+_ROUND_MAGIC_MIN = 1024
+
+
+def energy_uj(power_w: FloatArray, dt_us: int, out: IntArray | None = None) -> IntArray:
+    """Energy per element and sample, rounded to whole microjoules (W x us).
+
+    Into ``out`` (int64, power's shape) when given, a buffer the caller reuses.
+    """
+    if out is None:
+        out = np.empty(power_w.shape, np.int64)
+    if power_w.size >= _ROUND_MAGIC_MIN and _MAX_POWER_W * dt_us < _ROUND_MAGIC_LIMIT:
+        # numpy's float64 -> int64 cast is a slow scalar loop; three vector passes
+        # in place give the same integers (the magic constant above).
+        scaled = out.view(np.float64)
+        np.multiply(power_w, dt_us, out=scaled)
+        scaled += _ROUND_MAGIC
+        out -= _ROUND_MAGIC_BITS
+        return out
     # rint is exact to an integral float; the cast on output is then exact, in one pass.
     np.rint(power_w * dt_us, out=out, casting="unsafe")
     return out
@@ -80,20 +118,29 @@ class Registered(NamedTuple):
 
 
 def register(
-    energy_uj: IntArray, mode: RegistrationMode, series: IntArray | None = None
+    energy_uj: IntArray,
+    mode: RegistrationMode,
+    series: IntArray | None = None,
+    out: IntArray | None = None,
+    *,
+    no_export: bool = False,
 ) -> Registered:
     """Split per-element energies (elements, m) into the registers' increments.
 
     ``series``, a zeroed (4, m) array, receives the per-sample increments of the
-    delivered, received, L1 and L2 registers when given.
+    delivered, received, L1 and L2 registers when given; otherwise the delivered
+    energy per sample goes into ``out`` (m,) when given, a buffer the caller reuses.
+    ``no_export``: the caller has shown that no power is negative, so no energy is
+    (a rounded non-negative product), and the test is skipped.
     """
     e1 = energy_uj[0]
     e2 = energy_uj[1] if energy_uj.shape[0] == 2 else None
-    if int(energy_uj.min()) >= 0:
+    if no_export or int(energy_uj.min()) >= 0:
         # Nothing exported: every clamp is the identity and nothing is received,
         # whatever the mode (the usual case, at a third of the passes).
         if series is None:
-            delivered = e1.copy() if e2 is None else e1 + e2
+            # One element: its energies are the delivered ones (read, never written).
+            delivered = e1 if e2 is None else np.add(e1, e2, out=out)
         else:
             series[2] = e1
             if e2 is None:
@@ -110,22 +157,22 @@ def register(
             l1_received_uj=0,
             l2_received_uj=0,
         )
-    out = np.zeros((4, e1.shape[0]), np.int64) if series is None else series
+    regs = np.zeros((4, e1.shape[0]), np.int64) if series is None else series
     net = e1 if e2 is None else e1 + e2
-    np.maximum(e1, 0, out=out[2])
+    np.maximum(e1, 0, out=regs[2])
     if e2 is not None:
-        np.maximum(e2, 0, out=out[3])
+        np.maximum(e2, 0, out=regs[3])
     if mode is RegistrationMode.PER_ELEMENT_CLAMP:
-        np.add(out[2], out[3], out=out[0])
+        np.add(regs[2], regs[3], out=regs[0])
     else:
-        np.maximum(net, 0, out=out[0])
+        np.maximum(net, 0, out=regs[0])
     if mode is RegistrationMode.BIDIRECTIONAL:
-        np.maximum(-net, 0, out=out[1])
+        np.maximum(-net, 0, out=regs[1])
     return Registered(
-        delivered=out[0],
-        received_uj=int(out[1].sum()),
-        l1_uj=int(out[2].sum()),
-        l2_uj=int(out[3].sum()),
+        delivered=regs[0],
+        received_uj=int(regs[1].sum()),
+        l1_uj=int(regs[2].sum()),
+        l2_uj=int(regs[3].sum()),
         l1_received_uj=int(np.maximum(-e1, 0).sum()),
         l2_received_uj=0 if e2 is None else int(np.maximum(-e2, 0).sum()),
     )
@@ -147,7 +194,5 @@ def output_edges(
     halves = [pulses.half_period_uj(kh) for kh in KH_WH]
     halves.append(pulses.half_period_uj(counter_wh_per_count))
     outputs = (*KH_OUTPUTS, PulseOutput.COUNTER)
-    return [
-        (output, *pulses.edges(energy0_uj, delivered_uj, cum_uj, half, time0_us, dt_us))
-        for output, half in zip(outputs, halves, strict=True)
-    ]
+    found = pulses.edges(energy0_uj, delivered_uj, cum_uj, halves, time0_us, dt_us)
+    return [(output, *edges) for output, edges in zip(outputs, found, strict=True)]

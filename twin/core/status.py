@@ -208,11 +208,25 @@ def line_status_bits(
     return bits.astype(np.uint32)
 
 
+def _constant_view(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """A 1-D array, or its first element when it is a broadcast constant."""
+    if values.shape[0] > 1 and values.strides[0] == 0:
+        return values[:1]
+    return values
+
+
 def _span(values: npt.NDArray[np.float64]) -> tuple[float, float]:
     """(min, max) of a 1-D array; a broadcast constant costs one element."""
-    if values.shape[0] > 1 and values.strides[0] == 0:
-        values = values[:1]
+    values = _constant_view(values)
     return float(values.min()), float(values.max())
+
+
+def _lowest(values: npt.NDArray[np.float64]) -> float:
+    return float(_constant_view(values).min())
+
+
+def _highest(values: npt.NDArray[np.float64]) -> float:
+    return float(_constant_view(values).max())
 
 
 def _uniform_bits(
@@ -246,19 +260,31 @@ def _uniform_bits(
     elif f_out.any():
         return None
     for e in range(elements):
-        v_min, v_max = _span(voltage_v[e])
-        p_min, _ = _span(power_w[e])
-        _, i_max = _span(current_a[e])
-        pf_min, pf_max = _span(pf[e])
+        pf_min, pf_max = _span(pf[e])  # usually a broadcast constant: tested first
         if not (
-            v_min >= SUPPLY_MIN_V
-            and v_max <= SUPPLY_MAX_V
-            and p_min >= 0.0
-            and i_max <= max_current_a
-            and (pf_min >= PF_MIN or pf_max <= -PF_MIN)
+            (pf_min >= PF_MIN or pf_max <= -PF_MIN)
+            and _lowest(voltage_v[e]) >= SUPPLY_MIN_V
+            and _highest(voltage_v[e]) <= SUPPLY_MAX_V
+            and _highest(current_a[e]) <= max_current_a
+            and _lowest(power_w[e]) >= 0.0
         ):
             return None  # something may be set: test every sample
     return bits
+
+
+#: The reverse-power bits: set in a sample where an element's power is negative.
+_REVERSE_MASK = _mask(StatusBit.REVERSE_L1, StatusBit.REVERSE_L2)
+
+
+def never_reversed(bits: U32Array) -> bool:
+    """Whether ``bits`` show at a glance that no element's power is negative anywhere.
+
+    True for a broadcast constant (see :func:`line_status_bits`) without a
+    reverse-power bit; per-sample bits are not searched (the caller decides then).
+    """
+    if bits.shape[0] < 2 or bits.strides[0] != 0:
+        return False
+    return not int(bits[0]) & _REVERSE_MASK
 
 
 def _per_sample(

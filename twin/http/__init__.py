@@ -4,7 +4,13 @@ through `twin.control`, a live Server-Sent-Events stream with back-pressure, Pro
 map, and the front panel page shipped as static files in this package."""
 
 from twin.http.app import ROUTES, build_app
-from twin.http.config import HttpConfig, add_arguments, config_from_args, parse_listen
+from twin.http.config import (
+    HttpConfig,
+    add_arguments,
+    config_from_args,
+    exposure_warning,
+    parse_listen,
+)
 from twin.http.openapi import Route, openapi_document
 from twin.http.server import HttpServer, HttpTwin, http_part
 from twin.http.target import HttpTarget, MeterView
@@ -20,6 +26,7 @@ __all__ = [
     "add_arguments",
     "build_app",
     "config_from_args",
+    "exposure_warning",
     "http_part",
     "openapi_document",
     "parse_listen",

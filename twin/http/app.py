@@ -121,6 +121,8 @@ async def info(request: web.Request) -> web.StreamResponse:
             "meter_time_s": t.meter_time_s,
             "lag_s": t.lag_s,
             "store_error": t.store_error,
+            "twin_health": t.health.bits,
+            "twin_conditions": t.health.conditions,
             "profiles": shipped_names(),
             "commands": [str(c) for c in CommandName],
         }

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from twin.errors import ConfigError
+from twin.modbus.security import is_loopback
 
 DEFAULT_HOST = "127.0.0.1"
 #: The stream's fastest and slowest frame intervals a client may ask for (s).
@@ -33,7 +34,7 @@ class HttpConfig:
 
     host: str = DEFAULT_HOST
     port: int = 8080  # 0: an ephemeral port
-    token: str | None = None  # bearer token required for writes; None: none
+    token: str | None = field(default=None, repr=False)  # bearer token for writes; None: none
     stream_interval_s: float = DEFAULT_STREAM_INTERVAL_S  # a client's default frame interval
     max_stream_clients: int = 200
 
@@ -145,4 +146,17 @@ def config_from_args(args: argparse.Namespace) -> HttpConfig | None:
         token=token,
         stream_interval_s=args.http_interval,
         max_stream_clients=args.http_max_streams,
+    )
+
+
+def exposure_warning(config: HttpConfig, *, allow_writes: bool) -> str | None:
+    """A warning line when the API takes commands beyond loopback without a token (it has
+    no TLS of its own: the token is what guards it)."""
+    if config.token is not None or is_loopback(config.host) or not allow_writes:
+        return None
+    return (
+        f"warning: HTTP API on {config.host}:{config.port} with writes on and no "
+        "--http-token: anyone who can reach this port can command the meters; bind "
+        "127.0.0.1 (the default), give --http-token-file, or put it behind a firewall or "
+        "a TLS proxy (docs/security.md)"
     )

@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from twin.http.target import HttpTarget
+from twin.registers import TwinHealth
 
 _FUNCTION_CODES = range(1, 128)  # exception answers set bit 7; counters index the request's
 LAG_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -104,6 +105,14 @@ class TwinCollector(Collector):
             "1 while checkpoints fail (full disk, read-only state dir): serving from memory",
             value=float(t.store_error is not None),
         )
+        health = GaugeMetricFamily(
+            "minimeter_twin_condition",
+            "1 while the twin's condition holds (twin_health, register 79)",
+            labels=["condition"],
+        )
+        for flag in TwinHealth:
+            health.add_metric([str(flag.name).lower()], float(bool(t.health.bits & flag)))
+        yield health
         yield from _meter_series(t)
 
 

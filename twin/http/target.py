@@ -47,6 +47,16 @@ class ClockView(Protocol):
     def speed(self) -> float: ...
 
 
+class HealthView(Protocol):
+    @property
+    def bits(self) -> int:
+        """twin_health (register 79): the twin's own conditions."""
+        ...
+
+    @property
+    def conditions(self) -> list[str]: ...
+
+
 class HttpTarget(ControlTarget, Protocol):
     """A running twin as the HTTP server reads and commands it."""
 
@@ -64,5 +74,7 @@ class HttpTarget(ControlTarget, Protocol):
     def rtu(self) -> ModbusRtuServer | None: ...
     @property
     def store_error(self) -> str | None: ...
+    @property
+    def health(self) -> HealthView: ...
 
     def subscribe(self, listener: EventListener) -> Callable[[], None]: ...

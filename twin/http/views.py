@@ -26,7 +26,7 @@ from twin.core import (
 )
 from twin.http.target import MeterView
 from twin.modbus import FaultSpec
-from twin.registers import BY_NAME, EXTRA_DEFAULTS, Register, field_names
+from twin.registers import BY_NAME, EXTRA_DEFAULTS, Register, field_names, health_conditions
 
 LIVE_FIELDS = tuple(field_names())
 #: Block C settings, by the snapshot fields that carry them.
@@ -59,7 +59,7 @@ def number(value: float | int) -> float | int | None:
 
 def snapshot_json(snap: Snapshot, extra: Mapping[str, float | int] | None = None) -> dict[str, Any]:
     """One meter's registers by name (identity, every block A register, block C settings);
-    ``extra``: the registers beyond the snapshot (a mirror's 70-78) when not the defaults."""
+    ``extra``: the registers beyond the snapshot (a mirror's 70-78, twin_health 79)."""
     out: dict[str, Any] = {
         "serial_number": snap.serial_number,
         "model": snap.model,
@@ -71,6 +71,7 @@ def snapshot_json(snap: Snapshot, extra: Mapping[str, float | int] | None = None
         if value is None:
             value = (extra or {}).get(name, EXTRA_DEFAULTS[name])
         out[name] = number(value)
+    out["twin_conditions"] = health_conditions(int(out["twin_health"]))
     out.update((name, int(getattr(snap, name))) for name in SETTING_FIELDS)
     return out
 

@@ -115,36 +115,69 @@ def noise_unit(seed: int, stream: int, buckets: Any) -> FloatArray:
     return unit
 
 
+def bucket_noise(
+    seed: int, stream: int, t0_us: int, dt_us: int, n: int, spec: NoiseSpec
+) -> FloatArray:
+    """Per sample at t0 + i*dt: what ``spec`` does to a value, from the ``noise_unit`` of
+    the sample's bucket (``t // period``): the factor ``1 + u`` when relative, else the
+    offset ``u`` (``u`` the unit times the amplitude).
+
+    A bucket holds many samples when the period is longer than the step (a minute of
+    one-second samples): each bucket's factor is computed once and repeated over its
+    samples, the first of which is ``ceil((b * period - t0) / dt)``; the same values as
+    computed per sample.
+    """
+    period_us = spec.period_us
+    b0, b1 = t0_us // period_us, (t0_us + (n - 1) * dt_us) // period_us
+    if 2 * (b1 - b0 + 1) > n:
+        t_us = t0_us + np.arange(n, dtype=np.int64) * dt_us
+        return _effect(noise_unit(seed, stream, t_us // period_us), spec)
+    inner = np.arange(b0 + 1, b1 + 1, dtype=np.int64)
+    starts = -((t0_us - inner * period_us) // dt_us)
+    counts = np.diff(starts, prepend=0, append=n)
+    per_bucket = _effect(noise_unit(seed, stream, np.arange(b0, b1 + 1, dtype=np.int64)), spec)
+    return np.repeat(per_bucket, counts)
+
+
+def _effect(unit: FloatArray, spec: NoiseSpec) -> FloatArray:
+    u = unit * spec.amplitude
+    return 1.0 + u if spec.relative else u
+
+
 def apply_noise(
     inp: Inputs, noise: tuple[NoiseSpec, ...], seed: int, t0_us: int, dt_us: int, n: int
 ) -> Inputs:
     """``inp`` (samples at absolute times ``t0 + i*dt``) with every noise entry added."""
-    t_us = t0_us + np.arange(n, dtype=np.int64) * dt_us
     out = Inputs(**{f.name: getattr(inp, f.name) for f in fields(Inputs)})
+    copied: set[str] = set()  # (2, n) arrays already copied from the input (written in place)
     for k, spec in enumerate(noise):
-        buckets = t_us // spec.period_us
         for line in spec.lines:
-            u = noise_unit(seed, k * 4 + line, buckets) * spec.amplitude
-            _add_noise(out, spec, line, u, n)
+            effect = bucket_noise(seed, k * 4 + line, t0_us, dt_us, n, spec)
+            _add_noise(out, spec, line, effect, n, copied)
     return out
 
 
-def _noisy(value: Any, u: FloatArray, relative: bool, lo: float, hi: float) -> FloatArray:
-    noisy = value * (1.0 + u) if relative else value + u
-    clipped: FloatArray = np.clip(noisy, lo, hi)
-    return clipped
+def _noisy(value: Any, effect: FloatArray, relative: bool, lo: float, hi: float) -> FloatArray:
+    noisy: FloatArray = value * effect if relative else value + effect
+    return np.clip(noisy, lo, hi, out=noisy)
 
 
-def _add_noise(out: Inputs, spec: NoiseSpec, line: int, u: FloatArray, n: int) -> None:
+def _add_noise(
+    out: Inputs, spec: NoiseSpec, line: int, effect: FloatArray, n: int, copied: set[str]
+) -> None:
     attr, lo, hi = _TARGET[spec.quantity]
     if spec.quantity not in PER_LINE:
         value = np.broadcast_to(getattr(out, attr), (n,))
-        setattr(out, attr, _noisy(value, u, spec.relative, lo, hi))
+        setattr(out, attr, _noisy(value, effect, spec.relative, lo, hi))
         return
-    arr = np.array(np.broadcast_to(getattr(out, attr), (2, n)))
+    if attr not in copied:
+        setattr(out, attr, np.array(np.broadcast_to(getattr(out, attr), (2, n))))
+        copied.add(attr)
+    arr = getattr(out, attr)
     if spec.quantity is NoiseQuantity.PF:
         sign = np.where(arr[line] < 0, -1.0, 1.0)
-        arr[line] = sign * _noisy(np.abs(arr[line]), u, spec.relative, lo, hi)
+        arr[line] = sign * _noisy(np.abs(arr[line]), effect, spec.relative, lo, hi)
     else:
-        arr[line] = _noisy(arr[line], u, spec.relative, lo, hi)
-    setattr(out, attr, arr)
+        row = arr[line]  # a view: written in place
+        (np.multiply if spec.relative else np.add)(row, effect, out=row)
+        np.clip(row, lo, hi, out=row)

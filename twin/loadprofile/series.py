@@ -14,7 +14,7 @@ linearly; columns it does not have come from the segment's L1/L2 levels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
@@ -56,6 +56,19 @@ WEEKDAYS: Final = ("monday", "tuesday", "wednesday", "thursday", "friday", "satu
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
           "september", "october", "november", "december")  # fmt: skip
 MONTH_START_DAY = (0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334)
+#: Windows this long (samples) keep their day shape: a day-long block then costs one
+#: multiply and one divide per line; the live twin's few-sample windows are not kept.
+CACHE_MIN_SAMPLES: Final = 4096
+#: Distinct windows kept per curve (weekday and weekend of one block size, plus slack).
+CACHE_ENTRIES: Final = 8
+
+
+@dataclass(frozen=True, slots=True)
+class _DayShape:
+    """A day's curve per line over one window of samples (None: the line is a level)."""
+
+    lines: list[FloatArray | None]
+    negative: list[bool]  # whether the line's curve goes below zero in the window
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -70,7 +83,11 @@ class Daily:
     start_weekday: int
     start_day: int  # day of year of t = 0 (0-based)
 
-    def _day_factor(self, day: Any, line: int) -> tuple[Any, Any]:
+    _shapes: dict[tuple[int, int, int, bool], _DayShape] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def _day_factor(self, day: Any) -> tuple[Any, Any]:
         """(is_weekend, seasonal factor) for day numbers (scalar or array)."""
         weekend = (day + self.start_weekday) % 7 >= 5
         factor: Any = 1.0
@@ -79,17 +96,19 @@ class Daily:
         return weekend, factor
 
     def evaluate(self, t0_us: int, dt_us: int, n: int) -> Inputs:
-        t_us = t0_us + np.arange(n, dtype=np.int64) * dt_us
         first_day, last_day = t0_us // DAY_US, (t0_us + (n - 1) * dt_us) // DAY_US
-        day: Any = first_day if first_day == last_day else t_us // DAY_US
+        if first_day == last_day:
+            return self._one_day(first_day, t0_us - first_day * DAY_US, dt_us, n)
+        t_us = t0_us + np.arange(n, dtype=np.int64) * dt_us
+        day = t_us // DAY_US
         tod_s = (t_us - day * DAY_US) / 1e6
+        weekend, factor = self._day_factor(day)
         amounts: list[Any] = []
         for line, load in enumerate((self.level.l1, self.level.l2)):
             curve = self.weekday[line]
             if curve is None:
                 amounts.append(load.current_a if load.power_w is None else load.power_w)
                 continue
-            weekend, factor = self._day_factor(day, line)
             value = np.interp(tod_s, HOURS_S, curve)
             other = self.weekend[line]
             if other is not None:
@@ -99,18 +118,89 @@ class Daily:
             amounts.append(value * factor if self.monthly is not None else value)
         cur, cos = [], []
         for line, load in enumerate((self.level.l1, self.level.l2)):
-            is_power = self.is_power if self.weekday[line] is not None else load.power_w is not None
-            c, k = element(load.voltage_v, amounts[line], is_power, load.pf)
+            c, k = element(load.voltage_v, amounts[line], self._line_is_power(line), load.pf)
             cur.append(c)
             cos.append(k)
+        return self._inputs(pair(cur[0], cur[1], n), pair(cos[0], cos[1], n), n)
+
+    def _line_is_power(self, line: int) -> bool:
+        load = (self.level.l1, self.level.l2)[line]
+        return self.is_power if self.weekday[line] is not None else load.power_w is not None
+
+    def _inputs(self, current_a: Any, cos_phi: Any, n: int) -> Inputs:
         return Inputs(
             voltage_v=pair(self.level.l1.voltage_v, self.level.l2.voltage_v, n),
-            current_a=pair(cur[0], cur[1], n),
-            cos_phi=pair(cos[0], cos[1], n),
+            current_a=current_a,
+            cos_phi=cos_phi,
             leading=np.array([[self.level.l1.leading], [self.level.l2.leading]]),
             frequency_hz=np.float64(self.level.frequency_hz),
             temperature_c=np.float64(self.level.temperature_c),
         )
+
+    def _shape(self, tod0_us: int, dt_us: int, n: int, weekend: bool) -> _DayShape:
+        """Each line's curve over one day's samples; long windows cached (every day alike)."""
+        key = (tod0_us, dt_us, n, weekend)
+        shape = self._shapes.get(key)
+        if shape is not None:
+            return shape
+        tod_s = (tod0_us + np.arange(n, dtype=np.int64) * dt_us) / 1e6
+        lines: list[FloatArray | None] = []
+        for line in (0, 1):
+            curve = self.weekday[line]
+            if curve is None:
+                lines.append(None)
+                continue
+            other = self.weekend[line]
+            value = np.interp(tod_s, HOURS_S, other if weekend and other is not None else curve)
+            if weekend and other is None and self.weekend_factor != 1.0:
+                value = value * self.weekend_factor
+            lines.append(value)
+        shape = _DayShape(lines, [v is not None and bool((v < 0).any()) for v in lines])
+        if n >= CACHE_MIN_SAMPLES:
+            if len(self._shapes) >= CACHE_ENTRIES:
+                self._shapes.clear()
+            self._shapes[key] = shape
+        return shape
+
+    def _one_day(self, day: int, tod0_us: int, dt_us: int, n: int) -> Inputs:
+        """Samples within one day: weekend and season are constants of the day.
+
+        Same operations in the same order as the general path (so the same bits):
+        curve (x weekend factor) x seasonal factor, then |power| / (V x pf).
+        """
+        weekend, factor = self._day_factor(day)
+        shape = self._shape(tod0_us, dt_us, n, bool(weekend))
+        current = np.empty((2, n))
+        cos_phi = np.empty((2, 1))
+        for line, load in enumerate((self.level.l1, self.level.l2)):
+            value = shape.lines[line]
+            if value is None:
+                level = load.current_a if load.power_w is None else load.power_w
+                c, k = element(load.voltage_v, level, load.power_w is not None, load.pf)
+                current[line], cos_phi[line] = c, k
+                continue
+            if shape.negative[line] and self.is_power:
+                # Export somewhere in the day: the sign of each sample sets cos_phi.
+                amount = value * factor if self.monthly is not None else value
+                c, k = element(load.voltage_v, amount, True, load.pf)
+                if cos_phi.shape[1] == 1:
+                    cos_phi = np.repeat(cos_phi, n, axis=1)
+                current[line], cos_phi[line] = c, k
+                continue
+            out = current[line]
+            if self.monthly is not None:
+                np.multiply(value, factor, out=out)
+            else:
+                out[:] = value
+            if self.is_power:
+                apparent_va = load.voltage_v * load.pf
+                if apparent_va > 0:
+                    np.abs(out, out=out)  # |x f| = |x| f for f >= 0, bit for bit
+                    np.divide(out, apparent_va, out=out)
+                else:
+                    out[:] = 0.0
+            cos_phi[line] = load.pf
+        return self._inputs(current, cos_phi, n)
 
     def max_current_a(self) -> tuple[float, float]:
         bound = [0.0, 0.0]

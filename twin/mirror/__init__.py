@@ -9,6 +9,7 @@ from twin.mirror.crosscheck import (
     Check,
     CrossCheck,
     EdgeMark,
+    HistoryPoint,
     Verdict,
     Window,
     check_window,
@@ -17,7 +18,7 @@ from twin.mirror.crosscheck import (
     pulses_to_decide,
 )
 from twin.mirror.follow import Follow, with_mirror_bits
-from twin.mirror.mirror import COUNTER_FILE, HistoryPoint, Mirror
+from twin.mirror.mirror import COUNTER_FILE, Mirror
 from twin.mirror.modbus_reference import ModbusMeterReference, ModbusMeterSpec
 from twin.mirror.part import Follower, mirror_part
 from twin.mirror.reference import ProfileReference, Reference

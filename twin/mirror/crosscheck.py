@@ -333,3 +333,15 @@ class CrossCheck:
             if check.verdict is Verdict.OUTSIDE_CLASS:
                 return check
         return cumulative
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPoint:
+    """The cumulative check at one mark (the report's time series)."""
+
+    t_s: float
+    counts: int
+    registration_pct: float
+    bound_pct: float
+    class_limit_pct: float
+    verdict: Verdict

@@ -32,12 +32,11 @@ time origin in :mod:`.state`, so the cumulative window goes on (unless the sourc
 the reference or the counts no longer match it, or the reference is not
 ``persistent``: then a new window starts).
 
-The published state (:meth:`Mirror.snapshot`, :meth:`Mirror.extra`) is what the
-register image needs: the follow snapshot with status bits 14/15, and registers
-70-78 (source_mode 1, registration, bound, verdict, pulses); :meth:`refresh`
-rebuilds :attr:`image` (after each reading and every ``refresh_s``) and calls the
-``listeners`` (the twin's meter serves it: :mod:`.part`). :attr:`history` keeps
-one point per mark for the report.
+The published state (:meth:`Mirror.snapshot`, :meth:`Mirror.extra`): the follow
+snapshot with status bits 14/15, registers 70-78 (source_mode 1, registration, bound,
+verdict, pulses) and the twin's health (79); :meth:`refresh` rebuilds :attr:`image`
+(after each reading, every ``refresh_s``) and calls the ``listeners`` (the twin's
+meter serves it: :mod:`.part`). :attr:`history` keeps a point per mark (the report).
 """
 
 from __future__ import annotations
@@ -48,7 +47,6 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
 
@@ -64,7 +62,7 @@ from devices import (
 )
 from twin.core import MeterModel, NvState, Snapshot
 from twin.mirror.config import MirrorConfig
-from twin.mirror.crosscheck import Check, CrossCheck, EdgeMark, Verdict
+from twin.mirror.crosscheck import Check, CrossCheck, EdgeMark, HistoryPoint, Verdict
 from twin.mirror.follow import Follow, with_mirror_bits
 from twin.mirror.modbus_reference import ModbusMeterReference
 from twin.mirror.reference import ProfileReference, Reference
@@ -83,18 +81,6 @@ SOURCE_MODE_MIRROR: Final = 1
 MAX_PENDING: Final = 10_000
 #: Wall seconds between saves of the cross-check state (and at every stop).
 SAVE_INTERVAL_S: Final = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryPoint:
-    """The cumulative check at one mark (the report's time series)."""
-
-    t_s: float
-    counts: int
-    registration_pct: float
-    bound_pct: float
-    class_limit_pct: float
-    verdict: Verdict
 
 
 class Mirror:
@@ -128,6 +114,7 @@ class Mirror:
         self.follow: Follow | None = None
         self.crosscheck: CrossCheck | None = None
         self.stale = False
+        self.health = 0  # twin_health (register 79): the twin's conditions, shown in the image
         self.history: list[HistoryPoint] = []
         self._check = Check(Verdict.UNDECIDED if self.reference else Verdict.NONE)
         self._pending: deque[PulseReading] = deque(maxlen=MAX_PENDING)
@@ -176,6 +163,17 @@ class Mirror:
         if self._source is None:
             raise RuntimeError("mirror not started")
         return self._source
+
+    @property
+    def reference_down(self) -> bool:
+        """True while a reference meter does not answer (a profile never goes down)."""
+        return isinstance(self.reference, ModbusMeterReference) and bool(self.reference.last_error)
+
+    def set_health(self, bits: int) -> None:
+        """The twin's conditions into register 79 of the served image."""
+        if bits != self.health:
+            self.health = bits
+            self.refresh()
 
     @property
     def check(self) -> Check:
@@ -361,7 +359,7 @@ class Mirror:
     # ------------------------------------------------------------ publishing
 
     def extra(self) -> dict[str, float | int]:
-        """Registers 70-78 as the register image takes them."""
+        """Registers 70-79 as the register image takes them."""
         check = self._check
         return {
             "source_mode": SOURCE_MODE_MIRROR,
@@ -369,6 +367,7 @@ class Mirror:
             "mirror_bound_pct": check.bound_pct,
             "mirror_verdict": int(check.verdict),
             "mirror_pulses": self.follow.total_counts % (1 << 32) if self.follow else 0,
+            "twin_health": self.health,
         }
 
     def refresh(self) -> None:

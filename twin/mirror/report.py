@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from twin.errors import ConfigError
-from twin.mirror.crosscheck import Check
-from twin.mirror.mirror import HistoryPoint
+from twin.mirror.crosscheck import Check, HistoryPoint
 
 REPORT_JSON: Final = "report.json"
 REPORT_PNG: Final = "registration.png"

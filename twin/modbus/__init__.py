@@ -1,24 +1,27 @@
-"""Modbus: the sans-IO endpoint that makes every protocol decision (:mod:`.endpoint`),
-the thin TCP transport (:mod:`.tcp`), serial line settings (:mod:`.serial`), protocol
+"""Modbus: the sans-IO endpoint and dispatcher that make every protocol decision
+(:mod:`.endpoint`, :mod:`.dispatch`), the thin TCP transport (:mod:`.tcp`, its
+connections in :mod:`.mbap`), serial line settings (:mod:`.serial`), protocol
 fault injection (:mod:`.faults`) and the hooks that arm faults and traces on a twin's
 servers (:mod:`.hooks`). The pymodbus modules are imported by path only, so importing
 this package never imports pymodbus: the RTU transport ``twin.modbus.rtu``
 (``ModbusRtuServer``) and the client helper ``twin.modbus.client`` (``MeterClient``).
 """
 
-from twin.modbus.endpoint import (
-    CACHE_MAX,
-    FLEET_CACHE_BUDGET,
+from twin.modbus.dispatch import (
     RTU_PORT,
     TCP_UNIT_ALIASES,
     Dispatcher,
     Intercept,
     Interceptor,
-    MeterEndpoint,
     TraceHook,
+    exception_pdu,
+)
+from twin.modbus.endpoint import (
+    CACHE_MAX,
+    FLEET_CACHE_BUDGET,
+    MeterEndpoint,
     UnknownUnit,
     encode_device_id,
-    exception_pdu,
 )
 from twin.modbus.faults import (
     FaultInjector,

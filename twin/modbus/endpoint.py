@@ -1,44 +1,25 @@
-"""The sans-IO Modbus endpoint: a request PDU in, the answer (or none) out.
+"""The sans-IO Modbus endpoint: one meter as seen on the wire, a request PDU in, the
+answer out.
 
 Theory of operation
 -------------------
-Every protocol decision is made here, once, for TCP and RTU alike; the transports
-(:mod:`twin.modbus.tcp`, :mod:`twin.modbus.rtu`) only split and frame bytes, own
-sockets and serial lines, and apply backpressure and connection limits.
-
-A port (or a serial line) is one :class:`Dispatcher`: its unit ids map to
-:class:`MeterEndpoint` objects. The dispatcher decides who answers a request: the
-unit's endpoint; nobody for a dark meter that goes silent on power loss, for a
-broadcast (unit 0 on a serial line: writes act on every meter, nobody answers) or
-for a unit the port does not serve when the port is told to stay silent (always on
-a serial line: the line has other slaves); else exception 0x0B (gateway target
-failed). On TCP, unit ids 0 and 255 (:data:`TCP_UNIT_ALIASES`) reach the port's meter
-when the port serves exactly one: the Modbus TCP guide has a directly connected server
-answer them and many masters send 255 by default. A serial line never aliases (unit 0
-is its broadcast, 248-255 are reserved there).
-
-While a fault is armed the dispatcher asks its :data:`Interceptor` first
-(:meth:`Dispatcher.decide`): it may delay, silence, drop, replace or cut the answer,
-or answer an exception instead; a serial line has no connection to drop, so a drop
-there is one unanswered request. With no interceptor, the transports call the lean
-:meth:`Dispatcher.answer`. Either way the dispatcher counts what it answers, by the
-request's function code (``requests``, and ``exceptions`` for exception answers): two
-list increments per request, read by ``/metrics``.
-
 ``MeterEndpoint.respond(pdu)`` turns a request PDU into a response PDU from the
 meter's current :class:`~twin.registers.RegisterImage` (rebuilt by the runtime
 when the meter changes, never per request). Read responses (FC01-04, exceptions
 included) are memoised per endpoint, keyed by the request PDU bytes, and the memo is
 dropped when the image changes: a poller asking the same 40 registers over and over
-costs one dict lookup. Writes go to the endpoint's write handler (block C decoded
-into core commands by the runtime); FC43/14 (Read Device Identification) is encoded
-here too. Limits and exception codes are the register map's.
+costs one dict lookup. Transports may memoise whole framed answers of a meter too
+(:meth:`MeterEndpoint.remember`, through :meth:`twin.modbus.dispatch.Dispatcher.memoise`);
+the endpoint forgets them when its image or its silence changes. Writes go to the
+endpoint's write handler (block C decoded into core commands by the runtime);
+FC43/14 (Read Device Identification) is encoded here too. Limits and exception codes
+are the register map's. Who answers a request (which unit, faults, broadcasts) is
+decided by :mod:`twin.modbus.dispatch`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Final, Protocol
 
@@ -47,15 +28,10 @@ from twin.registers import MAX_WRITE_REGISTERS, ExceptionCode, ModbusException
 ILLEGAL_FUNCTION: Final = ExceptionCode.ILLEGAL_FUNCTION
 ILLEGAL_ADDRESS: Final = ExceptionCode.ILLEGAL_DATA_ADDRESS
 ILLEGAL_VALUE: Final = ExceptionCode.ILLEGAL_DATA_VALUE
-GATEWAY_TARGET_FAILED: Final = ExceptionCode.GATEWAY_TARGET_FAILED
 CACHE_MAX: Final = 4096  # distinct read requests memoised per image (bounds a scanning client)
 FLEET_CACHE_BUDGET: Final = 65_536  # memoised answers across all meters of a process (~30 MB)
+FRAMES_MAX: Final = 1024  # framed answers a port memoises (a poller asks a few distinct reads)
 MAX_PDU_BYTES: Final = 253  # Modbus PDU size limit (function code + data)
-RTU_PORT: Final = 0  # the port a serial line reports to fault filters (``port=0``)
-BROADCAST_UNIT: Final = 0  # on a serial line: every meter acts, nobody answers
-WRITE_FUNCTIONS: Final = frozenset({5, 6, 15, 16, 22, 23})  # what a read-only role may not send
-#: Unit ids a one-meter TCP port answers as its meter (``--unit-alias``; empty: 0x0B).
-TCP_UNIT_ALIASES: Final = frozenset({0, 255})
 
 
 class Image(Protocol):
@@ -77,7 +53,7 @@ def _code(exc: Exception) -> int:
 class MeterEndpoint:
     """One meter as seen on the wire."""
 
-    __slots__ = ("_image", "cache", "cache_max", "device_id", "silent", "write")
+    __slots__ = ("_image", "_memoised", "_silent", "cache", "cache_max", "device_id", "write")
 
     def __init__(
         self,
@@ -94,9 +70,9 @@ class MeterEndpoint:
         self.device_id = device_id
         self.write = write  # None: writes are off, every write answers 0x01
         self.cache: dict[bytes, bytes] = {}
-        # True while the meter is dark and configured to go silent on power loss:
-        # the servers then answer nothing for this unit (its comms have no supply).
-        self.silent = False
+        self._silent = False
+        # (memo, key) of this meter's answers in transports' memos (Dispatcher.frames)
+        self._memoised: list[tuple[dict[bytes, bytes], bytes]] = []
 
     @property
     def image(self) -> Image:
@@ -105,6 +81,33 @@ class MeterEndpoint:
     def set_image(self, image: Image) -> None:
         self._image = image
         self.cache = {}
+        self._forget()
+
+    @property
+    def silent(self) -> bool:
+        """True while the meter is dark and configured to go silent on power loss: the
+        servers then answer nothing for this unit (its comms have no supply)."""
+        return self._silent
+
+    @silent.setter
+    def silent(self, silent: bool) -> None:
+        if silent != self._silent:
+            self._silent = silent
+            self._forget()
+
+    def remember(self, memo: dict[bytes, bytes], key: bytes, answer: bytes) -> None:
+        """Put one of this meter's answers in a transport's memo until they change."""
+        if len(self._memoised) >= FRAMES_MAX:
+            self._forget()  # entries a cleared memo no longer holds pile up here otherwise
+        if len(memo) < FRAMES_MAX:
+            memo[key] = answer
+            self._memoised.append((memo, key))
+
+    def _forget(self) -> None:
+        if self._memoised:
+            for memo, key in self._memoised:
+                memo.pop(key, None)
+            self._memoised = []
 
     def respond(self, pdu: bytes) -> bytes:
         resp = self.cache.get(pdu)
@@ -189,162 +192,8 @@ def encode_device_id(objects: dict[int, bytes], pdu: bytes) -> bytes:
     return bytes((0x2B, 0x0E, read_code, conformity, more, next_id, n)) + body
 
 
-# ------------------------------------------------------------------ hooks and dispatch
-
-TraceHook = Callable[[str, int, bytes, float], None]  # direction "rx"/"tx", unit, frame, time
-
-
-@dataclass(frozen=True, slots=True)
-class Intercept:
-    """What an interceptor does to one request instead of the normal answer."""
-
-    delay_s: float = 0.0
-    silent: bool = False
-    exception_code: int | None = None
-    drop_connection: bool = False
-    replace_with: bytes | None = None  # raw bytes sent instead of the frame (garbage)
-    truncate: bool = False  # send the real answer cut short
-
-    def wire(self, frame: bytes) -> bytes:
-        """The bytes that go out instead of ``frame`` (the answer as the transport framed it)."""
-        if self.replace_with is not None:
-            return self.replace_with
-        if self.truncate:
-            return frame[: max(1, len(frame) // 2)]
-        return frame
-
-
-# (unit, request pdu, connection number) -> action. Connection numbers are unique across
-# every server of the process (0 on a serial line), so "drop after N requests" counts per
-# connection; a runtime serving several ports gives each port its own interceptor.
-Interceptor = Callable[[int, bytes, int], Intercept | None]
-
-_DROP: Final = Intercept(drop_connection=True)
-
-
 class UnknownUnit(StrEnum):
     """What a TCP port answers for a unit id it does not serve."""
 
     EXCEPTION = "exception"  # 0x0B gateway target device failed to respond
     SILENT = "silent"  # nothing: the client times out
-
-
-class Dispatcher:
-    """The unit ids of one port or serial line, and who answers a request."""
-
-    __slots__ = (
-        "_lookup",
-        "connection_closed_hook",
-        "exceptions",
-        "interceptor",
-        "port",
-        "requests",
-        "serial_line",
-        "unit_aliases",
-        "units",
-        "unknown_unit",
-    )
-
-    def __init__(
-        self,
-        units: dict[int, MeterEndpoint],
-        *,
-        unknown_unit: UnknownUnit = UnknownUnit.EXCEPTION,
-        serial_line: bool = False,
-        port: int = RTU_PORT,
-        unit_aliases: frozenset[int] = TCP_UNIT_ALIASES,
-    ) -> None:
-        self.units = units
-        self.serial_line = serial_line
-        # Aliases only where one meter is unambiguous and no broadcast is meant; a real
-        # unit id always wins over an alias (a fleet may serve unit 255 itself).
-        self.unit_aliases = frozenset() if serial_line or len(units) != 1 else unit_aliases
-        only = next(iter(units.values()), None)
-        aliased = {a: only for a in self.unit_aliases if a not in units and only is not None}
-        self._lookup: dict[int, MeterEndpoint] = {**aliased, **units}
-        # A serial line has other slaves: what is not ours is never answered.
-        self.unknown_unit = UnknownUnit.SILENT if serial_line else unknown_unit
-        self.port = port  # what fault filters and traces call this port (RTU_PORT on a line)
-        self.interceptor: Interceptor | None = None  # set only while a fault is armed
-        # Told when a TCP connection closes (per-connection fault counts can go).
-        self.connection_closed_hook: Callable[[int], None] | None = None
-        # Answers sent, by the request's function code (index 0..255), and how many of
-        # them were exceptions: public counters for /metrics.
-        self.requests = [0] * 256
-        self.exceptions = [0] * 256
-
-    def answer(self, unit: int, pdu: bytes) -> bytes | None:
-        """The response PDU with no interceptor armed; None: nobody answers."""
-        ep = self._lookup.get(unit)
-        if ep is not None:
-            if ep.silent:
-                return None
-            resp = ep.respond(pdu)
-        elif self.serial_line and unit == BROADCAST_UNIT:
-            if pdu and pdu[0] in (6, 16):
-                for each in self.units.values():
-                    each.respond(pdu)
-            return None
-        elif self.unknown_unit is UnknownUnit.EXCEPTION:
-            resp = exception_pdu(pdu, GATEWAY_TARGET_FAILED)
-        else:
-            return None
-        self._count(pdu, resp)
-        return resp
-
-    def _count(self, pdu: bytes, resp: bytes) -> None:
-        fc = pdu[0] if pdu else 0
-        self.requests[fc] += 1
-        if resp[0] & 0x80:
-            self.exceptions[fc] += 1
-
-    def decide(
-        self, unit: int, pdu: bytes, connection: int, *, read_only: bool = False
-    ) -> tuple[bytes | None, Intercept | None]:
-        """The response PDU and what to do to it; the interceptor is asked only for a
-        request this port would answer (not a broadcast, another slave's or a dark
-        meter's). A drop comes back as ``(None, Intercept(drop_connection=True))``.
-        ``read_only``: the connection's role may not write (Modbus/TCP Security), so a
-        write the port would answer gets exception 0x01, as writes do when they are off."""
-        if read_only and pdu and pdu[0] in WRITE_FUNCTIONS and self._answers(unit):
-            return exception_pdu(pdu, ILLEGAL_FUNCTION), None
-        interceptor = self.interceptor
-        if interceptor is None or not self._answers(unit):
-            return self.answer(unit, pdu), None
-        action = interceptor(unit, pdu, connection)
-        if action is None:
-            return self.answer(unit, pdu), None
-        if action.drop_connection:
-            # a serial line has no connection to drop: the slave stays mute
-            return None, None if self.serial_line else _DROP
-        if action.silent:
-            return None, None
-        if action.exception_code is not None:
-            resp = exception_pdu(pdu, action.exception_code)
-            self._count(pdu, resp)
-            return resp, action
-        return self.answer(unit, pdu), action
-
-    def _answers(self, unit: int) -> bool:
-        """Whether a request to ``unit`` gets an answer here when no fault intervenes."""
-        ep = self._lookup.get(unit)
-        if ep is not None:
-            return not ep.silent
-        # On a serial line unknown units (and the broadcast unit 0) are always silent.
-        return self.unknown_unit is UnknownUnit.EXCEPTION
-
-    def connection_closed(self, connection: int) -> None:
-        hook = self.connection_closed_hook
-        if hook is not None:
-            hook(connection)
-
-
-def exception_pdu(request: bytes, code: int) -> bytes:
-    """The exception response to ``request``: its function code with bit 7 set, then code."""
-    return bytes((((request[0] if request else 0) | 0x80) & 0xFF, code))
-
-
-def unit_ids_text(units: Iterable[int]) -> str:
-    """Unit ids for a log line: ``1..100`` or ``1,2,3``."""
-    ids = sorted(units)
-    return f"{ids[0]}..{ids[-1]}" if len(ids) > 3 else ",".join(map(str, ids))

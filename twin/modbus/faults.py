@@ -44,7 +44,7 @@ from types import MappingProxyType
 from typing import Any
 
 from twin.errors import ConfigError
-from twin.modbus.endpoint import RTU_PORT, Intercept
+from twin.modbus.dispatch import RTU_PORT, Intercept
 from twin.registers import ExceptionCode
 from twin.units import parse_duration_s
 

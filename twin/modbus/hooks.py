@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from twin.errors import ServeError
-from twin.modbus.endpoint import Dispatcher, Intercept, Interceptor, TraceHook
+from twin.modbus.dispatch import Dispatcher, Intercept, Interceptor, TraceHook
 from twin.modbus.faults import FaultInjector, FaultSpec, as_fault
 
 WireTrace = Callable[[str, int, int, bytes, float], None]  # direction, port, unit, frame, time

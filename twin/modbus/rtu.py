@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 The RTU server reads a serial device (or a pty) through termios, frames requests
 by function-code length, and checks CRCs with pymodbus's RTU framer. Who answers
-what is decided by the line's :class:`~twin.modbus.endpoint.Dispatcher`, the same
+what is decided by the line's :class:`~twin.modbus.dispatch.Dispatcher`, the same
 code the TCP ports use, built as a serial line: unknown unit ids stay silent (the
 line has other slaves), broadcast writes (unit 0) act on every meter and nobody
 answers, and interceptors see connection 0 (a line has no connections, so a drop
@@ -30,7 +30,8 @@ from typing import Any, Final
 from pymodbus.framer.rtu import FramerRTU
 
 from twin.errors import ServeError
-from twin.modbus.endpoint import RTU_PORT, Dispatcher, MeterEndpoint, TraceHook, unit_ids_text
+from twin.modbus.dispatch import RTU_PORT, Dispatcher, TraceHook, unit_ids_text
+from twin.modbus.endpoint import MeterEndpoint
 from twin.modbus.serial import BAUD_RATES, SerialSettings
 
 log = logging.getLogger(__name__)

@@ -57,6 +57,9 @@ class MqttConfig:
     ha_discovery: bool = True
     ha_prefix: str = DEFAULT_HA_PREFIX
     tasmota: bool = False
+    # a command for a serial this twin does not serve gets a refusal (alone on the
+    # prefix), instead of being left to another twin on the same prefix
+    refuse_unknown: bool = False
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -154,8 +157,9 @@ def parse_url(url: str) -> tuple[bool, str, int, str | None, str | None]:
     try:
         parts = urlsplit(url)
         port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"--mqtt {shown}: {exc}; {expected}") from None
+    except ValueError as exc:  # its text may quote a password (user:pa/ss@host: port "pa")
+        why = "no valid port (1..65535)" if "@" in url else str(exc)
+        raise ConfigError(f"--mqtt {shown}: {why}; {expected}") from None
     if parts.scheme not in DEFAULT_PORTS:
         raise ConfigError(f"--mqtt {shown}: scheme {parts.scheme!r} unknown; {expected}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
@@ -240,6 +244,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also publish tele/<serial>/SENSOR pulse counts as a Tasmota counter does "
         "(default: off)",
     )
+    a(
+        "--mqtt-refuse-unknown",
+        action="store_true",
+        help="this twin is alone on its prefix: refuse commands for serials it does not "
+        "serve (default: off, left to another twin on the same prefix)",
+    )
 
 
 def config_from_args(
@@ -257,6 +267,7 @@ def config_from_args(
                 ("--mqtt-password-file", args.mqtt_password_file),
                 ("--mqtt-password-env", args.mqtt_password_env),
                 ("--mqtt-tasmota", args.mqtt_tasmota),
+                ("--mqtt-refuse-unknown", args.mqtt_refuse_unknown),
             )
             if value
         ]
@@ -279,6 +290,7 @@ def config_from_args(
         ha_discovery=not args.no_ha_discovery,
         ha_prefix=args.ha_discovery_prefix,
         tasmota=args.mqtt_tasmota,
+        refuse_unknown=args.mqtt_refuse_unknown,
     )
 
 

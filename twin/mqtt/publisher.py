@@ -11,14 +11,16 @@ until the connection drops or the twin stops:
 - states: every meter's retained ``state`` once per ``interval_s`` of wall time, the
   fleet spread evenly over the interval (meter *i* of *n* at ``i/n`` of it), starting
   with a full round right after (re)connecting, so a reconnect republishes the current
-  state once instead of a backlog of stale ones;
+  state once instead of a backlog of stale ones, and a new round at once when the twin's
+  health changes (:meth:`MqttPublisher.republish`);
 - events: core events queued by the twin's listener while connected (dropped, and
   counted, while not: they are moments, the state carries what they changed);
 - commands: ``P/<serial>/cmd/<name>`` and ``P/all/cmd/<name>`` run through the twin's
   command runner (``twin.control``); each result goes to ``P/<target>/cmd/result`` and,
   when an MQTT 5 client set one, to its response topic with its correlation data.
   Retained commands are ignored (a stale command must not act again on reconnect);
-  commands for serials this twin does not serve are ignored (another twin may).
+  commands for serials this twin does not serve are ignored (another twin may), or
+  refused with ``refuse_unknown`` (the twin is alone on its prefix).
 
 A lost connection is retried with capped, jittered exponential backoff
 (:data:`RECONNECT_MIN_S` .. :data:`RECONNECT_MAX_S`); a stop publishes ``offline`` and
@@ -98,6 +100,7 @@ class MqttPublisher:
         self._will_topic = topics.availability_topic(config.prefix, head)
         self._events: deque[tuple[str, bytes]] = deque(maxlen=EVENT_QUEUE_MAX)
         self._events_ready = asyncio.Event()
+        self._new_round = asyncio.Event()  # republish(): the states again from now on
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -225,7 +228,10 @@ class MqttPublisher:
             qos=1,
         )
         if self.config.ha_discovery:
-            await self._publish_discovery(client)
+            ids, cfg = [Identity.from_config(m.config) for m in self._meters], self.config
+            await self._burst(
+                client, topics.fleet_discovery(ids, prefix=cfg.prefix, ha_prefix=cfg.ha_prefix)
+            )
         loops = [
             asyncio.create_task(self._publish_states(client), name="mqtt-states"),
             asyncio.create_task(self._publish_events(client), name="mqtt-events"),
@@ -274,22 +280,11 @@ class MqttPublisher:
                 *(self._publish(client, t, p, qos=qos, retain=True) for t, p in group)
             )
 
-    async def _publish_discovery(self, client: aiomqtt.Client) -> None:
-        cfg = self.config
-        head = self._will_topic
-        messages = []
-        for meter in self._meters:
-            own = topics.availability_topic(cfg.prefix, meter.serial)
-            configs = topics.discovery_messages(
-                Identity.from_config(meter.config),
-                prefix=cfg.prefix,
-                ha_prefix=cfg.ha_prefix,
-                availability=[own] if own == head else [own, head],
-            )
-            messages += [(topic, topics.encode(config)) for topic, config in configs]
-        await self._burst(client, messages)
-
     # ---------------------------------------------------------------- the loops
+
+    def republish(self) -> None:
+        """Start a new round of states now (the twin's health changed)."""
+        self._new_round.set()
 
     async def _publish_states(self, client: aiomqtt.Client) -> None:
         loop = asyncio.get_running_loop()
@@ -299,11 +294,15 @@ class MqttPublisher:
             for i, meter in enumerate(self._meters):
                 delay = start + (cycle + i / n) * interval - loop.time()
                 if delay > _MIN_SLEEP_S:
-                    await asyncio.sleep(delay)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._new_round.wait(), delay)
+                    if self._new_round.is_set():
+                        break
                 await self._publish_state(client, meter)
             cycle += 1
-            if loop.time() > start + (cycle + 1) * interval:
-                start, cycle = loop.time(), 0  # more than a round behind: no catch-up burst
+            if self._new_round.is_set() or loop.time() > start + (cycle + 1) * interval:
+                self._new_round.clear()  # asked for, or more than a round behind (no burst)
+                start, cycle = loop.time(), 0
 
     async def _publish_state(self, client: aiomqtt.Client, meter: MeterSource) -> None:
         snapshot, cfg = meter.snapshot, self.config
@@ -362,7 +361,8 @@ class MqttPublisher:
         if parsed is None:
             return
         target, name = parsed
-        if target != topics.ALL and target not in self._by_serial:
+        known = target == topics.ALL or target in self._by_serial
+        if not known and not self.config.refuse_unknown:
             return  # a meter of another twin on the same broker and prefix
         if message.retain:
             log.warning("mqtt: retained command %s ignored (clear it on the broker)", message.topic)
@@ -371,6 +371,8 @@ class MqttPublisher:
         response_topic = getattr(props, "ResponseTopic", None)
         correlation = getattr(props, "CorrelationData", None)
         body, correlation_id, error = parse_payload(message.payload, correlation)
+        if not known:
+            error = topics.unknown_meter(target, [m.serial for m in self._meters])
         if error is not None:
             result = Result(ok=False, command=name, error=error).as_json(correlation_id)
         else:

@@ -27,7 +27,7 @@ class MeterSource(Protocol):
 
     @property
     def extra(self) -> Mapping[str, float | int]:
-        """Registers beyond the snapshot (a mirror's 70-78); empty for the defaults."""
+        """Registers beyond the snapshot (a mirror's 70-78, twin_health 79); empty: defaults."""
         ...
 
 

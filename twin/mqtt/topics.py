@@ -8,7 +8,9 @@ broker. Per meter, under the prefix ``P`` (``minimeter``):
 - ``P/<serial>/state``: retained JSON of the snapshot. Keys are the block A register
   names of :data:`twin.registers.map.REGISTERS` (units in the names: ``energy_delivered_wh``,
   ``power_w``), plus ``serial_number``, ``model``, ``powered``, ``meter_time_s`` (meter
-  seconds since the run started) and ``unix_time_s`` (wall clock at publication).
+  seconds since the run started), ``unix_time_s`` (wall clock at publication) and
+  ``twin_conditions`` (the names of the ``twin_health`` bits set: the twin's own
+  conditions, e.g. ``["store_failing"]``).
   Non-finite numbers (a power factor with no current) are ``null``.
 - ``P/<serial>/event/<kind>``: one JSON message per core event (:data:`EVENT_KINDS`).
 - ``P/<serial>/availability``: ``online`` / ``offline``, retained.
@@ -42,7 +44,14 @@ from twin.core import (
     Snapshot,
 )
 from twin.errors import ConfigError
-from twin.registers import BY_NAME, EXTRA_DEFAULTS, Identity, field_names
+from twin.registers import (
+    BY_NAME,
+    EXTRA_DEFAULTS,
+    Identity,
+    TwinHealth,
+    field_names,
+    health_conditions,
+)
 
 ALL: Final = "all"  # the fleet-wide command target: P/all/cmd/<name>
 RESULT: Final = "result"  # P/<serial>/cmd/result: never a command name
@@ -115,6 +124,12 @@ def parse_command_topic(prefix: str, topic: str) -> tuple[str, str] | None:
     return levels[0], levels[2]
 
 
+def unknown_meter(serial: str, served: Sequence[str]) -> str:
+    """The refusal of a command for a serial this twin does not serve."""
+    known = ", ".join(served[:3]) + (f" ... ({len(served)} meters)" if len(served) > 3 else "")
+    return f"meter {serial!r}: not served by this twin; expected {ALL!r} or one of {known}"
+
+
 def _json_value(value: object) -> object:
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -148,6 +163,9 @@ def state_payload(
         out[name] = _json_value(value)
     for name, default in EXTRA_DEFAULTS.items():
         out[name] = _json_value((extra or {}).get(name, default))
+    # Sent over MQTT, so connected: a word made while the broker was away says otherwise.
+    health = int(int((extra or {}).get("twin_health", 0)) & ~TwinHealth.MQTT_DISCONNECTED)
+    out["twin_health"], out["twin_conditions"] = health, health_conditions(health)
     return out
 
 
@@ -242,6 +260,14 @@ ENTITIES: Final[tuple[Entity, ...]] = (
         "problem",
         value_template="{{ 'OFF' if value_json.powered else 'ON' }}",
     ),
+    Entity(
+        "binary_sensor",
+        "twin_health",
+        "Twin problem",
+        "problem",
+        value_template="{{ 'ON' if value_json.twin_health | int else 'OFF' }}",
+        entity_category="diagnostic",
+    ),
 )
 
 
@@ -251,7 +277,8 @@ def ha_device_id(serial: str) -> str:
 
 def entity_id(entity: Entity) -> str:
     """The object id of an entity: its key, or what it shows for a derived binary."""
-    return {"indicators": "reverse_arrow", "powered": "unpowered"}.get(entity.key, entity.key)
+    derived = {"indicators": "reverse_arrow", "powered": "unpowered", "twin_health": "twin_problem"}
+    return derived.get(entity.key, entity.key)
 
 
 def discovery_messages(
@@ -303,4 +330,23 @@ def discovery_messages(
             if value is not None:
                 config[key] = value
         out.append((f"{ha_prefix}/{entity.component}/{node}/{object_id}/config", config))
+    return out
+
+
+def fleet_discovery(
+    identities: Sequence[Identity], *, prefix: str, ha_prefix: str
+) -> list[tuple[str, bytes]]:
+    """Every meter's discovery configs, encoded. A meter is available while its own
+    availability topic and the first meter's (which carries the last will) say so."""
+    head = availability_topic(prefix, identities[0].serial_number)
+    out: list[tuple[str, bytes]] = []
+    for identity in identities:
+        own = availability_topic(prefix, identity.serial_number)
+        configs = discovery_messages(
+            identity,
+            prefix=prefix,
+            ha_prefix=ha_prefix,
+            availability=[own] if own == head else [own, head],
+        )
+        out += [(topic, encode(config)) for topic, config in configs]
     return out

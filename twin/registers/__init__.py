@@ -22,12 +22,15 @@ from twin.registers.map import (
     MAX_READ_REGISTERS,
     MAX_WRITE_REGISTERS,
     REGISTERS,
+    TWIN_HEALTH_MEANINGS,
     Block,
     ExceptionCode,
     ModbusException,
     Register,
+    TwinHealth,
     block_registers,
     field_names,
+    health_conditions,
 )
 from twin.registers.writes import (
     COMMAND_CODES,
@@ -55,6 +58,7 @@ __all__ = [
     "MAX_WRITE_REGISTERS",
     "REGISTERS",
     "SETTINGS_COMMAND",
+    "TWIN_HEALTH_MEANINGS",
     "Block",
     "BlockCWrite",
     "ExceptionCode",
@@ -63,6 +67,7 @@ __all__ = [
     "Register",
     "RegisterImage",
     "RegisterKind",
+    "TwinHealth",
     "WordOrder",
     "block_registers",
     "decode",
@@ -70,5 +75,6 @@ __all__ = [
     "device_identification",
     "encode",
     "field_names",
+    "health_conditions",
     "render_table",
 ]

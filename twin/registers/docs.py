@@ -15,7 +15,7 @@ from typing import Final
 from twin.core import ErrorCode, StatusBit
 from twin.errors import ConfigError
 from twin.registers import sunspec as _ss
-from twin.registers.map import MAP_VERSION, REGISTERS, Block, Register
+from twin.registers.map import MAP_VERSION, REGISTERS, TWIN_HEALTH_MEANINGS, Block, Register
 
 _BLOCK_TITLES: Final = {
     Block.A: "Block A — live data, 0–99 (read-only)",
@@ -58,6 +58,15 @@ CONVENTIONS: Final = """\
   the smallest exponents keeping twice the rated value within int16; V_SF −1,
   Hz_SF −2, PF_SF −1.
 """
+
+HEALTH_NOTE: Final = """\
+The twin's own conditions, apart from the meter's `status_bits`: a failing store does
+**not** set status bit 10 (non-volatile memory error) or error code 1. Those are the
+simulated meter's, what a physical Mini Meter would show (`inject_error` sets them on
+purpose); a rig that asserts the meter's status must not see it change because the
+host's disk filled up. The twin's memory is intact meanwhile: the meters serve and
+count on from memory, and the state is saved again when the store recovers. The same
+bits are `twin_health` and `twin_conditions` in the MQTT state and the HTTP API."""
 
 
 def _access(r: Register) -> str:
@@ -110,6 +119,12 @@ def render_table(fmt: str = "md") -> str:
         lines.append("")
     lines += ["## Status bits (`status_bits`, FC02 inputs)", "", "| bit | meaning |", "|---|---|"]
     lines += [f"| {int(b)} | {b.name.lower()} |" for b in StatusBit]
+    lines += ["", "## Twin health bits (`twin_health`, register 79)", ""]
+    lines += [HEALTH_NOTE, "", "| bit | name | meaning |", "|---|---|---|"]
+    lines += [
+        f"| {flag.bit_length() - 1} | {str(flag.name).lower()} | {text} |"
+        for flag, text in TWIN_HEALTH_MEANINGS.items()
+    ]
     lines += ["", "## Error codes (`error_code`, highest priority first)", ""]
     lines += ["| code | meaning |", "|---|---|"]
     lines += [f"| {int(c)} | {c.name.lower()} |" for c in ErrorCode if c]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from enum import IntEnum, StrEnum
+from enum import IntEnum, IntFlag, StrEnum
 from typing import Final
 
 from twin.registers import sunspec as _ss
@@ -146,8 +146,48 @@ _BLOCK_A = _rows(
 76|1|uint16|mirror_verdict||0 none, 1 within class, 2 outside class, 3 input stale,
   4 undecided (not enough pulses yet)
 77|2|uint32|mirror_pulses|count|physical pulses counted
+79|1|uint16|twin_health|bits|the twin's own conditions (not the meter's), 0 = all well; see twin
+  health bits
 """,
 )
+
+
+class TwinHealth(IntFlag):
+    """Bits of ``twin_health`` (register 79): what is wrong with the twin itself.
+
+    The meter's ``status_bits`` are the simulated meter's own (what a physical Mini
+    Meter would say); these are the twin's, so a rig can tell a meter condition it
+    asked for from a failure of the rig around it.
+    """
+
+    STORE_FAILING = 1 << 0
+    MQTT_DISCONNECTED = 1 << 1
+    PULSE_SOURCE_STALE = 1 << 2
+    REFERENCE_DOWN = 1 << 3
+    PULSE_SINK_FAILING = 1 << 4
+    LAGGING = 1 << 5
+
+
+#: What each ``twin_health`` bit means (the docs table and the HTTP/MQTT condition names).
+TWIN_HEALTH_MEANINGS: Final[Mapping[TwinHealth, str]] = {
+    TwinHealth.STORE_FAILING: "checkpoints fail (a full disk, a read-only state dir); "
+    "the meters serve on from memory and the store is retried every second",
+    TwinHealth.MQTT_DISCONNECTED: "`--mqtt` given and the broker not connected (reconnecting)",
+    TwinHealth.PULSE_SOURCE_STALE: "a mirror's pulse source does not answer (also status bit "
+    "14 and `mirror_verdict` 3)",
+    TwinHealth.REFERENCE_DOWN: "a mirror's reference meter does not answer",
+    TwinHealth.PULSE_SINK_FAILING: "the `--pulse-out` sink does not take the edges (they are "
+    "lost until it answers)",
+    TwinHealth.LAGGING: "the meters fell behind the clock (meter time lags; set for the rest "
+    "of the run, as the warning is said once)",
+}
+
+
+def health_conditions(bits: int) -> list[str]:
+    """The names of the ``twin_health`` bits set in ``bits`` (``store_failing`` ...)."""
+    return [str(flag.name).lower() for flag in TwinHealth if bits & flag]
+
+
 _BLOCK_B = _rows(
     Block.B,
     """
@@ -223,6 +263,7 @@ EXTRA_DEFAULTS: Final[Mapping[str, float | int]] = {
     "mirror_bound_pct": math.nan,
     "mirror_verdict": 0,
     "mirror_pulses": 0,
+    "twin_health": 0,
 }
 
 

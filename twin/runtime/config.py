@@ -183,8 +183,11 @@ class TwinConfig:
         if self.unknown_unit is not None:
             fleet = FleetSpec(fleet.meters, unknown_unit=self.unknown_unit)
         if self.shard is not None:
-            if self.accuracy_seed is not None:  # error curves are numbered by position
-                raise ConfigError("--accuracy-seed with --shard: not supported yet; give one")
+            if self.mqtt is not None and self.mqtt.refuse_unknown:
+                raise ConfigError(
+                    "--mqtt-refuse-unknown with shards (--shard, --workers): every shard "
+                    "would refuse the others' meters; expected one twin alone on its prefix"
+                )
             fleet = shard_fleet(fleet, self.shard, source=f"--shard {self.shard}")
         refs = dict.fromkeys(m.profile for m in fleet.meters)  # each once, in fleet order
         profiles = {ref: load_profile(ref) for ref in refs}

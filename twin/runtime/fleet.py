@@ -86,6 +86,9 @@ class MeterSpec:
     faults: tuple[FaultSpec, ...] = ()
     # the fleet file's settings for this meter (its own keys over the file's defaults)
     choices: MeterChoices | None = None
+    # its place in the whole fleet (error curve accuracy_seed + position); None: its
+    # index in the fleet it is in. A shard pins it, so a meter is the same in every shard.
+    position: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,7 +372,9 @@ def meter_configs(
             base = MeterConfig(
                 model=spec.model,
                 serial_number=spec.serial,
-                accuracy=AccuracyConfig(seed=None if accuracy_seed is None else accuracy_seed + i),
+                accuracy=AccuracyConfig(
+                    seed=None if accuracy_seed is None else accuracy_seed + _position(spec, i)
+                ),
             )
         except ValueError as exc:
             raise ConfigError(f"meter {spec.serial} (unit {spec.unit}): {exc}") from None
@@ -380,3 +385,7 @@ def meter_configs(
             prefix = "" if len(fleet.meters) == 1 else f"meter {spec.serial} (unit {spec.unit}): "
             raise ConfigError(f"{prefix}{exc}") from None
     return out
+
+
+def _position(spec: MeterSpec, index: int) -> int:
+    return index if spec.position is None else spec.position

@@ -111,15 +111,14 @@ class MeterGroup:
             for row, e in events:
                 per_row.setdefault(row, []).append(e)
             for row, found in per_row.items():
-                meter = self._by_row[row]
-                meter.on_events(meter, found)
+                self._by_row[row].stepped(found)
             moved.update(per_row)
         ran = ran | self.bank.powered[self.rows]
         end_s = t0_s + n * dt_s
         for meter, on in zip(self.meters, ran.tolist(), strict=True):
             meter.time_s = end_s
             if on or self._commanded or meter.core.row in moved:
-                meter.changed()
+                meter.stepped(moved=True)
 
 
 @dataclass(frozen=True, slots=True)

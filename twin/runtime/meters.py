@@ -25,6 +25,11 @@ Snapshot and image are built lazily, on first use after a change (a poll, MQTT,
 HTTP), so a meter nobody reads costs no rebuild; the endpoint reads through
 :class:`_CurrentImage` and its answer cache is dropped on each change.
 
+With a store the twin commits each step before clients see it: a *deferred* meter
+holds a step's events and keeps showing its last published snapshot until
+:meth:`LiveMeter.publish` (see :mod:`twin.runtime.committing`); its snapshot is then
+taken at once (never lazily, which could show a later step not yet committed).
+
 Block-C writes from the wire go through ``twin.control`` like every other command
 (see :meth:`LiveMeter.modbus_write`).
 
@@ -157,11 +162,15 @@ class LiveMeter:
         self.identity = Identity.from_config(config, unit_id=spec.unit)
         self._sunspec = sunspec
         self._control = control
-        self.on_events = on_events
+        self._on_events = on_events
+        self._deferred = False
+        self._held: list[list[Event]] = []  # a deferred step's events, until publish()
+        self._stepped = False  # a deferred step moved the registers since publish()
         self._snapshot: Snapshot | None = None
         self._image: RegisterImage | None = None
-        # registers beyond the snapshot (the mirror's 70-78), as the image was built with
+        # registers beyond the snapshot (the mirror's 70-78, twin_health), as the image has them
         self.extra: Mapping[str, float | int] = {}
+        self.health = 0  # twin_health (register 79): the twin's conditions
         self._current = _CurrentImage(self)
         self.endpoint = MeterEndpoint(
             self._current,
@@ -193,8 +202,20 @@ class LiveMeter:
                 self.identity,
                 word_order=self.spec.word_order,
                 sunspec=self._sunspec,
+                extra=self.extra,
             )
         return image
+
+    @property
+    def deferred(self) -> bool:
+        """True while the twin commits each step before clients see it (a store)."""
+        return self._deferred
+
+    @deferred.setter
+    def deferred(self, on: bool) -> None:
+        self._deferred = on
+        if on:
+            self.changed()  # the registers now, taken before any step is held
 
     def nv_state(self) -> NvState:
         return self.core.nv_state() if self.follower is None else self.follower.nv_state()
@@ -225,13 +246,35 @@ class LiveMeter:
             self.time_s = t0_s + n * dt_s
             return
         for events in drive(self.core, self.sampler, t0_s, dt_s, n, MAX_BLOCK):
-            if events:
-                self.on_events(self, events)
+            self.stepped(events)
         self.time_s = t0_s + n * dt_s
         sampler = self.sampler
         if isinstance(sampler, OverrideSampler) and not sampler.overridden(self.time_s, dt_s, 1):
             self.clear_load()  # the override's time is up: back to the profile
-        self.changed()
+        self.stepped(moved=True)
+
+    def stepped(self, events: list[Event] | None = None, *, moved: bool = False) -> None:
+        """A step's ``events`` (to the listeners, or held while deferred) and, when it
+        ``moved`` the registers, a change (shown now, or at the next publish)."""
+        if events:
+            if self._deferred:
+                self._held.append(events)
+            else:
+                self._on_events(self, events)
+        if moved:
+            if self._deferred:
+                self._stepped = True
+            else:
+                self.changed()
+
+    def publish(self) -> None:
+        """Show what deferred steps held back: their events, then the registers."""
+        held, self._held = self._held, []
+        for events in held:
+            self._on_events(self, events)
+        if self._stepped:
+            self._stepped = False
+            self.changed()
 
     def keep_chosen(self, chosen: Reconfigure | None) -> None:
         """A restored meter keeps the block C it had (Modbus writes included), but for
@@ -247,9 +290,10 @@ class LiveMeter:
     def apply(self, command: Command) -> list[Event]:
         """Apply a core command now (what `twin.control` does for the core's commands)."""
         self._refuse_if_followed(type(command).__name__)
+        self.publish()  # a held step first: its events come before the command's
         events = self.core.apply(command)
         if events:
-            self.on_events(self, events)
+            self._on_events(self, events)
         self.changed()
         return events
 
@@ -300,13 +344,25 @@ class LiveMeter:
         first use) and the endpoint's cached answers."""
         if self.follower is not None:
             return  # the follower shows its registers (show)
-        self._snapshot = self._image = None
+        # Deferred, the snapshot is taken now: a lazy one could show a later step.
+        self._snapshot = self.core.snapshot() if self._deferred else None
+        self._image = None
         self.endpoint.set_image(self._current)
         self._update_silence()
 
     def _update_silence(self) -> None:
         if self.spec.on_power_loss is OnPowerLoss.SILENT:
             self.endpoint.silent = not self.snapshot.powered
+
+    def set_health(self, bits: int) -> None:
+        """The twin's conditions into register 79 (a followed meter's come with its image)."""
+        if bits == self.health:
+            return
+        self.health = bits
+        if self.follower is None:
+            self.extra = {"twin_health": bits} if bits else {}
+            self._image = None  # rebuilt from the snapshot shown, with the new extras
+            self.endpoint.set_image(self._current)
 
     def modbus_write(self, address: int, values: list[int]) -> None:
         """A block-C write from the wire, executed through `twin.control` for this meter;

@@ -19,7 +19,8 @@ in its old shard's store (see ``docs/scale.md``).
 
 A meter behaves the same in every shard: :func:`shard_fleet` pins each meter's noise
 seed to what it would be in the whole fleet (the profile's seed plus the meter's
-position in the file), so a sharded meter registers what the unsharded one would.
+position in the file) and its position (its error curve under ``--accuracy-seed`` is
+the seed plus that position), so a sharded meter registers what the unsharded one would.
 
 ``--shard auto`` (:func:`parse_shard`) reads I from a StatefulSet pod's hostname
 (``name-<ordinal>``) and N from the ``MINIMETER_SHARDS`` environment variable.
@@ -134,5 +135,5 @@ def shard_fleet(fleet: FleetSpec, shard: ShardSpec, *, source: str = "fleet") ->
             if spec.profile not in seeds:
                 seeds[spec.profile] = load_profile(spec.profile).spec.seed
             spec = replace(spec, seed=seeds[spec.profile] + position)
-        meters.append(spec)
+        meters.append(replace(spec, position=position))
     return FleetSpec(tuple(meters), unknown_unit=fleet.unknown_unit)

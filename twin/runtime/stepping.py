@@ -79,10 +79,12 @@ class Stepper:
         """Meter time the clock asks for that the meters have not stepped yet."""
         return max(0.0, self._target_s() - self.meter_time_s)
 
-    def due(self) -> tuple[float, float, int] | None:
-        """(profile time, sample period, samples) the clock asks for, or None."""
+    def due(self, target_s: float | None = None) -> tuple[float, float, int] | None:
+        """(profile time, sample period, samples) the clock asks for (or up to meter time
+        ``target_s``), or None."""
+        target_s = self._target_s() if target_s is None else target_s
         # A hair of slack so 3600.0 s of meter time is 3600 samples, not 3599.
-        n = math.floor(self._target_s() / self.sample_s + 1e-9) - self.samples_done
+        n = math.floor(target_s / self.sample_s + 1e-9) - self.samples_done
         if n <= 0:
             return None
         return self.samples_done * self.sample_s, self.sample_s, n
@@ -99,10 +101,15 @@ class Stepper:
             self.samples_done += span[2]
 
     async def step_to_clock(self) -> None:
-        """One tick's stepping: chunks, yielding between them, within the wall budget."""
+        """One tick's stepping: chunks, yielding between them, within the wall budget.
+
+        A tick steps to where the clock was when it began, not after it as it moves on:
+        at x3600 the clock adds a sample every 0.3 ms, and chasing it would spend the
+        whole budget on tiny chunks and then call a meter that keeps up lagging."""
         start = last = time.perf_counter()
+        target_s = self._target_s()
         while True:
-            span = self.due()
+            span = self.due(target_s)
             if span is None:
                 return
             t0_s, dt_s, n = span
@@ -117,7 +124,7 @@ class Stepper:
                 break
             await asyncio.sleep(0)  # requests and signals between chunks, too
             last = time.perf_counter()
-        if self.due() is not None and not self.lagging:
+        if self.due(target_s) is not None and not self.lagging:
             self.lagging = True  # once per run: the status line shows the lag from then on
             log.warning(
                 "the meters cannot keep up with the clock (speed x%g, sample %g s, %d "

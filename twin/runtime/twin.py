@@ -18,9 +18,15 @@ it had opened (ports, the store and its lock, the trace file):
 5. ``rtu_part``: the Modbus RTU server on ``--serial``;
 6. ``mqtt_part`` (:mod:`twin.mqtt.part`): the MQTT publisher, ``twin.mqtt`` (``mqtt`` set);
 7. ``http_part`` (:mod:`twin.http.server`): the HTTP API and front panel, ``twin.http``;
-8. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
-   meters to the clock (:mod:`twin.runtime.stepping`), expires faults, flushes traces
-   and checkpoints every ``checkpoint_interval_s`` of wall time in a worker thread.
+8. ``health_part`` (:mod:`twin.runtime.conditions`): the twin's own conditions into
+   register 79 (``twin_health``) of every meter, ``twin.health``;
+9. ``tick_part``: under a real or accelerated clock, the tick loop that steps the
+   meters to the clock (:mod:`twin.runtime.stepping`), expires faults, flushes traces,
+   commits the step's changed meters to the store in a worker thread (fsynced every
+   ``checkpoint_interval_s`` of wall time) and only then publishes them (images,
+   snapshots, events): what a client reads (Modbus, MQTT, HTTP, a pulse output) a
+   process crash keeps (:mod:`twin.runtime.committing`). A command publishes its
+   meter at once.
 
 A part (MQTT, HTTP, :mod:`twin.mirror.part` after the meters) is one entry in
 :data:`PARTS`: a function taking the twin and returning an async context manager that
@@ -57,11 +63,11 @@ import contextlib
 import functools
 import logging
 import signal
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import TracebackType
 
+from devices import cancel_and_wait
 from twin.control import Controller, chosen_demand
 from twin.core import Event
 from twin.errors import CommandRefused, ConfigError
@@ -72,12 +78,14 @@ from twin.modbus.rtu import ModbusRtuServer
 from twin.modbus.tcp import ModbusTcpServer
 from twin.mqtt import MqttPublisher, mqtt_part
 from twin.runtime.clock import AcceleratedClock, Clock, ManualClock, make_clock
+from twin.runtime.committing import StepCommitter
+from twin.runtime.conditions import HealthWatch, health_part
 from twin.runtime.config import TwinConfig, check_speed
 from twin.runtime.fleet import meter_configs, meter_layers
 from twin.runtime.meters import LiveMeter, MeterListener, SamplerPool, nv_items, start_warnings
 from twin.runtime.servers import hooks_part, rtu_part, tcp_part
-from twin.runtime.stepping import Stepper, tick_loop
-from twin.store import Checkpointer, Store, checkpoint_in_thread, store_path
+from twin.runtime.stepping import Stepper, fleet_tick_s, tick_loop
+from twin.store import Checkpointer, Store, store_path
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +114,7 @@ class Twin:
         self.http: HttpServer | None = None  # set by http_part (config.http given)
         self.mirror: Mirror | None = None  # set by mirror_part (config.mirror given)
         self.mqtt: MqttPublisher | None = None  # set by mqtt_part (config.mqtt given)
+        self.health = HealthWatch()  # twin_health (register 79), kept by health_part
 
     async def start(self) -> None:
         if self._stack is not None:
@@ -312,15 +321,20 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
     if not twin.clock.ticks:
         yield  # a manual clock: meter time moves only by twin.step()
         return
+    cp = twin.checkpointer
+    tick_s = fleet_tick_s(twin.config.tick_s, len(twin.meters))
+    committer = (
+        None if cp is None else StepCommitter(cp, twin.meters, tick_s, lambda: twin.meter_time_s)
+    )
+    for m in twin.meters:  # with a store, clients see a step only once it is committed
+        m.deferred = committer is not None
 
     async def after_step() -> None:
         if twin.hooks.intercepting and not twin.hooks.faults.active:
             twin.hooks.sync()  # every fault expired: back to the fast path
         twin.hooks.flush()
-        cp, now = twin.checkpointer, time.monotonic()
-        if cp is not None and cp.due(now):
-            items = nv_items(twin.meters)  # frozen NvStates: safe to hand to a thread
-            await checkpoint_in_thread(cp, items, now)
+        if committer is not None:
+            await committer.commit_and_publish()
 
     task = asyncio.create_task(
         tick_loop(twin._stepper, twin.config.tick_s, after_step), name="twin-tick"
@@ -328,9 +342,10 @@ async def tick_part(twin: Twin) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait([task])
+        for m in twin.meters:  # what a cancelled tick held; the clean stop saves it
+            m.deferred = False
+            m.publish()
 
 
 #: The parts of every twin, entered in this order and left in reverse. A new part
@@ -344,5 +359,6 @@ PARTS: tuple[Part, ...] = (
     rtu_part,
     mqtt_part,
     http_part,
+    health_part,
     tick_part,
 )

@@ -1,13 +1,29 @@
-"""When to checkpoint the fleet, and one checkpoint off the event loop.
+"""Saving the fleet: every step committed, durable every interval, off the event loop.
 
 Theory of operation
 -------------------
-:class:`Checkpointer` decides when a checkpoint is due (its caller passes the clock
-reading) and writes it through a :class:`~twin.store.sqlite.Store`; a failed save
-keeps the timer and is retried every `RETRY_S`. :func:`checkpoint_in_thread` is what
-the runtime's tick calls: the save runs in a worker thread, and a failing store (a
-full disk, a read-only or immutable file) is one error line when it starts and one
-line when it recovers, never a traceback per tick; the meters serve on from memory.
+The runtime calls :func:`commit_in_thread` after every step of the fleet (its tick),
+and publishes the step to clients (registers, MQTT, HTTP, pulse edges) only once that
+commit has landed (:mod:`twin.runtime.twin`). :class:`Checkpointer` decides what
+each commit writes and how:
+
+- the rows of the meters whose `NvState` changed since the last commit that landed,
+  in one transaction (a meter at rest costs nothing);
+- a step's commit goes to the WAL without fsync: a process crash keeps it;
+- once ``interval_s`` of the caller's clock (wall seconds) has passed since the last
+  durable save, the commit is durable (fsynced): a power cut keeps it too. A clean
+  stop saves durably (:meth:`Checkpointer.checkpoint`).
+
+So a process crash (SIGKILL, the OOM killer, a bug) loses at most the step in flight:
+one tick of meter time (``tick_s x speed``), which no client has seen. A power cut or
+an OS crash loses at most the commits since the last durable one: ``interval_s x
+speed`` of meter time plus that step, some of which clients may have read.
+
+Commits are serialised and never overlap: :meth:`Checkpointer.due` is False while one
+is in flight. A failing store (a full disk, a read-only or immutable file) is one
+error line when it starts and one line when it recovers, never a traceback per step;
+while it fails, a commit is tried once every ``RETRY_S`` (at most the interval), and
+the meters serve on from memory, published as if the commit had landed.
 """
 
 from __future__ import annotations
@@ -19,6 +35,7 @@ import threading
 from collections.abc import Callable
 from typing import Final
 
+from twin.core import NvState
 from twin.errors import StoreError
 from twin.store.sqlite import Items, Store
 
@@ -26,26 +43,27 @@ log = logging.getLogger(__name__)
 
 MIN_INTERVAL_S: Final = 0.01
 MAX_INTERVAL_S: Final = 3600.0
-#: After a failed checkpoint, wait this long (at most the interval) before retrying.
+#: After a failed save, wait this long (at most the interval) before trying again.
 RETRY_S: Final = 1.0
 
 
 class Checkpointer:
-    """Decides WHEN to checkpoint; the async runtime calls it on every tick.
+    """Commits the fleet's changed rows; makes them durable every ``interval_s``.
 
-    Pure timing: the caller passes its own clock reading (`now_s`, e.g. loop.time()),
-    so tests drive it with a manual clock. `items` is a callable so the fleet's
-    NvStates are only gathered when a checkpoint is actually due.
+    Pure timing: the caller passes its own clock reading (``now_s``, e.g.
+    loop.time()), so tests drive it with a manual clock. ``items`` may be a callable,
+    so the fleet's NvStates are gathered only when a commit actually runs.
 
-    Thread-safe for the runtime's pattern (`due()` on the loop, `checkpoint()` in a
-    worker thread): checkpoints are serialised, and `due()` is False while one runs, so
-    a slow fsync does not queue a second, overlapping save.
+    Thread-safe for the runtime's pattern (``due()`` on the loop, ``commit()`` in a
+    worker thread): commits are serialised, and ``due()`` is False while one is in
+    flight, so a slow fsync does not queue a second, overlapping commit.
 
-    A failed checkpoint (a full disk, a read-only filesystem) keeps the timer, so the
-    save is due again, but `due()` waits `RETRY_S` (or the interval, if shorter) after
-    the failure: a failing disk is retried once a second, not every tick. `error` holds
-    the failure in force (None once a checkpoint succeeds again), `failures` counts
-    the failed attempts since the last success, `failed_since_s` is when they began.
+    A failed save keeps the durable timer (the next commit is durable again), and
+    ``due()`` waits ``RETRY_S`` (or the interval, if shorter) after it. ``error`` holds
+    the failure in force (None once a save lands again), ``failures`` counts the failed
+    attempts since the last success, ``failed_since_s`` is when they began.
+    ``commits`` counts the saves that landed, ``checkpoints`` the durable ones among
+    them, ``rows`` the rows they wrote.
     """
 
     def __init__(self, store: Store, interval_s: float) -> None:
@@ -60,9 +78,12 @@ class Checkpointer:
             )
         self.store = store
         self.interval_s = float(interval_s)
-        self.last_checkpoint_s: float | None = None
+        self.last_durable_s: float | None = None
+        self.commits = 0
         self.checkpoints = 0
-        self._lock = threading.Lock()  # serialises checkpoints
+        self.rows = 0
+        self._saved: dict[str, NvState] = {}  # what the store holds, by serial
+        self._lock = threading.Lock()  # serialises saves
         self._count_lock = threading.Lock()  # guards _in_flight (+= is not atomic)
         self._in_flight = 0
         self.error: StoreError | None = None
@@ -71,37 +92,42 @@ class Checkpointer:
         self.failed_since_s: float | None = None  # the first of this run of failures
 
     def due(self, now_s: float) -> bool:
+        """May a commit start now? Not while one is in flight, nor within the retry
+        wait after a failure."""
         if self._in_flight:
             return False
         failed = self.failed_at_s
-        if failed is not None and failed <= now_s < failed + min(RETRY_S, self.interval_s):
-            return False
-        last = self.last_checkpoint_s
+        return failed is None or not failed <= now_s < failed + min(RETRY_S, self.interval_s)
+
+    def durable_due(self, now_s: float) -> bool:
+        """Has an interval passed since the last durable save (or was there none)?"""
+        last = self.last_durable_s
         # A clock that went backwards (a new manual clock) counts as due, not as "wait
-        # until it catches up", which could postpone checkpoints indefinitely.
+        # until it catches up", which could postpone durability indefinitely.
         return last is None or now_s < last or now_s - last >= self.interval_s
 
-    def maybe_checkpoint(self, now_s: float, items: Callable[[], Items]) -> bool:
-        """Checkpoint if an interval has passed since the last one (the first call does).
-
-        Returns True when it wrote. On StoreError the timer is not reset, so the next
-        tick retries.
-        """
-        if not math.isfinite(now_s):
+    def commit(
+        self,
+        items: Callable[[], Items] | Items,
+        now_s: float | None = None,
+        *,
+        durable: bool | None = None,
+    ) -> int:
+        """Save the rows that changed since the last save in one transaction; returns
+        how many. Durable if ``durable``, or (None) if the interval has passed at
+        ``now_s`` (always without ``now_s``). Raises StoreError (kept in ``error``)."""
+        if now_s is not None and not math.isfinite(now_s):
             raise ValueError(f"checkpoint now_s: {now_s!r} must be finite")
-        if not self.due(now_s):
-            return False
-        self.checkpoint(items, now_s=now_s)
-        return True
-
-    def checkpoint(self, items: Callable[[], Items] | Items, now_s: float | None = None) -> None:
-        """Checkpoint now (clean shutdown, or a forced save); resets the timer if now_s."""
         with self._count_lock:  # before the lock: due() says no even while we wait for it
             self._in_flight += 1
         try:
             with self._lock:
+                if durable is None:
+                    durable = now_s is None or self.durable_due(now_s)
+                rows = items() if callable(items) else items
+                changed = [(s, nv) for s, nv in rows if self._saved.get(s) != nv]
                 try:
-                    self.store.save_many(items() if callable(items) else items)
+                    self.store.save_many(changed, durable=durable)
                 except StoreError as exc:
                     self.error, self.failures = exc, self.failures + 1
                     if now_s is not None:
@@ -109,30 +135,38 @@ class Checkpointer:
                         if self.failed_since_s is None:
                             self.failed_since_s = now_s
                     raise
-                self.checkpoints += 1
+                self._saved.update(changed)
+                self.commits, self.rows = self.commits + 1, self.rows + len(changed)
+                if durable:
+                    self.checkpoints += 1
+                    if now_s is not None:
+                        self.last_durable_s = now_s
                 self.error, self.failures = None, 0
                 self.failed_at_s = self.failed_since_s = None
-                if now_s is not None:
-                    self.last_checkpoint_s = now_s
+                return len(changed)
         finally:
             with self._count_lock:
                 self._in_flight -= 1
 
+    def checkpoint(self, items: Callable[[], Items] | Items) -> None:
+        """A durable save now (a clean stop, a forced save); the timer is untouched."""
+        self.commit(items, durable=True)
 
-async def checkpoint_in_thread(cp: Checkpointer, items: Items, now_s: float) -> None:
-    """One checkpoint in a worker thread; a failure is logged (once per run of
-    failures) and kept in ``cp.error``, not raised."""
+
+async def commit_in_thread(cp: Checkpointer, items: Items, now_s: float) -> None:
+    """One commit (durable when due) in a worker thread; a failure is logged once per
+    run of failures and kept in ``cp.error``, not raised."""
     failing_since = cp.failed_since_s
     loop = asyncio.get_running_loop()
     try:
-        await loop.run_in_executor(None, lambda: cp.checkpoint(items, now_s=now_s))
+        await loop.run_in_executor(None, lambda: cp.commit(items, now_s))
     except StoreError as exc:
         if cp.failures == 1:
             log.error("%s; serving continues from memory, retrying every %g s", exc, RETRY_S)
         return
     if failing_since is not None:
         log.warning(
-            "store %s: checkpoints succeed again after %.1f s of failures",
+            "store %s: saving works again after %.1f s of failures",
             cp.store.path,
             now_s - failing_since,
         )

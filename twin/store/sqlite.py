@@ -4,19 +4,28 @@ Theory of operation
 -------------------
 One SQLite file holds one row per meter serial number: the meter's `NvState` as a
 JSON document, a CRC-32 of that text, and the wall time of the save. The runtime
-checkpoints the whole fleet in ONE transaction (`save_many`) at a fixed interval and
-on clean shutdown (`twin.store.checkpoint.Checkpointer`), and restores each meter with
-`load` at start. How a row's text is written and checked on the way back is `twin.store.rows`.
+commits the fleet's changed rows in ONE transaction (`save_many`) after every step,
+makes them durable every checkpoint interval and on clean shutdown
+(`twin.store.checkpoint.Checkpointer`), and restores each meter with `load` at
+start. How a row's text is written and checked on the way back is `twin.store.rows`.
 
 Invariants
-- A checkpoint is atomic: after a crash (SIGKILL, power loss) a reader sees either
-  the previous checkpoint or the new one for every meter, never a mix. SQLite's WAL
-  gives this: a transaction is visible only once its commit frame is in the log.
-- A checkpoint that returned is durable, even across an OS crash or power loss:
-  `synchronous=FULL` fsyncs the WAL on every commit. `NORMAL` would be just as safe
-  against a process crash and against corruption, but the last commits could roll
-  back after a power cut, i.e. a meter's energy register would go backwards by up to
-  the few last intervals. One fsync per checkpoint interval (seconds) is cheap.
+- A commit is atomic: after a crash (SIGKILL, power loss) a reader sees either the
+  previous commit or the new one for every meter, never a mix. SQLite's WAL gives
+  this: a transaction is visible only once its commit frame is in the log.
+- Two kinds of commit. A step's commit (`durable=False`) runs under
+  `synchronous=NORMAL`: its frames are in the WAL, in the OS's page cache, not yet
+  fsynced. That survives a process crash (SIGKILL, an exception, the OOM killer: the
+  kernel still writes the pages), not a power cut or an OS crash, after which the
+  store is still consistent but may be back at the last durable commit. A durable
+  save (`durable=True`: every checkpoint interval and at a clean stop) is a
+  `synchronous=FULL` commit followed by a passive WAL checkpoint, which fsyncs the
+  WAL and then the database: after it returns, it and every commit before it survive
+  a power cut. One fsync per interval is cheap; one per step would not be.
+- The WAL is reused from its start after each durable save (the checkpoint moved its
+  frames into the database). A step's commit that fails (a full disk: the WAL needed
+  a new block) checkpoints and commits once more from the WAL's start, in the blocks
+  it already has: on a full disk the steps go on being committed.
 - Energies are exact Python ints (microjoules in the core today). SQLite INTEGER is a
   signed 64-bit value and 2**63 uJ is only 2.6 GWh (a few months of a 1 MW CT-rated
   feeder, decades of a busy panel), and REAL would round. JSON text stores any int
@@ -27,13 +36,9 @@ Invariants
   schema version, a failed `PRAGMA quick_check`, or a row that does not parse, all
   raise `StoreError` naming the file and the problem. Nothing is written before the
   checks pass. The user decides (move the file aside, restore a backup).
-- One writer per store: opening takes an exclusive `flock` on `meters.sqlite3.lock`
-  beside the file (holding the owner's pid) for the Store's whole life. Two twins on
-  one state dir would otherwise both restore the same rows and overwrite each other's
-  checkpoints, so a meter's stored energy could go backwards. The kernel drops the
-  lock when the holder exits, however it dies (SIGKILL too), so a crash leaves no
-  stale lock; the lock file itself is never deleted (unlinking it would let two
-  openers lock two different inodes). `read_only=True` opens a store that a running
+- One writer per store (`twin.store.lock`): opening takes an exclusive `flock` on
+  `meters.sqlite3.lock` beside the file for the Store's whole life; a second writer
+  is refused naming the holder's pid. `read_only=True` opens a store that a running
   twin holds, to inspect it: no lock, no writes.
 - A row remembers its meter's model (schema 2; a schema-1 file gains the column when
   a writer opens it, its rows' model unknown until the next checkpoint). A state
@@ -45,7 +50,6 @@ Invariants
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 import threading
@@ -58,6 +62,7 @@ from typing import Any, Final
 from twin.core import MeterModel, NvState
 from twin.errors import StoreError
 from twin.store.diagnose import refuse_truncated, sqlite_reason
+from twin.store.lock import WriterLock
 from twin.store.rows import check_serial, decode_row, encode_row, row_crc32
 
 SCHEMA_VERSION: Final = 2
@@ -78,6 +83,12 @@ CREATE TABLE IF NOT EXISTS meters (
 )
 """
 _V1_TO_V2: Final = "ALTER TABLE meters ADD COLUMN model TEXT"
+_UPSERT: Final = (
+    "INSERT INTO meters (serial, nv_json, nv_crc32, saved_at_unix_s, model) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (serial) DO UPDATE SET "
+    "nv_json = excluded.nv_json, nv_crc32 = excluded.nv_crc32, "
+    "saved_at_unix_s = excluded.saved_at_unix_s, model = coalesce(excluded.model, meters.model)"
+)
 
 Items = Iterable[tuple[str, NvState]]
 
@@ -107,7 +118,7 @@ class Store:
         self.lock_path = self.path.with_name(self.path.name + LOCK_SUFFIX)
         self.read_only = read_only
         self._lock = threading.Lock()
-        self._lock_fd: int | None = None
+        self._writer: WriterLock | None = None
         self._models: dict[str, str] = {}  # serial -> model name claimed by load()
         self._has_model_column = True
         if read_only:
@@ -120,7 +131,7 @@ class Store:
                 raise StoreError(f"store {self.path}: cannot create directory: {exc}") from exc
             if self.path.exists() and not self.path.is_file():
                 raise StoreError(f"store {self.path}: exists but is not a regular file")
-            self._lock_fd = self._take_lock()
+            self._writer = WriterLock(self.path, self.lock_path)
             try:
                 refuse_truncated(self.path)
             except BaseException:
@@ -148,37 +159,10 @@ class Store:
             self._release_lock()
             raise
 
-    # -- the single-writer lock --------------------------------------------------------
-
-    def _take_lock(self) -> int:
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise StoreError(f"store {self.path}: cannot open lock file: {exc}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = _read_pid(fd)
-            os.close(fd)
-            if isinstance(exc, BlockingIOError):
-                who = f"pid {holder}" if holder else "another process (pid unknown)"
-                raise StoreError(
-                    f"store {self.path}: state dir {self.path.parent} is in use by {who} "
-                    f"(lock {self.lock_path}); stop it or use another --state-dir"
-                ) from None
-            raise StoreError(f"store {self.path}: cannot lock {self.lock_path}: {exc}") from exc
-        try:
-            # Who holds it, for the next opener's message; advisory, so best effort.
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        except OSError:
-            pass
-        return fd
-
     def _release_lock(self) -> None:
-        fd, self._lock_fd = self._lock_fd, None
-        if fd is not None:
-            os.close(fd)  # closing the last descriptor drops the flock
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.release()
 
     # -- opening ---------------------------------------------------------------------
 
@@ -211,7 +195,7 @@ class Store:
             mode = str(self._pragma("journal_mode = WAL")).lower()
             if mode != "wal":
                 raise StoreError(f"store {self.path}: cannot use WAL journal (got {mode!r})")
-            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
             self._conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
             if is_empty:
                 self._conn.execute("BEGIN IMMEDIATE")
@@ -324,48 +308,70 @@ class Store:
         return [str(r[0]) for r in rows]
 
     def save(self, serial: str, nv: NvState) -> None:
-        """Checkpoint one meter (one atomic transaction)."""
+        """Save one meter durably (one atomic transaction)."""
         self.save_many([(serial, nv)])
 
-    def save_many(self, items: Items) -> None:
-        """Checkpoint many meters in ONE transaction: all or none survive a crash."""
+    def save_many(self, items: Items, *, durable: bool = True) -> None:
+        """Save many meters in ONE transaction: all or none survive a crash.
+
+        ``durable=False`` is a step's commit: in the WAL without fsync, kept across a
+        process crash. ``durable=True`` is a FULL commit and a WAL checkpoint: kept
+        across a power cut too, with every commit before it.
+        """
         now_s = time.time()
         rows = []
         for serial, nv in items:
             check_serial(serial)
             text = encode_row(serial, nv)
             rows.append((serial, text, row_crc32(text), now_s, self._models.get(serial)))
-        if not rows:
-            return
         if self.read_only:
-            raise StoreError(f"store {self.path}: opened read-only, cannot checkpoint")
+            raise StoreError(f"store {self.path}: opened read-only, cannot save")
+        if not rows and not durable:
+            return
         with self._lock:
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    self._conn.executemany(
-                        "INSERT INTO meters (serial, nv_json, nv_crc32, saved_at_unix_s, model) "
-                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (serial) DO UPDATE SET "
-                        "nv_json = excluded.nv_json, nv_crc32 = excluded.nv_crc32, "
-                        "saved_at_unix_s = excluded.saved_at_unix_s, "
-                        "model = coalesce(excluded.model, meters.model)",
-                        rows,
-                    )
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    # SQLite rolls back by itself on a full disk or an I/O error; a second
-                    # ROLLBACK would raise and hide the cause.
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                    raise
-                # Move the frames into the database now, so the WAL is reused from its
-                # start (no new disk blocks) instead of growing to the auto-checkpoint
-                # size: with little space left the next save still fits.
-                self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                if rows:
+                    self._commit(rows, durable)
+                if durable:
+                    self._wal_checkpoint()
             except sqlite3.Error as exc:
-                raise StoreError(
-                    f"store {self.path}: checkpoint failed: {sqlite_reason(exc)}"
-                ) from exc
+                if durable or not self._commit_again(rows):
+                    raise StoreError(
+                        f"store {self.path}: saving failed: {sqlite_reason(exc)}"
+                    ) from exc
+
+    def _commit_again(self, rows: list[tuple[str, str, int, float, str | None]]) -> bool:
+        """After a step's commit failed (a full disk: the WAL needed a new block), move
+        the WAL into the database and commit again from the WAL's start, in blocks it
+        already has. True if that landed."""
+        try:
+            self._wal_checkpoint()
+            self._commit(rows, durable=False)
+        except sqlite3.Error:
+            return False
+        return True
+
+    def _commit(self, rows: list[tuple[str, str, int, float, str | None]], durable: bool) -> None:
+        conn = self._conn
+        conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(_UPSERT, rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            # SQLite rolls back by itself on a full disk or an I/O error; a second
+            # ROLLBACK would raise and hide the cause.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _wal_checkpoint(self) -> None:
+        # Under synchronous=NORMAL a checkpoint fsyncs the WAL before it copies the frames
+        # into the database (and the database after): every commit so far is durable,
+        # and the next commit reuses the WAL from its start (no new disk blocks) instead
+        # of growing it to the auto-checkpoint size.
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -390,11 +396,3 @@ class Store:
 def _model_key(model: MeterModel) -> tuple[object, ...]:
     """What makes two model names the same meter (``MMU-0.2A`` is ``MMU-0.2A:200``)."""
     return (model.family, model.ct_primary_a, model.ct_secondary_ma, model.counter_wh_per_count)
-
-
-def _read_pid(fd: int) -> int | None:
-    try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None

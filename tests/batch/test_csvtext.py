@@ -1,0 +1,63 @@
+"""The vectorised CSV formatter prints exactly what Python's ``%`` prints."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twin.batch.csvtext import format_rows
+
+
+def by_percent(columns: list[np.ndarray], decimals: list[int | None]) -> bytes:
+    """The reference: one ``%`` per number, as the CSV was written before."""
+    formats = ["%d" if d is None else f"%.{d}f" for d in decimals]
+    rows = zip(*(c.tolist() for c in columns), strict=True)
+    return "".join(",".join(f % v for f, v in zip(formats, row, strict=True)) + "\n"
+                   for row in rows).encode("ascii")  # fmt: skip
+
+
+def near_ties(decimals: int) -> np.ndarray:
+    """Values at, just below and just above k + 0.5 units of the last decimal."""
+    halves = (np.arange(-3000, 3000) + 0.5) / 10.0**decimals
+    return np.concatenate([halves, np.nextafter(halves, -np.inf), np.nextafter(halves, np.inf)])
+
+
+@pytest.mark.parametrize("decimals", [1, 3, 6])
+def test_ties_round_as_python_rounds_the_binary_value(decimals: int) -> None:
+    x = near_ties(decimals)
+    assert format_rows([x], [decimals]) == by_percent([x], [decimals])
+
+
+def test_signs_zeros_and_widths() -> None:
+    x = np.array([0.0, -0.0, -0.0001, 0.0004, -0.0005, 1e-300, -1e-300, 9.9995, 99999.9996, 123.0])
+    counts = np.array([0.0, -0.5, 3.9, -3.9, 1e15, -7.0, 12.0, 0.0, 5.0, 9.0])
+    cols, places = [x, x, counts], [3, 6, None]
+    assert format_rows(cols, places) == by_percent(cols, places)
+
+
+def test_values_out_of_fixed_point_reach_fall_back_to_percent() -> None:
+    x = np.array([1.0, np.nan, np.inf, -np.inf, 1e300])
+    assert format_rows([x], [3]) == b"1.000\nnan\ninf\n-inf\n" + (b"%.3f\n" % 1e300)
+    with pytest.raises(ValueError):  # as `'%d' % nan` does
+        format_rows([np.array([np.nan])], [None])
+
+
+def test_no_rows_is_no_text() -> None:
+    assert format_rows([np.array([]), np.array([])], [3, None]) == b""
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(
+        st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12),
+        min_size=1,
+        max_size=60,
+    ),
+    places=st.lists(st.sampled_from([None, 0, 1, 2, 3, 6]), min_size=1, max_size=4),
+)
+def test_any_finite_values(values: list[float], places: list[int | None]) -> None:
+    x = np.array(values)
+    cols = [x if k % 2 == 0 else -x[::-1] for k in range(len(places))]
+    assert format_rows(cols, places) == by_percent(cols, places)
