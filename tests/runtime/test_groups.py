@@ -11,6 +11,7 @@ from twin.control import ElementLoad, SetLoad
 from twin.core import ClearEnergy, InjectError, MeterCore, MeterErrorKind, ResetMaxDemand
 from twin.drive import drive
 from twin.loadprofile import Sampler
+from twin.runtime.committing import GATHER_ROWS, gather
 from twin.runtime.config import TwinConfig
 from twin.runtime.groups import MeterGroup, fleet_totals, step_units
 from twin.runtime.meters import LiveMeter, nv_items
@@ -115,3 +116,34 @@ async def test_fleet_totals_are_the_sums_of_the_snapshots(outage: str) -> None:
             assert totals.energy_wh == sum(s.energy_delivered_wh for s in snaps)
             powers = [s.power_w for s in snaps if s.powered]
             assert totals.power_w == pytest.approx(sum(powers), rel=1e-12)
+
+
+async def test_a_deferred_meter_shows_only_published_steps_read_or_not(outage: str) -> None:
+    """A deferred group's meter shows its registers as of its last publish, even when
+    nobody read it between that publish and the next (held) step."""
+    cfg = TwinConfig(profile=outage, port=0, speed=None, meters=3, serial_number="GR00000001")
+    async with Twin(cfg) as twin:
+        for m in twin.meters:
+            m.deferred = True
+        twin.step(30)
+        assert all(m.snapshot.uptime_s == 0 for m in twin.meters)  # held
+        held = twin.meters[1].image.read_registers(0, 40)
+        for m in twin.meters:
+            m.publish()  # nobody reads between this publish and the next step
+        twin.step(30)
+        assert [m.snapshot.uptime_s for m in twin.meters] == [30, 30, 30]
+        shown = twin.meters[1].image.read_registers(0, 40)
+        assert shown != held
+        twin.meters[2].publish()
+        assert twin.meters[2].snapshot.uptime_s == 60
+        assert twin.meters[1].image.read_registers(0, 40) == shown  # still the first step
+
+
+async def test_gather_reads_every_meters_state_from_the_bank(outage: str) -> None:
+    cfg = TwinConfig(profile=outage, port=0, speed=None, meters=205, serial_number="GR00000001")
+    async with Twin(cfg) as twin:
+        twin.step(90)
+        twin.meters[7].apply(ClearEnergy())
+        items = await gather(twin.meters[3:])  # more than GATHER_ROWS, not from row 0
+        assert len(items) == 202 > GATHER_ROWS
+        assert items == [(m.serial, m.core.nv_state()) for m in twin.meters[3:]]
