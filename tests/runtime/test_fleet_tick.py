@@ -8,7 +8,13 @@ import gc
 import sys
 
 from twin.runtime.config import TwinConfig
-from twin.runtime.stepping import GIL_SWITCH_S, MAX_TICK_S, METERS_PER_TICK, fleet_tick_s
+from twin.runtime.stepping import (
+    FULL_GC_AFTER,
+    GIL_SWITCH_S,
+    MAX_TICK_S,
+    METERS_PER_TICK,
+    fleet_tick_s,
+)
 from twin.runtime.twin import Twin
 
 
@@ -25,12 +31,13 @@ def test_big_fleets_tick_in_proportion_up_to_the_cap() -> None:
 
 
 async def test_while_ticking_startup_objects_are_frozen_and_the_gil_comes_back_sooner() -> None:
-    switch_s = sys.getswitchinterval()
+    switch_s, thresholds = sys.getswitchinterval(), gc.get_threshold()
     assert gc.get_freeze_count() == 0
     async with Twin(TwinConfig(port=0, speed=100.0, tick_s=0.01)) as twin:
         while twin.meter_time_s < 2.0:  # ticked
             await asyncio.sleep(0.05)
         assert gc.get_freeze_count() > 0  # the collector no longer scans the fleet
         assert sys.getswitchinterval() == min(switch_s, GIL_SWITCH_S)
+        assert gc.get_threshold()[2] == max(thresholds[2], FULL_GC_AFTER)
     assert gc.get_freeze_count() == 0  # nothing left frozen once the twin stops
-    assert sys.getswitchinterval() == switch_s
+    assert sys.getswitchinterval() == switch_s and gc.get_threshold() == thresholds

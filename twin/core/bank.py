@@ -341,9 +341,14 @@ class MeterBank:
         line sums, without a snapshot per meter (each meter's Wh floored, as shown)."""
         powered = self.powered[rows]
         wh = self.energy_uj[E_DEL, rows] // pulses.UJ_PER_WH
+        on = rows[powered]
+        # Rows measured together share one Readings: each distinct one is summed once.
+        readings = self.readings[on]
+        ids = np.fromiter(map(id, readings), np.int64, on.shape[0])
+        _, first, counts = np.unique(ids, return_index=True, return_counts=True)
         power = sum(
-            power_w(r, self.config[row].model.elements)
-            for row, r in zip(rows[powered].tolist(), self.readings[rows[powered]], strict=True)
+            n * power_w(readings[i], self.config[row].model.elements)
+            for i, row, n in zip(first.tolist(), on[first].tolist(), counts.tolist(), strict=True)
         )
         return int((~powered).sum()), int(wh.sum()), float(power)
 

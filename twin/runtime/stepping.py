@@ -24,12 +24,13 @@ requests and signals wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import math
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 from twin.runtime.clock import Clock, ManualClock
 from twin.runtime.groups import Steppable, step_units
@@ -47,6 +48,7 @@ TICK_BUDGET_S = 0.05  # wall time a 0.1 s tick may spend stepping (in proportion
 METERS_PER_TICK = 1_000
 MAX_TICK_S = 1.0
 GIL_SWITCH_S = 0.0005  # while ticking (see tick_loop)
+FULL_GC_AFTER = 100  # second-generation collections between full ones while ticking
 
 
 def fleet_tick_s(tick_s: float, meters: int) -> float:
@@ -138,6 +140,30 @@ class Stepper:
             )
 
 
+@contextlib.contextmanager
+def _ticking_process() -> Iterator[None]:
+    """The process's collector and GIL set for serving while the tick loop runs, then
+    restored (tests run many twins in one process)."""
+    # What start-up built (the fleet's meters, configs, endpoints) lives as long as the
+    # loop: the collector stops scanning it, so a full collection costs what changed
+    # since (5,000 meters: 60-150 ms of the loop per full collection before, ~10-30 ms).
+    gc.collect()
+    gc.freeze()
+    # ... and runs once every FULL_GC_AFTER young collections, not every 10 (~6 s).
+    thresholds = gc.get_threshold()
+    gc.set_threshold(thresholds[0], thresholds[1], max(thresholds[2], FULL_GC_AFTER))
+    # The store's commits run Python in a worker thread (committing.py): the loop takes
+    # the GIL back after GIL_SWITCH_S instead of the default 5 ms, per request it serves.
+    switch_s = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch_s, GIL_SWITCH_S))
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+        sys.setswitchinterval(switch_s)
+
+
 async def tick_loop(
     stepper: Stepper, tick_s: float, after_step: Callable[[], Awaitable[None]]
 ) -> None:
@@ -145,20 +171,11 @@ async def tick_loop(
     to the clock, then ``after_step`` (faults, traces, checkpoints). A failure is logged
     (once a second at most), not fatal."""
     loop = asyncio.get_running_loop()
-    # What start-up built (the fleet's meters, configs, endpoints) lives as long as the
-    # loop: the collector stops scanning it, so a full collection costs what changed
-    # since (10,000 meters: 60-360 ms of the loop per full collection before).
-    gc.collect()
-    gc.freeze()
-    # The store's commits run Python in a worker thread (committing.py): the loop takes
-    # the GIL back after this long instead of the default 5 ms per request it serves.
-    switch_s = sys.getswitchinterval()
-    sys.setswitchinterval(min(switch_s, GIL_SWITCH_S))
     fleet_tick = fleet_tick_s(tick_s, len(stepper.meters))
     stepper.budget_s = TICK_BUDGET_S * fleet_tick / tick_s  # the same share of each tick
     tick_s = fleet_tick
     next_t = loop.time()
-    try:
+    with _ticking_process():
         while True:
             next_t += tick_s
             await asyncio.sleep(max(0.0, next_t - loop.time()))
@@ -170,6 +187,3 @@ async def tick_loop(
                 await asyncio.sleep(1.0)  # one line per second at most, not per tick
             if next_t < loop.time() - 1.0:
                 next_t = loop.time()  # fell far behind (suspended): don't burst
-    finally:
-        gc.unfreeze()
-        sys.setswitchinterval(switch_s)
