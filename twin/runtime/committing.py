@@ -5,10 +5,11 @@ Theory of operation
 With a store, the twin's meters step *deferred* (:attr:`LiveMeter.deferred`): a step
 changes the core, but its events and register image are held. After each tick's
 stepping, :meth:`StepCommitter.commit_and_publish` gathers the NvStates of a slice of
-the fleet (read from the core's bank a hundred rows at a time), commits their changed rows in a worker thread
-(:func:`twin.store.commit_in_thread`: in the WAL without fsync, durable every
-checkpoint interval), and only then publishes those meters (their held events to the
-listeners: MQTT, HTTP streams, a pulse output; then their image and snapshot). So
+the fleet (read from the core's bank a hundred rows at a time), commits their changed
+rows in a worker thread (:func:`twin.store.commit_in_thread`: in the WAL without
+fsync, durable every checkpoint interval), and only then publishes those meters (their
+held events to the listeners: MQTT, HTTP streams, a pulse output; then their snapshot;
+the image is packed on its first read). So
 every energy a client can read, a process crash keeps; what a crash loses is the
 meters' steps since their last commit, which no client saw.
 
