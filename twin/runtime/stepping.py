@@ -147,7 +147,8 @@ def _ticking_process() -> Iterator[None]:
     # What start-up built (the fleet's meters, configs, endpoints) lives as long as the
     # loop: the collector stops scanning it, so a full collection costs what changed
     # since (5,000 meters: 60-150 ms of the loop per full collection before, ~10-30 ms).
-    gc.collect()
+    # No collection first: that would hold the loop for as long, once (start-up's cyclic
+    # garbage stays, a bounded one-off).
     gc.freeze()
     # ... and runs once every FULL_GC_AFTER young collections, not every 10 (~6 s).
     thresholds = gc.get_threshold()
