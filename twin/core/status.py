@@ -171,8 +171,7 @@ def error_events(
 
 
 class InputExtremes(NamedTuple):
-    """A block's input extremes over its elements, taken by the caller while the
-    inputs are in cache (see ``shared.measure``)."""
+    """A block's input extremes over its elements (``shared.measure`` takes them)."""
 
     voltage_min_v: float
     voltage_max_v: float
@@ -228,8 +227,7 @@ def line_status_bits(
 
 
 def _repeated(value: int, n: int) -> U32Array:
-    """``n`` copies of ``value`` as a read-only view of one element (a broadcast, built
-    without ``numpy.broadcast_to``'s overhead)."""
+    """``n`` copies of ``value``: a read-only broadcast, without broadcast_to's overhead."""
     one = np.array([value], np.uint32)
     view: U32Array = np.ndarray((n,), np.uint32, one, 0, (0,))
     view.flags.writeable = False
@@ -237,8 +235,7 @@ def _repeated(value: int, n: int) -> U32Array:
 
 
 def _constant_view(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """An array (rows along the first axis), or its first column when it is a
-    broadcast constant along the last axis."""
+    """An array, or its first column when it is a broadcast constant along the last axis."""
     if values.shape[-1] > 1 and values.strides[-1] == 0:
         return values[..., :1]
     return values
@@ -247,13 +244,8 @@ def _constant_view(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
 def _span(values: npt.NDArray[np.float64]) -> tuple[float, float]:
     """(min, max) of a 1-D array; a broadcast constant costs one element, no pass."""
     if values.shape[0] == 1 or values.strides[0] == 0:
-        first = float(values[0])
-        return first, first
+        return float(values[0]), float(values[0])
     return float(values.min()), float(values.max())
-
-
-def _lowest(values: npt.NDArray[np.float64]) -> float:
-    return float(_constant_view(values).min())
 
 
 def highest(values: npt.NDArray[np.float64]) -> float:
@@ -270,7 +262,7 @@ def input_extremes(
     voltage_v: npt.NDArray[np.float64], current_a: npt.NDArray[np.float64]
 ) -> InputExtremes:
     """The extremes of voltages and currents (elements, n) over all their elements."""
-    return InputExtremes(_lowest(voltage_v), highest(voltage_v), highest(current_a))
+    return InputExtremes(min(lowest_per_line(voltage_v)), highest(voltage_v), highest(current_a))
 
 
 def _uniform_bits(
@@ -299,19 +291,15 @@ def _uniform_bits(
     else:
         return None
     f_out = frequency_out_of_range(_constant_view(frequency_hz))
-    if f_out.shape[0] == 1:  # a constant
-        f_all = bool(f_out[0])
-    elif not f_out.all() and f_out.any():
+    if f_out.shape[0] > 1 and not f_out.all() and f_out.any():
         return None
-    else:
-        f_all = bool(f_out[0])
-    if f_all:
+    if f_out[0]:  # out of range everywhere, or nowhere
         bits |= 1 << StatusBit.FREQUENCY_OUT_OF_RANGE
     for e in range(elements):
         pf_min, pf_max = _span(pf[e])  # usually a broadcast constant: tested first
         if not (pf_min >= PF_MIN or pf_max <= -PF_MIN):
             return None
-        if pf_min < 0.0 and _lowest(power_w[e]) < 0.0:
+        if pf_min < 0.0 and float(_constant_view(power_w[e]).min()) < 0.0:
             return None
     if not (
         extremes.voltage_min_v >= SUPPLY_MIN_V
