@@ -10,14 +10,23 @@ from a fleet (the CLI's job: fleets belong to the runtime, above this package).
 
 Each run drives a plain core through ``twin.drive.drive`` (the one stepping loop)
 in day-long blocks, without series or edge events: a row holds the registers at
-the end (pulse counts are functions of energy, so they need no edges). Runs go in
-groups whose meters advance in lockstep, a block each in turn, so meters on the
-same load share each sampled block (the sampler is pure). Every
+the end (pulse counts are functions of energy, so they need no edges). Every
 distinct load and model is also run once through an ideal meter (no error curve)
 as the reference, and each row carries its registration error against it in
-percent. :func:`run_all` farms the runs out to ``jobs`` worker processes
-(``jobs == 1`` runs in this process); rows come back in input order, so the table
-is byte-identical for any number of workers. Profiles are loaded once per worker.
+percent. :func:`run_all` farms groups of runs out to ``jobs`` worker processes
+(``jobs == 1`` runs in this process), handed out one group at a time as workers
+free up; rows come back in input order, so the table is byte-identical for any
+number of workers. Profiles are loaded once, before the workers fork.
+
+A group advances window by window (``WINDOW_BLOCKS`` blocks): each meter in turn
+runs the whole window, so the per-sample buffers its core reuses stay in the CPU's
+cache from block to block. (Advancing the group's meters a block each in turn wrote
+every meter's megabytes of buffers cold each block: two workers then competed for
+memory bandwidth and spent 10-15 % more CPU than one on the same study.) The meters
+of a group on one load read the same sampled blocks (a sampler is a pure function
+of time, a block immutable), which each process keeps (:class:`_Loads`, the
+``KEPT_BLOCKS`` last used): a study that fits samples each block of a load once per
+process, a longer one once per group and window.
 """
 
 from __future__ import annotations
@@ -29,8 +38,8 @@ import math
 import multiprocessing
 import sys
 import threading
-from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Hashable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -47,10 +56,17 @@ from twin.units import SEED_MAX, SEED_MIN, SEED_RANGE_TEXT, uj_to_wh
 BLOCK_SAMPLES = 86_400
 #: The most runs one study may hold (a row each, kept in memory).
 MAX_RUNS = 100_000
-#: Meters advanced in lockstep, sharing each sampled block (their cores in memory at once).
-GROUP_RUNS = 64
-#: Blocks a shared sampler keeps: a step split at profile commands asks for several.
-SHARED_BLOCKS = 8
+#: The most meters in one group (their cores, ~4 MB of buffers each at day blocks,
+#: in memory at once).
+GROUP_RUNS = 32
+#: Groups per worker: enough that the workers finish together (one is handed out
+#: whenever a worker frees up).
+GROUPS_PER_WORKER = 8
+#: Blocks each meter of a group runs before the next meter's turn (16 days at 1 s).
+WINDOW_BLOCKS = 16
+#: Sampled blocks a process keeps (~1.4 MB each for a day of noisy current at 1 s):
+#: a window of one load, twice over (a step split at profile commands asks for more).
+KEPT_BLOCKS = 2 * WINDOW_BLOCKS
 
 #: Columns of the summary table, in order.
 COLUMNS = (
@@ -140,49 +156,101 @@ def _ideal(run: MeterRun) -> MeterRun:
 
 
 class _SharedSampler(Sampler):
-    """A sampler handing the same block to every meter of a group that asks for it.
+    """A sampler handing the same block to every meter that asks for it.
 
     The meters of a study mostly run the same load (``--seeds``: one profile, one
-    noise seed), and a sampler is a pure function of time, so a group advanced in
-    lockstep samples each block once. The block is immutable (the core never writes
-    its inputs); the last few are kept, for a step split at profile commands.
+    noise seed) and a sampler is a pure function of time, so a block is sampled once
+    and kept (in ``kept``, shared by the process's samplers) while meters read it.
+    The block is immutable (the core never writes its inputs).
     """
 
-    def __init__(self, profile: Profile, seed: int | None) -> None:
+    def __init__(
+        self, profile: Profile, seed: int | None, kept: OrderedDict[Hashable, SampleBlock]
+    ) -> None:
         super().__init__(profile.spec, profile.spec.seed if seed is None else seed)
-        self._recent: OrderedDict[tuple[float, float, int], SampleBlock] = OrderedDict()
+        self._kept = kept
 
     def block(self, t0_s: float, dt_s: float, n: int) -> SampleBlock:
-        key = (t0_s, dt_s, n)
-        if key not in self._recent:
-            self._recent[key] = super().block(t0_s, dt_s, n)
-            if len(self._recent) > SHARED_BLOCKS:
-                self._recent.popitem(last=False)
-        return self._recent[key]
+        key = (self, t0_s, dt_s, n)
+        found = self._kept.get(key)
+        if found is None:
+            found = self._kept[key] = super().block(t0_s, dt_s, n)
+            if len(self._kept) > KEPT_BLOCKS:
+                self._kept.popitem(last=False)
+        else:
+            self._kept.move_to_end(key)
+        return found
 
 
-def _run_group(jobs: Sequence[_Job]) -> list[dict[str, Any]]:
-    """Drive a group of meters in lockstep (a block each in turn); their rows in order."""
-    keep_freed_memory()
-    samplers: dict[tuple[str, int | None], _SharedSampler] = {}
-    cores: list[MeterCore] = []
-    loops: list[Iterator[list[Event]]] = []
-    for job in jobs:
-        run = job.run
-        profile = _profile(run.profile)
-        n, tail_s = steps(profile, SimSettings(duration_s=job.duration_s, step_s=job.step_s))
+class _Loads:
+    """A process's samplers, one per load, and the blocks they keep (least recently
+    used dropped first). Workers keep theirs from group to group."""
+
+    def __init__(self) -> None:
+        self._samplers: dict[tuple[str, int | None], _SharedSampler] = {}
+        self._kept: OrderedDict[Hashable, SampleBlock] = OrderedDict()
+
+    def sampler(self, run: MeterRun) -> _SharedSampler:
         key = (run.profile, run.load_seed)
-        sampler = samplers.setdefault(key, _SharedSampler(profile, run.load_seed))
-        core = MeterCore(run.config, emit_edges=False, emit_series=False)
-        loop = drive(core, sampler, 0.0, job.step_s, n, BLOCK_SAMPLES)
+        if key not in self._samplers:
+            self._samplers[key] = _SharedSampler(_profile(run.profile), run.load_seed, self._kept)
+        return self._samplers[key]
+
+
+@lru_cache(maxsize=1)
+def _worker_loads() -> _Loads:
+    """The loads of this worker process (made on its first group)."""
+    return _Loads()
+
+
+def _start_worker() -> None:
+    keep_freed_memory()  # process-wide: the CLI's process has it, a worker sets its own
+
+
+def _run_worker_group(jobs: Sequence[_Job]) -> list[dict[str, Any]]:
+    return _run_group(jobs, _worker_loads())
+
+
+class _Meter:
+    """One meter of a group: its core and the blocks that drive it."""
+
+    def __init__(self, index: int, job: _Job, loads: _Loads) -> None:
+        run = job.run
+        n, tail_s = steps(
+            _profile(run.profile), SimSettings(duration_s=job.duration_s, step_s=job.step_s)
+        )
+        sampler = loads.sampler(run)
+        self.index = index
+        self.run = run
+        self.core = MeterCore(run.config, emit_edges=False, emit_series=False)
+        loop = drive(self.core, sampler, 0.0, job.step_s, n, BLOCK_SAMPLES)
         if tail_s:  # a shorter last step, as simulate runs it: the whole duration, no more
-            loop = itertools.chain(loop, drive(core, sampler, n * job.step_s, tail_s, 1))
-        cores.append(core)
-        loops.append(loop)
-    active = loops
-    while active:
-        active = [loop for loop in active if next(loop, None) is not None]
-    return [_row(job.run, core) for job, core in zip(jobs, cores, strict=True)]
+            loop = itertools.chain(loop, drive(self.core, sampler, n * job.step_s, tail_s, 1))
+        self._blocks: Iterator[list[Event]] = loop
+
+    def advance(self, blocks: int) -> bool:
+        """Run up to ``blocks`` blocks; whether any are left."""
+        return all(next(self._blocks, None) is not None for _ in range(blocks))
+
+
+def _run_group(jobs: Sequence[_Job], loads: _Loads) -> list[dict[str, Any]]:
+    """Drive a group of meters window by window, a meter at a time; their rows in order."""
+    # The meters of one load one after another: a window's blocks are read while kept.
+    first: dict[tuple[str, int | None], int] = {}
+    for job in jobs:
+        first.setdefault((job.run.profile, job.run.load_seed), len(first))
+    order = sorted(
+        range(len(jobs)), key=lambda i: first[(jobs[i].run.profile, jobs[i].run.load_seed)]
+    )
+    pending = deque(_Meter(i, jobs[i], loads) for i in order)
+    rows: list[dict[str, Any]] = [{} for _ in jobs]
+    while pending:
+        meter = pending.popleft()
+        if meter.advance(WINDOW_BLOCKS):
+            pending.append(meter)
+        else:  # dropped: its buffers go back to the allocator, warm for the next meter
+            rows[meter.index] = _row(meter.run, meter.core)
+    return rows
 
 
 def _row(run: MeterRun, core: MeterCore) -> dict[str, Any]:
@@ -243,15 +311,18 @@ def run_all(
     references = {_reference_key(r): _ideal(r) for r in runs}
     keys = list(references)
     todo = [_Job(r, duration_s, step_s) for r in (*runs, *references.values())]
-    # Groups of meters run in lockstep (one sampling per block per group), several per
-    # worker so the workers finish together; the rows do not depend on the grouping.
-    size = max(1, min(GROUP_RUNS, -(-len(todo) // (jobs * 8))))
+    # The rows do not depend on the grouping.
+    size = max(1, min(GROUP_RUNS, -(-len(todo) // (jobs * GROUPS_PER_WORKER))))
     groups = [todo[k : k + size] for k in range(0, len(todo), size)]
     if jobs == 1:
-        rows = [row for group in groups for row in _run_group(group)]
+        loads = _Loads()
+        rows = [row for group in groups for row in _run_group(group, loads)]
     else:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=_workers_context()) as pool:
-            rows = [row for group in pool.map(_run_group, groups) for row in group]
+        context = _workers_context()
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=context, initializer=_start_worker
+        ) as pool:
+            rows = [row for group in pool.map(_run_worker_group, groups) for row in group]
     ideal = {key: rows[len(runs) + i]["energy_delivered_uj"] for i, key in enumerate(keys)}
     out = []
     for run, row in zip(runs, rows, strict=False):
