@@ -59,9 +59,10 @@ MAX_RUNS = 100_000
 #: The most meters in one group (their cores, ~4 MB of buffers each at day blocks,
 #: in memory at once).
 GROUP_RUNS = 32
-#: Groups per worker: enough that the workers finish together (one is handed out
-#: whenever a worker frees up).
-GROUPS_PER_WORKER = 8
+#: A group takes at most this share of the runs left for each worker, so groups
+#: shrink towards the end and the workers finish within a meter or two of each other
+#: (a group is handed out whenever a worker frees up).
+GROUP_SHARE = 0.5
 #: Blocks each meter of a group runs before the next meter's turn (16 days at 1 s).
 WINDOW_BLOCKS = 16
 #: Sampled blocks a process keeps (~1.4 MB each for a day of noisy current at 1 s):
@@ -291,6 +292,18 @@ def _reference_key(run: MeterRun) -> tuple[str, int | None, str, int]:
     return (run.profile, run.load_seed, run.config.model.name, int(run.config.registration_mode))
 
 
+def _groups(todo: list[_Job], jobs: int) -> list[list[_Job]]:
+    """``todo`` in order, in groups of at most ``GROUP_RUNS``, each at most
+    ``GROUP_SHARE`` of what is left per worker (the last ones a single meter)."""
+    groups: list[list[_Job]] = []
+    k = 0
+    while k < len(todo):
+        size = min(GROUP_RUNS, max(1, math.ceil((len(todo) - k) * GROUP_SHARE / jobs)))
+        groups.append(todo[k : k + size])
+        k += size
+    return groups
+
+
 def run_all(
     runs: Sequence[MeterRun], *, duration_s: float | None, step_s: float = 1.0, jobs: int = 1
 ) -> list[dict[str, Any]]:
@@ -311,9 +324,7 @@ def run_all(
     references = {_reference_key(r): _ideal(r) for r in runs}
     keys = list(references)
     todo = [_Job(r, duration_s, step_s) for r in (*runs, *references.values())]
-    # The rows do not depend on the grouping.
-    size = max(1, min(GROUP_RUNS, -(-len(todo) // (jobs * GROUPS_PER_WORKER))))
-    groups = [todo[k : k + size] for k in range(0, len(todo), size)]
+    groups = _groups(todo, jobs)  # the rows do not depend on the grouping
     if jobs == 1:
         loads = _Loads()
         rows = [row for group in groups for row in _run_group(group, loads)]
