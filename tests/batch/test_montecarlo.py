@@ -114,7 +114,7 @@ def test_rows_do_not_depend_on_windows_or_kept_blocks(monkeypatch: pytest.Monkey
     default = table_csv(run_all(runs, **settings, jobs=1))
     monkeypatch.setattr(montecarlo, "BLOCK_SAMPLES", 500)  # 8 blocks a meter
     monkeypatch.setattr(montecarlo, "WINDOW_BLOCKS", 3)
-    monkeypatch.setattr(montecarlo, "KEPT_BLOCKS", 2)
+    monkeypatch.setattr(montecarlo, "KEPT_BYTES", 20_000)  # about one block
     rows = run_all(runs, **settings, jobs=1)
     assert table_csv(rows) == default
     assert table_csv(run_all(runs, **settings, jobs=2)) == default

@@ -14,19 +14,21 @@ the end (pulse counts are functions of energy, so they need no edges). Every
 distinct load and model is also run once through an ideal meter (no error curve)
 as the reference, and each row carries its registration error against it in
 percent. :func:`run_all` farms groups of runs out to ``jobs`` worker processes
-(``jobs == 1`` runs in this process), handed out one group at a time as workers
-free up; rows come back in input order, so the table is byte-identical for any
-number of workers. Profiles are loaded once, before the workers fork.
+(``jobs == 1`` runs in this process), handing a group to whichever worker frees up;
+groups shrink towards the end, so the workers finish within a meter or two of each
+other. Rows come back in input order, so the table is byte-identical for any number
+of workers. Profiles are loaded once, before the workers fork.
 
 A group advances window by window (``WINDOW_BLOCKS`` blocks): each meter in turn
-runs the whole window, so the per-sample buffers its core reuses stay in the CPU's
-cache from block to block. (Advancing the group's meters a block each in turn wrote
-every meter's megabytes of buffers cold each block: two workers then competed for
+runs the whole window, so the buffers its core reuses from block to block stay in
+the CPU's cache, and a finished meter's core is dropped at once, its memory warm for
+the next meter. (Advancing a group's meters a block each in turn, as before, wrote
+every meter's megabytes of buffers cold every block: two workers then competed for
 memory bandwidth and spent 10-15 % more CPU than one on the same study.) The meters
-of a group on one load read the same sampled blocks (a sampler is a pure function
-of time, a block immutable), which each process keeps (:class:`_Loads`, the
-``KEPT_BLOCKS`` last used): a study that fits samples each block of a load once per
-process, a longer one once per group and window.
+on one load read the same sampled blocks (a sampler is a pure function of time, a
+block immutable), which a process keeps up to ``KEPT_BYTES`` (least recently used
+dropped first) from group to group: a study that fits samples each block of a load
+once per process, a longer one once per group and window.
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import Hashable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
+
+import numpy as np
 
 from twin.batch.simulate import SimSettings, keep_freed_memory, steps
 from twin.core import AccuracyConfig, Event, MeterConfig, MeterCore, SampleBlock
@@ -65,17 +69,13 @@ GROUP_RUNS = 32
 GROUP_SHARE = 0.5
 #: Blocks each meter of a group runs before the next meter's turn (16 days at 1 s).
 WINDOW_BLOCKS = 16
-#: Sampled blocks a process keeps (~1.4 MB each for a day of noisy current at 1 s):
-#: a window of one load, twice over (a step split at profile commands asks for more).
-KEPT_BLOCKS = 2 * WINDOW_BLOCKS
+#: Sampled blocks a process keeps, in bytes: ~90 days of a load with noisy current at
+#: 1 s (1.4 MB a day), so such a study samples each block once per process; a window
+#: of any load (at most ~6 MB a day-block) fits.
+KEPT_BYTES = 128 << 20
 
-#: Columns of the summary table, in order.
-COLUMNS = (
-    "label",
-    "profile",
-    "model",
-    "accuracy_seed",
-    "load_seed",
+#: The columns read from a meter's snapshot at the end (its attributes' names).
+SNAPSHOT_COLUMNS = (
     "energy_delivered_wh",
     "energy_delivered_uj",
     "energy_received_wh",
@@ -87,8 +87,12 @@ COLUMNS = (
     "counter_counts",
     "demand_max_kw",
     "error_code",
-    "reference_delivered_uj",
-    "error_pct",
+)
+#: Columns of the summary table, in order.
+COLUMNS = (
+    *("label", "profile", "model", "accuracy_seed", "load_seed"),
+    *SNAPSHOT_COLUMNS,
+    *("reference_delivered_uj", "error_pct"),
 )
 
 
@@ -161,41 +165,63 @@ class _SharedSampler(Sampler):
 
     The meters of a study mostly run the same load (``--seeds``: one profile, one
     noise seed) and a sampler is a pure function of time, so a block is sampled once
-    and kept (in ``kept``, shared by the process's samplers) while meters read it.
+    and kept (by ``loads``, for all the process's samplers) while meters read it.
     The block is immutable (the core never writes its inputs).
     """
 
-    def __init__(
-        self, profile: Profile, seed: int | None, kept: OrderedDict[Hashable, SampleBlock]
-    ) -> None:
+    def __init__(self, profile: Profile, seed: int | None, loads: _Loads) -> None:
         super().__init__(profile.spec, profile.spec.seed if seed is None else seed)
-        self._kept = kept
+        self._loads = loads
 
     def block(self, t0_s: float, dt_s: float, n: int) -> SampleBlock:
         key = (self, t0_s, dt_s, n)
-        found = self._kept.get(key)
+        found = self._loads.kept(key)
         if found is None:
-            found = self._kept[key] = super().block(t0_s, dt_s, n)
-            if len(self._kept) > KEPT_BLOCKS:
-                self._kept.popitem(last=False)
-        else:
-            self._kept.move_to_end(key)
+            found = super().block(t0_s, dt_s, n)
+            self._loads.keep(key, found)
         return found
 
 
 class _Loads:
     """A process's samplers, one per load, and the blocks they keep (least recently
-    used dropped first). Workers keep theirs from group to group."""
+    used dropped first past ``KEPT_BYTES``). Workers keep theirs from group to group."""
 
     def __init__(self) -> None:
         self._samplers: dict[tuple[str, int | None], _SharedSampler] = {}
-        self._kept: OrderedDict[Hashable, SampleBlock] = OrderedDict()
+        self._kept: OrderedDict[Hashable, tuple[SampleBlock, int]] = OrderedDict()
+        self._kept_bytes = 0
 
     def sampler(self, run: MeterRun) -> _SharedSampler:
         key = (run.profile, run.load_seed)
         if key not in self._samplers:
-            self._samplers[key] = _SharedSampler(_profile(run.profile), run.load_seed, self._kept)
+            self._samplers[key] = _SharedSampler(_profile(run.profile), run.load_seed, self)
         return self._samplers[key]
+
+    def kept(self, key: Hashable) -> SampleBlock | None:
+        entry = self._kept.get(key)
+        if entry is None:
+            return None
+        self._kept.move_to_end(key)
+        return entry[0]
+
+    def keep(self, key: Hashable, block: SampleBlock) -> None:
+        size = _block_bytes(block)
+        self._kept[key] = (block, size)
+        self._kept_bytes += size
+        while self._kept_bytes > KEPT_BYTES and len(self._kept) > 1:
+            _, (_, dropped) = self._kept.popitem(last=False)
+            self._kept_bytes -= dropped
+
+
+def _block_bytes(block: SampleBlock) -> int:
+    """The memory of a block's arrays (a broadcast dimension costs none)."""
+    total = 0
+    for f in fields(block):
+        value = getattr(block, f.name)
+        if isinstance(value, np.ndarray):
+            kept = (d for d, stride in zip(value.shape, value.strides, strict=True) if stride)
+            total += value.itemsize * math.prod(kept)
+    return total
 
 
 @lru_cache(maxsize=1)
@@ -257,24 +283,15 @@ def _run_group(jobs: Sequence[_Job], loads: _Loads) -> list[dict[str, Any]]:
 def _row(run: MeterRun, core: MeterCore) -> dict[str, Any]:
     """The registers at the end as a row (no reference yet)."""
     snap = core.snapshot()
-    return {
+    row: dict[str, Any] = {
         "label": run.label,
         "profile": _profile(run.profile).name,
         "model": run.config.model.name,
         "accuracy_seed": run.config.accuracy.seed,
         "load_seed": run.load_seed,
-        "energy_delivered_wh": snap.energy_delivered_wh,
-        "energy_delivered_uj": snap.energy_delivered_uj,
-        "energy_received_wh": snap.energy_received_wh,
-        "energy_l1_wh": snap.energy_l1_wh,
-        "energy_l2_wh": snap.energy_l2_wh,
-        "pulses_10wh": snap.pulses_10wh,
-        "pulses_100wh": snap.pulses_100wh,
-        "pulses_1000wh": snap.pulses_1000wh,
-        "counter_counts": snap.counter_counts,
-        "demand_max_kw": snap.demand_max_kw,
-        "error_code": snap.error_code,
     }
+    row.update((column, getattr(snap, column)) for column in SNAPSHOT_COLUMNS)
+    return row
 
 
 def _workers_context() -> multiprocessing.context.BaseContext:
