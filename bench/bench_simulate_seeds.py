@@ -14,7 +14,8 @@ number of workers) was a third of the 1-worker time and bounded the end-to-end
 speed-up near 1.5x however well the runs scale; at 14 days the runs are ~95 % of it.
 
 `--against PYTHON` also runs both configurations with another checkout's
-interpreter (e.g. a venv of main), interleaved with this one's in every round, and
+interpreter (e.g. a venv of main; the commands run from the temporary directory,
+so each interpreter imports its own checkout), interleaved with this one's in every round, and
 prints its medians beside these: before/after figures under the same load. The
 target is judged on this checkout's figures.
 
@@ -32,6 +33,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 TARGET = 1.7
@@ -53,7 +55,11 @@ def run(
     cmd = [python, "-m", "twin", "simulate", profile, "--duration", duration]
     cmd += ["--seeds", seeds, "--jobs", str(jobs)]
     start, cpu = time.perf_counter(), children_cpu_s()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    # Run from a neutral directory: `-m twin` would import ./twin from the working
+    # directory before the interpreter's own installed checkout.
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, check=True, cwd=tempfile.gettempdir()
+    )
     wall_s, cpu = time.perf_counter() - start, children_cpu_s() - cpu
     inner = re.search(r"in ([\d.]+) s on", proc.stderr)
     return wall_s, float(inner[1]) if inner else float("nan"), cpu, proc.stdout
