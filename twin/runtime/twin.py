@@ -67,6 +67,7 @@ import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import TracebackType
+from typing import Final
 
 from devices import cancel_and_wait
 from twin.control import Controller, chosen_demand
@@ -275,27 +276,34 @@ class Twin:
 # -------------------------------------------------------------------- the parts
 
 
+#: Young (generation-1) collections between two full ones while a twin serves:
+#: CPython's default is 10; see :func:`serving_gc`.
+GC_FULL_AFTER_YOUNG: Final = 100
+
+
 @contextlib.contextmanager
 def serving_gc() -> Iterator[None]:
-    """While a started twin serves: its start-up heap frozen out of the collector.
+    """While a started twin serves: its start-up heap frozen out of the collector, and
+    full collections ten times rarer.
 
-    Why: a started fleet holds a large heap that lives as long as the process (each
-    meter's config, core, register image, memo, sockets: ~40 containers per meter,
-    200,000 for 5,000 meters), and every step promotes a fleet's worth of short-lived
-    objects, so CPython's full (generation-2) collection ran every few seconds and
-    walked the whole heap each time: a 100-500 ms stall of the event loop at 5,000
-    meters (measured: every stall past 100 ms was one), with nothing to collect (the
-    twin makes no garbage cycles while it serves). ``gc.freeze()`` moves what start-up
-    built into the permanent generation, which collections never walk; the collector
-    still runs (on what is allocated after start, e.g. a new connection's cycles).
-    Undone on the way out, so a test's many twins in one process are collected as
-    before.
+    Why: a fleet's heap is as old as the process (each meter's config, core, image,
+    memo: 180,000 containers at 5,000 meters), and every step promotes a fleet's
+    worth of short-lived snapshots, NvStates and images, so CPython's full collection
+    ran every few seconds and walked the whole heap, finding next to nothing: an 85 ms
+    (CPU) stall of the event loop at 5,000 meters, which every stall past 100 ms was.
+    ``gc.freeze()`` moves what start-up built into the permanent generation, which no
+    collection walks (a full one then costs about a quarter), and
+    ``GC_FULL_AFTER_YOUNG`` spaces them out; young collections, which catch short
+    cycles (a closed connection's), run as before. Undone on the way out.
     """
+    thresholds = gc.get_threshold()
     gc.collect()  # start-up's own garbage, so it is not frozen with the heap
     gc.freeze()
+    gc.set_threshold(thresholds[0], thresholds[1], GC_FULL_AFTER_YOUNG)
     try:
         yield
     finally:
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 

@@ -1,4 +1,4 @@
-"""Saving the fleet: every step committed, durable every interval, off the event loop.
+"""Saving the fleet: every step committed, durable every interval, the SQL off the event loop.
 
 Theory of operation
 -------------------
@@ -12,7 +12,9 @@ each commit writes and how:
 - a step's commit goes to the WAL without fsync: a process crash keeps it;
 - once ``interval_s`` of the caller's clock (wall seconds) has passed since the last
   durable save, the commit is durable (fsynced): a power cut keeps it too. A clean
-  stop saves durably (:meth:`Checkpointer.checkpoint`).
+  stop saves durably (:meth:`Checkpointer.checkpoint`);
+- the rows' text is made on the event loop in slices of a few ms, and the worker
+  thread only runs SQLite, which releases the GIL (:func:`commit_in_thread` says why).
 
 So a process crash (SIGKILL, the OOM killer, a bug) loses at most the step in flight:
 one tick of meter time (``tick_s x speed``), which no client has seen. A power cut or
@@ -46,8 +48,10 @@ MIN_INTERVAL_S: Final = 0.01
 MAX_INTERVAL_S: Final = 3600.0
 #: After a failed save, wait this long (at most the interval) before trying again.
 RETRY_S: Final = 1.0
-#: Rows prepared on the event loop between two yields to it (~10 us each).
-ROWS_PER_YIELD: Final = 250
+#: Wall time rows are prepared on the event loop before it answers requests again
+#: (as the runtime's stepping does), looked at every ``_ROWS_PER_LOOK`` rows (~10 us each).
+PREPARE_YIELD_AFTER_S: Final = 0.003
+_ROWS_PER_LOOK: Final = 25
 
 #: A changed meter: its serial, its NvState and the row that saves it.
 Prepared = tuple[str, NvState, Row]
@@ -185,7 +189,7 @@ class Checkpointer:
 
 async def commit_in_thread(cp: Checkpointer, items: Items, now_s: float) -> None:
     """One commit (durable when due): its rows made on the event loop, yielding to it
-    every ``ROWS_PER_YIELD`` rows, then saved in a worker thread. A failure is logged
+    every ``PREPARE_YIELD_AFTER_S``, then saved in a worker thread. A failure is logged
     once per run of failures and kept in ``cp.error``, not raised.
 
     Why split: a thread that encodes rows holds the GIL for tens of ms at a time, and
@@ -195,9 +199,12 @@ async def commit_in_thread(cp: Checkpointer, items: Items, now_s: float) -> None
     failing_since = cp.failed_since_s
     items = list(items)
     rows: list[Prepared] = []
-    for start in range(0, len(items), ROWS_PER_YIELD):
-        rows += cp.prepare(items[start : start + ROWS_PER_YIELD])
-        await asyncio.sleep(0)
+    last = time.perf_counter()
+    for start in range(0, len(items), _ROWS_PER_LOOK):
+        rows += cp.prepare(items[start : start + _ROWS_PER_LOOK])
+        if time.perf_counter() - last > PREPARE_YIELD_AFTER_S:
+            await asyncio.sleep(0)
+            last = time.perf_counter()
     loop = asyncio.get_running_loop()
     try:
         await loop.run_in_executor(None, lambda: cp.commit_rows(rows, now_s))
