@@ -276,9 +276,9 @@ class Twin:
 # -------------------------------------------------------------------- the parts
 
 
-#: Young (generation-1) collections between two full ones while a twin serves:
-#: CPython's default is 10; see :func:`serving_gc`.
-GC_FULL_AFTER_YOUNG: Final = 100
+#: Middle-generation collections between two full ones while a twin serves
+#: (CPython's default is 10); see :func:`serving_gc`.
+GC_FULL_AFTER_MIDDLE: Final = 100
 
 
 @contextlib.contextmanager
@@ -289,17 +289,18 @@ def serving_gc() -> Iterator[None]:
     Why: a fleet's heap is as old as the process (each meter's config, core, image,
     memo: 180,000 containers at 5,000 meters), and every step promotes a fleet's
     worth of short-lived snapshots, NvStates and images, so CPython's full collection
-    ran every few seconds and walked the whole heap, finding next to nothing: an 85 ms
-    (CPU) stall of the event loop at 5,000 meters, which every stall past 100 ms was.
+    ran every few seconds and walked the whole heap, finding next to nothing: 90-150 ms
+    of CPU, a stall of the event loop at 5,000 meters: every stall past 100 ms was one.
     ``gc.freeze()`` moves what start-up built into the permanent generation, which no
-    collection walks (a full one then costs about a quarter), and
-    ``GC_FULL_AFTER_YOUNG`` spaces them out; young collections, which catch short
-    cycles (a closed connection's), run as before. Undone on the way out.
+    collection walks (a full one then costs a quarter to a third), and
+    ``GC_FULL_AFTER_MIDDLE`` spaces full ones out. Young collections are left as they
+    are: they walk what was allocated since the last one, so rarer ones would only be
+    longer (measured). Undone on the way out.
     """
     thresholds = gc.get_threshold()
     gc.collect()  # start-up's own garbage, so it is not frozen with the heap
     gc.freeze()
-    gc.set_threshold(thresholds[0], thresholds[1], GC_FULL_AFTER_YOUNG)
+    gc.set_threshold(thresholds[0], thresholds[1], GC_FULL_AFTER_MIDDLE)
     try:
         yield
     finally:
