@@ -14,14 +14,8 @@ Three paths, cheapest first:
 - A poller's repeated read arriving alone (as a request-response client sends it)
   is found whole in the dispatcher's ``frames`` memo, keyed by the frame minus its
   transaction id, and answered in :meth:`MbapConnection.data_received` with one
-  slice and one dict lookup (the memo is emptied while a trace or an interceptor is
-  set, and a meter's entries go when its image changes). Its answer joins the port's
-  :class:`ReplyBatch`, written once the event loop has read every connection that
-  was ready: the server then sends while the clients it wakes wait for a CPU, not
-  between its reads, which on a machine the clients share (16 ``modbus_load``
-  processes on 2 cores) took 5-10 % more server CPU per request and as much
-  throughput. Any other write of the connection sends the batch first, so a
-  connection's answers keep their order.
+  slice, one dict lookup and one write (the memo is emptied while a trace or an
+  interceptor is set, and a meter's entries go when its image changes).
 - With no trace, no interceptor and full rights a frame never leaves
   :meth:`MbapConnection._serve`, which memoises the answer to a frame that came alone
   (pipelined frames are never looked up, so they are not memoised either).
@@ -57,39 +51,10 @@ READ_FRAME_BYTES: Final = 12  # MBAP header, FC01-04, address, count: all the me
 _connection_numbers = itertools.count(1)  # unique across every server of the process
 
 
-class ReplyBatch:
-    """The fast path's answers of a port, written after the event loop's round of reads.
-
-    The first answer schedules :meth:`flush` with ``call_soon``, which runs after the
-    I/O callbacks of the loop's current round; a connection that writes otherwise
-    (or closes) flushes first. At most one answer per connection waits here: the
-    fast path takes only a read that came alone, and never while output is held.
-    """
-
-    __slots__ = ("_pending",)
-
-    def __init__(self) -> None:
-        self._pending: list[tuple[MbapConnection, bytes]] = []
-
-    def add(self, conn: MbapConnection, reply: bytes) -> None:
-        pending = self._pending
-        if not pending:
-            asyncio.get_running_loop().call_soon(self.flush)
-        pending.append((conn, reply))
-        conn.batched = True
-
-    def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        for conn, reply in pending:
-            conn.batched = False
-            conn._write(reply)  # _write_nowhere once the connection is lost
-
-
 class Port(Protocol):
     """What a connection needs of its server (:class:`~twin.modbus.tcp.ModbusTcpServer`)."""
 
     dispatcher: Dispatcher
-    replies: ReplyBatch
     tls: TlsPolicy | None
     now: float  # a coarse monotonic clock the server advances
 
@@ -112,7 +77,6 @@ class MbapConnection(asyncio.Protocol):
         "_transport",
         "_write",
         "_writing_paused",
-        "batched",
         "last_request",
         "number",
         "partial_since",
@@ -128,7 +92,6 @@ class MbapConnection(asyncio.Protocol):
         self._write = _write_nowhere  # transport.write once connected (one lookup less)
         self._writing_paused = False
         self._late = 0  # answers a delay fault holds back
-        self.batched = False  # an answer waits in the port's ReplyBatch
         self.last_request = server.now  # coarse time of the last complete request
         self.partial_since = 0.0  # coarse time an incomplete frame started (0: none)
         self.read_only = False
@@ -150,8 +113,6 @@ class MbapConnection(asyncio.Protocol):
         server.admit(self)
 
     def close(self) -> None:
-        if self.batched:
-            self._server.replies.flush()  # the answers before a close still go out
         if self._transport is not None:
             self._transport.close()
 
@@ -214,7 +175,7 @@ class MbapConnection(asyncio.Protocol):
             dispatcher = self._dispatcher
             framed = dispatcher.frames.get(data[2:])
             if framed is not None:
-                self._server.replies.add(self, data[:2] + framed)
+                self._write(data[:2] + framed)
                 dispatcher.requests[data[7]] += 1
                 self.last_request = self._server.now
                 return
@@ -225,8 +186,6 @@ class MbapConnection(asyncio.Protocol):
     def _serve(self) -> None:
         """Answer the complete frames in the buffer, a round at a time, until held."""
         server = self._server
-        if self.batched:
-            server.replies.flush()  # this connection's earlier answer goes first
         dispatcher = self._dispatcher
         slow = server.trace is not None or dispatcher.interceptor is not None or self.read_only
         buf = self._buf
@@ -320,8 +279,6 @@ class MbapConnection(asyncio.Protocol):
         trace = self._server.trace
         if trace is not None:
             trace("tx", unit, reply, time.time())
-        if self.batched:
-            self._server.replies.flush()
         transport.write(reply)
         if was_held:
             self._resume()

@@ -35,7 +35,7 @@ from devices import cancel_and_wait
 from twin.errors import ServeError
 from twin.modbus.dispatch import TCP_UNIT_ALIASES, Dispatcher, TraceHook, unit_ids_text
 from twin.modbus.endpoint import MeterEndpoint, UnknownUnit
-from twin.modbus.mbap import MbapConnection, ReplyBatch
+from twin.modbus.mbap import MbapConnection
 from twin.modbus.security import TlsPolicy
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,6 @@ class ModbusTcpServer:
         self.dispatcher = Dispatcher(
             units, unknown_unit=unknown_unit, port=port, unit_aliases=unit_aliases
         )
-        self.replies = ReplyBatch()  # the fast path's answers, written once per loop round
         self.host, self.port = host, port
         self.max_connections = max_connections
         self.idle_timeout_s = idle_timeout_s
