@@ -3,7 +3,6 @@ opened; one listener list for every meter's events; the last checkpoint on stop.
 
 from __future__ import annotations
 
-import gc
 import socket
 from pathlib import Path
 
@@ -13,7 +12,6 @@ from tests.helpers import find_free_port
 from twin.core import ErrorCleared, ErrorRaised, Event, InjectError, MeterErrorKind
 from twin.errors import ServeError, StoreError
 from twin.runtime import LiveMeter, Twin, TwinConfig, load_fleet
-from twin.runtime.twin import GC_FULL_AFTER_MIDDLE, serving_gc
 from twin.store import Store, store_path
 
 
@@ -111,13 +109,3 @@ async def test_another_model_on_the_same_state_is_refused_and_releases_everythin
     # the store was released and is untouched: the same model continues the meter
     async with Twin(TwinConfig(port=0, speed=None, state_dir=state, model="MMD-200A")) as twin:
         assert twin.meter().nv_state().energy_l2_uj == energy_l2_uj
-
-
-def test_serving_gc_freezes_the_heap_and_spaces_full_collections_only_while_serving() -> None:
-    before = gc.get_threshold()
-    kept = [[i] for i in range(1_000)]  # containers that exist when serving starts
-    with serving_gc():
-        assert gc.get_freeze_count() >= len(kept)
-        assert gc.get_threshold() == (before[0], before[1], GC_FULL_AFTER_MIDDLE)
-    assert gc.get_freeze_count() == 0
-    assert gc.get_threshold() == before

@@ -61,13 +61,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import gc
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from types import TracebackType
-from typing import Final
 
 from devices import cancel_and_wait
 from twin.control import Controller, chosen_demand
@@ -165,14 +163,13 @@ class Twin:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         try:
-            with serving_gc():
-                if on_ready is not None:
-                    on_ready(self)
-                while not stop.is_set():
-                    if on_status is not None:
-                        on_status(self)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), timeout=2.0)
+            if on_ready is not None:
+                on_ready(self)
+            while not stop.is_set():
+                if on_status is not None:
+                    on_status(self)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=2.0)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
@@ -274,38 +271,6 @@ class Twin:
 
 
 # -------------------------------------------------------------------- the parts
-
-
-#: Middle-generation collections between two full ones while a twin serves
-#: (CPython's default is 10); see :func:`serving_gc`.
-GC_FULL_AFTER_MIDDLE: Final = 100
-
-
-@contextlib.contextmanager
-def serving_gc() -> Iterator[None]:
-    """While a started twin serves: its start-up heap frozen out of the collector, and
-    full collections ten times rarer.
-
-    Why: a fleet's heap is as old as the process (each meter's config, core, image,
-    memo: 180,000 containers at 5,000 meters), and every step promotes a fleet's
-    worth of short-lived snapshots, NvStates and images, so CPython's full collection
-    ran every few seconds and walked the whole heap, finding next to nothing: 90-150 ms
-    of CPU, a stall of the event loop at 5,000 meters: every stall past 100 ms was one.
-    ``gc.freeze()`` moves what start-up built into the permanent generation, which no
-    collection walks (a full one then costs a quarter to a third), and
-    ``GC_FULL_AFTER_MIDDLE`` spaces full ones out. Young collections are left as they
-    are: they walk what was allocated since the last one, so rarer ones would only be
-    longer (measured). Undone on the way out.
-    """
-    thresholds = gc.get_threshold()
-    gc.collect()  # start-up's own garbage, so it is not frozen with the heap
-    gc.freeze()
-    gc.set_threshold(thresholds[0], thresholds[1], GC_FULL_AFTER_MIDDLE)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
 
 
 @asynccontextmanager
