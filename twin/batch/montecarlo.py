@@ -22,9 +22,9 @@ of workers. Profiles are loaded once, before the workers fork.
 A group advances window by window (``WINDOW_BLOCKS`` blocks): each meter in turn
 runs the whole window, so the buffers its core reuses from block to block stay in
 the CPU's cache, and a finished meter's core is dropped at once, its memory warm for
-the next meter. (Advancing a group's meters a block each in turn, as before, wrote
-every meter's megabytes of buffers cold every block: two workers then competed for
-memory bandwidth and spent 10-15 % more CPU than one on the same study.) The meters
+the next meter. (Advancing a group's meters a block each in turn wrote every
+meter's megabytes of buffers cold every block: memory bandwidth, which two workers
+share, and a heap of every core's buffers at once.) The meters
 on one load read the same sampled blocks (a sampler is a pure function of time, a
 block immutable), which a process keeps up to ``KEPT_BYTES`` (least recently used
 dropped first) from group to group: a study that fits samples each block of a load
