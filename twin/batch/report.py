@@ -13,6 +13,7 @@ are ``twin.batch.plots``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import operator
@@ -116,9 +117,34 @@ def event_line(ev: ScalarEvent) -> str:
     return json.dumps(event_dict(ev))
 
 
+def event_lines(events: list[ScalarEvent]) -> list[str]:
+    """``event_line`` of each event, the events of one type formatted together: their
+    values gathered into one tuple and the line template repeated, one ``%`` for the
+    lot (``%r`` of a plain finite float is its ``float.__repr__``). A type with any
+    other value (an int, a string, NaN) goes line by line."""
+    by_type: dict[type, list[int]] = {}
+    for i, kind in enumerate(map(type, events)):
+        by_type.setdefault(kind, []).append(i)
+    lines = [""] * len(events)
+    for indexes in by_type.values():
+        group = [events[i] for i in indexes]
+        template, getter = _line_template(group[0])
+        values = list(itertools.chain.from_iterable(map(getter, group)))
+        if _FLOAT.issuperset(map(type, values)) and bool(np.isfinite(values).all()):
+            text = "\n".join([template.replace("%s", "%r")] * len(group)) % tuple(values)
+            texts = text.split("\n")  # no value or template holds a newline
+        else:
+            texts = [event_line(ev) for ev in group]
+        if len(by_type) == 1:
+            return texts
+        for i, line in zip(indexes, texts, strict=True):
+            lines[i] = line
+    return lines
+
+
 def write_events(path: Path, events: list[ScalarEvent], edges: list[PulseEdges]) -> None:
     """JSON lines in time order; pulse edges (if any were kept) merged in."""
-    lines = [event_line(ev) for ev in events]
+    lines = event_lines(events)
     times = [ev.time_s for ev in events]
     for e in edges:
         out = json.dumps(e.output)
