@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import pytest
 
 from twin.batch.plots import PLOT_FILES
 from twin.batch.report import DATA_FILES
+from twin.batch.simulate import cyclic_gc_paused
 from twin.cli import main as cli_main
 
 RUN = ["simulate", "full-load-then-faults", "--step", "60", "--json"]
@@ -54,3 +56,11 @@ def test_an_output_name_taken_by_a_directory_is_a_one_line_error(
     # (a --step 60 run also warns that the step is too coarse for the 10 Wh output)
     err = [ln for ln in capsys.readouterr().err.strip().splitlines() if ": warning: " not in ln]
     assert len(err) == 1 and "--out: cannot remove" in err[0] and "power.png" in err[0]
+
+
+def test_cyclic_gc_paused_for_a_run_and_restored() -> None:
+    assert gc.isenabled()
+    with cyclic_gc_paused():
+        assert not gc.isenabled()
+        assert gc.get_freeze_count() > 0
+    assert gc.isenabled() and gc.get_freeze_count() == 0

@@ -25,11 +25,13 @@ series and summary byte for byte.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import gc
 import math
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,6 +92,28 @@ def keep_freed_memory() -> bool:
     return bool(
         mallopt(_M_MMAP_THRESHOLD, HEAP_MMAP_BYTES) and mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_BYTES)
     )
+
+
+@contextlib.contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a run and its writing go on.
+
+    A year's run keeps about 10^5 small objects to its end (events, demand points),
+    and every full collection walks all of them: 10-20 % of the run's CPU on this
+    machine, for almost nothing collected (reference counting frees what a run lets
+    go of; it makes few cycles). What is alive at the start (modules) is frozen, so a
+    forked plot process does not write to those pages either. Process-wide, so the
+    simulate CLI uses it, never the library; restored on the way out.
+    """
+    enabled = gc.isenabled()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+        gc.unfreeze()
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from twin.batch.simulate import SimSettings, error_names, keep_freed_memory
+from twin.batch.simulate import SimSettings, cyclic_gc_paused, error_names, keep_freed_memory
 from twin.cli import montecarlo
 from twin.cli.meter_options import add_meter_options, choices_from_args
 from twin.control import profile_choices, resolve
@@ -145,9 +145,6 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from twin.batch.plots import preload
-    from twin.batch.report import prepare_out_dir, summary_json, write_all
-    from twin.batch.simulate import simulate
     from twin.loadprofile import load_profile
 
     profile = load_profile(args.profile)
@@ -155,6 +152,15 @@ def main(args: argparse.Namespace) -> int:
     keep_freed_memory()  # process-wide, so set here, not by the library's simulate()
     if montecarlo.wanted(args):
         return montecarlo.main(args, settings)
+    with cyclic_gc_paused():
+        return _run(args, profile, settings)
+
+
+def _run(args: argparse.Namespace, profile: Profile, settings: SimSettings) -> int:
+    from twin.batch.plots import preload
+    from twin.batch.report import prepare_out_dir, summary_json, write_all
+    from twin.batch.simulate import simulate
+
     preloading = None
     if args.out is not None:
         prepare_out_dir(args.out)  # fail before a long run, not after it
