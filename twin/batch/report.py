@@ -22,6 +22,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from twin.batch.csvtext import format_rows
-from twin.batch.plots import PLOT_FILES, write_plots
+from twin.batch.plots import PLOT_FILES, PlotData, draw_plots, plot_data, preload, write_plots
 from twin.batch.simulate import SimResult
 from twin.core import PulseEdges, ScalarEvent
 from twin.errors import ConfigError
@@ -189,54 +190,89 @@ def remove_old_outputs(out_dir: Path) -> None:
             ) from None
 
 
-def _plot_quietly(out_dir: Path, result: SimResult) -> None:
-    """The plot process's body: exit status 1 on any failure, no traceback (the
-    parent plots again in-process, where the error is reported as usual)."""
+def _plot_child(receiver: Connection, sender: Connection) -> None:
+    """The plot process's body: matplotlib imported at once, then the figures drawn
+    from the numbers the run sends. Exit status 1 on any failure, no traceback (the
+    parent plots again in-process, where the error is reported as usual); 0 without
+    drawing when the run sent nothing (it failed, or cancelled the plots)."""
+    sender.close()  # the parent's end: closed here too, so its close reads as EOF
     try:
-        write_plots(out_dir, result)
+        preload()
+        try:
+            out_dir, data = receiver.recv()
+        except EOFError:
+            return
+        draw_plots(out_dir, data)
     except BaseException:  # reported by the in-process retry
         sys.exit(1)
 
 
-def _plot_process(out_dir: Path, result: SimResult) -> multiprocessing.process.BaseProcess | None:
-    """Start plotting in a forked process when a second core is there to run it.
+class PlotProcess:
+    """A forked process that draws the plots while this one writes the data files.
 
-    The plots (matplotlib's import and six figures) take about as long as the CSV
-    and the events together; forked, the child has the result without pickling it.
-    Only on Linux (fork is not safe on macOS), with no other thread running (a fork
-    copies one thread and whatever locks the others held) and more than one core.
+    Started before the run when it can be (``minimeter simulate`` does), it imports
+    matplotlib on the second core while the run goes on, instead of a thread that
+    would hold the interpreter lock against the run; when the run is done it is sent
+    the figures' binned numbers (:func:`plot_data`, kilobytes, not the result's
+    hundred megabytes). Only on Linux (fork is not safe on macOS), with no other
+    thread running (a fork copies one thread and whatever locks the others held) and
+    more than one core; :meth:`start` returns None otherwise.
     """
-    if not sys.platform.startswith("linux") or threading.active_count() > 1:
-        return None
-    if len(os.sched_getaffinity(0)) < 2:
-        return None
-    proc = multiprocessing.get_context("fork").Process(
-        target=_plot_quietly, args=(out_dir, result), daemon=True
-    )
-    proc.start()
-    return proc
+
+    def __init__(self, proc: multiprocessing.process.BaseProcess, sender: Connection) -> None:
+        self._proc, self._sender = proc, sender
+
+    @classmethod
+    def start(cls) -> PlotProcess | None:
+        if not sys.platform.startswith("linux") or threading.active_count() > 1:
+            return None
+        if len(os.sched_getaffinity(0)) < 2:
+            return None
+        context = multiprocessing.get_context("fork")
+        receiver, sender = context.Pipe(duplex=False)
+        proc = context.Process(target=_plot_child, args=(receiver, sender), daemon=True)
+        proc.start()
+        receiver.close()
+        return cls(proc, sender)
+
+    def draw(self, out_dir: Path, data: PlotData) -> None:
+        self._sender.send((out_dir, data))
+        self._sender.close()
+
+    def finish(self) -> bool:
+        """Wait for the process (a cancel when nothing was sent); True when it drew
+        every plot."""
+        sent = self._sender.closed
+        self._sender.close()
+        self._proc.join()
+        return sent and self._proc.exitcode == 0
 
 
-def write_all(out_dir: Path, result: SimResult, plots: bool = True) -> list[Path]:
+def write_all(
+    out_dir: Path, result: SimResult, plots: bool = True, plotter: PlotProcess | None = None
+) -> list[Path]:
     """Write every file of a run into ``out_dir``; returns the paths written.
 
-    The plots are drawn by a forked process while this one writes the data files
-    (see ``_plot_process``); the files are the same either way.
+    The plots are drawn by ``plotter`` (or a plot process forked now) while this
+    process writes the data files; in-process when no process can be forked or the
+    process failed. The files are the same either way.
     """
-    prepare_out_dir(out_dir)
-    remove_old_outputs(out_dir)
-    plotter = _plot_process(out_dir, result) if plots else None
-    written = [out_dir / "timeseries.csv", out_dir / "events.jsonl", out_dir / "summary.json"]
     try:
+        prepare_out_dir(out_dir)
+        remove_old_outputs(out_dir)
+        if plots:
+            plotter = plotter or PlotProcess.start()
+            if plotter is not None:
+                plotter.draw(out_dir, plot_data(result))
+        written = [out_dir / "timeseries.csv", out_dir / "events.jsonl", out_dir / "summary.json"]
         write_csv(written[0], result.columns)
         write_events(written[1], result.events, result.edges)
         written[2].write_text(summary_json(result.summary), encoding="utf-8")
         if write_parquet(out_dir / "timeseries.parquet", result.columns):
             written.append(out_dir / "timeseries.parquet")
     finally:
-        if plotter is not None:
-            plotter.join()
-    if plotter is not None and plotter.exitcode == 0:
+        drawn = plotter is not None and plotter.finish()
+    if drawn:
         written.extend(out_dir / name for name in PLOT_FILES)
     elif plots:
         written.extend(write_plots(out_dir, result))

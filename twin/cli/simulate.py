@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
@@ -157,29 +156,28 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, profile: Profile, settings: SimSettings) -> int:
-    from twin.batch.plots import preload
-    from twin.batch.report import prepare_out_dir, summary_json, write_all
+    from twin.batch.report import PlotProcess, prepare_out_dir, summary_json, write_all
     from twin.batch.simulate import simulate
 
-    preloading = None
+    plotter = None
     if args.out is not None:
         prepare_out_dir(args.out)  # fail before a long run, not after it
-        if args.plot:  # matplotlib imported beside the run, on the second core
-            preloading = threading.Thread(target=preload, name="plot-imports", daemon=True)
-            preloading.start()
+        if args.plot:  # forked now: it imports matplotlib beside the run, on the second core
+            plotter = PlotProcess.start()
     progress = Progress()
     t0 = time.perf_counter()
     try:
         result = simulate(profile, settings, progress=progress)
-    finally:
-        if preloading is not None:
-            preloading.join()  # before write_all forks: one thread left
+    except BaseException:
+        if plotter is not None:
+            plotter.finish()  # nothing sent: it exits without drawing
+        raise
     sim_s = time.perf_counter() - t0
     progress.finish()
     for warning in result.summary["warnings"]:  # once each, before the figures
         print(f"minimeter simulate: warning: {warning}", file=sys.stderr)
     if args.out is not None:
-        write_all(args.out, result, plots=args.plot)
+        write_all(args.out, result, plots=args.plot, plotter=plotter)
     total_s = time.perf_counter() - t0
     samples = result.summary["samples"]
     print(
