@@ -130,23 +130,29 @@ class Recorder:
         self.demand_points.append((after.time_s, after.demand_kw, after.demand_max_kw))
 
     def _events(self, events: Iterable[Event]) -> None:
+        # Demand closes are most events by far (one per sub-interval): matched first, by
+        # exact type (the core's events are final classes), with the lists bound once.
+        points, kept = self.demand_points, self.events
+        peak_kw, peak_at = self.peak_demand
         for ev in events:
-            if isinstance(ev, DemandClosed):  # most events by far (one per sub-interval): first
-                self.demand_points.append((ev.time_s, ev.demand_kw, ev.demand_max_kw))
-                if ev.demand_kw > self.peak_demand[0]:
-                    self.peak_demand = (ev.demand_kw, ev.time_s)
-            elif isinstance(ev, PulseEdges):
+            if type(ev) is DemandClosed:
+                points.append((ev.time_s, ev.demand_kw, ev.demand_max_kw))
+                if ev.demand_kw > peak_kw:
+                    peak_kw, peak_at = ev.demand_kw, ev.time_s
+                kept.append(ev)
+                continue
+            if isinstance(ev, Registration):
+                continue  # recorded by block()
+            if isinstance(ev, PulseEdges):
                 self._closures(ev)
                 continue
-            elif isinstance(ev, Registration):
-                continue  # recorded by block()
-            elif isinstance(ev, PowerLost):
+            if isinstance(ev, PowerLost):
                 self._unpowered_since = ev.time_s
             elif isinstance(ev, PowerRestored):
                 if self._unpowered_since is not None:
                     self.unpowered_spans.append((self._unpowered_since, ev.time_s))
                     self._unpowered_since = None
-                self.demand_points.append((ev.time_s, 0.0, 0.0))  # a boot clears demand
+                points.append((ev.time_s, 0.0, 0.0))  # a boot clears demand
             elif isinstance(ev, ErrorRaised):
                 self._active |= 1 << ev.code
                 self.errors_seen.add(ev.code)
@@ -154,7 +160,8 @@ class Recorder:
             elif isinstance(ev, ErrorCleared):
                 self._active &= ~(1 << ev.code)
                 self.error_points.append((ev.time_s, self._active))
-            self.events.append(ev)
+            kept.append(ev)
+        self.peak_demand = (peak_kw, peak_at)
 
     def _closures(self, ev: PulseEdges) -> None:
         if self.keep_edges:
