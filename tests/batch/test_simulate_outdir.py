@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -64,3 +66,22 @@ def test_cyclic_gc_paused_for_a_run_and_restored() -> None:
         assert not gc.isenabled()
         assert gc.get_freeze_count() > 0
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_cli_runs_write_byte_identical_files(tmp_path: Path) -> None:
+    """Every file of a run, plots included, is the same bytes run after run, whichever
+    process wrote it (the plot and events processes race the data files)."""
+    args = ["simulate", "meter-faults", "--step", "5", "--interval", "2min", "--json"]
+    outputs = []
+    for k in range(5):
+        out = tmp_path / f"run{k}"
+        proc = subprocess.run(
+            [sys.executable, "-m", "twin", *args, "--out", str(out)],
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+        outputs.append({p.name: p.read_bytes() for p in sorted(out.iterdir())} | {"": proc.stdout})
+    assert set(outputs[0]) >= {*PLOT_FILES, "timeseries.csv", "events.jsonl", "summary.json"}
+    for other in outputs[1:]:
+        assert other == outputs[0]
