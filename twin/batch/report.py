@@ -207,6 +207,24 @@ def _plot_child(receiver: Connection, sender: Connection) -> None:
         sys.exit(1)
 
 
+def can_fork() -> bool:
+    """Whether a forked process may take part of the work: Linux only (fork is not safe
+    on macOS), no other thread running (a fork copies one thread and whatever locks the
+    others held) and a second core to run it on."""
+    if not sys.platform.startswith("linux") or threading.active_count() > 1:
+        return False
+    return len(os.sched_getaffinity(0)) >= 2
+
+
+def _write_events_quietly(path: Path, result: SimResult) -> None:
+    """The events process's body: exit status 1 on any failure, no traceback (the
+    parent writes the file again, where the error is reported as usual)."""
+    try:
+        write_events(path, result.events, result.edges)
+    except BaseException:
+        sys.exit(1)
+
+
 class PlotProcess:
     """A forked process that draws the plots while this one writes the data files.
 
@@ -224,9 +242,7 @@ class PlotProcess:
 
     @classmethod
     def start(cls) -> PlotProcess | None:
-        if not sys.platform.startswith("linux") or threading.active_count() > 1:
-            return None
-        if len(os.sched_getaffinity(0)) < 2:
+        if not can_fork():
             return None
         context = multiprocessing.get_context("fork")
         receiver, sender = context.Pipe(duplex=False)
@@ -253,10 +269,12 @@ def write_all(
 ) -> list[Path]:
     """Write every file of a run into ``out_dir``; returns the paths written.
 
-    The plots are drawn by ``plotter`` (or a plot process forked now) while this
-    process writes the data files; in-process when no process can be forked or the
-    process failed. The files are the same either way.
+    The plots are drawn by ``plotter`` (or a plot process forked now) and the events
+    written by a forked copy of this process while this one writes the time series;
+    each in-process instead when no process can be forked or the process failed. The
+    files are the same either way.
     """
+    events_writer = None
     try:
         prepare_out_dir(out_dir)
         remove_old_outputs(out_dir)
@@ -265,13 +283,21 @@ def write_all(
             if plotter is not None:
                 plotter.draw(out_dir, plot_data(result))
         written = [out_dir / "timeseries.csv", out_dir / "events.jsonl", out_dir / "summary.json"]
+        if can_fork():  # events.jsonl by a forked copy, beside the CSV written here
+            events_writer = multiprocessing.get_context("fork").Process(
+                target=_write_events_quietly, args=(written[1], result), daemon=True
+            )
+            events_writer.start()
         write_csv(written[0], result.columns)
-        write_events(written[1], result.events, result.edges)
         written[2].write_text(summary_json(result.summary), encoding="utf-8")
         if write_parquet(out_dir / "timeseries.parquet", result.columns):
             written.append(out_dir / "timeseries.parquet")
     finally:
+        if events_writer is not None:
+            events_writer.join()
         drawn = plotter is not None and plotter.finish()
+    if events_writer is None or events_writer.exitcode != 0:
+        write_events(written[1], result.events, result.edges)
     if drawn:
         written.extend(out_dir / name for name in PLOT_FILES)
     elif plots:

@@ -31,6 +31,7 @@ import functools
 import gc
 import math
 import platform
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -64,6 +65,8 @@ MIN_TAIL_S = 1e-6
 #: the recorder's bookkeeping (~1 ms), so day-long blocks (365 a year) keep that under
 #: 5 % of a run; the series, events and summary do not depend on it (block invariance).
 BLOCK_SAMPLES = 86_400
+#: Blocks handed to the recorder's thread and not yet recorded, at most.
+MAX_UNRECORDED = 2
 
 #: The series is held in memory (about 130 bytes a row): ten years of minutes.
 MAX_ROWS = 5_256_000
@@ -183,20 +186,43 @@ class PrefetchingSampler(Sampler):
 
 
 class _RecordingCore(MeterCore):
-    """The meter core, reporting each block and command to a recorder."""
+    """The meter core, handing each block and command to a recorder.
 
-    recorder: Recorder
+    With ``pool`` (one worker thread, so in order) the recorder works on a block while
+    the core runs the next one; what it is handed are values (the block, the core's
+    events, frozen snapshots) that nothing changes afterwards. At most
+    ``MAX_UNRECORDED`` hand-overs wait, so a slow recorder holds back the core, not
+    memory; :meth:`flush` waits for the rest and raises what the recorder raised.
+    """
+
+    def __init__(self, config: MeterConfig, recorder: Recorder) -> None:
+        super().__init__(config, emit_edges=True, emit_series=True)
+        self.recorder = recorder
+        self.pool: Executor | None = None
+        self._pending: deque[Future[None]] = deque()
 
     def advance(self, block: SampleBlock) -> list[Event]:
         before = self.snapshot()
         events = super().advance(block)
-        self.recorder.block(block, events, before, self.snapshot())
+        self._record(self.recorder.block, block, events, before, self.snapshot())
         return events
 
     def apply(self, command: Command) -> list[Event]:
         events = super().apply(command)
-        self.recorder.command(events, self.snapshot())
+        self._record(self.recorder.command, events, self.snapshot())
         return events
+
+    def _record(self, record: Callable[..., None], *args: Any) -> None:
+        if self.pool is None:
+            record(*args)
+            return
+        self._pending.append(self.pool.submit(record, *args))
+        while len(self._pending) > MAX_UNRECORDED:
+            self._pending.popleft().result()
+
+    def flush(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,10 +249,8 @@ def meter_config(settings: SimSettings, profile: Profile) -> MeterConfig:
         raise ConfigError(f"profile {profile.name!r}: {exc}") from None
 
 
-def make_core(config: MeterConfig, recorder: Recorder) -> MeterCore:
-    core = _RecordingCore(config, emit_edges=True, emit_series=True)
-    core.recorder = recorder
-    return core
+def make_core(config: MeterConfig, recorder: Recorder) -> _RecordingCore:
+    return _RecordingCore(config, recorder)
 
 
 def steps(profile: Profile, settings: SimSettings) -> tuple[int, float]:
@@ -265,15 +289,24 @@ def simulate(
     recorder.keep_edges = settings.edges
     core = make_core(meter_config(settings, profile), recorder)
     max_block = max(spr, BLOCK_SAMPLES // spr * spr)
-    with ThreadPoolExecutor(1, thread_name_prefix="sampler") as pool:
-        sampler = PrefetchingSampler(profile, settings.seed, pool if n > max_block else None)
+    # Two helper threads on a long run: one samples the next block, one records the
+    # last, while this one runs the core (numpy lets go of the interpreter lock).
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="sampler") as pool,
+        ThreadPoolExecutor(1, thread_name_prefix="recorder") as recording,
+    ):
+        threaded = n > max_block
+        sampler = PrefetchingSampler(profile, settings.seed, pool if threaded else None)
+        core.pool = recording if threaded else None
         for _events in drive(core, sampler, 0.0, settings.step_s, n, max_block=max_block):
             if progress is not None:
                 progress(recorder.done, total)
         if tail_s:  # the last, shorter step: the core takes any length per block
             for _events in drive(core, sampler, n * settings.step_s, tail_s, 1):
-                if progress is not None:
-                    progress(recorder.done, total)
+                pass
+        core.flush()
+    if progress is not None:
+        progress(recorder.done, total)
     summary = build_summary(core, recorder, profile, settings)
     return SimResult(
         summary=summary,
