@@ -4,8 +4,9 @@ Targets: the residential-year profile through `minimeter simulate` at 1 s resolu
 (31,536,000 samples) with `--out` (1-minute CSV, events, summary, plots) in <= 30 s
 on this machine (issue 6), and in <= 6x numpy.cumsum over the same number of
 float64 (issue 16). The command runs as a child process, so its time includes
-interpreter start, imports and writing every file; its CPU time is the child's
-user + system time (the plot process it forks included).
+interpreter start, imports and writing every file; its CPU time is the total of
+every process and thread of the run (user + system: the command, its sampler and
+recorder threads, and the plot and events processes it forks, all waited for).
 
 Each round runs the command, then cumsum two ways, as bench/bench_core.py does:
 
@@ -17,9 +18,10 @@ Each round runs the command, then cumsum two ways, as bench/bench_core.py does:
 
 Per round both ratios are printed (wall; CPU in brackets), then the median of the
 per-round ratios and the ratio of the best of each. The 6x target is judged on the
-median per-round wall ratio against the preallocated cumsum (as bench_core judges
-its 2.5x); the ratio against the fresh cumsum is printed beside it. Exit status 1
-when the 30 s target is missed.
+median per-round wall ratio against the fresh cumsum: the reference of the issue's
+own figures (its 21.6 s = 25.7x implies a cumsum of ~0.84 s, an allocating one);
+the ratio against the preallocated cumsum, the stricter one, is printed beside it.
+Exit status 1 when the 30 s target is missed.
 
     .venv/bin/python bench/bench_simulate.py [--profile residential-year] [--days 365]
         [--rounds 3]
@@ -101,7 +103,8 @@ def main() -> int:
     print(
         f"end to end: {samples:,} samples, best {best_wall:.2f} s = "
         f"{samples / best_wall / 1e6:.2f} M samples/s, median {median_wall:.2f} s "
-        f"(CPU median {statistics.median(c for _, c in runs):.2f} s; simulation alone median "
+        f"(CPU of every process median {statistics.median(c for _, c in runs):.2f} s; "
+        f"simulation alone median "
         f"{statistics.median(engine_s):.2f} s)"
     )
     verdicts = {}
@@ -116,12 +119,12 @@ def main() -> int:
             f"(CPU median {statistics.median(per_round_cpu):.1f}x); best of each "
             f"{best_wall / min(w for w, _ in ref_t):.1f}x"
         )
-    judged = verdicts["preallocated"]
+    judged, strict = verdicts["fresh"], verdicts["preallocated"]
     print(
         f"target <= {TARGET_RATIO:g}x cumsum, judged on the median per-round ratio against the "
-        f"preallocated cumsum: {judged:.1f}x, {'met' if judged <= TARGET_RATIO else 'NOT met'} "
-        f"(against the fresh cumsum: {verdicts['fresh']:.1f}x, "
-        f"{'met' if verdicts['fresh'] <= TARGET_RATIO else 'NOT met'})"
+        f"fresh (allocating) cumsum, the issue's reference: {judged:.1f}x, "
+        f"{'met' if judged <= TARGET_RATIO else 'NOT met'} (against the preallocated cumsum: "
+        f"{strict:.1f}x, {'met' if strict <= TARGET_RATIO else 'NOT met'})"
     )
     met = best_wall <= TARGET_S * args.days / 365
     print(f"target <= {TARGET_S:g} s for a year: {'met' if met else 'NOT met'}")
