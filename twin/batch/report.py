@@ -278,16 +278,16 @@ def write_all(
     try:
         prepare_out_dir(out_dir)
         remove_old_outputs(out_dir)
-        if plots:
-            plotter = plotter or PlotProcess.start()
-            if plotter is not None:
-                plotter.draw(out_dir, plot_data(result))
         written = [out_dir / "timeseries.csv", out_dir / "events.jsonl", out_dir / "summary.json"]
-        if can_fork():  # events.jsonl by a forked copy, beside the CSV written here
+        if can_fork():  # events.jsonl by a forked copy, beside the series made here
             events_writer = multiprocessing.get_context("fork").Process(
                 target=_write_events_quietly, args=(written[1], result), daemon=True
             )
             events_writer.start()
+        if plots:
+            plotter = plotter or PlotProcess.start()
+            if plotter is not None:
+                plotter.draw(out_dir, plot_data(result))
         write_csv(written[0], result.columns)
         written[2].write_text(summary_json(result.summary), encoding="utf-8")
         if write_parquet(out_dir / "timeseries.parquet", result.columns):

@@ -225,17 +225,27 @@ class _RecordingCore(MeterCore):
             self._pending.popleft().result()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, eq=False)
 class SimResult:
+    """A run's summary and events, and its time series, made from the recorder on first
+    use (a caller may start other work first, e.g. fork the events writer)."""
+
     summary: dict[str, Any]
-    columns: dict[str, npt.NDArray[Any]]
     events: list[ScalarEvent]
     edges: list[PulseEdges]
     unpowered_spans: list[tuple[float, float]]
     interval_s: float
-    #: per count column: each row's first and last count time (NaN: none in the row)
-    count_times: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]
     config: MeterConfig  # the meter that ran
+    recorder: Recorder = field(repr=False)
+
+    @functools.cached_property
+    def columns(self) -> dict[str, npt.NDArray[Any]]:
+        return self.recorder.columns()
+
+    @functools.cached_property
+    def count_times(self) -> dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+        """Per count column: each row's first and last count time (NaN: none in the row)."""
+        return self.recorder.count_times()
 
 
 def meter_config(settings: SimSettings, profile: Profile) -> MeterConfig:
@@ -310,13 +320,12 @@ def simulate(
     summary = build_summary(core, recorder, profile, settings)
     return SimResult(
         summary=summary,
-        columns=recorder.columns(),
         events=recorder.events,
         edges=recorder.edges,
         unpowered_spans=recorder.spans(duration_s),
         interval_s=spr * settings.step_s,
-        count_times=recorder.count_times(),
         config=core.config,
+        recorder=recorder,
     )
 
 
