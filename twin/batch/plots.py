@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -260,8 +261,9 @@ def write_plots(out_dir: Path, result: SimResult) -> list[Path]:
     return draw_plots(out_dir, plot_data(result))
 
 
-def draw_plots(out_dir: Path, data: PlotData) -> list[Path]:
-    """Draw and write every figure of PLOT_FILES; returns their paths."""
+def draw_plots(out_dir: Path, data: PlotData, only: Sequence[str] = PLOT_FILES) -> list[Path]:
+    """Draw and write the figures ``only`` names (default: every one of PLOT_FILES);
+    returns their paths. Each figure is independent of the others."""
     # matplotlib's Figure without pyplot: no figure manager, half the import time.
     from matplotlib.figure import Figure
 
@@ -290,73 +292,90 @@ def draw_plots(out_dir: Path, data: PlotData) -> list[Path]:
     def steps(y: npt.NDArray[Any]) -> npt.NDArray[Any]:
         return np.concatenate((y[:1], y))
 
-    fig, ax = figure("Power")
-    for key, label in _POWER:
-        (line,) = ax.step(t_step, steps(series[key]), where="pre", label=label, lw=1)
+    def power() -> None:
+        fig, ax = figure("Power")
+        for key, label in _POWER:
+            (line,) = ax.step(t_step, steps(series[key]), where="pre", label=label, lw=1)
+            if k > 1:
+                low, high = series[key + ":low"], series[key + ":high"]
+                ax.fill_between(
+                    t_step, steps(low), steps(high), step="pre", color=line.get_color(), alpha=0.15
+                )
+        ax.set_ylabel("mean power (kW)")
         if k > 1:
-            low, high = series[key + ":low"], series[key + ":high"]
-            ax.fill_between(
-                t_step, steps(low), steps(high), step="pre", color=line.get_color(), alpha=0.15
+            ax.set_title(
+                f"line: mean, band: range of the {data.interval_text} means{bin_label}", fontsize=9
             )
-    ax.set_ylabel("mean power (kW)")
-    if k > 1:
-        ax.set_title(
-            f"line: mean, band: range of the {data.interval_text} means{bin_label}", fontsize=9
-        )
-    ax.legend(loc="upper right")
-    save(fig, ax, "power.png")
-
-    fig, ax = figure("Input voltage")
-    for key, label in _VOLTAGE:
-        ax.step(t_step, steps(series[key]), where="pre", label=label, lw=1)
-    lowest = series["voltage_min_v"]
-    ax.step(t_step, steps(lowest), where="pre", label="lowest sample", lw=1, color="tab:red")
-    up_v, down_v, hold_up_s = data.supply
-    for volts, label, style in ((up_v, "power-up", "--"), (down_v, "power-down", ":")):
-        ax.axhline(volts, color="0.3", ls=style, lw=1, label=f"{label} {volts:g} V")
-    ax.set_ylabel("voltage (V)")
-    ax.set_title(f"supply hold-up {hold_up_s * 1000:g} ms{bin_label}", fontsize=9)
-    ax.legend(loc="lower right", fontsize=8)
-    save(fig, ax, "voltage.png")
-
-    fig, ax = figure("Cumulative energy")
-    for key, label in _ENERGY:
-        ax.plot(t, series[key], label=label, lw=1.2)
-    ax.set_ylabel("energy (kWh)")
-    ax.legend(loc="upper left")
-    save(fig, ax, "energy.png")
-
-    fig, ax = figure("Demand")
-    max_kw = series["demand_max_kw"]
-    ax.step(t, max_kw, where="post", label="max demand", lw=3, alpha=0.5, color="tab:orange")
-    demand_label = "demand" if k == 1 else "demand (largest per bin)"
-    ax.step(t, series["demand_kw"], where="post", label=demand_label, lw=1, color="tab:blue")
-    ax.set_ylabel("demand (kW)")
-    ax.legend(loc="upper right")
-    save(fig, ax, "demand.png")
-
-    fig, axes = figure("Pulse rate", rows=4)
-    for ax, (key, label) in zip(axes, _OUTPUTS, strict=True):
-        window_s = data.windows_s[key]
-        window = _duration_text(window_s) if window_s < 3600 else f"{window_s / 3600:.3g} h"
-        ax.plot(t, series[key], lw=1, label=f"{label} (mean over {window})")
-        ax.set_ylabel("pulses/h")
         ax.legend(loc="upper right")
-    save(fig, axes, "pulses.png")
+        save(fig, ax, "power.png")
 
-    scale, end_s, spans = data.scale, data.end_s, data.spans
-    lanes = sorted(spans) or ["no errors"]
-    label_in = _LABEL_PAD_IN + _CHAR_IN * max(len(lane) for lane in lanes)
-    fig, ax = figure("Errors and status", left_in=max(_MARGIN_LEFT_IN, label_in))
-    for y, lane in enumerate(lanes):
-        bars = [(a / scale, max(b - a, 0.0) / scale) for a, b in spans.get(lane, [])]
-        ax.broken_barh(bars, (y - 0.35, 0.7), color="tab:red" if lane != "unpowered" else "0.4")
-    ax.axvspan(0.0, end_s / scale, color="tab:green", alpha=0.08, lw=0)
-    ax.set_yticks(range(len(lanes)), lanes)
-    ax.set_ylim(-0.7, len(lanes) - 0.3)
-    ax.set_xlim(0.0, end_s / scale)
-    ax.set_ylabel("active condition")
-    if not spans:
-        ax.text(0.5, 0.5, "no errors, no outages", transform=ax.transAxes, ha="center")
-    save(fig, ax, "status.png")
+    def voltage() -> None:
+        fig, ax = figure("Input voltage")
+        for key, label in _VOLTAGE:
+            ax.step(t_step, steps(series[key]), where="pre", label=label, lw=1)
+        lowest = series["voltage_min_v"]
+        ax.step(t_step, steps(lowest), where="pre", label="lowest sample", lw=1, color="tab:red")
+        up_v, down_v, hold_up_s = data.supply
+        for volts, label, style in ((up_v, "power-up", "--"), (down_v, "power-down", ":")):
+            ax.axhline(volts, color="0.3", ls=style, lw=1, label=f"{label} {volts:g} V")
+        ax.set_ylabel("voltage (V)")
+        ax.set_title(f"supply hold-up {hold_up_s * 1000:g} ms{bin_label}", fontsize=9)
+        ax.legend(loc="lower right", fontsize=8)
+        save(fig, ax, "voltage.png")
+
+    def energy() -> None:
+        fig, ax = figure("Cumulative energy")
+        for key, label in _ENERGY:
+            ax.plot(t, series[key], label=label, lw=1.2)
+        ax.set_ylabel("energy (kWh)")
+        ax.legend(loc="upper left")
+        save(fig, ax, "energy.png")
+
+    def demand() -> None:
+        fig, ax = figure("Demand")
+        max_kw = series["demand_max_kw"]
+        ax.step(t, max_kw, where="post", label="max demand", lw=3, alpha=0.5, color="tab:orange")
+        demand_label = "demand" if k == 1 else "demand (largest per bin)"
+        ax.step(t, series["demand_kw"], where="post", label=demand_label, lw=1, color="tab:blue")
+        ax.set_ylabel("demand (kW)")
+        ax.legend(loc="upper right")
+        save(fig, ax, "demand.png")
+
+    def pulses() -> None:
+        fig, axes = figure("Pulse rate", rows=4)
+        for ax, (key, label) in zip(axes, _OUTPUTS, strict=True):
+            window_s = data.windows_s[key]
+            window = _duration_text(window_s) if window_s < 3600 else f"{window_s / 3600:.3g} h"
+            ax.plot(t, series[key], lw=1, label=f"{label} (mean over {window})")
+            ax.set_ylabel("pulses/h")
+            ax.legend(loc="upper right")
+        save(fig, axes, "pulses.png")
+
+    def status() -> None:
+        scale, end_s, spans = data.scale, data.end_s, data.spans
+        lanes = sorted(spans) or ["no errors"]
+        label_in = _LABEL_PAD_IN + _CHAR_IN * max(len(lane) for lane in lanes)
+        fig, ax = figure("Errors and status", left_in=max(_MARGIN_LEFT_IN, label_in))
+        for y, lane in enumerate(lanes):
+            bars = [(a / scale, max(b - a, 0.0) / scale) for a, b in spans.get(lane, [])]
+            ax.broken_barh(bars, (y - 0.35, 0.7), color="tab:red" if lane != "unpowered" else "0.4")
+        ax.axvspan(0.0, end_s / scale, color="tab:green", alpha=0.08, lw=0)
+        ax.set_yticks(range(len(lanes)), lanes)
+        ax.set_ylim(-0.7, len(lanes) - 0.3)
+        ax.set_xlim(0.0, end_s / scale)
+        ax.set_ylabel("active condition")
+        if not spans:
+            ax.text(0.5, 0.5, "no errors, no outages", transform=ax.transAxes, ha="center")
+        save(fig, ax, "status.png")
+
+    drawers = {
+        "power.png": power,
+        "voltage.png": voltage,
+        "energy.png": energy,
+        "demand.png": demand,
+        "pulses.png": pulses,
+        "status.png": status,
+    }
+    for filename in only:
+        drawers[filename]()
     return paths

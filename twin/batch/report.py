@@ -190,23 +190,6 @@ def remove_old_outputs(out_dir: Path) -> None:
             ) from None
 
 
-def _plot_child(receiver: Connection, sender: Connection) -> None:
-    """The plot process's body: matplotlib imported at once, then the figures drawn
-    from the numbers the run sends. Exit status 1 on any failure, no traceback (the
-    parent plots again in-process, where the error is reported as usual); 0 without
-    drawing when the run sent nothing (it failed, or cancelled the plots)."""
-    sender.close()  # the parent's end: closed here too, so its close reads as EOF
-    try:
-        preload()
-        try:
-            out_dir, data = receiver.recv()
-        except EOFError:
-            return
-        draw_plots(out_dir, data)
-    except BaseException:  # reported by the in-process retry
-        sys.exit(1)
-
-
 def can_fork() -> bool:
     """Whether a forked process may take part of the work: Linux only (fork is not safe
     on macOS), no other thread running (a fork copies one thread and whatever locks the
@@ -222,6 +205,46 @@ def _write_events_quietly(path: Path, result: SimResult) -> None:
     try:
         write_events(path, result.events, result.edges)
     except BaseException:
+        sys.exit(1)
+
+
+#: The figures the plot process's own helper draws (the costlier half: four axes of
+#: pulse rates among them); the plot process draws the rest meanwhile.
+_HELPER_PLOTS = ("energy.png", "pulses.png", "status.png")
+
+
+def _draw_quietly(out_dir: Path, data: PlotData, only: tuple[str, ...]) -> None:
+    try:
+        draw_plots(out_dir, data, only)
+    except BaseException:
+        sys.exit(1)
+
+
+def _plot_child(receiver: Connection, sender: Connection) -> None:
+    """The plot process's body: matplotlib imported at once, then the figures drawn
+    from the numbers the run sends, half by a forked helper (both cores are free by
+    then: the run is done). Exit status 1 on any failure, no traceback (the parent
+    plots again in-process, where the error is reported as usual); 0 without drawing
+    when the run sent nothing (it failed, or cancelled the plots)."""
+    sender.close()  # the parent's end: closed here too, so its close reads as EOF
+    try:
+        preload()
+        try:
+            out_dir, data = receiver.recv()
+        except EOFError:
+            return
+        if not can_fork():
+            draw_plots(out_dir, data)
+            return
+        helper = multiprocessing.get_context("fork").Process(
+            target=_draw_quietly, args=(out_dir, data, _HELPER_PLOTS)
+        )
+        helper.start()
+        draw_plots(out_dir, data, [name for name in PLOT_FILES if name not in _HELPER_PLOTS])
+        helper.join()
+        if helper.exitcode != 0:
+            sys.exit(1)
+    except BaseException:  # reported by the in-process retry
         sys.exit(1)
 
 
@@ -246,7 +269,8 @@ class PlotProcess:
             return None
         context = multiprocessing.get_context("fork")
         receiver, sender = context.Pipe(duplex=False)
-        proc = context.Process(target=_plot_child, args=(receiver, sender), daemon=True)
+        # Not a daemon: it forks a helper of its own (see _plot_child).
+        proc = context.Process(target=_plot_child, args=(receiver, sender))
         proc.start()
         receiver.close()
         return cls(proc, sender)
