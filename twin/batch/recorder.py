@@ -109,9 +109,12 @@ class Recorder:
         dt = block.dt_s
         self.power_ws[:els, rows] += np.add.reduceat(reg.power_w, starts, axis=1) * dt
         volts = np.asarray(block.voltage_v, dtype=np.float64)
-        self.voltage_vs[:, rows] += np.add.reduceat(volts, starts, axis=1) * dt
-        low = np.minimum.reduceat(volts.min(axis=0), starts)
-        self.voltage_min_v[rows] = np.minimum(self.voltage_min_v[rows], low)
+        if volts.strides[1] == 0:  # a constant per line over the block (a broadcast view)
+            self._constant_voltage(volts, starts, rows, dt)
+        else:
+            self.voltage_vs[:, rows] += np.add.reduceat(volts, starts, axis=1) * dt
+            low = np.minimum.reduceat(volts.min(axis=0), starts)
+            self.voltage_min_v[rows] = np.minimum(self.voltage_min_v[rows], low)
         per_sample = {
             "delivered": reg.delivered_uj,
             "received": reg.received_uj,
@@ -124,6 +127,23 @@ class Recorder:
         self.done += n
         self._events(events)
         self.demand_points.append((after.time_s, after.demand_kw, after.demand_max_kw))
+
+    def _constant_voltage(
+        self, volts: FloatArray, starts: npt.NDArray[np.intp], rows: Any, dt: float
+    ) -> None:
+        """A row's voltage sum depends on its length only: each length (the first row's,
+        the last's, a whole row's) is summed once, by the same reduceat over the same
+        values, so the same bits as summing every row; the lowest sample is the lower
+        line's voltage."""
+        lengths = np.diff(starts, append=volts.shape[1])
+        sums = np.empty((2, lengths.size))
+        for length in {int(lengths[0]), int(lengths[-1]), self.spr}:
+            at = lengths == length
+            if at.any():
+                sums[:, at] = np.add.reduceat(volts[:, :length], [0], axis=1)
+        self.voltage_vs[:, rows] += sums * dt
+        low = float(volts[:, 0].min())
+        self.voltage_min_v[rows] = np.minimum(self.voltage_min_v[rows], low)
 
     def command(self, events: list[Event], after: Snapshot) -> None:
         self._events(events)
