@@ -17,6 +17,7 @@ transaction id, unit id, byte count). The twin's peak RSS is its ``VmHWM`` from
     .venv/bin/python bench/bench_fleet.py --ports 50 --units 200 --max-rss-mb 1024  # 10,000
 
     .venv/bin/python bench/bench_fleet.py --stepping 10000 [PROFILE]  # CPU per meter-step
+    .venv/bin/python bench/bench_fleet.py --stepping 5000 default --store  # + commit, publish
 
 RSS and CPU are summed over the twin's process tree, so `--workers K` (shard
 processes under one supervisor, when `minimeter run` has it) is measured whole.
@@ -252,13 +253,23 @@ def stepping_main(argv: list[str]) -> None:
     """``--stepping N [PROFILE]``: CPU per meter per 1 s step of N meters, no I/O.
 
     An in-process twin on the manual clock (TCP ports bound but not polled) steps its
-    fleet five times by 1 s; CPU time, not wall time, so a loaded machine barely moves
-    the figure.
+    fleet five times by 1 s, then five times more answering one FC03 read (40
+    registers) from every meter's endpoint after each step, in process (what polling
+    every meter once a second costs on top, sockets and the event loop aside: the
+    image rebuilt after the step, the request decoded and answered); CPU time, not
+    wall time, so a loaded machine barely moves the figure.
+
+    ``--store``: a state dir too, the meters deferred as under a ticking clock, and
+    after each step (five times) the fleet committed to the store (one slice: every
+    meter; the commit thread's CPU counts) and published before every meter is read
+    once: what a meter-second costs a twin with a store, event loop and sockets aside.
     """
     from twin.core import MeterModel
     from twin.runtime import Twin, TwinConfig
     from twin.runtime.fleet import FleetSpec, MeterSpec
 
+    store = "--store" in argv
+    argv = [a for a in argv if a != "--store"]
     n = int(argv[0])
     profile = argv[1] if len(argv) > 1 else "default"
     model = MeterModel.parse("MMD-200A")
@@ -271,17 +282,55 @@ def stepping_main(argv: list[str]) -> None:
         for i in range(n)
     )  # fmt: skip
 
+    async def run_store() -> None:
+        from twin.runtime.committing import StepCommitter
+
+        with tempfile.TemporaryDirectory(prefix="mm-stepping-") as tmp:
+            cfg = TwinConfig(fleet=FleetSpec(meters), speed=None, state_dir=Path(tmp) / "s")
+            async with Twin(cfg) as twin:
+                assert twin.checkpointer is not None
+                tick_s = n / 4000  # a slice of every meter (committing.COMMIT_ROWS_PER_S)
+                committer = StepCommitter(
+                    twin.checkpointer, twin.meters, tick_s, lambda: twin.meter_time_s
+                )
+                for m in twin.meters:
+                    m.deferred = True
+                twin.step(5.0)  # past the boot screen
+                await committer.commit_and_publish()
+                cpus = []
+                for _ in range(5):
+                    cpu = time.process_time()
+                    twin.step(1.0)
+                    await committer.commit_and_publish()
+                    for m in twin.meters:
+                        m.endpoint.respond(b"\x03\x00\x00\x00\x28")
+                    cpus.append((time.process_time() - cpu) / n * 1e6)
+                print(
+                    f"{n} meters on {profile} with a store: a 1 s step, commit, publish and "
+                    f"every meter read once: {' '.join(f'{c:.1f}' for c in cpus)} us CPU "
+                    "per meter (5 steps)"
+                )
+
     async def run() -> None:
+        if store:
+            await run_store()
+            return
         async with Twin(TwinConfig(fleet=FleetSpec(meters), speed=None)) as twin:
             twin.step(5.0)  # past the boot screen
-            wall, cpu = time.perf_counter(), time.process_time()
-            for _ in range(5):
-                twin.step(1.0)
-            wall, cpu = (time.perf_counter() - wall) / 5, (time.process_time() - cpu) / 5
-            print(
-                f"{n} meters on {profile}: one 1 s step of the fleet {cpu * 1e3:.0f} ms CPU "
-                f"({wall * 1e3:.0f} ms wall) = {cpu / n * 1e6:.1f} us CPU per meter"
-            )
+            for read in (False, True):
+                wall, cpu = time.perf_counter(), time.process_time()
+                for _ in range(5):
+                    twin.step(1.0)
+                    if read:  # a poll of every meter (FC03, 40 registers at 0), no sockets
+                        for m in twin.meters:
+                            m.endpoint.respond(b"\x03\x00\x00\x00\x28")
+                wall, cpu = (time.perf_counter() - wall) / 5, (time.process_time() - cpu) / 5
+                what = "and every meter read once" if read else "(no reads)"
+                print(
+                    f"{n} meters on {profile}: one 1 s step of the fleet {what} "
+                    f"{cpu * 1e3:.0f} ms CPU ({wall * 1e3:.0f} ms wall) = "
+                    f"{cpu / n * 1e6:.1f} us CPU per meter"
+                )
 
     asyncio.run(run())
 

@@ -22,15 +22,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from twin.core import (
     AccuracyConfig,
-    Event,
+    Command,
     MeterConfig,
     MeterCore,
     MeterModel,
     Registration,
     RegistrationMode,
+    SampleBlock,
 )
 from twin.loadprofile import MeterSettings, Sampler
 from twin.units import uj_to_wh
@@ -39,14 +41,26 @@ from twin.units import uj_to_wh
 REGISTER_MODEL = "MMD-200A"
 
 
+E = TypeVar("E")
+
+
+class Drivable(Protocol[E]):
+    """A :class:`MeterCore`, or meters that step the same blocks together (the runtime's
+    groups, whose events say which meter they belong to)."""
+
+    def advance(self, block: SampleBlock) -> list[E]: ...
+
+    def apply(self, command: Command) -> list[E]: ...
+
+
 def drive(
-    core: MeterCore,
+    core: Drivable[E],
     sampler: Sampler,
     t0_s: float,
     dt_s: float,
     n: int,
     max_block: int = 86_400,
-) -> Iterator[list[Event]]:
+) -> Iterator[list[E]]:
     """Advance ``core`` over ``n`` samples of ``sampler`` from ``t0_s``; yield events per block."""
     if max_block < 1:
         raise ValueError(f"max_block: {max_block} invalid; expected >= 1")
@@ -58,7 +72,7 @@ def drive(
     while done < n:
         m = min(max_block, n - done)
         start_us = t0_us + done * dt_us
-        events: list[Event] = []
+        events: list[E] = []
         j = 0
         for tc_s, command in sampler.commands_between(start_us / 1e6, (start_us + m * dt_us) / 1e6):
             # First sample starting at or after the command's time.

@@ -33,7 +33,8 @@ def test_highest_error_codes_per_set() -> None:
 
 def test_pulse_outputs_are_an_enum_equal_to_their_names() -> None:
     core = MeterCore()
-    events = core.advance(SampleBlock.build(60, 1.0, voltage_v=120.0, current_a=100.0))
+    # 12 kWh: every output has edges (an output without any in a block reports none)
+    events = core.advance(SampleBlock.build(3600, 1.0, voltage_v=120.0, current_a=100.0))
     outputs = [e.output for e in events if isinstance(e, PulseEdges)]
     assert outputs == list(PulseOutput)
     assert PulseOutput.COUNTER == "counter" and PulseOutput("1000") is PulseOutput.KH_1000

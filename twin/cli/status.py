@@ -10,7 +10,6 @@ Warnings go to stderr, each once.
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable
 
@@ -18,6 +17,7 @@ from twin.core import Event, StepTooCoarse
 from twin.http import exposure_warning as http_exposure
 from twin.modbus.security import exposure_warning as modbus_exposure
 from twin.runtime.config import TwinConfig
+from twin.runtime.groups import fleet_totals
 from twin.runtime.meters import LiveMeter
 from twin.runtime.twin import Twin
 
@@ -95,11 +95,8 @@ def status_rows(twin: Twin) -> list[tuple[str, str]]:
 
 
 def _fleet_summary(twin: Twin) -> str:
-    snaps = [m.snapshot for m in twin.meters]
-    dark = sum(not s.powered for s in snaps)
-    total_wh = sum(s.energy_delivered_wh for s in snaps)
-    total_w = sum(s.power_w for s in snaps if not math.isnan(s.power_w))
-    return f"{len(snaps)} ({dark} unpowered), {total_wh} Wh, {total_w:.0f} W in all"
+    t = fleet_totals(twin.meters)  # from the core's bank: no snapshot per meter
+    return f"{t.meters} ({t.unpowered} unpowered), {t.energy_wh} Wh, {t.power_w:.0f} W in all"
 
 
 def profile_time_s(meter: LiveMeter) -> float:

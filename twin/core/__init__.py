@@ -7,6 +7,8 @@ the shell owns time and IO. Limits and demand-setting rules are defined here onc
 for the shell to import.
 """
 
+from twin.core.bank import MeterBank
+from twin.core.bank_step import advance_rows
 from twin.core.commands import (
     ClearEnergy,
     ClearError,
@@ -150,6 +152,7 @@ __all__ = [
     "IntArray",
     "LcdScreen",
     "MaxDemandReset",
+    "MeterBank",
     "MeterConfig",
     "MeterCore",
     "MeterErrorKind",
@@ -172,6 +175,7 @@ __all__ = [
     "StatusBit",
     "StepTooCoarse",
     "SupplyConfig",
+    "advance_rows",
     "highest_error",
     "highest_error_codes",
     "inputs_from_angle",

@@ -29,6 +29,7 @@ import itertools
 import math
 from collections import deque
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -76,8 +77,11 @@ class DemandState:
 
     def save(self, nv: NvState) -> NvState:
         """``nv`` with this demand state (and its settings) in it."""
-        return replace(
-            nv,
+        return replace(nv, **self.nv_fields())
+
+    def nv_fields(self) -> dict[str, Any]:
+        """This demand state (and its settings) as the fields of an :class:`NvState`."""
+        return dict(
             demand_max_w=self.max_w,
             demand_max_at_us=self.max_at_us,
             demand_period_max_w=self.period_max_w,
@@ -125,6 +129,18 @@ class DemandState:
 
     def elapsed_us(self, uptime_us: int) -> int:
         return (uptime_us - self.origin_us) % self.config.subinterval_us
+
+    def due_us(self, uptime_us: int) -> int:
+        """The first uptime from ``uptime_us`` at which :meth:`advance` does more than add
+        to the open sub-interval: the next close, or the end of the maximum's window.
+
+        A run ending before it only adds its energy (a bank adds it for many meters at
+        once, see ``bank``)."""
+        due = self._next_close_us(uptime_us)
+        window_h = self.config.max_window_h
+        if window_h:
+            due = min(due, self.window_start_us + window_h * _US_PER_H)
+        return due
 
     def _next_close_us(self, uptime_us: int) -> int:
         sub = self.config.subinterval_us

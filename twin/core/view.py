@@ -22,6 +22,11 @@ _NAN = float("nan")
 _UJ_PER_WH = pulses.UJ_PER_WH
 
 
+def power_w(readings: Readings, elements: int) -> float:
+    """The meter's total power: L1, plus L2 on a two-element model (NaN when unpowered)."""
+    return readings.power_l1_w + (readings.power_l2_w if elements == 2 else 0.0)
+
+
 def build_snapshot(
     config: MeterConfig,
     *,
@@ -76,7 +81,7 @@ def build_snapshot(
         energy_l2_wh=e_l2 // _UJ_PER_WH,
         energy_delivered_hwh=e_del // (100 * _UJ_PER_WH),
         energy_delivered_kwh=e_del / (1000 * _UJ_PER_WH),
-        power_w=r.power_l1_w + (r.power_l2_w if els == 2 else 0.0),
+        power_w=power_w(r, els),
         power_l1_w=r.power_l1_w,
         power_l2_w=r.power_l2_w,
         voltage_l1_v=r.voltage_l1_v,

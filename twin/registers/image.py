@@ -4,9 +4,11 @@ Theory of operation. :class:`RegisterImage` turns a core :class:`~twin.core.Snap
 into the bytes the Modbus endpoint answers with: block A is packed by one precompiled
 ``struct`` format (the encoding plan, built once at import from
 :data:`~twin.registers.map.REGISTERS`); block B and the SunSpec header are packed once
-per :class:`Identity` and cached. A rebuild costs microseconds; a read is a bounds
-check and a bytes slice. Pure: no sockets, no pymodbus; a refused read raises
-:class:`~twin.registers.map.ModbusException` carrying the Modbus exception code.
+per :class:`Identity` and cached; the SunSpec meter model (block D) is packed on the
+first read of block D, since most clients never read it. A rebuild costs
+microseconds; a read is a bounds check and a bytes slice. Pure: no sockets, no
+pymodbus; a refused read raises :class:`~twin.registers.map.ModbusException`
+carrying the Modbus exception code.
 
 Word order: ``WordOrder.LITTLE`` swaps the words (not the bytes inside a word) of the
 numbers of blocks A-C; strings never, SunSpec block D never (SunSpec clients assume
@@ -130,9 +132,10 @@ def _not_available(ordered: tuple[float | int, ...]) -> tuple[float | int, ...]:
     return tuple((m or math.nan) if v != v else v for v, m in zip(ordered, _A_MASK, strict=True))
 
 
-def _pack_a(values: tuple[float | int, ...], word_order: WordOrder) -> bytes:
+def _pack_a(values: tuple[float | int, ...], word_order: WordOrder, nan: bool) -> bytes:
+    """Block A; ``nan``: some value may be a NaN to encode as "not available"."""
     ordered = _A_ORDER(values)
-    if any(map(math.isnan, ordered)):  # an unpowered meter, an absent L2, no current
+    if nan:  # an unpowered meter, an absent L2, no current
         ordered = _not_available(ordered)
     try:
         return _pack_ordered(ordered, word_order)
@@ -154,7 +157,12 @@ def _pack_ordered(ordered: tuple[float | int, ...], word_order: WordOrder) -> by
     return words.tobytes()
 
 
-@lru_cache(maxsize=4096)
+# Both caches hold one entry per meter of a process's fleet, so stepping a big fleet
+# never evicts them (10,000 meters: a few MB).
+_IDENTITIES_CACHED: Final = 16_384
+
+
+@lru_cache(maxsize=_IDENTITIES_CACHED)
 def _block_b(identity: Identity) -> bytes:
     m = identity.model
 
@@ -176,7 +184,7 @@ def _block_b(identity: Identity) -> bytes:
     return body.ljust(200, b"\0")
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=_IDENTITIES_CACHED)
 def _sunspec_static(identity: Identity) -> tuple[bytes, _ss.ScaleFactors]:
     header = _ss.static_header(
         identity.vendor_name,
@@ -195,19 +203,28 @@ def _sunspec_static(identity: Identity) -> tuple[bytes, _ss.ScaleFactors]:
 class RegisterImage:
     """The bytes every read is answered from; rebuilt when the snapshot changes."""
 
-    __slots__ = ("_main", "_sunspec", "config", "identity", "output_states", "status_bits")
+    __slots__ = (
+        "_main",
+        "_snapshot",
+        "_sunspec",
+        "config",
+        "identity",
+        "output_states",
+        "status_bits",
+    )
 
     def __init__(
         self,
         main: bytes,
-        sunspec_block: bytes | None,
+        sunspec_of: Snapshot | None,
         status_bits: int,
         output_states: int,
         config: tuple[int, int, int, int, int],
         identity: Identity,
     ) -> None:
         self._main = main
-        self._sunspec = sunspec_block
+        self._snapshot = sunspec_of  # block D is packed from it when first read
+        self._sunspec: bytes | None = None
         self.status_bits = status_bits
         self.output_states = output_states
         self.config = config  # block C 201..205 as read back
@@ -230,7 +247,11 @@ class RegisterImage:
             extra_values = tuple(extra.get(n, d) for n, d in EXTRA_DEFAULTS.items())
         else:
             extra_values = _EXTRA_DEFAULT_VALUES
-        block_a = _pack_a(_SNAP_GET(snapshot) + extra_values, word_order)
+        snap_values = _SNAP_GET(snapshot)
+        values = snap_values + extra_values
+        # The default extras' NaNs are canonical already: only what varies is checked.
+        suspect = snap_values if extra_values is _EXTRA_DEFAULT_VALUES else values
+        block_a = _pack_a(values, word_order, any(map(math.isnan, suspect)))
         config = (
             snapshot.demand_interval_min,
             snapshot.demand_subintervals,
@@ -239,13 +260,9 @@ class RegisterImage:
             int(snapshot.registration_mode),
         )
         block_c = _C_STRUCT.pack(0, *config)
-        block_d = None
-        if sunspec:
-            header, sf = _sunspec_static(identity)
-            block_d = header + _ss.meter_model(snapshot, identity.model, sf)
         return cls(
             block_a + _block_b(identity) + block_c,
-            block_d,
+            snapshot if sunspec else None,
             snapshot.status_bits,
             snapshot.output_states,
             config,
@@ -262,6 +279,11 @@ class RegisterImage:
         if address >= 0 and end <= MAIN_REGISTERS:
             return self._main[2 * address : 2 * end]
         block_d = self._sunspec
+        if block_d is None and self._snapshot is not None:
+            header, sf = _sunspec_static(self.identity)
+            block_d = self._sunspec = header + _ss.meter_model(
+                self._snapshot, self.identity.model, sf
+            )
         if block_d is not None and address >= _ss.BASE_ADDRESS and end <= _ss.LAST_ADDRESS + 1:
             base = _ss.BASE_ADDRESS
             return block_d[2 * (address - base) : 2 * (end - base)]

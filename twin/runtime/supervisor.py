@@ -45,6 +45,7 @@ from typing import Any, TextIO
 
 from twin.errors import ConfigError, TwinError
 from twin.runtime.config import TwinConfig
+from twin.runtime.groups import fleet_totals
 from twin.runtime.shard import ShardSpec
 from twin.runtime.twin import Twin
 
@@ -123,12 +124,12 @@ async def _serve(config: TwinConfig, conn: Connection) -> None:
 
 
 def _totals(twin: Twin) -> dict[str, float]:
-    snaps = [m.snapshot for m in twin.meters]
+    t = fleet_totals(twin.meters)  # from the core's bank: no snapshot per meter
     return {
         "meter_time_s": twin.meter_time_s,
-        "energy_wh": float(sum(s.energy_delivered_wh for s in snaps)),
-        "power_w": sum(s.power_w for s in snaps if not math.isnan(s.power_w)),
-        "unpowered": float(sum(not s.powered for s in snaps)),
+        "energy_wh": float(t.energy_wh),
+        "power_w": t.power_w,
+        "unpowered": float(t.unpowered),
         "lag_s": twin.lag_s if twin.lagging else 0.0,
     }
 

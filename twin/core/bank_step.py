@@ -1,0 +1,302 @@
+"""Advancing rows of a :class:`~twin.core.bank.MeterBank` over one block.
+
+Theory of operation
+-------------------
+The rows are partitioned by what their measurement depends on (model, supply
+settings, accuracy curve, calibration error, registration mode, and the supply's
+carried state); each partition's block is measured once (``shared``: supply, power,
+registration, status bits 0-9 and readings per powered run) and cut into runs of
+constant power state, the same runs for all its rows. Per run:
+
+- unpowered: rows that were powered lose power (an event each); bits become
+  unpowered plus injected; time moves on.
+- powered: rows that were off power up (count, uptime 0, demand restarts; an event
+  each). Then, per row only where the row's own state makes a difference:
+  pulse edges where the run's energy carries the row's delivered register across a
+  multiple of an output's half period (a vectorised test first); demand where a
+  close or the maximum's window boundary falls inside the run (else the run's
+  energy is added to every row's pending energy at once); status bits and error
+  events once per distinct (bits before, injected, boot samples, time). Energies,
+  uptime and time are then added to all the rows at once.
+
+Per row the events keep a lone meter's order: per run power, coarse-step warnings,
+demand closes, error changes; then the registration series (when asked for); then
+one :class:`~twin.core.events.PulseEdges` per output that has edges in the block.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from twin.core import pulses
+from twin.core.bank import E_DEL, I64, UNPOWERED_BIT, MeterBank, RowEvents
+from twin.core.events import (
+    PowerLost,
+    PowerRestored,
+    PulseEdges,
+    PulseOutput,
+    Registration,
+    StepTooCoarse,
+)
+from twin.core.limits import KH_WH
+from twin.core.readings import UNPOWERED_READINGS, Readings
+from twin.core.registration import output_edges
+from twin.core.samples import BoolArray, FloatArray, IntArray, SampleBlock
+from twin.core.shared import Measured, PoweredRun, measure, measure_run
+from twin.core.status import StatusBit, error_events, or_bits
+from twin.core.supply import SupplyState
+
+_OUTPUTS = tuple(PulseOutput)
+_BOOTING = np.uint32(1 << StatusBit.BOOTING)
+EdgeParts = dict[int, dict[PulseOutput, list[tuple[FloatArray, BoolArray]]]]
+
+
+def advance_rows(bank: MeterBank, rows: I64, block: SampleBlock) -> RowEvents:
+    """Advance ``rows`` (distinct) over ``block``; the events of each row that has any."""
+    out: RowEvents = {}
+    edges: EdgeParts = {}
+    for part in _partitions(bank, rows):
+        _advance_part(bank, part, block, out, edges)
+    for row, parts in edges.items():
+        events = out.setdefault(row, [])
+        for output in _OUTPUTS:
+            found = parts.get(output)
+            if found:
+                times, closed = (
+                    found[0]
+                    if len(found) == 1
+                    else (
+                        np.concatenate([t for t, _ in found]),
+                        np.concatenate([c for _, c in found]),
+                    )
+                )
+                events.append(
+                    PulseEdges(output=output, time_s=times, closed=closed.astype(bool, copy=False))
+                )
+    return out
+
+
+def _partitions(bank: MeterBank, rows: I64) -> list[I64]:
+    """``rows`` split by measurement key and supply state (usually one part)."""
+    if rows.shape[0] <= 1:
+        return [rows]
+    cols = (bank.key_id[rows], bank.supply_powered[rows].astype(np.int64), bank.dip_us[rows])
+    if all(bool((c == c[0]).all()) for c in cols):
+        return [rows]
+    _, inverse = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    cuts = np.flatnonzero(np.diff(inverse[order])) + 1
+    return [rows[idx] for idx in np.split(order, cuts)]
+
+
+def _advance_part(
+    bank: MeterBank, rows: I64, block: SampleBlock, out: RowEvents, edges: EdgeParts
+) -> None:
+    dt_us = block.dt_us
+    measured = _measure(bank, rows, block)
+    supply = measured.supply
+    series = np.zeros((4, block.n), np.int64) if bank.emit_series else None
+    time0 = bank.time_us[rows].tolist()
+    change = np.flatnonzero(supply[1:] != supply[:-1]) + 1
+    for a, b in itertools.pairwise([0, *change.tolist(), block.n]):
+        if supply[a]:
+            _powered_run(bank, rows, block, measured, (a, b), out, edges, series)
+        else:
+            _unpowered_run(bank, rows, b - a, dt_us, out)
+    if series is not None:
+        power = np.where(supply, measured.power_w, 0.0)
+        for row, t0 in zip(rows.tolist(), time0, strict=True):
+            out.setdefault(row, []).append(
+                Registration(
+                    time0_s=t0 / 1e6,
+                    dt_s=dt_us / 1e6,
+                    power_w=power,
+                    delivered_uj=series[0],
+                    received_uj=series[1],
+                    l1_uj=series[2],
+                    l2_uj=series[3],
+                )
+            )
+
+
+def _measure(bank: MeterBank, rows: I64, block: SampleBlock) -> Measured:
+    """The block as the partition's meters measure it; shared with other calls by key."""
+    r0 = int(rows[0])
+    config = bank.config[r0]
+    shared = None if bank.emit_series else bank.shared[r0]
+    state = (bool(bank.supply_powered[r0]), int(bank.dip_us[r0]))
+    key = (bank.measure_key[r0], state)
+    measured = None if shared is None else shared.lookup(block, key)
+    if measured is None:
+        supply = SupplyState(config.supply, powered=state[0], dip_us=state[1])
+        scratch = bank.scratch if shared is None else None  # shared arrays outlive the call
+        measured = measure(
+            block, config.model, supply, bank.curve[r0], bank.calibration_pct[r0], scratch
+        )
+        if shared is not None:
+            shared.store(block, key, measured)
+    bank.supply_powered[rows], bank.dip_us[rows] = measured.supply_after
+    return measured
+
+
+def _one(readings: Readings) -> np.ndarray:
+    holder = np.empty(1, object)
+    holder[0] = readings  # an object array of one, so assignment broadcasts the tuple whole
+    return holder
+
+
+_UNPOWERED = _one(UNPOWERED_READINGS)
+
+
+def _unpowered_run(bank: MeterBank, rows: I64, m: int, dt_us: int, out: RowEvents) -> None:
+    for row in rows[bank.powered[rows]].tolist():
+        out.setdefault(row, []).append(PowerLost(time_s=int(bank.time_us[row]) / 1e6))
+    bank.powered[rows] = False
+    bank.readings[rows] = _UNPOWERED
+    old = bank.bits[rows]
+    new = bank.injected_bits[rows] | UNPOWERED_BIT
+    moved = old != new
+    if moved.any():
+        changes = zip(rows[moved].tolist(), old[moved].tolist(), new[moved].tolist(), strict=True)
+        for row, o, n in changes:
+            found = error_events(o, np.array([n], np.uint32), int(bank.time_us[row]), 0)
+            if found:
+                out.setdefault(row, []).extend(found)
+        bank.bits[rows] = new
+    bank.time_us[rows] += m * dt_us
+
+
+def _powered_run(
+    bank: MeterBank,
+    rows: I64,
+    block: SampleBlock,
+    measured: Measured,
+    span: tuple[int, int],
+    out: RowEvents,
+    edges: EdgeParts,
+    series: IntArray | None,
+) -> None:
+    r0 = int(rows[0])
+    model = bank.config[r0].model
+    dt_us = block.dt_us
+    off = rows[~bank.powered[rows]]
+    if off.shape[0]:
+        bank.powered[off] = True
+        bank.power_ups[off] += 1
+        bank.uptime_us[off] = 0
+        for row in off.tolist():
+            bank.demand_of(row).power_up()
+            bank.redue(row)
+            out.setdefault(row, []).append(
+                PowerRestored(
+                    time_s=int(bank.time_us[row]) / 1e6, power_up_count=int(bank.power_ups[row])
+                )
+            )
+    run = measured.runs.get(span)
+    if run is None:
+        run = measure_run(block, measured, model, bank.mode[r0], span, series)
+    reg = run.registered
+    total = int(run.cum_uj[-1])
+    increments = [
+        total,
+        reg.received_uj,
+        reg.l1_uj,
+        reg.l2_uj,
+        reg.l1_received_uj,
+        reg.l2_received_uj,
+    ]
+    bank.make_room(increments)
+    if bank.emit_edges and total > 0:
+        _edges(bank, rows, run, total, dt_us, model.counter_wh_per_count, out, edges)
+    m = span[1] - span[0]
+    _demand(bank, rows, run, total, m, dt_us, out)
+    _bits(bank, rows, run, m, dt_us, out)
+    bank.energy_uj[:, rows] += np.array(increments, bank.energy_uj.dtype)[:, None]
+    bank.uptime_us[rows] += m * dt_us
+    bank.time_us[rows] += m * dt_us
+    bank.readings[rows] = _one(run.readings)
+
+
+def _edges(
+    bank: MeterBank,
+    rows: I64,
+    run: PoweredRun,
+    total: int,
+    dt_us: int,
+    counter_wh: int,
+    out: RowEvents,
+    edges: EdgeParts,
+) -> None:
+    """Edges of the rows whose delivered register crosses a half period in the run."""
+    e0 = bank.energy_uj[E_DEL, rows]
+    halves = np.array([pulses.half_period_uj(kh) for kh in (*KH_WH, counter_wh)], e0.dtype)
+    crossed = ((e0 + total) // halves[:, None] != e0 // halves[:, None]).any(axis=0)
+    if not crossed.any():
+        return
+    times0 = bank.time_us[rows[crossed]].tolist()
+    # Meters that started together cross together: rows in the same state share the work.
+    memo: dict[tuple[int, int], list[tuple[PulseOutput, FloatArray, BoolArray, int]]] = {}
+    for row, e, t in zip(rows[crossed].tolist(), e0[crossed].tolist(), times0, strict=True):
+        parts = edges.setdefault(row, {})
+        found = memo.get((e, t))
+        if found is None:
+            delivered, cum = run.registered.delivered, run.cum_uj
+            found = memo[e, t] = output_edges(int(e), delivered, cum, t, dt_us, counter_wh)
+        for output, times, closed, crowded in found:
+            if times.shape[0]:
+                parts.setdefault(output, []).append((times, closed))
+            if crowded >= 0 and output not in bank.coarse_reported[row]:
+                bank.coarse_reported[row].add(output)
+                at_s = (t + crowded * dt_us) / 1e6
+                out.setdefault(row, []).append(
+                    StepTooCoarse(time_s=at_s, output=output, dt_s=dt_us / 1e6)
+                )
+
+
+def _demand(
+    bank: MeterBank, rows: I64, run: PoweredRun, total: int, m: int, dt_us: int, out: RowEvents
+) -> None:
+    """Add the run to demand: at once where nothing is due, else per row."""
+    up0 = bank.uptime_us[rows]
+    quiet = up0 + m * dt_us < bank.due_us[rows]
+    if quiet.all():
+        bank.pending_uj[rows] += total
+        return
+    bank.pending_uj[rows[quiet]] += total
+    due = ~quiet
+    for row, u in zip(rows[due].tolist(), up0[due].tolist(), strict=True):
+        state = bank.demand_of(row)
+        t = int(bank.time_us[row])
+        found = state.advance(u, dt_us, run.registered.delivered, t, run.cum_uj)
+        if found:
+            out.setdefault(row, []).extend(found)
+        bank.due_us[row] = state.due_us(u + m * dt_us)
+
+
+def _bits(bank: MeterBank, rows: I64, run: PoweredRun, m: int, dt_us: int, out: RowEvents) -> None:
+    """Status bits per sample (run's, injected, booting), error events where they change."""
+    up0 = bank.uptime_us[rows]
+    boot = bank.boot_us[rows]
+    n_boot = np.where(up0 < boot, np.minimum(m, -((up0 - boot) // dt_us)), 0)
+    cols = (bank.bits[rows], bank.injected_bits[rows], n_boot, bank.time_us[rows])
+    if all(bool((c == c[0]).all()) for c in cols):
+        groups = [(rows, tuple(int(c[0]) for c in cols))]
+    else:
+        keys, inverse = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        groups = [(rows[inverse == i], tuple(int(x) for x in k)) for i, k in enumerate(keys)]
+    for members, (old, injected, booting, time_us) in groups:
+        bits = run.bits
+        if booting:
+            bits = bits | np.uint32(injected)  # a new array: the run's bits are shared
+            bits[:booting] |= _BOOTING
+        elif injected:
+            bits = or_bits(bits, np.uint32(injected))
+        found = error_events(old, bits, time_us, dt_us)
+        if found:
+            for row in members.tolist():
+                out.setdefault(row, []).extend(found)
+        bank.bits[members] = int(bits[-1])
