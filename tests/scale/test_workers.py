@@ -67,9 +67,12 @@ def supervisor(
         proc.communicate(timeout=30)
 
 
-def _worker_pid(state: Path, shard: int) -> int:
+def _worker_pid(state: Path, shard: int) -> int | None:
+    """The pid a shard's store lock names; None while a (re)starting worker writes it
+    (the lock file is truncated, then written)."""
     lock = store_path(state / f"shard-{shard}")
-    return int(lock.with_name(lock.name + LOCK_SUFFIX).read_text().strip())
+    text = lock.with_name(lock.name + LOCK_SUFFIX).read_text().strip()
+    return int(text) if text.isdigit() else None
 
 
 def _stored_wh(state: Path, serial: str) -> int:
@@ -104,6 +107,7 @@ def test_a_sigkilled_worker_is_restarted_with_its_state(
     meter = (ports[3], 7)
     serial = f"MM{ports[3]:05d}007"
     victim, other = _worker_pid(state, 1), _worker_pid(state, 0)
+    assert victim is not None and other is not None  # written before "serving"
     assert victim != other and {victim, other}.isdisjoint({proc.pid})
     wait_for_line(proc, "workers=2/2", timeout_s=60)  # a status line: both report
     for _ in range(600):  # energy is registering and checkpointed
@@ -116,10 +120,11 @@ def test_a_sigkilled_worker_is_restarted_with_its_state(
     wait_for_line(proc, "restarts=1", timeout_s=120)
     for _ in range(600):  # the new worker has its store and answers Modbus
         restarted = _worker_pid(state, 1)
-        if restarted != victim and probe("127.0.0.1", ports[3]) is None:
+        if restarted not in (None, victim) and probe("127.0.0.1", ports[3]) is None:
             break
         time.sleep(0.05)
-    assert restarted != victim and _alive(restarted) and not _alive(victim)
+    assert restarted is not None and restarted != victim
+    assert _alive(restarted) and not _alive(victim)
     assert _worker_pid(state, 0) == other and _alive(other)  # the other one untouched
     (got,) = asyncio.run(read_meters([meter])).values()
     assert got[0] == serial and got[1] >= checkpointed  # continues from its store
