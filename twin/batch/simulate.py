@@ -44,7 +44,6 @@ from twin.batch.recorder import Recorder
 from twin.core import (
     AccuracyConfig,
     Command,
-    ErrorCode,
     Event,
     MeterConfig,
     MeterCore,
@@ -99,15 +98,11 @@ def keep_freed_memory() -> bool:
 
 @contextlib.contextmanager
 def cyclic_gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while a run and its writing go on.
-
-    A year's run keeps about 10^5 small objects to its end (events, demand points),
-    and every full collection walks all of them: 10-20 % of the run's CPU on this
-    machine, for almost nothing collected (reference counting frees what a run lets
-    go of; it makes few cycles). What is alive at the start (modules) is frozen, so a
-    forked plot process does not write to those pages either. Process-wide, so the
-    simulate CLI uses it, never the library; restored on the way out.
-    """
+    """The cyclic garbage collector off while a run and its writing go on: a year keeps
+    ~10^5 small objects (events, demand points) that every full collection walked for
+    almost nothing collected (10-20 % of the run's CPU). What is alive at the start is
+    frozen, so forked processes do not write to those pages either. Process-wide, so
+    the simulate CLI uses it, never the library; restored on the way out."""
     enabled = gc.isenabled()
     gc.freeze()
     gc.disable()
@@ -327,11 +322,6 @@ def simulate(
         config=core.config,
         recorder=recorder,
     )
-
-
-def error_names(codes: list[int]) -> list[str]:
-    """Error codes with their names, e.g. ``2 (calibration)``."""
-    return [f"{code} ({ErrorCode(code).name.lower()})" for code in codes]
 
 
 def warnings(events: list[ScalarEvent], profile: Profile, settings: SimSettings) -> list[str]:

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from twin.batch.simulate import SimSettings, cyclic_gc_paused, error_names, keep_freed_memory
+from twin.batch.simulate import SimSettings, cyclic_gc_paused, keep_freed_memory
 from twin.cli import montecarlo
 from twin.cli.meter_options import add_meter_options, choices_from_args
 from twin.control import profile_choices, resolve
-from twin.core import DEFAULT_MODEL, AccuracyConfig, MeterConfig, MeterModel
+from twin.core import DEFAULT_MODEL, AccuracyConfig, ErrorCode, MeterConfig, MeterModel
 from twin.errors import ConfigError
 from twin.loadprofile import Profile
 from twin.units import SEED_MAX, SEED_MIN, SEED_RANGE_TEXT, parse_duration_s
@@ -123,6 +123,11 @@ class Progress:
     def finish(self) -> None:
         if self.enabled:
             self.stream.write("\n")
+
+
+def error_names(codes: list[int]) -> list[str]:
+    """Error codes with their names, e.g. ``2 (calibration)``."""
+    return [f"{code} ({ErrorCode(code).name.lower()})" for code in codes]
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
