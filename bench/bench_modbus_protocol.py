@@ -23,8 +23,9 @@ import time
 from collections.abc import Callable
 
 from twin.core import MeterConfig, MeterCore, SampleBlock
-from twin.modbus import MeterEndpoint, ModbusTcpServer
+from twin.modbus import MeterEndpoint
 from twin.modbus.mbap import MbapConnection
+from twin.modbus.tcp import ModbusTcpServer
 from twin.registers import Identity, RegisterImage, device_identification
 
 

@@ -13,8 +13,14 @@ command's fixed start-up (~0.4 s of interpreter and imports, paid once whatever 
 number of workers) was a third of the 1-worker time and bounded the end-to-end
 speed-up near 1.5x however well the runs scale; at 14 days the runs are ~95 % of it.
 
+`--against PYTHON` also runs both configurations with another checkout's
+interpreter (e.g. a venv of main; the commands run from the temporary directory,
+so each interpreter imports its own checkout), interleaved with this one's in every round, and
+prints its medians beside these: before/after figures under the same load. The
+target is judged on this checkout's figures.
+
     .venv/bin/python bench/bench_simulate_seeds.py [--profile residential-year]
-        [--duration 14d] [--seeds 1..200] [--jobs 2] [--rounds 3]
+        [--duration 14d] [--seeds 1..200] [--jobs 2] [--rounds 3] [--against PYTHON]
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 TARGET = 1.7
@@ -41,12 +48,18 @@ def load() -> str:
     return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def run(profile: str, duration: str, seeds: str, jobs: int) -> tuple[float, float, float, str]:
+def run(
+    python: str, profile: str, duration: str, seeds: str, jobs: int
+) -> tuple[float, float, float, str]:
     """(wall s, runs alone s, CPU s of the command and its workers, the table)."""
-    cmd = [sys.executable, "-m", "twin", "simulate", profile, "--duration", duration]
+    cmd = [python, "-m", "twin", "simulate", profile, "--duration", duration]
     cmd += ["--seeds", seeds, "--jobs", str(jobs)]
     start, cpu = time.perf_counter(), children_cpu_s()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    # Run from a neutral directory: `-m twin` would import ./twin from the working
+    # directory before the interpreter's own installed checkout.
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, check=True, cwd=tempfile.gettempdir()
+    )
     wall_s, cpu = time.perf_counter() - start, children_cpu_s() - cpu
     inner = re.search(r"in ([\d.]+) s on", proc.stderr)
     return wall_s, float(inner[1]) if inner else float("nan"), cpu, proc.stdout
@@ -59,31 +72,42 @@ def main() -> int:
     parser.add_argument("--seeds", default="1..200")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--against", metavar="PYTHON", help="another checkout's interpreter")
     args = parser.parse_args()
-    walls: dict[int, list[float]] = {1: [], args.jobs: []}
-    inners: dict[int, list[float]] = {1: [], args.jobs: []}
-    digests: set[str] = set()
+    pythons = {"this": sys.executable}
+    if args.against:
+        pythons["against"] = args.against
+    configs = [(name, jobs) for name in pythons for jobs in (1, args.jobs)]
+    walls: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
+    inners: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
+    digests: dict[str, set[str]] = {name: set() for name in pythons}
     print(f"start: {load()}")
     for r in range(args.rounds):
-        for jobs in (1, args.jobs) if r % 2 == 0 else (args.jobs, 1):
-            wall_s, inner_s, cpu_s, table = run(args.profile, args.duration, args.seeds, jobs)
-            walls[jobs].append(wall_s)
-            inners[jobs].append(inner_s)
-            digests.add(hashlib.sha256(table.encode()).hexdigest())
-            print(
-                f"round {r + 1} --jobs {jobs}: {wall_s:.2f} s end to end ({inner_s:.2f} s runs, "
-                f"{cpu_s:.2f} s CPU)"
+        for name, jobs in configs if r % 2 == 0 else configs[::-1]:
+            wall_s, inner_s, cpu_s, table = run(
+                pythons[name], args.profile, args.duration, args.seeds, jobs
             )
-    one, many = statistics.median(walls[1]), statistics.median(walls[args.jobs])
-    one_in, many_in = statistics.median(inners[1]), statistics.median(inners[args.jobs])
-    speedup = one / many
-    print(
-        f"minimeter simulate {args.profile} --duration {args.duration} --seeds {args.seeds}: "
-        f"median {one:.2f} s on 1 worker, {many:.2f} s on {args.jobs}; "
-        f"speed-up {speedup:.2f}x end to end, {one_in / many_in:.2f}x for the runs alone"
-    )
-    print(f"tables identical across worker counts: {len(digests) == 1}")
-    met = speedup >= TARGET and len(digests) == 1
+            walls[name, jobs].append(wall_s)
+            inners[name, jobs].append(inner_s)
+            digests[name].add(hashlib.sha256(table.encode()).hexdigest())
+            print(
+                f"round {r + 1} {name} --jobs {jobs}: {wall_s:.2f} s end to end "
+                f"({inner_s:.2f} s runs, {cpu_s:.2f} s CPU)"
+            )
+    for name in pythons:
+        one, many = statistics.median(walls[name, 1]), statistics.median(walls[name, args.jobs])
+        one_in = statistics.median(inners[name, 1])
+        many_in = statistics.median(inners[name, args.jobs])
+        print(
+            f"{name} ({pythons[name]}): minimeter simulate {args.profile} --duration "
+            f"{args.duration} --seeds {args.seeds}: median {one:.2f} s on 1 worker, "
+            f"{many:.2f} s on {args.jobs}; speed-up {one / many:.2f}x end to end, "
+            f"{one_in / many_in:.2f}x for the runs alone"
+        )
+    same = len(set().union(*digests.values())) == 1
+    print(f"tables identical across worker counts{' and checkouts' * bool(args.against)}: {same}")
+    speedup = statistics.median(walls["this", 1]) / statistics.median(walls["this", args.jobs])
+    met = speedup >= TARGET and same
     print(f"end: {load()}")
     print(f"target >= {TARGET}x on {args.jobs} workers: {'met' if met else 'NOT met'}")
     return 0 if met else 1

@@ -61,3 +61,38 @@ def test_any_finite_values(values: list[float], places: list[int | None]) -> Non
     x = np.array(values)
     cols = [x if k % 2 == 0 else -x[::-1] for k in range(len(places))]
     assert format_rows(cols, places) == by_percent(cols, places)
+
+
+def test_constant_columns_and_common_prefixes() -> None:
+    """What the rows share is laid out once: constants, a sign every row has, the
+    leading digits of values close together (energies over a day, times)."""
+    rng = np.random.default_rng(5)
+    n = 200
+    cols = [
+        np.full(n, 121.0),
+        np.full(n, -0.0),
+        np.full(n, -3.25),
+        np.zeros(n),
+        123456.789 + rng.random(n) * 0.5,
+        -(9_999_999.0 + rng.random(n) * 2.0),  # crosses 10**7: a digit more in some rows
+        1e9 + np.arange(n) * 60.0,
+        np.where(rng.random(n) < 0.5, 1.0, 0.0),
+        8_765_432_101.123456 + rng.random(n) * 1e3,  # more than 9 varying places
+    ]
+    places: list[int | None] = [3, 3, 6, None, 6, 3, 3, None, 6]
+    assert format_rows(cols, places) == by_percent(cols, places)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    offset=st.floats(min_value=-1e11, max_value=1e11, allow_nan=False),
+    spread=st.sampled_from([0.0, 1e-6, 1e-3, 1.0, 1e3, 1e6]),
+    count=st.integers(min_value=1, max_value=40),
+    places=st.sampled_from([None, 0, 3, 6]),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_values_close_together(
+    offset: float, spread: float, count: int, places: int | None, seed: int
+) -> None:
+    x = offset + np.random.default_rng(seed).random(count) * spread
+    assert format_rows([x, -x], [places, places]) == by_percent([x, -x], [places, places])

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import implied_energy
+from twin.batch import montecarlo
 from twin.batch.montecarlo import (
     COLUMNS,
     MeterRun,
@@ -92,6 +93,35 @@ def test_meters_sharing_sampled_blocks_register_what_each_alone_registers() -> N
         alone = simulate(
             load_profile(run.profile),
             SimSettings(meter=run.config, seed=run.load_seed, duration_s=HOUR_S),
+        )
+        assert row["energy_delivered_uj"] == alone.summary["energy_delivered_uj"], run.label
+
+
+def test_rows_do_not_depend_on_windows_or_kept_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Meters run window by window from blocks a process keeps: short windows, few kept
+    blocks (evicted and sampled again) and short blocks give the same table."""
+    loads = [("residential-day", 1), ("residential-day", None), ("motor-start", None)]
+    runs = [
+        MeterRun(
+            f"m{i}",
+            loads[i % 3][0],
+            MeterConfig(model=MODEL, accuracy=AccuracyConfig(seed=i)),
+            load_seed=loads[i % 3][1],
+        )
+        for i in range(9)
+    ]
+    settings = {"duration_s": HOUR_S + 30.0, "step_s": 1.0}  # a 30 s tail: a shorter last block
+    default = table_csv(run_all(runs, **settings, jobs=1))
+    monkeypatch.setattr(montecarlo, "BLOCK_SAMPLES", 500)  # 8 blocks a meter
+    monkeypatch.setattr(montecarlo, "WINDOW_BLOCKS", 3)
+    monkeypatch.setattr(montecarlo, "KEPT_BYTES", 20_000)  # about one block
+    rows = run_all(runs, **settings, jobs=1)
+    assert table_csv(rows) == default
+    assert table_csv(run_all(runs, **settings, jobs=2)) == default
+    for run, row in zip(runs, rows, strict=True):
+        alone = simulate(
+            load_profile(run.profile),
+            SimSettings(meter=run.config, seed=run.load_seed, duration_s=HOUR_S + 30.0),
         )
         assert row["energy_delivered_uj"] == alone.summary["energy_delivered_uj"], run.label
 

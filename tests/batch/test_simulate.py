@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from twin.batch.recorder import Recorder
-from twin.batch.simulate import SimSettings, make_core, simulate
+from twin.batch.simulate import SimSettings, make_core, meter_config, simulate, steps
 from twin.cli import main as cli_main
 from twin.core import (
     AccuracyConfig,
@@ -294,3 +294,46 @@ def test_progress_bar_only_on_a_terminal() -> None:
     assert pipe.getvalue() == ""
     assert "100.0%" in tty.getvalue() and "\r[" in tty.getvalue()
     assert tty.getvalue().endswith("\n")
+
+
+def test_recording_on_a_thread_records_what_inline_recording_does(busy_day: Path) -> None:
+    """A run longer than a block records on a thread beside the core: the same rows and
+    events as recording each block inline."""
+    profile = load_profile(busy_day)
+    settings = SimSettings(step_s=1.0, duration_s=3 * 86_400.0, interval_s=60.0)
+    threaded = simulate(profile, settings)
+    n, _ = steps(profile, settings)
+    rec = Recorder(n, settings.step_s, settings.samples_per_row, settings.model)
+    core = make_core(meter_config(settings, profile), rec)
+    for _events in drive(core, profile.sampler(), 0.0, settings.step_s, n, 86_400):
+        pass
+    inline = rec.columns()
+    assert threaded.columns.keys() == inline.keys()
+    for key, column in inline.items():
+        np.testing.assert_array_equal(threaded.columns[key], column, err_msg=key)
+    assert threaded.events == rec.events
+    assert len(rec.events) > 700  # demand closes, outages, the error, the commands
+
+
+@pytest.mark.parametrize(("spr", "sizes"), [(60, [3600]), (7, [5, 50, 3545]), (1, [3600])])
+def test_constant_voltage_rows_equal_the_per_sample_sums(spr: int, sizes: list[int]) -> None:
+    """A constant per line (a broadcast view) is summed per row length, not per row:
+    the same bits as the same voltages given sample by sample."""
+    n, dt = 3600, 0.5
+    amps = np.tile(np.linspace(0.0, 40.0, n), (2, 1))
+
+    def columns(volts: np.ndarray) -> dict[str, np.ndarray]:
+        rec = Recorder(n, dt, spr, MeterModel.parse("MMD-200A"))
+        core = make_core(MeterConfig(), rec)
+        i = 0
+        for m in sizes:
+            v = volts if volts.shape[1] == 1 else volts[:, i : i + m]
+            block = SampleBlock.build(m, dt, voltage_v=v, current_a=amps[:, i : i + m])
+            core.advance(block)
+            i += m
+        return rec.columns()
+
+    constant = columns(np.array([[120.7], [119.3]]))
+    full = columns(np.tile([[120.7], [119.3]], (1, n)))
+    for key in ("voltage_l1_v", "voltage_l2_v", "voltage_min_v", "power_w"):
+        np.testing.assert_array_equal(constant[key], full[key], err_msg=key)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twin.batch.plots import PLOT_FILES, pulse_rate_per_h
-from twin.batch.report import write_all
+from twin.batch.plots import PLOT_FILES, pulse_rate_per_h, write_plots
+from twin.batch.report import PlotProcess, write_all
 from twin.batch.simulate import SimSettings, simulate
 from twin.core import AccuracyConfig, MeterConfig, MeterCore, MeterModel
 from twin.drive import drive
@@ -198,3 +198,27 @@ def test_plots_from_a_worker_thread_equal_the_forked_plot_process(tmp_path: Path
     assert [p.name for p in box[0]] == [p.name for p in main_written]
     for path in main_written:
         assert path.read_bytes() == (tmp_path / "thread" / path.name).read_bytes(), path.name
+
+
+def test_plot_process_started_before_the_run_draws_what_write_plots_draws(tmp_path: Path) -> None:
+    """The CLI's way: the process forked before the run, sent the binned numbers after."""
+    pytest.importorskip("matplotlib")
+    plotter = PlotProcess.start()
+    if plotter is None:
+        pytest.skip("no fork here (not Linux, one core, or another thread running)")
+    result = simulate(load_profile("meter-faults"), SimSettings(step_s=5.0, interval_s=60.0))
+    written = write_all(tmp_path / "early", result, plotter=plotter)
+    assert {p.name for p in written} >= set(PLOT_FILES)
+    for path in write_plots(tmp_path, result):
+        assert path.read_bytes() == (tmp_path / "early" / path.name).read_bytes(), path.name
+
+
+def test_a_plot_process_sent_nothing_draws_nothing(tmp_path: Path) -> None:
+    plotter = PlotProcess.start()
+    if plotter is None:
+        pytest.skip("no fork here (not Linux, one core, or another thread running)")
+    assert plotter.finish() is False
+    result = simulate(load_profile("default"), SimSettings(step_s=60.0, duration_s=3600.0))
+    written = write_all(tmp_path, result, plots=False, plotter=PlotProcess.start())
+    assert not [p for p in written if p.suffix == ".png"]
+    assert not list(tmp_path.glob("*.png"))

@@ -16,8 +16,9 @@ import signal
 from pathlib import Path
 
 from twin.core import MeterConfig, MeterCore, SampleBlock
-from twin.modbus import MeterEndpoint, ModbusTcpServer, SerialSettings
+from twin.modbus import MeterEndpoint, SerialSettings
 from twin.modbus.security import TlsSettings
+from twin.modbus.tcp import ModbusTcpServer
 from twin.registers import ExceptionCode, Identity, ModbusException, RegisterImage
 from twin.registers import device_identification as device_id
 

@@ -18,11 +18,11 @@ from twin.modbus import (
     Dispatcher,
     Intercept,
     MeterEndpoint,
-    ModbusTcpServer,
     SerialSettings,
     UnknownUnit,
 )
 from twin.modbus.rtu import ModbusRtuServer
+from twin.modbus.tcp import ModbusTcpServer
 from twin.registers import ExceptionCode, Identity, RegisterImage, device_identification
 
 READ = struct.pack(">BHH", 3, 0, 4)

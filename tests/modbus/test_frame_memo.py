@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from twin.core import MeterConfig, MeterCore, SampleBlock
-from twin.modbus import Dispatcher, Intercept, MeterEndpoint, ModbusTcpServer
+from twin.modbus import Dispatcher, Intercept, MeterEndpoint
 from twin.modbus.endpoint import FRAMES_MAX
+from twin.modbus.tcp import ModbusTcpServer
 from twin.registers import Identity, RegisterImage, device_identification
 
 READ_POWER = struct.pack(">BHH", 3, 20, 2)  # block A: total active power, float

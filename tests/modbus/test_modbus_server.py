@@ -13,12 +13,12 @@ from twin.core import MeterConfig, MeterCore, SampleBlock
 from twin.modbus import (
     Intercept,
     MeterEndpoint,
-    ModbusTcpServer,
     SerialSettings,
     UnknownUnit,
     encode_device_id,
 )
 from twin.modbus.rtu import ModbusRtuServer, rtu_request_size
+from twin.modbus.tcp import ModbusTcpServer
 from twin.registers import Identity, ModbusException, RegisterImage, device_identification
 
 

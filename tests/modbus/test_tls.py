@@ -22,7 +22,7 @@ from tests.helpers import TwinProcess
 from tests.modbus.tlscerts import TlsFiles, make_tls_files
 from twin.core import MeterConfig, MeterCore, SampleBlock
 from twin.errors import ConfigError
-from twin.modbus import MeterEndpoint, ModbusTcpServer
+from twin.modbus import MeterEndpoint
 from twin.modbus.security import (
     TlsSettings,
     certificate_role,
@@ -31,6 +31,7 @@ from twin.modbus.security import (
     exposure_warning,
     is_loopback,
 )
+from twin.modbus.tcp import ModbusTcpServer
 from twin.registers import Identity, RegisterImage, device_identification
 
 ROLES = {"operator": "operator", "viewer": "viewer", "norole": None, "engineer": "engineer"}

@@ -16,7 +16,8 @@ from dataclasses import replace
 import pytest
 
 from twin.core import MeterConfig, MeterCore, MeterModel, SampleBlock, StatusBit
-from twin.modbus import Dispatcher, MeterEndpoint, ModbusTcpServer
+from twin.modbus import Dispatcher, MeterEndpoint
+from twin.modbus.tcp import ModbusTcpServer
 from twin.registers import ExceptionCode, Identity, RegisterImage, device_identification
 
 READ = struct.pack(">BHH", 3, 0, 4)

@@ -15,7 +15,7 @@ import pytest
 
 from twin.core import NvState
 from twin.errors import StoreError
-from twin.store import Checkpointer, Store, encode_row
+from twin.store import Checkpointer, Store, commit_in_thread, encode_row
 
 
 def _nv(energy_uj: int = 0, **kw: object) -> NvState:
@@ -152,3 +152,16 @@ def test_row_text_is_canonical_json_of_to_dict() -> None:
     nv = _nv(2**70, pulse_offsets=(1, 2, 3), demand_recent_w=(0.1 + 0.2, 5.0), powered=True)
     expected = json.dumps(nv.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
     assert encode_row("A", nv) == expected
+
+
+async def test_commit_in_thread_saves_the_changed_rows_it_prepared(store: Store) -> None:
+    cp = Checkpointer(store, 10.0)
+    items = [(f"MM{i:08d}", _nv(i)) for i in range(300)]  # several slices of prepare
+    await commit_in_thread(cp, items, 0.0)
+    assert (cp.commits, cp.rows, cp.checkpoints) == (1, 300, 1)  # the first save is durable
+    assert store.load("MM00000299") == _nv(299)
+    items[7] = ("MM00000007", _nv(1_000))
+    await commit_in_thread(cp, items, 1.0)  # within the interval: in the WAL only
+    assert (cp.commits, cp.rows, cp.checkpoints) == (2, 301, 1)  # only the changed row
+    assert store.load("MM00000007") == _nv(1_000)
+    assert cp.prepare(items) == []  # nothing changed since

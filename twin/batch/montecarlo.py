@@ -10,14 +10,25 @@ from a fleet (the CLI's job: fleets belong to the runtime, above this package).
 
 Each run drives a plain core through ``twin.drive.drive`` (the one stepping loop)
 in day-long blocks, without series or edge events: a row holds the registers at
-the end (pulse counts are functions of energy, so they need no edges). Runs go in
-groups whose meters advance in lockstep, a block each in turn, so meters on the
-same load share each sampled block (the sampler is pure). Every
+the end (pulse counts are functions of energy, so they need no edges). Every
 distinct load and model is also run once through an ideal meter (no error curve)
 as the reference, and each row carries its registration error against it in
-percent. :func:`run_all` farms the runs out to ``jobs`` worker processes
-(``jobs == 1`` runs in this process); rows come back in input order, so the table
-is byte-identical for any number of workers. Profiles are loaded once per worker.
+percent. :func:`run_all` farms groups of runs out to ``jobs`` worker processes
+(``jobs == 1`` runs in this process), handing a group to whichever worker frees up;
+groups shrink towards the end, so the workers finish within a meter or two of each
+other. Rows come back in input order, so the table is byte-identical for any number
+of workers. Profiles are loaded once, before the workers fork.
+
+A group advances window by window (``WINDOW_BLOCKS`` blocks): each meter in turn
+runs the whole window, so the buffers its core reuses from block to block stay in
+the CPU's cache, and a finished meter's core is dropped at once, its memory warm for
+the next meter. (Advancing a group's meters a block each in turn wrote every
+meter's megabytes of buffers cold every block: memory bandwidth, which two workers
+share, and a heap of every core's buffers at once.) The meters
+on one load read the same sampled blocks (a sampler is a pure function of time, a
+block immutable), which a process keeps up to ``KEPT_BYTES`` (least recently used
+dropped first) from group to group: a study that fits samples each block of a load
+once per process, a longer one once per group and window.
 """
 
 from __future__ import annotations
@@ -29,12 +40,14 @@ import math
 import multiprocessing
 import sys
 import threading
-from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict, deque
+from collections.abc import Hashable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from typing import Any
+
+import numpy as np
 
 from twin.batch.simulate import SimSettings, keep_freed_memory, steps
 from twin.core import AccuracyConfig, Event, MeterConfig, MeterCore, SampleBlock
@@ -47,18 +60,22 @@ from twin.units import SEED_MAX, SEED_MIN, SEED_RANGE_TEXT, uj_to_wh
 BLOCK_SAMPLES = 86_400
 #: The most runs one study may hold (a row each, kept in memory).
 MAX_RUNS = 100_000
-#: Meters advanced in lockstep, sharing each sampled block (their cores in memory at once).
-GROUP_RUNS = 64
-#: Blocks a shared sampler keeps: a step split at profile commands asks for several.
-SHARED_BLOCKS = 8
+#: The most meters in one group (their cores, ~4 MB of buffers each at day blocks,
+#: in memory at once).
+GROUP_RUNS = 32
+#: A group takes at most this share of the runs left for each worker, so groups
+#: shrink towards the end and the workers finish within a meter or two of each other
+#: (a group is handed out whenever a worker frees up).
+GROUP_SHARE = 0.5
+#: Blocks each meter of a group runs before the next meter's turn (16 days at 1 s).
+WINDOW_BLOCKS = 16
+#: Sampled blocks a process keeps, in bytes: ~90 days of a load with noisy current at
+#: 1 s (1.4 MB a day), so such a study samples each block once per process; a window
+#: of any load (at most ~6 MB a day-block) fits.
+KEPT_BYTES = 128 << 20
 
-#: Columns of the summary table, in order.
-COLUMNS = (
-    "label",
-    "profile",
-    "model",
-    "accuracy_seed",
-    "load_seed",
+#: The columns read from a meter's snapshot at the end (its attributes' names).
+SNAPSHOT_COLUMNS = (
     "energy_delivered_wh",
     "energy_delivered_uj",
     "energy_received_wh",
@@ -70,8 +87,12 @@ COLUMNS = (
     "counter_counts",
     "demand_max_kw",
     "error_code",
-    "reference_delivered_uj",
-    "error_pct",
+)
+#: Columns of the summary table, in order.
+COLUMNS = (
+    *("label", "profile", "model", "accuracy_seed", "load_seed"),
+    *SNAPSHOT_COLUMNS,
+    *("reference_delivered_uj", "error_pct"),
 )
 
 
@@ -140,72 +161,137 @@ def _ideal(run: MeterRun) -> MeterRun:
 
 
 class _SharedSampler(Sampler):
-    """A sampler handing the same block to every meter of a group that asks for it.
+    """A sampler handing the same block to every meter that asks for it.
 
     The meters of a study mostly run the same load (``--seeds``: one profile, one
-    noise seed), and a sampler is a pure function of time, so a group advanced in
-    lockstep samples each block once. The block is immutable (the core never writes
-    its inputs); the last few are kept, for a step split at profile commands.
+    noise seed) and a sampler is a pure function of time, so a block is sampled once
+    and kept (by ``loads``, for all the process's samplers) while meters read it.
+    The block is immutable (the core never writes its inputs).
     """
 
-    def __init__(self, profile: Profile, seed: int | None) -> None:
+    def __init__(self, profile: Profile, seed: int | None, loads: _Loads) -> None:
         super().__init__(profile.spec, profile.spec.seed if seed is None else seed)
-        self._recent: OrderedDict[tuple[float, float, int], SampleBlock] = OrderedDict()
+        self._loads = loads
 
     def block(self, t0_s: float, dt_s: float, n: int) -> SampleBlock:
-        key = (t0_s, dt_s, n)
-        if key not in self._recent:
-            self._recent[key] = super().block(t0_s, dt_s, n)
-            if len(self._recent) > SHARED_BLOCKS:
-                self._recent.popitem(last=False)
-        return self._recent[key]
+        key = (self, t0_s, dt_s, n)
+        found = self._loads.kept(key)
+        if found is None:
+            found = super().block(t0_s, dt_s, n)
+            self._loads.keep(key, found)
+        return found
 
 
-def _run_group(jobs: Sequence[_Job]) -> list[dict[str, Any]]:
-    """Drive a group of meters in lockstep (a block each in turn); their rows in order."""
-    keep_freed_memory()
-    samplers: dict[tuple[str, int | None], _SharedSampler] = {}
-    cores: list[MeterCore] = []
-    loops: list[Iterator[list[Event]]] = []
-    for job in jobs:
-        run = job.run
-        profile = _profile(run.profile)
-        n, tail_s = steps(profile, SimSettings(duration_s=job.duration_s, step_s=job.step_s))
+class _Loads:
+    """A process's samplers, one per load, and the blocks they keep (least recently
+    used dropped first past ``KEPT_BYTES``). Workers keep theirs from group to group."""
+
+    def __init__(self) -> None:
+        self._samplers: dict[tuple[str, int | None], _SharedSampler] = {}
+        self._kept: OrderedDict[Hashable, tuple[SampleBlock, int]] = OrderedDict()
+        self._kept_bytes = 0
+
+    def sampler(self, run: MeterRun) -> _SharedSampler:
         key = (run.profile, run.load_seed)
-        sampler = samplers.setdefault(key, _SharedSampler(profile, run.load_seed))
-        core = MeterCore(run.config, emit_edges=False, emit_series=False)
-        loop = drive(core, sampler, 0.0, job.step_s, n, BLOCK_SAMPLES)
+        if key not in self._samplers:
+            self._samplers[key] = _SharedSampler(_profile(run.profile), run.load_seed, self)
+        return self._samplers[key]
+
+    def kept(self, key: Hashable) -> SampleBlock | None:
+        entry = self._kept.get(key)
+        if entry is None:
+            return None
+        self._kept.move_to_end(key)
+        return entry[0]
+
+    def keep(self, key: Hashable, block: SampleBlock) -> None:
+        size = _block_bytes(block)
+        self._kept[key] = (block, size)
+        self._kept_bytes += size
+        while self._kept_bytes > KEPT_BYTES and len(self._kept) > 1:
+            _, (_, dropped) = self._kept.popitem(last=False)
+            self._kept_bytes -= dropped
+
+
+def _block_bytes(block: SampleBlock) -> int:
+    """The memory of a block's arrays (a broadcast dimension costs none)."""
+    total = 0
+    for f in fields(block):
+        value = getattr(block, f.name)
+        if isinstance(value, np.ndarray):
+            kept = (d for d, stride in zip(value.shape, value.strides, strict=True) if stride)
+            total += value.itemsize * math.prod(kept)
+    return total
+
+
+@lru_cache(maxsize=1)
+def _worker_loads() -> _Loads:
+    """The loads of this worker process (made on its first group)."""
+    return _Loads()
+
+
+def _start_worker() -> None:
+    keep_freed_memory()  # process-wide: the CLI's process has it, a worker sets its own
+
+
+def _run_worker_group(jobs: Sequence[_Job]) -> list[dict[str, Any]]:
+    return _run_group(jobs, _worker_loads())
+
+
+class _Meter:
+    """One meter of a group: its core and the blocks that drive it."""
+
+    def __init__(self, index: int, job: _Job, loads: _Loads) -> None:
+        run = job.run
+        n, tail_s = steps(
+            _profile(run.profile), SimSettings(duration_s=job.duration_s, step_s=job.step_s)
+        )
+        sampler = loads.sampler(run)
+        self.index = index
+        self.run = run
+        self.core = MeterCore(run.config, emit_edges=False, emit_series=False)
+        loop = drive(self.core, sampler, 0.0, job.step_s, n, BLOCK_SAMPLES)
         if tail_s:  # a shorter last step, as simulate runs it: the whole duration, no more
-            loop = itertools.chain(loop, drive(core, sampler, n * job.step_s, tail_s, 1))
-        cores.append(core)
-        loops.append(loop)
-    active = loops
-    while active:
-        active = [loop for loop in active if next(loop, None) is not None]
-    return [_row(job.run, core) for job, core in zip(jobs, cores, strict=True)]
+            loop = itertools.chain(loop, drive(self.core, sampler, n * job.step_s, tail_s, 1))
+        self._blocks: Iterator[list[Event]] = loop
+
+    def advance(self, blocks: int) -> bool:
+        """Run up to ``blocks`` blocks; whether any are left."""
+        return all(next(self._blocks, None) is not None for _ in range(blocks))
+
+
+def _run_group(jobs: Sequence[_Job], loads: _Loads) -> list[dict[str, Any]]:
+    """Drive a group of meters window by window, a meter at a time; their rows in order."""
+    # The meters of one load one after another: a window's blocks are read while kept.
+    first: dict[tuple[str, int | None], int] = {}
+    for job in jobs:
+        first.setdefault((job.run.profile, job.run.load_seed), len(first))
+    order = sorted(
+        range(len(jobs)), key=lambda i: first[(jobs[i].run.profile, jobs[i].run.load_seed)]
+    )
+    pending = deque(_Meter(i, jobs[i], loads) for i in order)
+    rows: list[dict[str, Any]] = [{} for _ in jobs]
+    while pending:
+        meter = pending.popleft()
+        if meter.advance(WINDOW_BLOCKS):
+            pending.append(meter)
+        else:  # dropped: its buffers go back to the allocator, warm for the next meter
+            rows[meter.index] = _row(meter.run, meter.core)
+    return rows
 
 
 def _row(run: MeterRun, core: MeterCore) -> dict[str, Any]:
     """The registers at the end as a row (no reference yet)."""
     snap = core.snapshot()
-    return {
+    row: dict[str, Any] = {
         "label": run.label,
         "profile": _profile(run.profile).name,
         "model": run.config.model.name,
         "accuracy_seed": run.config.accuracy.seed,
         "load_seed": run.load_seed,
-        "energy_delivered_wh": snap.energy_delivered_wh,
-        "energy_delivered_uj": snap.energy_delivered_uj,
-        "energy_received_wh": snap.energy_received_wh,
-        "energy_l1_wh": snap.energy_l1_wh,
-        "energy_l2_wh": snap.energy_l2_wh,
-        "pulses_10wh": snap.pulses_10wh,
-        "pulses_100wh": snap.pulses_100wh,
-        "pulses_1000wh": snap.pulses_1000wh,
-        "counter_counts": snap.counter_counts,
-        "demand_max_kw": snap.demand_max_kw,
-        "error_code": snap.error_code,
     }
+    row.update((column, getattr(snap, column)) for column in SNAPSHOT_COLUMNS)
+    return row
 
 
 def _workers_context() -> multiprocessing.context.BaseContext:
@@ -221,6 +307,18 @@ def _workers_context() -> multiprocessing.context.BaseContext:
 
 def _reference_key(run: MeterRun) -> tuple[str, int | None, str, int]:
     return (run.profile, run.load_seed, run.config.model.name, int(run.config.registration_mode))
+
+
+def _groups(todo: list[_Job], jobs: int) -> list[list[_Job]]:
+    """``todo`` in order, in groups of at most ``GROUP_RUNS``, each at most
+    ``GROUP_SHARE`` of what is left per worker (the last ones a single meter)."""
+    groups: list[list[_Job]] = []
+    k = 0
+    while k < len(todo):
+        size = min(GROUP_RUNS, max(1, math.ceil((len(todo) - k) * GROUP_SHARE / jobs)))
+        groups.append(todo[k : k + size])
+        k += size
+    return groups
 
 
 def run_all(
@@ -243,15 +341,16 @@ def run_all(
     references = {_reference_key(r): _ideal(r) for r in runs}
     keys = list(references)
     todo = [_Job(r, duration_s, step_s) for r in (*runs, *references.values())]
-    # Groups of meters run in lockstep (one sampling per block per group), several per
-    # worker so the workers finish together; the rows do not depend on the grouping.
-    size = max(1, min(GROUP_RUNS, -(-len(todo) // (jobs * 8))))
-    groups = [todo[k : k + size] for k in range(0, len(todo), size)]
+    groups = _groups(todo, jobs)  # the rows do not depend on the grouping
     if jobs == 1:
-        rows = [row for group in groups for row in _run_group(group)]
+        loads = _Loads()
+        rows = [row for group in groups for row in _run_group(group, loads)]
     else:
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=_workers_context()) as pool:
-            rows = [row for group in pool.map(_run_group, groups) for row in group]
+        context = _workers_context()
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=context, initializer=_start_worker
+        ) as pool:
+            rows = [row for group in pool.map(_run_worker_group, groups) for row in group]
     ideal = {key: rows[len(runs) + i]["energy_delivered_uj"] for i, key in enumerate(keys)}
     out = []
     for run, row in zip(runs, rows, strict=False):

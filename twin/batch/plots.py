@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -183,35 +185,102 @@ def preload() -> None:
         import matplotlib.figure  # noqa: F401
 
 
-def write_plots(out_dir: Path, result: SimResult) -> list[Path]:
-    # matplotlib's Figure without pyplot: no figure manager, half the import time.
-    from matplotlib.figure import Figure
+@dataclass(frozen=True, slots=True)
+class PlotData:
+    """Everything the figures show, binned: a few thousand numbers, cheap to send to a
+    plot process (the run's result is a hundred megabytes)."""
 
+    title: str  # "profile (model)"
+    xlabel: str
+    scale: float  # seconds per x unit
+    k: int  # rows per bin
+    bin_label: str
+    interval_text: str
+    t: npt.NDArray[np.float64]  # bin ends, x units
+    series: dict[str, npt.NDArray[np.float64]]
+    windows_s: dict[str, float]  # pulse-rate window per count column
+    supply: tuple[float, float, float]  # power-up V, power-down V, hold-up s
+    end_s: float
+    spans: dict[str, list[tuple[float, float]]]
+
+
+_POWER = (("power_l1_w", "L1"), ("power_l2_w", "L2"), ("power_w", "total"))
+_VOLTAGE = (("voltage_l1_v", "L1 mean"), ("voltage_l2_v", "L2 mean"))
+_ENERGY = (("energy_delivered_wh", "delivered"), ("energy_l1_wh", "L1"),
+           ("energy_l2_wh", "L2"), ("energy_received_wh", "received"))  # fmt: skip
+_OUTPUTS = (("pulses_10wh_count", "10 Wh output"), ("pulses_100wh_count", "100 Wh output"),
+            ("pulses_1000wh_count", "1000 Wh output"), ("counter_count", "counter"))  # fmt: skip
+
+
+def plot_data(result: SimResult) -> PlotData:
+    """The figures' numbers from a run (numpy only; matplotlib not needed)."""
     cols = result.columns
     t_s = cols["time_s"]
     k = max(1, math.ceil(t_s.size / _PLOT_POINTS))
     if t_s.size and float(t_s[-1]) > 14 * 86_400:
         # Past two weeks a daily cycle is a solid smear: show days (mean and range).
         k = max(k, round(86_400 / result.interval_s))
-    bin_label = "" if k == 1 else f", {_duration_text(k * result.interval_s)} bins"
     scale, unit = _time_axis(t_s)
-    t = _bin(t_s, k, "last") / scale
-    xlabel = f"time ({unit})"
-    name = result.summary.get("profile", "")
-    model = result.summary.get("model", "")
+    series: dict[str, npt.NDArray[np.float64]] = {}
+    for key, _ in _POWER:
+        series[key] = _bin(cols[key], k, "mean") / 1000.0
+        if k > 1:
+            series[key + ":low"] = -_bin(-np.asarray(cols[key]), k, "max") / 1000.0
+            series[key + ":high"] = _bin(cols[key], k, "max") / 1000.0
+    for key, _ in _VOLTAGE:
+        series[key] = _bin(cols[key], k, "mean")
+    series["voltage_min_v"] = -_bin(-np.asarray(cols["voltage_min_v"]), k, "max")
+    for key, _ in _ENERGY:
+        series[key] = _bin(cols[key], k, "last") / 1000.0
+    series["demand_max_kw"] = _bin(cols["demand_max_kw"], k, "last")
+    series["demand_kw"] = _bin(cols["demand_kw"], k, "max")
+    windows: dict[str, float] = {}
+    for key, _ in _OUTPUTS:
+        first_s, last_s = result.count_times[key]
+        rate_h, windows[key] = pulse_rate_per_h(cols[key], first_s, last_s, t_s)
+        series[key] = _bin(rate_h, k, "mean")
+    end_s = float(t_s[-1])
+    supply = result.config.supply
+    return PlotData(
+        title=f"{result.summary.get('profile', '')} ({result.summary.get('model', '')})",
+        xlabel=f"time ({unit})",
+        scale=scale,
+        k=k,
+        bin_label="" if k == 1 else f", {_duration_text(k * result.interval_s)} bins",
+        interval_text=_duration_text(result.interval_s),
+        t=_bin(t_s, k, "last") / scale,
+        series=series,
+        windows_s=windows,
+        supply=(supply.power_up_v, supply.power_down_v, supply.hold_up_s),
+        end_s=end_s,
+        spans=error_spans(result, end_s),
+    )
+
+
+def write_plots(out_dir: Path, result: SimResult) -> list[Path]:
+    return draw_plots(out_dir, plot_data(result))
+
+
+def draw_plots(out_dir: Path, data: PlotData, only: Sequence[str] = PLOT_FILES) -> list[Path]:
+    """Draw and write the figures ``only`` names (default: every one of PLOT_FILES);
+    returns their paths. Each figure is independent of the others."""
+    # matplotlib's Figure without pyplot: no figure manager, half the import time.
+    from matplotlib.figure import Figure
+
+    k, t, series, bin_label = data.k, data.t, data.series, data.bin_label
     paths: list[Path] = []
 
     def figure(title: str, rows: int = 1, left_in: float = _MARGIN_LEFT_IN) -> tuple[Any, Any]:
         fig = Figure(figsize=(10, 3 + 1.6 * rows), dpi=100)
         axes = fig.subplots(rows, 1, sharex=True)
-        fig.suptitle(f"{title} — {name} ({model})")
+        fig.suptitle(f"{title} — {data.title}")
         _margins(fig, rows, left_in)
         return fig, axes
 
     def save(fig: Any, axes: Any, filename: str) -> None:
         for ax in np.atleast_1d(axes):
             ax.grid(True, alpha=0.3)
-        np.atleast_1d(axes)[-1].set_xlabel(xlabel)
+        np.atleast_1d(axes)[-1].set_xlabel(data.xlabel)
         path = out_dir / filename
         fig.savefig(path, metadata={"Software": None}, pil_kwargs={"compress_level": _PNG_LEVEL})
         paths.append(path)
@@ -223,106 +292,90 @@ def write_plots(out_dir: Path, result: SimResult) -> list[Path]:
     def steps(y: npt.NDArray[Any]) -> npt.NDArray[Any]:
         return np.concatenate((y[:1], y))
 
-    fig, ax = figure("Power")
-    for key, label in (("power_l1_w", "L1"), ("power_l2_w", "L2"), ("power_w", "total")):
-        mean_kw = _bin(cols[key], k, "mean") / 1000.0
-        (line,) = ax.step(t_step, steps(mean_kw), where="pre", label=label, lw=1)
+    def power() -> None:
+        fig, ax = figure("Power")
+        for key, label in _POWER:
+            (line,) = ax.step(t_step, steps(series[key]), where="pre", label=label, lw=1)
+            if k > 1:
+                low, high = series[key + ":low"], series[key + ":high"]
+                ax.fill_between(
+                    t_step, steps(low), steps(high), step="pre", color=line.get_color(), alpha=0.15
+                )
+        ax.set_ylabel("mean power (kW)")
         if k > 1:
-            low = -_bin(-np.asarray(cols[key]), k, "max") / 1000.0
-            high = _bin(cols[key], k, "max") / 1000.0
-            ax.fill_between(
-                t_step, steps(low), steps(high), step="pre", color=line.get_color(), alpha=0.15
+            ax.set_title(
+                f"line: mean, band: range of the {data.interval_text} means{bin_label}", fontsize=9
             )
-    ax.set_ylabel("mean power (kW)")
-    if k > 1:
-        ax.set_title(
-            f"line: mean, band: range of the {_duration_text(result.interval_s)} means{bin_label}",
-            fontsize=9,
-        )
-    ax.legend(loc="upper right")
-    save(fig, ax, "power.png")
-
-    fig, ax = figure("Input voltage")
-    for key, label in (("voltage_l1_v", "L1 mean"), ("voltage_l2_v", "L2 mean")):
-        ax.step(t_step, steps(_bin(cols[key], k, "mean")), where="pre", label=label, lw=1)
-    lowest = -_bin(-np.asarray(cols["voltage_min_v"]), k, "max")
-    ax.step(t_step, steps(lowest), where="pre", label="lowest sample", lw=1, color="tab:red")
-    supply = result.config.supply
-    for volts, label, style in (
-        (supply.power_up_v, "power-up", "--"),
-        (supply.power_down_v, "power-down", ":"),
-    ):
-        ax.axhline(volts, color="0.3", ls=style, lw=1, label=f"{label} {volts:g} V")
-    ax.set_ylabel("voltage (V)")
-    ax.set_title(f"supply hold-up {supply.hold_up_s * 1000:g} ms{bin_label}", fontsize=9)
-    ax.legend(loc="lower right", fontsize=8)
-    save(fig, ax, "voltage.png")
-
-    fig, ax = figure("Cumulative energy")
-    for key, label in (
-        ("energy_delivered_wh", "delivered"),
-        ("energy_l1_wh", "L1"),
-        ("energy_l2_wh", "L2"),
-        ("energy_received_wh", "received"),
-    ):
-        ax.plot(t, _bin(cols[key], k, "last") / 1000.0, label=label, lw=1.2)
-    ax.set_ylabel("energy (kWh)")
-    ax.legend(loc="upper left")
-    save(fig, ax, "energy.png")
-
-    fig, ax = figure("Demand")
-    ax.step(
-        t,
-        _bin(cols["demand_max_kw"], k, "last"),
-        where="post",
-        label="max demand",
-        lw=3,
-        alpha=0.5,
-        color="tab:orange",
-    )
-    demand_label = "demand" if k == 1 else "demand (largest per bin)"
-    ax.step(
-        t,
-        _bin(cols["demand_kw"], k, "max"),
-        where="post",
-        label=demand_label,
-        lw=1,
-        color="tab:blue",
-    )
-    ax.set_ylabel("demand (kW)")
-    ax.legend(loc="upper right")
-    save(fig, ax, "demand.png")
-
-    fig, axes = figure("Pulse rate", rows=4)
-    outputs = (
-        ("pulses_10wh_count", "10 Wh output"),
-        ("pulses_100wh_count", "100 Wh output"),
-        ("pulses_1000wh_count", "1000 Wh output"),
-        ("counter_count", "counter"),
-    )
-    for ax, (key, label) in zip(axes, outputs, strict=True):
-        first_s, last_s = result.count_times[key]
-        rate_h, window_s = pulse_rate_per_h(cols[key], first_s, last_s, t_s)
-        window = _duration_text(window_s) if window_s < 3600 else f"{window_s / 3600:.3g} h"
-        ax.plot(t, _bin(rate_h, k, "mean"), lw=1, label=f"{label} (mean over {window})")
-        ax.set_ylabel("pulses/h")
         ax.legend(loc="upper right")
-    save(fig, axes, "pulses.png")
+        save(fig, ax, "power.png")
 
-    end_s = float(t_s[-1])
-    spans = error_spans(result, end_s)
-    lanes = sorted(spans) or ["no errors"]
-    label_in = _LABEL_PAD_IN + _CHAR_IN * max(len(lane) for lane in lanes)
-    fig, ax = figure("Errors and status", left_in=max(_MARGIN_LEFT_IN, label_in))
-    for y, lane in enumerate(lanes):
-        bars = [(a / scale, max(b - a, 0.0) / scale) for a, b in spans.get(lane, [])]
-        ax.broken_barh(bars, (y - 0.35, 0.7), color="tab:red" if lane != "unpowered" else "0.4")
-    ax.axvspan(0.0, end_s / scale, color="tab:green", alpha=0.08, lw=0)
-    ax.set_yticks(range(len(lanes)), lanes)
-    ax.set_ylim(-0.7, len(lanes) - 0.3)
-    ax.set_xlim(0.0, end_s / scale)
-    ax.set_ylabel("active condition")
-    if not spans:
-        ax.text(0.5, 0.5, "no errors, no outages", transform=ax.transAxes, ha="center")
-    save(fig, ax, "status.png")
+    def voltage() -> None:
+        fig, ax = figure("Input voltage")
+        for key, label in _VOLTAGE:
+            ax.step(t_step, steps(series[key]), where="pre", label=label, lw=1)
+        lowest = series["voltage_min_v"]
+        ax.step(t_step, steps(lowest), where="pre", label="lowest sample", lw=1, color="tab:red")
+        up_v, down_v, hold_up_s = data.supply
+        for volts, label, style in ((up_v, "power-up", "--"), (down_v, "power-down", ":")):
+            ax.axhline(volts, color="0.3", ls=style, lw=1, label=f"{label} {volts:g} V")
+        ax.set_ylabel("voltage (V)")
+        ax.set_title(f"supply hold-up {hold_up_s * 1000:g} ms{bin_label}", fontsize=9)
+        ax.legend(loc="lower right", fontsize=8)
+        save(fig, ax, "voltage.png")
+
+    def energy() -> None:
+        fig, ax = figure("Cumulative energy")
+        for key, label in _ENERGY:
+            ax.plot(t, series[key], label=label, lw=1.2)
+        ax.set_ylabel("energy (kWh)")
+        ax.legend(loc="upper left")
+        save(fig, ax, "energy.png")
+
+    def demand() -> None:
+        fig, ax = figure("Demand")
+        max_kw = series["demand_max_kw"]
+        ax.step(t, max_kw, where="post", label="max demand", lw=3, alpha=0.5, color="tab:orange")
+        demand_label = "demand" if k == 1 else "demand (largest per bin)"
+        ax.step(t, series["demand_kw"], where="post", label=demand_label, lw=1, color="tab:blue")
+        ax.set_ylabel("demand (kW)")
+        ax.legend(loc="upper right")
+        save(fig, ax, "demand.png")
+
+    def pulses() -> None:
+        fig, axes = figure("Pulse rate", rows=4)
+        for ax, (key, label) in zip(axes, _OUTPUTS, strict=True):
+            window_s = data.windows_s[key]
+            window = _duration_text(window_s) if window_s < 3600 else f"{window_s / 3600:.3g} h"
+            ax.plot(t, series[key], lw=1, label=f"{label} (mean over {window})")
+            ax.set_ylabel("pulses/h")
+            ax.legend(loc="upper right")
+        save(fig, axes, "pulses.png")
+
+    def status() -> None:
+        scale, end_s, spans = data.scale, data.end_s, data.spans
+        lanes = sorted(spans) or ["no errors"]
+        label_in = _LABEL_PAD_IN + _CHAR_IN * max(len(lane) for lane in lanes)
+        fig, ax = figure("Errors and status", left_in=max(_MARGIN_LEFT_IN, label_in))
+        for y, lane in enumerate(lanes):
+            bars = [(a / scale, max(b - a, 0.0) / scale) for a, b in spans.get(lane, [])]
+            ax.broken_barh(bars, (y - 0.35, 0.7), color="tab:red" if lane != "unpowered" else "0.4")
+        ax.axvspan(0.0, end_s / scale, color="tab:green", alpha=0.08, lw=0)
+        ax.set_yticks(range(len(lanes)), lanes)
+        ax.set_ylim(-0.7, len(lanes) - 0.3)
+        ax.set_xlim(0.0, end_s / scale)
+        ax.set_ylabel("active condition")
+        if not spans:
+            ax.text(0.5, 0.5, "no errors, no outages", transform=ax.transAxes, ha="center")
+        save(fig, ax, "status.png")
+
+    drawers = {
+        "power.png": power,
+        "voltage.png": voltage,
+        "energy.png": energy,
+        "demand.png": demand,
+        "pulses.png": pulses,
+        "status.png": status,
+    }
+    for filename in only:
+        drawers[filename]()
     return paths

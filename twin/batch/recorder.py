@@ -110,9 +110,12 @@ class Recorder:
         dt = block.dt_s
         self.power_ws[:els, rows] += np.add.reduceat(reg.power_w, starts, axis=1) * dt
         volts = np.asarray(block.voltage_v, dtype=np.float64)
-        self.voltage_vs[:, rows] += np.add.reduceat(volts, starts, axis=1) * dt
-        low = np.minimum.reduceat(volts.min(axis=0), starts)
-        self.voltage_min_v[rows] = np.minimum(self.voltage_min_v[rows], low)
+        if volts.strides[1] == 0:  # a constant per line over the block (a broadcast view)
+            self._constant_voltage(volts, starts, rows, dt)
+        else:
+            self.voltage_vs[:, rows] += np.add.reduceat(volts, starts, axis=1) * dt
+            low = np.minimum.reduceat(volts.min(axis=0), starts)
+            self.voltage_min_v[rows] = np.minimum(self.voltage_min_v[rows], low)
         per_sample = {
             "delivered": reg.delivered_uj,
             "received": reg.received_uj,
@@ -126,31 +129,59 @@ class Recorder:
         self._events(events)
         self.demand_points.append((after.time_s, after.demand_kw, after.demand_max_kw))
 
+    def _constant_voltage(
+        self, volts: FloatArray, starts: npt.NDArray[np.intp], rows: Any, dt: float
+    ) -> None:
+        """A row's voltage sum depends on its length only: each length (the first row's,
+        the last's, a whole row's) is summed once, by the same reduceat over the same
+        values, so the same bits as summing every row; the lowest sample is the lower
+        line's voltage."""
+        lengths = np.diff(starts, append=volts.shape[1])
+        sums = np.empty((2, lengths.size))
+        for length in {int(lengths[0]), int(lengths[-1]), self.spr}:
+            at = lengths == length
+            if at.any():
+                sums[:, at] = np.add.reduceat(volts[:, :length], [0], axis=1)
+        self.voltage_vs[:, rows] += sums * dt
+        low = float(volts[:, 0].min())
+        self.voltage_min_v[rows] = np.minimum(self.voltage_min_v[rows], low)
+
     def command(self, events: list[Event], after: Snapshot) -> None:
         self._events(events)
         self.demand_points.append((after.time_s, after.demand_kw, after.demand_max_kw))
 
     def _events(self, events: Iterable[Event]) -> None:
+        # Demand closes are most events by far (one per sub-interval): matched first, by
+        # exact type (the core's events are final classes), with the lists bound once.
+        points, kept = self.demand_points, self.events
+        peak_kw, peak_at = self.peak_demand
         for ev in events:
-            if isinstance(ev, DemandCloses):  # a run's closes, as columns
-                self._closes(ev)
+            if type(ev) is DemandCloses:  # a run's closes, as columns
+                times, demand_kw = ev.time_s.tolist(), ev.demand_kw.tolist()
+                points.extend(zip(times, demand_kw, ev.demand_max_kw.tolist(), strict=True))
+                top = int(np.argmax(ev.demand_kw))  # the first of the largest, as one by one
+                if demand_kw[top] > peak_kw:
+                    peak_kw, peak_at = demand_kw[top], times[top]
+                kept.extend(ev.each())
                 continue
-            if isinstance(ev, DemandClosed):
-                self.demand_points.append((ev.time_s, ev.demand_kw, ev.demand_max_kw))
-                if ev.demand_kw > self.peak_demand[0]:
-                    self.peak_demand = (ev.demand_kw, ev.time_s)
-            elif isinstance(ev, PulseEdges):
+            if type(ev) is DemandClosed:
+                points.append((ev.time_s, ev.demand_kw, ev.demand_max_kw))
+                if ev.demand_kw > peak_kw:
+                    peak_kw, peak_at = ev.demand_kw, ev.time_s
+                kept.append(ev)
+                continue
+            if isinstance(ev, Registration):
+                continue  # recorded by block()
+            if isinstance(ev, PulseEdges):
                 self._closures(ev)
                 continue
-            elif isinstance(ev, Registration):
-                continue  # recorded by block()
-            elif isinstance(ev, PowerLost):
+            if isinstance(ev, PowerLost):
                 self._unpowered_since = ev.time_s
             elif isinstance(ev, PowerRestored):
                 if self._unpowered_since is not None:
                     self.unpowered_spans.append((self._unpowered_since, ev.time_s))
                     self._unpowered_since = None
-                self.demand_points.append((ev.time_s, 0.0, 0.0))  # a boot clears demand
+                points.append((ev.time_s, 0.0, 0.0))  # a boot clears demand
             elif isinstance(ev, ErrorRaised):
                 self._active |= 1 << ev.code
                 self.errors_seen.add(ev.code)
@@ -158,15 +189,8 @@ class Recorder:
             elif isinstance(ev, ErrorCleared):
                 self._active &= ~(1 << ev.code)
                 self.error_points.append((ev.time_s, self._active))
-            self.events.append(ev)
-
-    def _closes(self, ev: DemandCloses) -> None:
-        times, demand_kw = ev.time_s.tolist(), ev.demand_kw.tolist()
-        self.demand_points.extend(zip(times, demand_kw, ev.demand_max_kw.tolist(), strict=True))
-        top = int(np.argmax(ev.demand_kw))  # the first of the largest, as one by one
-        if demand_kw[top] > self.peak_demand[0]:
-            self.peak_demand = (demand_kw[top], times[top])
-        self.events.extend(ev.each())
+            kept.append(ev)
+        self.peak_demand = (peak_kw, peak_at)
 
     def _closures(self, ev: PulseEdges) -> None:
         if self.keep_edges:

@@ -13,6 +13,7 @@ are ``twin.batch.plots``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import operator
@@ -21,6 +22,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from twin.batch.csvtext import format_rows
-from twin.batch.plots import PLOT_FILES, write_plots
+from twin.batch.plots import PLOT_FILES, PlotData, draw_plots, plot_data, preload, write_plots
 from twin.batch.simulate import SimResult
 from twin.core import PulseEdges, ScalarEvent
 from twin.errors import ConfigError
@@ -116,9 +118,34 @@ def event_line(ev: ScalarEvent) -> str:
     return json.dumps(event_dict(ev))
 
 
+def event_lines(events: list[ScalarEvent]) -> list[str]:
+    """``event_line`` of each event, the events of one type formatted together: their
+    values gathered into one tuple and the line template repeated, one ``%`` for the
+    lot (``%r`` of a plain finite float is its ``float.__repr__``). A type with any
+    other value (an int, a string, NaN) goes line by line."""
+    by_type: dict[type, list[int]] = {}
+    for i, kind in enumerate(map(type, events)):
+        by_type.setdefault(kind, []).append(i)
+    lines = [""] * len(events)
+    for indexes in by_type.values():
+        group = [events[i] for i in indexes]
+        template, getter = _line_template(group[0])
+        values = list(itertools.chain.from_iterable(map(getter, group)))
+        if _FLOAT.issuperset(map(type, values)) and bool(np.isfinite(values).all()):
+            text = "\n".join([template.replace("%s", "%r")] * len(group)) % tuple(values)
+            texts = text.split("\n")  # no value or template holds a newline
+        else:
+            texts = [event_line(ev) for ev in group]
+        if len(by_type) == 1:
+            return texts
+        for i, line in zip(indexes, texts, strict=True):
+            lines[i] = line
+    return lines
+
+
 def write_events(path: Path, events: list[ScalarEvent], edges: list[PulseEdges]) -> None:
     """JSON lines in time order; pulse edges (if any were kept) merged in."""
-    lines = [event_line(ev) for ev in events]
+    lines = event_lines(events)
     times = [ev.time_s for ev in events]
     for e in edges:
         out = json.dumps(e.output)
@@ -163,54 +190,139 @@ def remove_old_outputs(out_dir: Path) -> None:
             ) from None
 
 
-def _plot_quietly(out_dir: Path, result: SimResult) -> None:
-    """The plot process's body: exit status 1 on any failure, no traceback (the
-    parent plots again in-process, where the error is reported as usual)."""
+def can_fork() -> bool:
+    """Whether a forked process may take part of the work: Linux only (fork is not safe
+    on macOS), no other thread running (a fork copies one thread and whatever locks the
+    others held) and a second core to run it on."""
+    if not sys.platform.startswith("linux") or threading.active_count() > 1:
+        return False
+    return len(os.sched_getaffinity(0)) >= 2
+
+
+def _write_events_quietly(path: Path, result: SimResult) -> None:
+    """The events process's body: exit status 1 on any failure, no traceback (the
+    parent writes the file again, where the error is reported as usual)."""
     try:
-        write_plots(out_dir, result)
+        write_events(path, result.events, result.edges)
+    except BaseException:
+        sys.exit(1)
+
+
+#: The figures the plot process's own helper draws (the costlier half: four axes of
+#: pulse rates among them); the plot process draws the rest meanwhile.
+_HELPER_PLOTS = ("energy.png", "pulses.png", "status.png")
+
+
+def _draw_quietly(out_dir: Path, data: PlotData, only: tuple[str, ...]) -> None:
+    try:
+        draw_plots(out_dir, data, only)
+    except BaseException:
+        sys.exit(1)
+
+
+def _plot_child(receiver: Connection, sender: Connection) -> None:
+    """The plot process's body: matplotlib imported at once, then the figures drawn
+    from the numbers the run sends, half by a forked helper (both cores are free by
+    then: the run is done). Exit status 1 on any failure, no traceback (the parent
+    plots again in-process, where the error is reported as usual); 0 without drawing
+    when the run sent nothing (it failed, or cancelled the plots)."""
+    sender.close()  # the parent's end: closed here too, so its close reads as EOF
+    try:
+        preload()
+        try:
+            out_dir, data = receiver.recv()
+        except EOFError:
+            return
+        if not can_fork():
+            draw_plots(out_dir, data)
+            return
+        helper = multiprocessing.get_context("fork").Process(
+            target=_draw_quietly, args=(out_dir, data, _HELPER_PLOTS)
+        )
+        helper.start()
+        draw_plots(out_dir, data, [name for name in PLOT_FILES if name not in _HELPER_PLOTS])
+        helper.join()
+        if helper.exitcode != 0:
+            sys.exit(1)
     except BaseException:  # reported by the in-process retry
         sys.exit(1)
 
 
-def _plot_process(out_dir: Path, result: SimResult) -> multiprocessing.process.BaseProcess | None:
-    """Start plotting in a forked process when a second core is there to run it.
+class PlotProcess:
+    """A forked process that draws the plots while this one writes the data files.
 
-    The plots (matplotlib's import and six figures) take about as long as the CSV
-    and the events together; forked, the child has the result without pickling it.
-    Only on Linux (fork is not safe on macOS), with no other thread running (a fork
-    copies one thread and whatever locks the others held) and more than one core.
+    Started before the run when it can be (``minimeter simulate`` does), it imports
+    matplotlib on the second core while the run goes on, instead of a thread that
+    would hold the interpreter lock against the run; when the run is done it is sent
+    the figures' binned numbers (:func:`plot_data`, kilobytes, not the result's
+    hundred megabytes). Only on Linux (fork is not safe on macOS), with no other
+    thread running (a fork copies one thread and whatever locks the others held) and
+    more than one core; :meth:`start` returns None otherwise.
     """
-    if not sys.platform.startswith("linux") or threading.active_count() > 1:
-        return None
-    if len(os.sched_getaffinity(0)) < 2:
-        return None
-    proc = multiprocessing.get_context("fork").Process(
-        target=_plot_quietly, args=(out_dir, result), daemon=True
-    )
-    proc.start()
-    return proc
+
+    def __init__(self, proc: multiprocessing.process.BaseProcess, sender: Connection) -> None:
+        self._proc, self._sender = proc, sender
+
+    @classmethod
+    def start(cls) -> PlotProcess | None:
+        if not can_fork():
+            return None
+        context = multiprocessing.get_context("fork")
+        receiver, sender = context.Pipe(duplex=False)
+        # Not a daemon: it forks a helper of its own (see _plot_child).
+        proc = context.Process(target=_plot_child, args=(receiver, sender))
+        proc.start()
+        receiver.close()
+        return cls(proc, sender)
+
+    def draw(self, out_dir: Path, data: PlotData) -> None:
+        self._sender.send((out_dir, data))
+        self._sender.close()
+
+    def finish(self) -> bool:
+        """Wait for the process (a cancel when nothing was sent); True when it drew
+        every plot."""
+        sent = self._sender.closed
+        self._sender.close()
+        self._proc.join()
+        return sent and self._proc.exitcode == 0
 
 
-def write_all(out_dir: Path, result: SimResult, plots: bool = True) -> list[Path]:
+def write_all(
+    out_dir: Path, result: SimResult, plots: bool = True, plotter: PlotProcess | None = None
+) -> list[Path]:
     """Write every file of a run into ``out_dir``; returns the paths written.
 
-    The plots are drawn by a forked process while this one writes the data files
-    (see ``_plot_process``); the files are the same either way.
+    The plots are drawn by ``plotter`` (or a plot process forked now) and the events
+    written by a forked copy of this process while this one writes the time series;
+    each in-process instead when no process can be forked or the process failed. The
+    files are the same either way.
     """
-    prepare_out_dir(out_dir)
-    remove_old_outputs(out_dir)
-    plotter = _plot_process(out_dir, result) if plots else None
-    written = [out_dir / "timeseries.csv", out_dir / "events.jsonl", out_dir / "summary.json"]
+    events_writer = None
     try:
+        prepare_out_dir(out_dir)
+        remove_old_outputs(out_dir)
+        written = [out_dir / "timeseries.csv", out_dir / "events.jsonl", out_dir / "summary.json"]
+        if can_fork():  # events.jsonl by a forked copy, beside the series made here
+            events_writer = multiprocessing.get_context("fork").Process(
+                target=_write_events_quietly, args=(written[1], result), daemon=True
+            )
+            events_writer.start()
+        if plots:
+            plotter = plotter or PlotProcess.start()
+            if plotter is not None:
+                plotter.draw(out_dir, plot_data(result))
         write_csv(written[0], result.columns)
-        write_events(written[1], result.events, result.edges)
         written[2].write_text(summary_json(result.summary), encoding="utf-8")
         if write_parquet(out_dir / "timeseries.parquet", result.columns):
             written.append(out_dir / "timeseries.parquet")
     finally:
-        if plotter is not None:
-            plotter.join()
-    if plotter is not None and plotter.exitcode == 0:
+        if events_writer is not None:
+            events_writer.join()
+        drawn = plotter is not None and plotter.finish()
+    if events_writer is None or events_writer.exitcode != 0:
+        write_events(written[1], result.events, result.edges)
+    if drawn:
         written.extend(out_dir / name for name in PLOT_FILES)
     elif plots:
         written.extend(write_plots(out_dir, result))

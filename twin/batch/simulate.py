@@ -25,11 +25,14 @@ series and summary byte for byte.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+import gc
 import math
 import platform
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +44,6 @@ from twin.batch.recorder import Recorder
 from twin.core import (
     AccuracyConfig,
     Command,
-    ErrorCode,
     Event,
     MeterConfig,
     MeterCore,
@@ -62,6 +64,8 @@ MIN_TAIL_S = 1e-6
 #: the recorder's bookkeeping (~1 ms), so day-long blocks (365 a year) keep that under
 #: 5 % of a run; the series, events and summary do not depend on it (block invariance).
 BLOCK_SAMPLES = 86_400
+#: Blocks handed to the recorder's thread and not yet recorded, at most.
+MAX_UNRECORDED = 2
 
 #: The series is held in memory (about 130 bytes a row): ten years of minutes.
 MAX_ROWS = 5_256_000
@@ -90,6 +94,24 @@ def keep_freed_memory() -> bool:
     return bool(
         mallopt(_M_MMAP_THRESHOLD, HEAP_MMAP_BYTES) and mallopt(_M_TRIM_THRESHOLD, HEAP_TRIM_BYTES)
     )
+
+
+@contextlib.contextmanager
+def cyclic_gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a run and its writing go on: a year keeps
+    ~10^5 small objects (events, demand points) that every full collection walked for
+    almost nothing collected (10-20 % of the run's CPU). What is alive at the start is
+    frozen, so forked processes do not write to those pages either. Process-wide, so
+    the simulate CLI uses it, never the library; restored on the way out."""
+    enabled = gc.isenabled()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+        gc.unfreeze()
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,33 +181,66 @@ class PrefetchingSampler(Sampler):
 
 
 class _RecordingCore(MeterCore):
-    """The meter core, reporting each block and command to a recorder."""
+    """The meter core, handing each block and command to a recorder.
 
-    recorder: Recorder
+    With ``pool`` (one worker thread, so in order) the recorder works on a block while
+    the core runs the next one; what it is handed are values (the block, the core's
+    events, frozen snapshots) that nothing changes afterwards. At most
+    ``MAX_UNRECORDED`` hand-overs wait, so a slow recorder holds back the core, not
+    memory; :meth:`flush` waits for the rest and raises what the recorder raised.
+    """
+
+    def __init__(self, config: MeterConfig, recorder: Recorder) -> None:
+        super().__init__(config, emit_edges=True, emit_series=True)
+        self.recorder = recorder
+        self.pool: Executor | None = None
+        self._pending: deque[Future[None]] = deque()
 
     def advance(self, block: SampleBlock) -> list[Event]:
         before = self.snapshot()
         events = super().advance(block)
-        self.recorder.block(block, events, before, self.snapshot())
+        self._record(self.recorder.block, block, events, before, self.snapshot())
         return events
 
     def apply(self, command: Command) -> list[Event]:
         events = super().apply(command)
-        self.recorder.command(events, self.snapshot())
+        self._record(self.recorder.command, events, self.snapshot())
         return events
 
+    def _record(self, record: Callable[..., None], *args: Any) -> None:
+        if self.pool is None:
+            record(*args)
+            return
+        self._pending.append(self.pool.submit(record, *args))
+        while len(self._pending) > MAX_UNRECORDED:
+            self._pending.popleft().result()
 
-@dataclass(frozen=True, slots=True)
+    def flush(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
+
+
+@dataclass(frozen=True, eq=False)
 class SimResult:
+    """A run's summary and events, and its time series, made from the recorder on first
+    use (a caller may start other work first, e.g. fork the events writer)."""
+
     summary: dict[str, Any]
-    columns: dict[str, npt.NDArray[Any]]
     events: list[ScalarEvent]
     edges: list[PulseEdges]
     unpowered_spans: list[tuple[float, float]]
     interval_s: float
-    #: per count column: each row's first and last count time (NaN: none in the row)
-    count_times: dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]
     config: MeterConfig  # the meter that ran
+    recorder: Recorder = field(repr=False)
+
+    @functools.cached_property
+    def columns(self) -> dict[str, npt.NDArray[Any]]:
+        return self.recorder.columns()
+
+    @functools.cached_property
+    def count_times(self) -> dict[str, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+        """Per count column: each row's first and last count time (NaN: none in the row)."""
+        return self.recorder.count_times()
 
 
 def meter_config(settings: SimSettings, profile: Profile) -> MeterConfig:
@@ -199,10 +254,8 @@ def meter_config(settings: SimSettings, profile: Profile) -> MeterConfig:
         raise ConfigError(f"profile {profile.name!r}: {exc}") from None
 
 
-def make_core(config: MeterConfig, recorder: Recorder) -> MeterCore:
-    core = _RecordingCore(config, emit_edges=True, emit_series=True)
-    core.recorder = recorder
-    return core
+def make_core(config: MeterConfig, recorder: Recorder) -> _RecordingCore:
+    return _RecordingCore(config, recorder)
 
 
 def steps(profile: Profile, settings: SimSettings) -> tuple[int, float]:
@@ -241,31 +294,34 @@ def simulate(
     recorder.keep_edges = settings.edges
     core = make_core(meter_config(settings, profile), recorder)
     max_block = max(spr, BLOCK_SAMPLES // spr * spr)
-    with ThreadPoolExecutor(1, thread_name_prefix="sampler") as pool:
-        sampler = PrefetchingSampler(profile, settings.seed, pool if n > max_block else None)
+    # Two helper threads on a long run: one samples the next block, one records the
+    # last, while this one runs the core (numpy lets go of the interpreter lock).
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="sampler") as pool,
+        ThreadPoolExecutor(1, thread_name_prefix="recorder") as recording,
+    ):
+        threaded = n > max_block
+        sampler = PrefetchingSampler(profile, settings.seed, pool if threaded else None)
+        core.pool = recording if threaded else None
         for _events in drive(core, sampler, 0.0, settings.step_s, n, max_block=max_block):
             if progress is not None:
                 progress(recorder.done, total)
         if tail_s:  # the last, shorter step: the core takes any length per block
             for _events in drive(core, sampler, n * settings.step_s, tail_s, 1):
-                if progress is not None:
-                    progress(recorder.done, total)
+                pass
+        core.flush()
+    if progress is not None:
+        progress(recorder.done, total)
     summary = build_summary(core, recorder, profile, settings)
     return SimResult(
         summary=summary,
-        columns=recorder.columns(),
         events=recorder.events,
         edges=recorder.edges,
         unpowered_spans=recorder.spans(duration_s),
         interval_s=spr * settings.step_s,
-        count_times=recorder.count_times(),
         config=core.config,
+        recorder=recorder,
     )
-
-
-def error_names(codes: list[int]) -> list[str]:
-    """Error codes with their names, e.g. ``2 (calibration)``."""
-    return [f"{code} ({ErrorCode(code).name.lower()})" for code in codes]
 
 
 def warnings(events: list[ScalarEvent], profile: Profile, settings: SimSettings) -> list[str]:

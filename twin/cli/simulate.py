@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from twin.batch.simulate import SimSettings, error_names, keep_freed_memory
+from twin.batch.simulate import SimSettings, cyclic_gc_paused, keep_freed_memory
 from twin.cli import montecarlo
 from twin.cli.meter_options import add_meter_options, choices_from_args
 from twin.control import profile_choices, resolve
-from twin.core import DEFAULT_MODEL, AccuracyConfig, MeterConfig, MeterModel
+from twin.core import DEFAULT_MODEL, AccuracyConfig, ErrorCode, MeterConfig, MeterModel
 from twin.errors import ConfigError
 from twin.loadprofile import Profile
 from twin.units import SEED_MAX, SEED_MIN, SEED_RANGE_TEXT, parse_duration_s
@@ -126,6 +125,11 @@ class Progress:
             self.stream.write("\n")
 
 
+def error_names(codes: list[int]) -> list[str]:
+    """Error codes with their names, e.g. ``2 (calibration)``."""
+    return [f"{code} ({ErrorCode(code).name.lower()})" for code in codes]
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     pulses = summary["pulses"]
     lines = [
@@ -145,9 +149,6 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from twin.batch.plots import preload
-    from twin.batch.report import prepare_out_dir, summary_json, write_all
-    from twin.batch.simulate import simulate
     from twin.loadprofile import load_profile
 
     profile = load_profile(args.profile)
@@ -155,25 +156,33 @@ def main(args: argparse.Namespace) -> int:
     keep_freed_memory()  # process-wide, so set here, not by the library's simulate()
     if montecarlo.wanted(args):
         return montecarlo.main(args, settings)
-    preloading = None
+    with cyclic_gc_paused():
+        return _run(args, profile, settings)
+
+
+def _run(args: argparse.Namespace, profile: Profile, settings: SimSettings) -> int:
+    from twin.batch.report import PlotProcess, prepare_out_dir, summary_json, write_all
+    from twin.batch.simulate import simulate
+
+    plotter = None
     if args.out is not None:
         prepare_out_dir(args.out)  # fail before a long run, not after it
-        if args.plot:  # matplotlib imported beside the run, on the second core
-            preloading = threading.Thread(target=preload, name="plot-imports", daemon=True)
-            preloading.start()
+        if args.plot:  # forked now: it imports matplotlib beside the run, on the second core
+            plotter = PlotProcess.start()
     progress = Progress()
     t0 = time.perf_counter()
     try:
         result = simulate(profile, settings, progress=progress)
-    finally:
-        if preloading is not None:
-            preloading.join()  # before write_all forks: one thread left
+    except BaseException:
+        if plotter is not None:
+            plotter.finish()  # nothing sent: it exits without drawing
+        raise
     sim_s = time.perf_counter() - t0
     progress.finish()
     for warning in result.summary["warnings"]:  # once each, before the figures
         print(f"minimeter simulate: warning: {warning}", file=sys.stderr)
     if args.out is not None:
-        write_all(args.out, result, plots=args.plot)
+        write_all(args.out, result, plots=args.plot, plotter=plotter)
     total_s = time.perf_counter() - t0
     samples = result.summary["samples"]
     print(

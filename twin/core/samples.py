@@ -40,12 +40,14 @@ IntArray = npt.NDArray[np.int64]
 SPLIT_PHASE_DEG = (0.0, 180.0)
 
 
-def _as_2n(name: str, value: npt.ArrayLike, n: int, dtype: type) -> Any:
+def _as_2n(name: str, value: npt.ArrayLike, n: int, dtype: type) -> tuple[Any, Any]:
+    """(the (2, n) broadcast view, the array it views): checks run on the latter, so a
+    per-line constant is checked as two values, not as 2 x n."""
     arr: Any = np.asarray(value, dtype=dtype)
     if arr.ndim == 1 and arr.shape[0] == 2:
         arr = arr[:, None]
     try:
-        return np.broadcast_to(arr, (2, n))
+        return np.broadcast_to(arr, (2, n)), arr
     except ValueError:
         raise ValueError(
             f"{name}: shape {arr.shape} does not fit a block of {n} samples; "
@@ -53,10 +55,11 @@ def _as_2n(name: str, value: npt.ArrayLike, n: int, dtype: type) -> Any:
         ) from None
 
 
-def _as_n(name: str, value: npt.ArrayLike, n: int) -> FloatArray:
+def _as_n(name: str, value: npt.ArrayLike, n: int) -> tuple[FloatArray, FloatArray]:
+    """(the (n,) broadcast view, the array it views)."""
     arr = np.asarray(value, dtype=np.float64)
     try:
-        return np.broadcast_to(arr, (n,))
+        return np.broadcast_to(arr, (n,)), arr
     except ValueError:
         raise ValueError(
             f"{name}: shape {arr.shape} does not fit a block of {n} samples; "
@@ -65,10 +68,11 @@ def _as_n(name: str, value: npt.ArrayLike, n: int) -> FloatArray:
 
 
 def _check_range(name: str, arr: npt.NDArray[np.generic], lo: float, hi: float, unit: str) -> None:
-    a = np.asarray(arr)
-    if a.size == 0:
+    """One min and one max over the values (a broadcast view's base: every value it shows
+    is one of them); NaN propagates through both, so it is caught with infinities."""
+    if arr.size == 0:
         return
-    amin, amax = float(a.min()), float(a.max())
+    amin, amax = float(arr.min()), float(arr.max())
     if not (math.isfinite(amin) and math.isfinite(amax)):
         raise ValueError(
             f"{name}: NaN or infinite value; expected finite numbers in {lo}..{hi} {unit}"
@@ -138,28 +142,36 @@ class SampleBlock:
                 f"line_angle_deg: {line_angle_deg!r} invalid; expected two finite angles "
                 "(degrees), e.g. (0, 180) split phase or (0, 120) for 120/208 V"
             )
-        lines: Any = _as_2n("ct_line", ct_line, n, np.int64)
-        if lines.size and (lines.min() < 0 or lines.max() > 1):
+        lines, lines_base = _as_2n("ct_line", ct_line, n, np.int64)
+        if lines_base.size and (lines_base.min() < 0 or lines_base.max() > 1):
             raise ValueError("ct_line: out of range; expected 0 (L1) or 1 (L2) per CT")
-        rev: Any = _as_2n("ct_reversed", ct_reversed, n, np.bool_)
-        straight_lines = bool((lines == _OWN_LINE).all())
+        rev, rev_base = _as_2n("ct_reversed", ct_reversed, n, np.bool_)
+        volts, volts_base = _as_2n("voltage_v", voltage_v, n, np.float64)
+        amps, amps_base = _as_2n("current_a", current_a, n, np.float64)
+        cos, cos_base = _as_2n("cos_phi", cos_phi, n, np.float64)
+        lead, _ = _as_2n("leading", leading, n, np.bool_)
+        freq, freq_base = _as_n("frequency_hz", frequency_hz, n)
+        temp, temp_base = _as_n("temperature_c", temperature_c, n)
+        _check_range("voltage_v", volts_base, 0.0, ABSOLUTE_MAX_VOLTAGE_V, "V")
+        _check_range("current_a", amps_base, 0.0, ABSOLUTE_MAX_CURRENT_A, "A")
+        _check_range("cos_phi", cos_base, -1.0, 1.0, "")
+        _check_range("frequency_hz", freq_base, *INPUT_FREQUENCY_RANGE_HZ, "Hz")
+        _check_range("temperature_c", temp_base, *INPUT_TEMPERATURE_RANGE_C, "°C")
+        # Compared where the values live: equal to (2, 1) own lines over the base is
+        # equal over the whole broadcast block.
+        straight_lines = bool((lines_base == _OWN_LINE).all())
         block = cls(
             dt_s=float(dt_s),
-            voltage_v=_as_2n("voltage_v", voltage_v, n, np.float64),
-            current_a=_as_2n("current_a", current_a, n, np.float64),
-            cos_phi=_as_2n("cos_phi", cos_phi, n, np.float64),
-            leading=_as_2n("leading", leading, n, np.bool_),
-            frequency_hz=_as_n("frequency_hz", frequency_hz, n),
-            temperature_c=_as_n("temperature_c", temperature_c, n),
+            voltage_v=volts,
+            current_a=amps,
+            cos_phi=cos,
+            leading=lead,
+            frequency_hz=freq,
+            temperature_c=temp,
             line_angle_deg=(angles[0], angles[1]),
             ct_line=None if straight_lines else lines,
-            ct_reversed=rev if rev.any() else None,
+            ct_reversed=rev if rev_base.any() else None,
         )
-        _check_range("voltage_v", block.voltage_v, 0.0, ABSOLUTE_MAX_VOLTAGE_V, "V")
-        _check_range("current_a", block.current_a, 0.0, ABSOLUTE_MAX_CURRENT_A, "A")
-        _check_range("cos_phi", block.cos_phi, -1.0, 1.0, "")
-        _check_range("frequency_hz", block.frequency_hz, *INPUT_FREQUENCY_RANGE_HZ, "Hz")
-        _check_range("temperature_c", block.temperature_c, *INPUT_TEMPERATURE_RANGE_C, "°C")
         return block
 
 

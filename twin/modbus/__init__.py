@@ -2,9 +2,11 @@
 (:mod:`.endpoint`, :mod:`.dispatch`), the thin TCP transport (:mod:`.tcp`, its
 connections in :mod:`.mbap`), serial line settings (:mod:`.serial`), protocol
 fault injection (:mod:`.faults`) and the hooks that arm faults and traces on a twin's
-servers (:mod:`.hooks`). The pymodbus modules are imported by path only, so importing
-this package never imports pymodbus: the RTU transport ``twin.modbus.rtu``
-(``ModbusRtuServer``) and the client helper ``twin.modbus.client`` (``MeterClient``).
+servers (:mod:`.hooks`). The transports are imported by path only, so importing this
+package (as ``twin.control`` does for the fault specs) imports neither asyncio nor
+pymodbus: the TCP transport ``twin.modbus.tcp`` (``ModbusTcpServer``), the RTU
+transport ``twin.modbus.rtu`` (``ModbusRtuServer``) and the client helper
+``twin.modbus.client`` (``MeterClient``).
 """
 
 from twin.modbus.dispatch import (
@@ -33,7 +35,6 @@ from twin.modbus.faults import (
 )
 from twin.modbus.hooks import WireHooks, WireTrace
 from twin.modbus.serial import BAUD_RATES, SerialSettings
-from twin.modbus.tcp import ModbusTcpServer
 
 __all__ = [
     "BAUD_RATES",
@@ -48,7 +49,6 @@ __all__ = [
     "Intercept",
     "Interceptor",
     "MeterEndpoint",
-    "ModbusTcpServer",
     "SerialSettings",
     "TraceHook",
     "UnknownUnit",

@@ -30,7 +30,13 @@ import zlib
 from collections.abc import Callable
 from typing import Any, Final
 
-from twin.core import MeterErrorKind, NvState, RegistrationMode, validate_demand_settings
+from twin.core import (
+    MeterErrorKind,
+    MeterModel,
+    NvState,
+    RegistrationMode,
+    validate_demand_settings,
+)
 from twin.errors import StoreError
 
 # Rows must carry every energy accumulator (save writes all of NvState). Other fields
@@ -148,3 +154,8 @@ def _matches(hint: Any, value: Any) -> bool:
             _matches(a, v) for a, v in zip(args, value, strict=True)
         )
     return True  # a type this checker does not know: NvState validates it, if at all
+
+
+def model_key(model: MeterModel) -> tuple[object, ...]:
+    """What makes two model names the same meter (``MMU-0.2A`` is ``MMU-0.2A:200``)."""
+    return (model.family, model.ct_primary_a, model.ct_secondary_ma, model.counter_wh_per_count)

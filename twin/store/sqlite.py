@@ -4,10 +4,10 @@ Theory of operation
 -------------------
 One SQLite file holds one row per meter serial number: the meter's `NvState` as a
 JSON document, a CRC-32 of that text, and the wall time of the save. The runtime
-commits the fleet's changed rows in ONE transaction (`save_many`) after every step,
-makes them durable every checkpoint interval and on clean shutdown
-(`twin.store.checkpoint.Checkpointer`), and restores each meter with `load` at
-start. How a row's text is written and checked on the way back is `twin.store.rows`.
+commits the fleet's changed rows in ONE transaction (`save_many`, or `save_rows` of
+rows made by `row`) after every step, makes them durable every checkpoint interval
+and on clean shutdown (`twin.store.checkpoint.Checkpointer`), and restores each meter
+with `load` at start. How a row is written and checked: `twin.store.rows`.
 
 Invariants
 - A commit is atomic: after a crash (SIGKILL, power loss) a reader sees either the
@@ -26,11 +26,9 @@ Invariants
   frames into the database). A step's commit that fails (a full disk: the WAL needed
   a new block) checkpoints and commits once more from the WAL's start, in the blocks
   it already has: on a full disk the steps go on being committed.
-- Energies are exact Python ints (microjoules in the core today). SQLite INTEGER is a
-  signed 64-bit value and 2**63 uJ is only 2.6 GWh (a few months of a 1 MW CT-rated
-  feeder, decades of a busy panel), and REAL would round. JSON text stores any int
-  exactly as decimal digits, and floats (demand) in their shortest round-trip repr,
-  so the row round-trips bit for bit.
+- Energies are exact Python ints (microjoules, past SQLite's 64-bit INTEGER within
+  months of a large feeder) and REAL would round: a row is JSON text
+  (`twin.store.rows`), which round-trips them and the floats bit for bit.
 - The file is never silently overwritten, deleted or "repaired": a file that is not
   an SQLite database, another application's database, a store written by a newer
   schema version, a failed `PRAGMA quick_check`, or a row that does not parse, all
@@ -63,7 +61,7 @@ from twin.core import MeterModel, NvState
 from twin.errors import StoreError
 from twin.store.diagnose import refuse_truncated, sqlite_reason
 from twin.store.lock import WriterLock
-from twin.store.rows import check_serial, decode_row, encode_row, row_crc32
+from twin.store.rows import check_serial, decode_row, encode_row, model_key, row_crc32
 
 SCHEMA_VERSION: Final = 2
 #: PRAGMA application_id of a minimeter-twin store ("MMTW"): tells our file from others.
@@ -91,6 +89,8 @@ _UPSERT: Final = (
 )
 
 Items = Iterable[tuple[str, NvState]]
+#: A row as written: serial, NvState JSON text, its CRC-32, saved at (unix s), model.
+Row = tuple[str, str, int, float, str | None]
 
 
 def default_state_dir() -> Path:
@@ -286,7 +286,7 @@ class Store:
 
     def _check_model(self, serial: str, stored: str, model: MeterModel) -> None:
         try:
-            same = _model_key(MeterModel.parse(stored)) == _model_key(model)
+            same = model_key(MeterModel.parse(stored)) == model_key(model)
         except ValueError:
             same = False  # a name this version does not know is not the same meter
         if not same:
@@ -319,11 +319,18 @@ class Store:
         across a power cut too, with every commit before it.
         """
         now_s = time.time()
-        rows = []
-        for serial, nv in items:
-            check_serial(serial)
-            text = encode_row(serial, nv)
-            rows.append((serial, text, row_crc32(text), now_s, self._models.get(serial)))
+        self.save_rows([self.row(serial, nv, now_s) for serial, nv in items], durable=durable)
+
+    def row(self, serial: str, nv: NvState, saved_at_unix_s: float) -> Row:
+        """The row that saves ``nv``: the Python half of a save, so a caller can make rows
+        on the event loop and leave :meth:`save_rows` to a worker thread, which then
+        holds the GIL only to bind each row (SQLite runs without it)."""
+        check_serial(serial)
+        text = encode_row(serial, nv)
+        return serial, text, row_crc32(text), saved_at_unix_s, self._models.get(serial)
+
+    def save_rows(self, rows: list[Row], *, durable: bool = True) -> None:
+        """Save rows made by :meth:`row` in ONE transaction (as :meth:`save_many`)."""
         if self.read_only:
             raise StoreError(f"store {self.path}: opened read-only, cannot save")
         if not rows and not durable:
@@ -340,7 +347,7 @@ class Store:
                         f"store {self.path}: saving failed: {sqlite_reason(exc)}"
                     ) from exc
 
-    def _commit_again(self, rows: list[tuple[str, str, int, float, str | None]]) -> bool:
+    def _commit_again(self, rows: list[Row]) -> bool:
         """After a step's commit failed (a full disk: the WAL needed a new block), move
         the WAL into the database and commit again from the WAL's start, in blocks it
         already has. True if that landed."""
@@ -351,7 +358,7 @@ class Store:
             return False
         return True
 
-    def _commit(self, rows: list[tuple[str, str, int, float, str | None]], durable: bool) -> None:
+    def _commit(self, rows: list[Row], durable: bool) -> None:
         conn = self._conn
         conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
         conn.execute("BEGIN IMMEDIATE")
@@ -391,8 +398,3 @@ class Store:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _model_key(model: MeterModel) -> tuple[object, ...]:
-    """What makes two model names the same meter (``MMU-0.2A`` is ``MMU-0.2A:200``)."""
-    return (model.family, model.ct_primary_a, model.ct_secondary_ma, model.counter_wh_per_count)

@@ -1,0 +1,84 @@
+"""Where a year of `minimeter simulate` goes: CPU time per part, in one process.
+
+The command spreads a run over threads and processes (see docs/architecture.md); this
+runs the same parts one after the other in one process and prints the CPU time of
+each, so the critical path on two free cores can be worked out: the run's main thread
+(the core) beside its sampler and recorder threads, then the rows, the plots' numbers,
+the CSV, the events and the figures (each half of them, as the plot process and its
+helper draw them), and matplotlib's import. The garbage collector is paused as the
+CLI pauses it.
+
+    .venv/bin/python bench/bench_simulate_parts.py [--profile residential-year] [--days 365]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from cumsum_ref import load
+
+T0 = time.process_time()
+from twin.batch.plots import PLOT_FILES, draw_plots, plot_data, preload  # noqa: E402
+from twin.batch.report import write_csv, write_events  # noqa: E402
+from twin.batch.simulate import SimSettings, cyclic_gc_paused, keep_freed_memory  # noqa: E402
+from twin.loadprofile import load_profile  # noqa: E402
+
+IMPORTS_S = time.process_time() - T0
+HELPER_PLOTS = ("energy.png", "pulses.png", "status.png")  # as twin.batch.report's helper
+
+
+def cpu(work: Callable[[], Any]) -> tuple[Any, float]:
+    t = time.process_time()
+    result = work()
+    return result, time.process_time() - t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--profile", default="residential-year")
+    parser.add_argument("--days", type=float, default=365)
+    args = parser.parse_args()
+    keep_freed_memory()
+    module = sys.modules["twin.batch.simulate"]
+    threads: dict[str, float] = {}
+
+    class Timed(ThreadPoolExecutor):  # reads each helper thread's CPU time before it ends
+        def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+            threads[self._thread_name_prefix] = self.submit(time.thread_time).result()
+            super().shutdown(wait, cancel_futures=cancel_futures)
+
+    module.ThreadPoolExecutor = Timed  # type: ignore[attr-defined]
+    print(f"start: {load()}")
+    with cyclic_gc_paused(), tempfile.TemporaryDirectory(prefix="bench-parts-") as tmp:
+        out = Path(tmp)
+        profile = load_profile(args.profile)
+        main_thread = time.thread_time()
+        result = module.simulate(profile, SimSettings(duration_s=args.days * 86_400.0))
+        main_thread = time.thread_time() - main_thread
+        _, columns_s = cpu(lambda: result.columns)
+        data, numbers_s = cpu(lambda: plot_data(result))
+        _, csv_s = cpu(lambda: write_csv(out / "timeseries.csv", result.columns))
+        _, events_s = cpu(lambda: write_events(out / "events.jsonl", result.events, result.edges))
+        _, mpl_s = cpu(preload)
+        own = [name for name in PLOT_FILES if name not in HELPER_PLOTS]
+        _, own_s = cpu(lambda: draw_plots(out, data, own))
+        _, helper_s = cpu(lambda: draw_plots(out, data, HELPER_PLOTS))
+    print(
+        f"imports of the twin {IMPORTS_S:.2f} s; the run: main thread {main_thread:.2f} s, "
+        f"sampler thread {threads.get('sampler', 0.0):.2f} s, recorder thread "
+        f"{threads.get('recorder', 0.0):.2f} s; writing: columns {columns_s:.2f} s, plot "
+        f"numbers {numbers_s:.2f} s, CSV {csv_s:.2f} s, events {events_s:.2f} s; "
+        f"matplotlib import {mpl_s:.2f} s, figures {own_s:.2f} s + {helper_s:.2f} s"
+    )
+    print(f"end: {load()}")
+
+
+if __name__ == "__main__":
+    main()
