@@ -156,7 +156,7 @@ class Recorder:
         points, kept = self.demand_points, self.events
         peak_kw, peak_at = self.peak_demand
         for ev in events:
-            if type(ev) is DemandCloses:  # a run's closes, as columns
+            if isinstance(ev, DemandCloses):  # a run's closes, as columns
                 times, demand_kw = ev.time_s.tolist(), ev.demand_kw.tolist()
                 points.extend(zip(times, demand_kw, ev.demand_max_kw.tolist(), strict=True))
                 top = int(np.argmax(ev.demand_kw))  # the first of the largest, as one by one
