@@ -104,3 +104,23 @@ def test_hold_up_and_thresholds_come_from_the_configuration() -> None:
         SupplyConfig(power_down_v=110.0)
     with pytest.raises(ValueError, match="hold_up_s"):
         SupplyConfig(hold_up_s=-1.0)
+
+
+def test_block_keeps_the_range_its_validation_found() -> None:
+    volts = np.array([[120.0, 130.5, 99.0], [118.0, 121.0, 125.0]])
+    block = SampleBlock.build(3, 1.0, voltage_v=volts, current_a=[7.5, 2.0])
+    assert block.voltage_range_v == (99.0, 130.5)
+    assert block.current_range_a == (2.0, 7.5)
+
+
+@pytest.mark.parametrize("l2_v", [0.0, 95.0, 120.0])
+def test_one_line_above_power_up_keeps_a_long_block_powered(l2_v: float) -> None:
+    """The block's lowest voltage proves power only when it is above power-up; a line
+    below it leaves the supply to the per-line lowest (the other line powers the meter)."""
+    n = 4096
+    volts = np.vstack([np.full(n, 120.0), np.full(n, l2_v)])
+    core = MeterCore(MeterConfig())
+    core.advance(SampleBlock.build(n, 1.0, voltage_v=volts, current_a=10.0))
+    snap = core.snapshot()
+    assert snap.powered and snap.power_up_count == 1
+    assert snap.uptime_s == pytest.approx(n)

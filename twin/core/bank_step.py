@@ -19,6 +19,10 @@ constant power state, the same runs for all its rows. Per run:
   events once per distinct (bits before, injected, boot samples, time). Energies,
   uptime and time are then added to all the rows at once.
 
+A lone meter (a bank of one) takes the same steps, its few values read as Python
+ints and its columns addressed by a slice rather than an index array: per block a
+day long, that fixed cost is what is left beside the per-sample passes.
+
 Per row the events keep a lone meter's order: per run power, coarse-step warnings,
 demand closes, error changes; then the registration series (when asked for); then
 one :class:`~twin.core.events.PulseEdges` per output that has edges in the block.
@@ -26,6 +30,7 @@ one :class:`~twin.core.events.PulseEdges` per output that has edges in the block
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import numpy as np
@@ -51,6 +56,7 @@ from twin.core.supply import SupplyState
 _OUTPUTS = tuple(PulseOutput)
 _BOOTING = np.uint32(1 << StatusBit.BOOTING)
 EdgeParts = dict[int, dict[PulseOutput, list[tuple[FloatArray, BoolArray]]]]
+BitGroups = list[tuple[I64, tuple[int, ...]]]
 
 
 def advance_rows(bank: MeterBank, rows: I64, block: SampleBlock) -> RowEvents:
@@ -99,9 +105,10 @@ def _advance_part(
     measured = _measure(bank, rows, block)
     supply = measured.supply
     series = np.zeros((4, block.n), np.int64) if bank.emit_series else None
-    time0 = bank.time_us[rows].tolist()
-    change = np.flatnonzero(supply[1:] != supply[:-1]) + 1
-    for a, b in itertools.pairwise([0, *change.tolist(), block.n]):
+    time0 = bank.time_us[rows].tolist() if series is not None else []
+    # Powered throughout (the usual block) is one run, found without a pass of differences.
+    change = [] if supply.all() else (np.flatnonzero(supply[1:] != supply[:-1]) + 1).tolist()
+    for a, b in itertools.pairwise([0, *change, block.n]):
         if supply[a]:
             _powered_run(bank, rows, block, measured, (a, b), out, edges, series)
         else:
@@ -138,8 +145,18 @@ def _measure(bank: MeterBank, rows: I64, block: SampleBlock) -> Measured:
         )
         if shared is not None:
             shared.store(block, key, measured)
-    bank.supply_powered[rows], bank.dip_us[rows] = measured.supply_after
+    at = _at(rows)
+    bank.supply_powered[at], bank.dip_us[at] = measured.supply_after
     return measured
+
+
+def _at(rows: I64) -> I64 | slice:
+    """Where ``rows`` are in the bank's columns: one row as a slice, which numpy reads and
+    writes without the fancy-indexing machinery (the same values, a fraction of the cost)."""
+    if rows.shape[0] == 1:
+        r = int(rows[0])
+        return slice(r, r + 1)
+    return rows
 
 
 def _one(readings: Readings) -> np.ndarray:
@@ -152,12 +169,13 @@ _UNPOWERED = _one(UNPOWERED_READINGS)
 
 
 def _unpowered_run(bank: MeterBank, rows: I64, m: int, dt_us: int, out: RowEvents) -> None:
-    for row in rows[bank.powered[rows]].tolist():
+    at = _at(rows)
+    for row in rows[bank.powered[at]].tolist():
         out.setdefault(row, []).append(PowerLost(time_s=int(bank.time_us[row]) / 1e6))
-    bank.powered[rows] = False
-    bank.readings[rows] = _UNPOWERED
-    old = bank.bits[rows]
-    new = bank.injected_bits[rows] | UNPOWERED_BIT
+    bank.powered[at] = False
+    bank.readings[at] = _UNPOWERED
+    old = bank.bits[at]
+    new = bank.injected_bits[at] | UNPOWERED_BIT
     moved = old != new
     if moved.any():
         changes = zip(rows[moved].tolist(), old[moved].tolist(), new[moved].tolist(), strict=True)
@@ -165,8 +183,8 @@ def _unpowered_run(bank: MeterBank, rows: I64, m: int, dt_us: int, out: RowEvent
             found = error_events(o, np.array([n], np.uint32), int(bank.time_us[row]), 0)
             if found:
                 out.setdefault(row, []).extend(found)
-        bank.bits[rows] = new
-    bank.time_us[rows] += m * dt_us
+        bank.bits[at] = new
+    bank.time_us[at] += m * dt_us
 
 
 def _powered_run(
@@ -182,7 +200,8 @@ def _powered_run(
     r0 = int(rows[0])
     model = bank.config[r0].model
     dt_us = block.dt_us
-    off = rows[~bank.powered[rows]]
+    at = _at(rows)
+    off = rows[~bank.powered[at]]
     if off.shape[0]:
         bank.powered[off] = True
         bank.power_ups[off] += 1
@@ -214,10 +233,16 @@ def _powered_run(
     m = span[1] - span[0]
     _demand(bank, rows, run, total, m, dt_us, out)
     _bits(bank, rows, run, m, dt_us, out)
-    bank.energy_uj[:, rows] += np.array(increments, bank.energy_uj.dtype)[:, None]
-    bank.uptime_us[rows] += m * dt_us
-    bank.time_us[rows] += m * dt_us
-    bank.readings[rows] = _one(run.readings)
+    bank.energy_uj[:, at] += np.array(increments, bank.energy_uj.dtype)[:, None]
+    bank.uptime_us[at] += m * dt_us
+    bank.time_us[at] += m * dt_us
+    bank.readings[at] = _one(run.readings)
+
+
+@functools.cache
+def _halves(counter_wh: int) -> tuple[int, ...]:
+    """Half periods (µJ) of the isolated outputs, then of the counter."""
+    return tuple(pulses.half_period_uj(kh) for kh in (*KH_WH, counter_wh))
 
 
 def _edges(
@@ -231,15 +256,24 @@ def _edges(
     edges: EdgeParts,
 ) -> None:
     """Edges of the rows whose delivered register crosses a half period in the run."""
-    e0 = bank.energy_uj[E_DEL, rows]
-    halves = np.array([pulses.half_period_uj(kh) for kh in (*KH_WH, counter_wh)], e0.dtype)
-    crossed = ((e0 + total) // halves[:, None] != e0 // halves[:, None]).any(axis=0)
-    if not crossed.any():
-        return
-    times0 = bank.time_us[rows[crossed]].tolist()
+    halves = _halves(counter_wh)
+    if rows.shape[0] == 1:  # a lone meter: its register as a Python int
+        r = int(rows[0])
+        e_del = int(bank.energy_uj[E_DEL, r])
+        if all((e_del + total) // h == e_del // h for h in halves):
+            return
+        crossing = [(r, e_del, bank.time_us.item(r))]
+    else:
+        e0 = bank.energy_uj[E_DEL, rows]
+        by_half = np.array(halves, e0.dtype)[:, None]
+        crossed = ((e0 + total) // by_half != e0 // by_half).any(axis=0)
+        if not crossed.any():
+            return
+        times0 = bank.time_us[rows[crossed]].tolist()
+        crossing = list(zip(rows[crossed].tolist(), e0[crossed].tolist(), times0, strict=True))
     # Meters that started together cross together: rows in the same state share the work.
     memo: dict[tuple[int, int], list[tuple[PulseOutput, FloatArray, BoolArray, int]]] = {}
-    for row, e, t in zip(rows[crossed].tolist(), e0[crossed].tolist(), times0, strict=True):
+    for row, e, t in crossing:
         parts = edges.setdefault(row, {})
         found = memo.get((e, t))
         if found is None:
@@ -260,34 +294,43 @@ def _demand(
     bank: MeterBank, rows: I64, run: PoweredRun, total: int, m: int, dt_us: int, out: RowEvents
 ) -> None:
     """Add the run to demand: at once where nothing is due, else per row."""
-    up0 = bank.uptime_us[rows]
-    quiet = up0 + m * dt_us < bank.due_us[rows]
-    if quiet.all():
-        bank.pending_uj[rows] += total
-        return
-    bank.pending_uj[rows[quiet]] += total
-    due = ~quiet
-    for row, u in zip(rows[due].tolist(), up0[due].tolist(), strict=True):
+    run_us = m * dt_us
+    if rows.shape[0] == 1:  # a lone meter: its values as Python ints
+        r = int(rows[0])
+        up0_us = bank.uptime_us.item(r)
+        if up0_us + run_us < bank.due_us.item(r):
+            bank.pending_uj[r] += total
+            return
+        due_rows, due_up0 = [r], [up0_us]
+    else:
+        up0 = bank.uptime_us[rows]
+        quiet = up0 + run_us < bank.due_us[rows]
+        if quiet.all():
+            bank.pending_uj[rows] += total
+            return
+        bank.pending_uj[rows[quiet]] += total
+        due = ~quiet
+        due_rows, due_up0 = rows[due].tolist(), up0[due].tolist()
+    for row, u in zip(due_rows, due_up0, strict=True):
         state = bank.demand_of(row)
         t = int(bank.time_us[row])
         found = state.advance(u, dt_us, run.registered.delivered, t, run.cum_uj)
         if found:
             out.setdefault(row, []).extend(found)
-        bank.due_us[row] = state.due_us(u + m * dt_us)
+        bank.due_us[row] = state.due_us(u + run_us)
 
 
 def _bits(bank: MeterBank, rows: I64, run: PoweredRun, m: int, dt_us: int, out: RowEvents) -> None:
     """Status bits per sample (run's, injected, booting), error events where they change."""
-    up0 = bank.uptime_us[rows]
-    boot = bank.boot_us[rows]
-    n_boot = np.where(up0 < boot, np.minimum(m, -((up0 - boot) // dt_us)), 0)
-    cols = (bank.bits[rows], bank.injected_bits[rows], n_boot, bank.time_us[rows])
-    if all(bool((c == c[0]).all()) for c in cols):
-        groups = [(rows, tuple(int(c[0]) for c in cols))]
+    groups: BitGroups
+    if rows.shape[0] == 1:  # a lone meter is one group: its values as Python ints
+        r = int(rows[0])
+        up0_us, boot_us = bank.uptime_us.item(r), bank.boot_us.item(r)
+        booting = min(m, -((up0_us - boot_us) // dt_us)) if up0_us < boot_us else 0
+        key = (bank.bits.item(r), bank.injected_bits.item(r), booting, bank.time_us.item(r))
+        groups = [(rows, key)]
     else:
-        keys, inverse = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        groups = [(rows[inverse == i], tuple(int(x) for x in k)) for i, k in enumerate(keys)]
+        groups = _bit_groups(bank, rows, m, dt_us)
     for members, (old, injected, booting, time_us) in groups:
         bits = run.bits
         if booting:
@@ -300,3 +343,16 @@ def _bits(bank: MeterBank, rows: I64, run: PoweredRun, m: int, dt_us: int, out: 
             for row in members.tolist():
                 out.setdefault(row, []).extend(found)
         bank.bits[members] = int(bits[-1])
+
+
+def _bit_groups(bank: MeterBank, rows: I64, m: int, dt_us: int) -> BitGroups:
+    """``rows`` by (bits before, injected, boot samples, time): one group when all agree."""
+    up0 = bank.uptime_us[rows]
+    boot = bank.boot_us[rows]
+    n_boot = np.where(up0 < boot, np.minimum(m, -((up0 - boot) // dt_us)), 0)
+    cols = (bank.bits[rows], bank.injected_bits[rows], n_boot, bank.time_us[rows])
+    if all(bool((c == c[0]).all()) for c in cols):
+        return [(rows, tuple(int(c[0]) for c in cols))]
+    keys, inverse = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    return [(rows[inverse == i], tuple(int(x) for x in k)) for i, k in enumerate(keys)]

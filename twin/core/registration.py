@@ -52,7 +52,12 @@ def element_power(
     p = np.multiply(block.voltage_v[:els], amps, out=out)
     if not _all_one(pf):  # x * 1.0 is x: a unity power factor costs no pass
         p *= pf
-    if _low(amps, model.starting_current_a):
+    # No sample below the starting current when none of the block's currents is
+    # (its range, from the validation, covers what a correctly wired CT sees).
+    seen = block.current_range_a if block.straight else None
+    if (seen is None or seen[0] < model.starting_current_a) and _low(
+        amps, model.starting_current_a
+    ):
         np.copyto(p, 0.0, where=amps < model.starting_current_a)
     if curve is not None:
         p *= curve.ratio(amps, np.abs(pf))

@@ -12,6 +12,9 @@ phases of a 120/208 V wye) and, per element and sample, which line's conductor i
 CT is on (``ct_line``) and whether the CT is mounted backwards (``ct_reversed``).
 Correct wiring (CT1 on L1, CT2 on L2, both forward) is the default and costs
 nothing. Arrays may be numpy broadcast views (a constant segment costs no memory).
+The validation's minimum and maximum of the voltages and currents are kept with
+the block (``voltage_range_v``, ``current_range_a``), so measuring it need not pass
+over the inputs again to find them.
 ``inputs_from_angle`` turns a load angle into ``cos_phi`` and ``leading``.
 """
 
@@ -67,11 +70,14 @@ def _as_n(name: str, value: npt.ArrayLike, n: int) -> tuple[FloatArray, FloatArr
         ) from None
 
 
-def _check_range(name: str, arr: npt.NDArray[np.generic], lo: float, hi: float, unit: str) -> None:
-    """One min and one max over the values (a broadcast view's base: every value it shows
-    is one of them); NaN propagates through both, so it is caught with infinities."""
+def _check_range(
+    name: str, arr: npt.NDArray[np.generic], lo: float, hi: float, unit: str
+) -> tuple[float, float]:
+    """(min, max) of the values, checked: one min and one max (over a broadcast view's
+    base: every value it shows is one of them); NaN propagates through both, so it is
+    caught with infinities."""
     if arr.size == 0:
-        return
+        return lo, hi
     amin, amax = float(arr.min()), float(arr.max())
     if not (math.isfinite(amin) and math.isfinite(amax)):
         raise ValueError(
@@ -80,6 +86,7 @@ def _check_range(name: str, arr: npt.NDArray[np.generic], lo: float, hi: float, 
     if amin < lo or amax > hi:
         bad = amin if amin < lo else amax
         raise ValueError(f"{name}: {bad:g} out of range; expected {lo:g}..{hi:g} {unit}".rstrip())
+    return amin, amax
 
 
 _OWN_LINE = np.array([[0], [1]], np.int64)
@@ -99,6 +106,10 @@ class SampleBlock:
     line_angle_deg: tuple[float, float] = SPLIT_PHASE_DEG  # voltage angle of L1, L2
     ct_line: IntArray | None = None  # (2, n): line (0 or 1) each CT is on; None = own line
     ct_reversed: BoolArray | None = None  # (2, n); None = both forward
+    # (min, max) over both lines and every sample, found by the validation: the
+    # measurement's extremes of a two-element meter at no extra pass.
+    voltage_range_v: tuple[float, float] | None = None
+    current_range_a: tuple[float, float] | None = None
 
     @property
     def straight(self) -> bool:
@@ -152,8 +163,8 @@ class SampleBlock:
         lead, _ = _as_2n("leading", leading, n, np.bool_)
         freq, freq_base = _as_n("frequency_hz", frequency_hz, n)
         temp, temp_base = _as_n("temperature_c", temperature_c, n)
-        _check_range("voltage_v", volts_base, 0.0, ABSOLUTE_MAX_VOLTAGE_V, "V")
-        _check_range("current_a", amps_base, 0.0, ABSOLUTE_MAX_CURRENT_A, "A")
+        voltage_range = _check_range("voltage_v", volts_base, 0.0, ABSOLUTE_MAX_VOLTAGE_V, "V")
+        current_range = _check_range("current_a", amps_base, 0.0, ABSOLUTE_MAX_CURRENT_A, "A")
         _check_range("cos_phi", cos_base, -1.0, 1.0, "")
         _check_range("frequency_hz", freq_base, *INPUT_FREQUENCY_RANGE_HZ, "Hz")
         _check_range("temperature_c", temp_base, *INPUT_TEMPERATURE_RANGE_C, "°C")
@@ -171,6 +182,8 @@ class SampleBlock:
             line_angle_deg=(angles[0], angles[1]),
             ct_line=None if straight_lines else lines,
             ct_reversed=rev if rev_base.any() else None,
+            voltage_range_v=voltage_range,
+            current_range_a=current_range,
         )
         return block
 

@@ -130,16 +130,24 @@ def measure(
     """
     els = model.elements
     volts = block.voltage_v[:els]
-    # The inputs' extremes (the supply's and the status bits' tests) are taken next
-    # to the pass that reads the inputs for the power, while they are in cache.
-    lowest_v = lowest_per_line(volts)
-    highest_v = highest(volts)
+    # The inputs' extremes (the supply's and the status bits' tests): a two-element
+    # meter sees both lines, whose ranges the block's validation found, so no pass is
+    # needed while both lines stay above power-up (then each line's lowest is at
+    # least the block's); else they are taken next to the pass that reads the inputs
+    # for the power, while they are in cache.
+    both = block.voltage_range_v if els == 2 else None
+    if both is not None and both[0] >= supply.config.power_up_v:
+        lowest_v, highest_v = [both[0], both[0]], both[1]
+    else:
+        lowest_v, highest_v = lowest_per_line(volts), highest(volts)
     powered = supply.run_lines(volts, block.dt_us, lowest_v)
     power_out = energy_out = None
     if scratch is not None:
         power_out, energy_out = scratch.block_buffers(els, block.n)
     p, amps, pf = element_power(block, model, curve, calibration_error_pct, out=power_out)
-    extremes = InputExtremes(min(lowest_v), highest_v, highest(amps))
+    seen = block.current_range_a if els == 2 and block.straight else None
+    highest_a = highest(amps) if seen is None else seen[1]  # then amps are the block's
+    extremes = InputExtremes(min(lowest_v), highest_v, highest_a)
     return Measured(
         supply=powered,
         supply_after=(supply.powered, supply.dip_us),
