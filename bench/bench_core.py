@@ -24,7 +24,6 @@ moments apart, and its reference does not swing with page faults.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import numpy as np
@@ -67,7 +66,6 @@ def main() -> None:
     samples = args.days * 86_400
     cumsum = CumsumReference(samples)
     core_t: list[tuple[float, float]] = []
-    fresh_t, pre_t = cumsum.fresh, cumsum.preallocated
     for r in range(args.rounds):
         core_wall, core_cpu, core, edges = run_core(blocks, args.days)
         core_t.append((core_wall, core_cpu))
@@ -86,19 +84,7 @@ def main() -> None:
         f"{args.rounds}) = {rate / 1e6:.1f} M samples/s; {snap.energy_delivered_wh:,} Wh, "
         f"{edges:,} pulse edges, {snap.pulses_10wh:,} 10 Wh pulses"
     )
-    verdicts = {}
-    for name, ref_t in (("fresh", fresh_t), ("preallocated", pre_t)):
-        per_round = [c[0] / f[0] for c, f in zip(core_t, ref_t, strict=True)]
-        per_round_cpu = [c[1] / f[1] for c, f in zip(core_t, ref_t, strict=True)]
-        median = statistics.median(per_round)
-        best = core_s / min(w for w, _ in ref_t)
-        verdicts[name] = median
-        print(
-            f"vs cumsum {name}: best {min(w for w, _ in ref_t):.3f} s, "
-            f"worst {max(w for w, _ in ref_t):.3f} s; per-round ratio "
-            f"{min(per_round):.2f}-{max(per_round):.2f}x, median {median:.2f}x "
-            f"(CPU: median {statistics.median(per_round_cpu):.2f}x); best of each {best:.2f}x"
-        )
+    verdicts = cumsum.ratios(core_t, "core")
     judged = verdicts["preallocated"]
     print(
         f"target <= {TARGET_RATIO}x cumsum, judged on the median per-round ratio against the "

@@ -89,7 +89,6 @@ def main() -> int:
     cumsum = CumsumReference(samples)
     runs: list[tuple[float, float]] = []
     old_runs: list[tuple[float, float]] = []
-    fresh_t, pre_t = cumsum.fresh, cumsum.preallocated
     engine_s: list[float] = []
     with tempfile.TemporaryDirectory(prefix="bench-simulate-") as tmp:
         out = Path(tmp) / "out"
@@ -122,18 +121,7 @@ def main() -> int:
         f"simulation alone median "
         f"{statistics.median(engine_s):.2f} s)"
     )
-    verdicts = {}
-    for name, ref_t in (("fresh", fresh_t), ("preallocated", pre_t)):
-        per_round = [run[0] / ref[0] for run, ref in zip(runs, ref_t, strict=True)]
-        per_round_cpu = [run[1] / ref[1] for run, ref in zip(runs, ref_t, strict=True)]
-        verdicts[name] = statistics.median(per_round)
-        print(
-            f"vs cumsum {name}: best {min(w for w, _ in ref_t):.3f} s, worst "
-            f"{max(w for w, _ in ref_t):.3f} s; per-round ratio "
-            f"{', '.join(f'{x:.1f}x' for x in per_round)}, median {verdicts[name]:.1f}x "
-            f"(CPU median {statistics.median(per_round_cpu):.1f}x); best of each "
-            f"{best_wall / min(w for w, _ in ref_t):.1f}x"
-        )
+    verdicts = cumsum.ratios(runs, "end to end")
     judged, strict = verdicts["fresh"], verdicts["preallocated"]
     print(
         f"target <= {TARGET_RATIO:g}x cumsum, judged on the median per-round ratio against the "

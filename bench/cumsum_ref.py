@@ -10,6 +10,7 @@ the work they are compared with, so the two benches report the same references.
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from collections.abc import Callable
 
@@ -42,3 +43,21 @@ class CumsumReference:
         self.fresh.append(timed(lambda: np.cumsum(self.ref)))
         self.preallocated.append(timed(lambda: np.cumsum(self.ref, out=self.buf)))
         return self.fresh[-1], self.preallocated[-1]
+
+    def ratios(self, timings: list[tuple[float, float]], label: str) -> dict[str, float]:
+        """Print ``timings`` (one (wall, CPU) per round) against each reference: range,
+        median per-round ratio (CPU beside it) and best of each; returns the medians."""
+        medians = {}
+        best = min(w for w, _ in timings)
+        for name, ref_t in (("fresh", self.fresh), ("preallocated", self.preallocated)):
+            per_round = [t[0] / r[0] for t, r in zip(timings, ref_t, strict=True)]
+            per_round_cpu = [t[1] / r[1] for t, r in zip(timings, ref_t, strict=True)]
+            medians[name] = statistics.median(per_round)
+            print(
+                f"vs cumsum {name}: best {min(w for w, _ in ref_t):.3f} s, "
+                f"worst {max(w for w, _ in ref_t):.3f} s; per-round {label} ratio "
+                f"{min(per_round):.2f}-{max(per_round):.2f}x, median {medians[name]:.2f}x "
+                f"(CPU: median {statistics.median(per_round_cpu):.2f}x); "
+                f"best of each {best / min(w for w, _ in ref_t):.2f}x"
+            )
+        return medians
