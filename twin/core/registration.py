@@ -60,7 +60,7 @@ def element_power(
     ):
         np.copyto(p, 0.0, where=amps < model.starting_current_a)
     if curve is not None:
-        p *= curve.ratio(amps, np.abs(pf))
+        curve.scale(p, amps, pf)
     if calibration_error_pct:
         p *= 1.0 + calibration_error_pct / 100.0
     return p, amps, pf
