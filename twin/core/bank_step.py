@@ -30,12 +30,10 @@ one :class:`~twin.core.events.PulseEdges` per output that has edges in the block
 
 from __future__ import annotations
 
-import functools
 import itertools
 
 import numpy as np
 
-from twin.core import pulses
 from twin.core.bank import E_DEL, I64, UNPOWERED_BIT, MeterBank, RowEvents
 from twin.core.events import (
     PowerLost,
@@ -45,9 +43,8 @@ from twin.core.events import (
     Registration,
     StepTooCoarse,
 )
-from twin.core.limits import KH_WH
 from twin.core.readings import UNPOWERED_READINGS, Readings
-from twin.core.registration import output_edges
+from twin.core.registration import output_edges, output_halves
 from twin.core.samples import BoolArray, FloatArray, IntArray, SampleBlock
 from twin.core.shared import Measured, PoweredRun, measure, measure_run
 from twin.core.status import StatusBit, error_events, or_bits
@@ -239,12 +236,6 @@ def _powered_run(
     bank.readings[at] = _one(run.readings)
 
 
-@functools.cache
-def _halves(counter_wh: int) -> tuple[int, ...]:
-    """Half periods (µJ) of the isolated outputs, then of the counter."""
-    return tuple(pulses.half_period_uj(kh) for kh in (*KH_WH, counter_wh))
-
-
 def _edges(
     bank: MeterBank,
     rows: I64,
@@ -256,7 +247,7 @@ def _edges(
     edges: EdgeParts,
 ) -> None:
     """Edges of the rows whose delivered register crosses a half period in the run."""
-    halves = _halves(counter_wh)
+    halves = output_halves(counter_wh)
     if rows.shape[0] == 1:  # a lone meter: its register as a Python int
         r = int(rows[0])
         e_del = int(bank.energy_uj[E_DEL, r])

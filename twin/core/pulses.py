@@ -17,6 +17,7 @@ could not be represented, so the core reports it once per output.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -65,21 +66,23 @@ def edges(
     the smaller one's (the Mini Meter's 50 and 500 Wh among the 5 Wh), so their
     crossings are every m-th of its crossings: one search serves all the outputs.
     """
-    grids: dict[int, tuple[int, IntArray, FloatArray, bool]] = {}
+    searched: dict[int, tuple[int, IntArray, FloatArray, bool]] = {}
     found: dict[int, tuple[FloatArray, BoolArray, int]] = {}
     out = []
-    for half in halves_uj:
+    for half, base in _bases(tuple(halves_uj)):
         if half in found:  # two outputs of one half period (a 100 Wh counter and Kh 100)
             out.append(found[half])
             continue
-        base = next((b for b in sorted(grids) if half % b == 0), None)
-        if base is None:
-            base = half
-            grids[half] = _crossings(energy0_uj, delivered_uj, cum_uj, half, time0_us, dt_us)
-        j_first, samples, times, crowded = grids[base]
+        grid = searched.get(base)
+        if grid is None:
+            grid = searched[base] = _crossings(
+                energy0_uj, delivered_uj, cum_uj, base, time0_us, dt_us
+            )
+        j_first, samples, times, crowded = grid
         step = half // base
         skip = -j_first % step  # the first multiple of ``half`` among the base's crossings
-        samples, times = samples[skip::step], times[skip::step]
+        if step > 1:
+            samples, times = samples[skip::step], times[skip::step]
         first_crowded = -1
         if crowded:  # else no sample holds two of the base's crossings, nor of these
             repeated = np.flatnonzero(samples[1:] == samples[:-1])
@@ -90,6 +93,21 @@ def edges(
         found[half] = times, closed, first_crowded
         out.append(found[half])
     return out
+
+
+@functools.cache
+def _bases(halves_uj: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """(half, the half period whose crossings are searched for it) per half, in order:
+    the smallest one searched before that divides it, else itself."""
+    searched: list[int] = []
+    plan = []
+    for half in halves_uj:
+        base = next((b for b in sorted(searched) if half % b == 0), None)
+        if base is None:
+            base = half
+            searched.append(half)
+        plan.append((half, base))
+    return tuple(plan)
 
 
 def _crossings(
@@ -110,8 +128,8 @@ def _crossings(
     first_uj = half_uj - rest_uj
     offsets = np.arange(first_uj, first_uj + count * half_uj, half_uj, dtype=np.int64)
     sample, crowded = _crossing_samples(cum_uj, rest_uj, half_uj, count)
-    inside = delivered_uj[sample]
-    before = cum_uj[sample]
+    inside = delivered_uj.take(sample)
+    before = cum_uj.take(sample)
     before -= inside  # energy of the run before the crossing's sample
     frac = np.subtract(offsets, before, out=before) / inside
     # Integer microseconds first, so the times do not depend on how blocks were split.

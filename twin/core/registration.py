@@ -17,6 +17,7 @@ each element's positive part (and keep its negative part, for restores).
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -31,6 +32,7 @@ from twin.core.wiring import element_inputs
 
 #: The isolated outputs in Kh order (KH_WH), then the counter.
 KH_OUTPUTS = (PulseOutput.KH_10, PulseOutput.KH_100, PulseOutput.KH_1000)
+_OUTPUTS = (*KH_OUTPUTS, PulseOutput.COUNTER)
 
 
 def element_power(
@@ -206,8 +208,12 @@ def output_edges(
     Per output: edge times, new states and the first sample holding two or more
     edges (-1 if none; see ``pulses.edges``).
     """
-    halves = [pulses.half_period_uj(kh) for kh in KH_WH]
-    halves.append(pulses.half_period_uj(counter_wh_per_count))
-    outputs = (*KH_OUTPUTS, PulseOutput.COUNTER)
+    halves = output_halves(counter_wh_per_count)
     found = pulses.edges(energy0_uj, delivered_uj, cum_uj, halves, time0_us, dt_us)
-    return [(output, *edges) for output, edges in zip(outputs, found, strict=True)]
+    return [(output, *edges) for output, edges in zip(_OUTPUTS, found, strict=True)]
+
+
+@functools.cache
+def output_halves(counter_wh_per_count: int) -> tuple[int, ...]:
+    """Half periods (µJ) of the isolated outputs in Kh order, then of the counter."""
+    return tuple(pulses.half_period_uj(kh) for kh in (*KH_WH, counter_wh_per_count))
