@@ -128,8 +128,8 @@ def _crossings(
     first_uj = half_uj - rest_uj
     offsets = np.arange(first_uj, first_uj + count * half_uj, half_uj, dtype=np.int64)
     sample, crowded = _crossing_samples(cum_uj, rest_uj, half_uj, count)
-    inside = delivered_uj.take(sample)
-    before = cum_uj.take(sample)
+    inside = delivered_uj[sample]
+    before = cum_uj[sample]
     before -= inside  # energy of the run before the crossing's sample
     frac = np.subtract(offsets, before, out=before) / inside
     # Integer microseconds first, so the times do not depend on how blocks were split.
