@@ -19,12 +19,14 @@ groups shrink towards the end, so the workers finish within a meter or two of ea
 other. Rows come back in input order, so the table is byte-identical for any number
 of workers. Profiles are loaded once, before the workers fork.
 
-A group advances window by window (``WINDOW_BLOCKS`` blocks): each meter in turn
-runs the whole window, so the buffers its core reuses from block to block stay in
-the CPU's cache, and a finished meter's core is dropped at once, its memory warm for
-the next meter. (Advancing a group's meters a block each in turn wrote every
-meter's megabytes of buffers cold every block: memory bandwidth, which two workers
-share, and a heap of every core's buffers at once.) The meters
+A group's meters are rows of one :class:`~twin.core.MeterBank` (each still advanced
+alone, as its own core), so they share the bank's per-sample buffers: one set of
+megabytes per group, not per meter. A group advances window by window
+(``WINDOW_BLOCKS`` blocks): each meter in turn runs the whole window, so those
+buffers stay in the CPU's cache from block to block. (Advancing a group's meters a
+block each in turn, each with buffers of its own, wrote every meter's megabytes cold
+every block: memory bandwidth, which two workers share, and a heap of every core's
+buffers at once.) The meters
 on one load read the same sampled blocks (a sampler is a pure function of time, a
 block immutable), which a process keeps up to ``KEPT_BYTES`` (least recently used
 dropped first) from group to group: a study that fits samples each block of a load
@@ -50,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from twin.batch.simulate import SimSettings, keep_freed_memory, steps
-from twin.core import AccuracyConfig, Event, MeterConfig, MeterCore, SampleBlock
+from twin.core import AccuracyConfig, Event, MeterBank, MeterConfig, MeterCore, SampleBlock
 from twin.drive import drive
 from twin.errors import ConfigError
 from twin.loadprofile import Profile, Sampler, load_profile
@@ -60,8 +62,7 @@ from twin.units import SEED_MAX, SEED_MIN, SEED_RANGE_TEXT, uj_to_wh
 BLOCK_SAMPLES = 86_400
 #: The most runs one study may hold (a row each, kept in memory).
 MAX_RUNS = 100_000
-#: The most meters in one group (their cores, ~4 MB of buffers each at day blocks,
-#: in memory at once).
+#: The most meters in one group (rows of one bank, in memory at once).
 GROUP_RUNS = 32
 #: A group takes at most this share of the runs left for each worker, so groups
 #: shrink towards the end and the workers finish within a meter or two of each other
@@ -241,7 +242,7 @@ def _run_worker_group(jobs: Sequence[_Job]) -> list[dict[str, Any]]:
 class _Meter:
     """One meter of a group: its core and the blocks that drive it."""
 
-    def __init__(self, index: int, job: _Job, loads: _Loads) -> None:
+    def __init__(self, index: int, job: _Job, loads: _Loads, bank: MeterBank) -> None:
         run = job.run
         n, tail_s = steps(
             _profile(run.profile), SimSettings(duration_s=job.duration_s, step_s=job.step_s)
@@ -249,7 +250,7 @@ class _Meter:
         sampler = loads.sampler(run)
         self.index = index
         self.run = run
-        self.core = MeterCore(run.config, emit_edges=False, emit_series=False)
+        self.core = MeterCore.in_bank(bank, run.config)
         loop = drive(self.core, sampler, 0.0, job.step_s, n, BLOCK_SAMPLES)
         if tail_s:  # a shorter last step, as simulate runs it: the whole duration, no more
             loop = itertools.chain(loop, drive(self.core, sampler, n * job.step_s, tail_s, 1))
@@ -269,13 +270,14 @@ def _run_group(jobs: Sequence[_Job], loads: _Loads) -> list[dict[str, Any]]:
     order = sorted(
         range(len(jobs)), key=lambda i: first[(jobs[i].run.profile, jobs[i].run.load_seed)]
     )
-    pending = deque(_Meter(i, jobs[i], loads) for i in order)
+    bank = MeterBank(emit_edges=False, emit_series=False)
+    pending = deque(_Meter(i, jobs[i], loads, bank) for i in order)
     rows: list[dict[str, Any]] = [{} for _ in jobs]
     while pending:
         meter = pending.popleft()
         if meter.advance(WINDOW_BLOCKS):
             pending.append(meter)
-        else:  # dropped: its buffers go back to the allocator, warm for the next meter
+        else:
             rows[meter.index] = _row(meter.run, meter.core)
     return rows
 
