@@ -30,7 +30,7 @@ one :class:`~twin.core.events.PulseEdges` per output that has edges in the block
 
 from __future__ import annotations
 
-import itertools
+from typing import NamedTuple
 
 import numpy as np
 
@@ -44,16 +44,16 @@ from twin.core.events import (
     StepTooCoarse,
 )
 from twin.core.readings import UNPOWERED_READINGS, Readings
-from twin.core.registration import output_edges, output_halves
+from twin.core.registration import output_edges, output_searched_halves
 from twin.core.samples import BoolArray, FloatArray, IntArray, SampleBlock
 from twin.core.shared import Measured, PoweredRun, measure, measure_run
-from twin.core.status import StatusBit, error_events, or_bits
+from twin.core.status import StatusBit, U32Array, error_events
 from twin.core.supply import SupplyState
 
 _OUTPUTS = tuple(PulseOutput)
 _BOOTING = np.uint32(1 << StatusBit.BOOTING)
 EdgeParts = dict[int, dict[PulseOutput, list[tuple[FloatArray, BoolArray]]]]
-BitGroups = list[tuple[I64, tuple[int, ...]]]
+BitGroups = list[tuple[I64, I64 | slice, tuple[int, ...]]]  # rows, where, their key
 
 
 def advance_rows(bank: MeterBank, rows: I64, block: SampleBlock) -> RowEvents:
@@ -75,9 +75,7 @@ def advance_rows(bank: MeterBank, rows: I64, block: SampleBlock) -> RowEvents:
                         np.concatenate([c for _, c in found]),
                     )
                 )
-                events.append(
-                    PulseEdges(output=output, time_s=times, closed=closed.astype(bool, copy=False))
-                )
+                events.append(PulseEdges(output=output, time_s=times, closed=closed))
     return out
 
 
@@ -95,23 +93,35 @@ def _partitions(bank: MeterBank, rows: I64) -> list[I64]:
     return [rows[idx] for idx in np.split(order, cuts)]
 
 
+class _Part(NamedTuple):
+    """Rows advanced together, and where they are in the bank's columns."""
+
+    rows: I64
+    # One row as a slice, which numpy reads and writes without the fancy-indexing
+    # machinery (the same values, a fraction of the cost); several as the index array.
+    at: I64 | slice
+    lone: int  # the row of a part of one (its values then read as Python ints), else -1
+
+
 def _advance_part(
     bank: MeterBank, rows: I64, block: SampleBlock, out: RowEvents, edges: EdgeParts
 ) -> None:
     dt_us = block.dt_us
-    measured = _measure(bank, rows, block)
+    lone = rows.item(0) if rows.shape[0] == 1 else -1
+    part = _Part(rows, slice(lone, lone + 1) if lone >= 0 else rows, lone)
+    measured = _measure(bank, part, block)
     supply = measured.supply
     series = np.zeros((4, block.n), np.int64) if bank.emit_series else None
     time0 = bank.time_us[rows].tolist() if series is not None else []
-    # Powered throughout (the usual block) is one run, found without a pass of differences.
-    change = [] if supply.all() else (np.flatnonzero(supply[1:] != supply[:-1]) + 1).tolist()
-    for a, b in itertools.pairwise([0, *change, block.n]):
-        if supply[a]:
-            _powered_run(bank, rows, block, measured, (a, b), out, edges, series)
+    for a, b, powered in measured.spans:
+        if powered:
+            _powered_run(bank, part, block, measured, (a, b), out, edges, series)
         else:
-            _unpowered_run(bank, rows, b - a, dt_us, out)
+            _unpowered_run(bank, part, b - a, dt_us, out)
     if series is not None:
-        power = np.where(supply, measured.power_w, 0.0)
+        power = (
+            measured.power_w.copy() if supply is None else np.where(supply, measured.power_w, 0.0)
+        )
         for row, t0 in zip(rows.tolist(), time0, strict=True):
             out.setdefault(row, []).append(
                 Registration(
@@ -126,12 +136,12 @@ def _advance_part(
             )
 
 
-def _measure(bank: MeterBank, rows: I64, block: SampleBlock) -> Measured:
+def _measure(bank: MeterBank, part: _Part, block: SampleBlock) -> Measured:
     """The block as the partition's meters measure it; shared with other calls by key."""
-    r0 = int(rows[0])
+    r0 = part.rows.item(0)
     config = bank.config[r0]
     shared = None if bank.emit_series else bank.shared[r0]
-    state = (bool(bank.supply_powered[r0]), int(bank.dip_us[r0]))
+    state = (bank.supply_powered.item(r0), bank.dip_us.item(r0))
     key = (bank.measure_key[r0], state)
     measured = None if shared is None else shared.lookup(block, key)
     if measured is None:
@@ -142,18 +152,8 @@ def _measure(bank: MeterBank, rows: I64, block: SampleBlock) -> Measured:
         )
         if shared is not None:
             shared.store(block, key, measured)
-    at = _at(rows)
-    bank.supply_powered[at], bank.dip_us[at] = measured.supply_after
+    bank.supply_powered[part.at], bank.dip_us[part.at] = measured.supply_after
     return measured
-
-
-def _at(rows: I64) -> I64 | slice:
-    """Where ``rows`` are in the bank's columns: one row as a slice, which numpy reads and
-    writes without the fancy-indexing machinery (the same values, a fraction of the cost)."""
-    if rows.shape[0] == 1:
-        r = int(rows[0])
-        return slice(r, r + 1)
-    return rows
 
 
 def _one(readings: Readings) -> np.ndarray:
@@ -165,10 +165,10 @@ def _one(readings: Readings) -> np.ndarray:
 _UNPOWERED = _one(UNPOWERED_READINGS)
 
 
-def _unpowered_run(bank: MeterBank, rows: I64, m: int, dt_us: int, out: RowEvents) -> None:
-    at = _at(rows)
+def _unpowered_run(bank: MeterBank, part: _Part, m: int, dt_us: int, out: RowEvents) -> None:
+    rows, at = part.rows, part.at
     for row in rows[bank.powered[at]].tolist():
-        out.setdefault(row, []).append(PowerLost(time_s=int(bank.time_us[row]) / 1e6))
+        out.setdefault(row, []).append(PowerLost(time_s=bank.time_us.item(row) / 1e6))
     bank.powered[at] = False
     bank.readings[at] = _UNPOWERED
     old = bank.bits[at]
@@ -177,7 +177,7 @@ def _unpowered_run(bank: MeterBank, rows: I64, m: int, dt_us: int, out: RowEvent
     if moved.any():
         changes = zip(rows[moved].tolist(), old[moved].tolist(), new[moved].tolist(), strict=True)
         for row, o, n in changes:
-            found = error_events(o, np.array([n], np.uint32), int(bank.time_us[row]), 0)
+            found = error_events(o, np.array([n], np.uint32), bank.time_us.item(row), 0)
             if found:
                 out.setdefault(row, []).extend(found)
         bank.bits[at] = new
@@ -186,7 +186,7 @@ def _unpowered_run(bank: MeterBank, rows: I64, m: int, dt_us: int, out: RowEvent
 
 def _powered_run(
     bank: MeterBank,
-    rows: I64,
+    part: _Part,
     block: SampleBlock,
     measured: Measured,
     span: tuple[int, int],
@@ -194,11 +194,12 @@ def _powered_run(
     edges: EdgeParts,
     series: IntArray | None,
 ) -> None:
-    r0 = int(rows[0])
+    rows, at, lone = part
+    r0 = rows.item(0)
     model = bank.config[r0].model
     dt_us = block.dt_us
-    at = _at(rows)
-    off = rows[~bank.powered[at]]
+    # The rows that were off (a lone meter's state read as one Python bool).
+    off = rows[~bank.powered[at]] if lone < 0 else rows[:0] if bank.powered.item(lone) else rows
     if off.shape[0]:
         bank.powered[off] = True
         bank.power_ups[off] += 1
@@ -208,7 +209,7 @@ def _powered_run(
             bank.redue(row)
             out.setdefault(row, []).append(
                 PowerRestored(
-                    time_s=int(bank.time_us[row]) / 1e6, power_up_count=int(bank.power_ups[row])
+                    time_s=bank.time_us.item(row) / 1e6, power_up_count=bank.power_ups.item(row)
                 )
             )
     run = measured.runs.get(span)
@@ -226,19 +227,29 @@ def _powered_run(
     ]
     bank.make_room(increments)
     if bank.emit_edges and total > 0:
-        _edges(bank, rows, run, total, dt_us, model.counter_wh_per_count, out, edges)
+        _edges(bank, part, run, total, dt_us, model.counter_wh_per_count, out, edges)
     m = span[1] - span[0]
-    _demand(bank, rows, run, total, m, dt_us, out)
-    _bits(bank, rows, run, m, dt_us, out)
+    run_us = m * dt_us
+    _demand(bank, part, run, total, run_us, dt_us, out)
+    _bits(bank, part, run, m, dt_us, out)
+    if lone >= 0:  # a few scalar additions (most increments are zero) beat an array's
+        energy = bank.energy_uj
+        for register, increment in enumerate(increments):
+            if increment:
+                energy[register, lone] += increment
+        bank.uptime_us[lone] += run_us
+        bank.time_us[lone] += run_us
+        bank.readings[lone] = run.readings  # one element: the tuple itself is stored
+        return
     bank.energy_uj[:, at] += np.array(increments, bank.energy_uj.dtype)[:, None]
-    bank.uptime_us[at] += m * dt_us
-    bank.time_us[at] += m * dt_us
+    bank.uptime_us[at] += run_us
+    bank.time_us[at] += run_us
     bank.readings[at] = _one(run.readings)
 
 
 def _edges(
     bank: MeterBank,
-    rows: I64,
+    part: _Part,
     run: PoweredRun,
     total: int,
     dt_us: int,
@@ -247,16 +258,18 @@ def _edges(
     edges: EdgeParts,
 ) -> None:
     """Edges of the rows whose delivered register crosses a half period in the run."""
-    halves = output_halves(counter_wh)
-    if rows.shape[0] == 1:  # a lone meter: its register as a Python int
-        r = int(rows[0])
-        e_del = int(bank.energy_uj[E_DEL, r])
-        if all((e_del + total) // h == e_del // h for h in halves):
+    # A multiple of any output's half period is one of a searched half period's.
+    searched = output_searched_halves(counter_wh)
+    rows, lone = part.rows, part.lone
+    if lone >= 0:  # a lone meter: its register as a Python int
+        e_del = bank.energy_uj.item(E_DEL, lone)
+        end = e_del + total
+        if all(end // h == e_del // h for h in searched):
             return
-        crossing = [(r, e_del, bank.time_us.item(r))]
+        crossing = [(lone, e_del, bank.time_us.item(lone))]
     else:
         e0 = bank.energy_uj[E_DEL, rows]
-        by_half = np.array(halves, e0.dtype)[:, None]
+        by_half = np.array(searched, e0.dtype)[:, None]
         crossed = ((e0 + total) // by_half != e0 // by_half).any(axis=0)
         if not crossed.any():
             return
@@ -282,17 +295,22 @@ def _edges(
 
 
 def _demand(
-    bank: MeterBank, rows: I64, run: PoweredRun, total: int, m: int, dt_us: int, out: RowEvents
+    bank: MeterBank,
+    part: _Part,
+    run: PoweredRun,
+    total: int,
+    run_us: int,
+    dt_us: int,
+    out: RowEvents,
 ) -> None:
     """Add the run to demand: at once where nothing is due, else per row."""
-    run_us = m * dt_us
-    if rows.shape[0] == 1:  # a lone meter: its values as Python ints
-        r = int(rows[0])
-        up0_us = bank.uptime_us.item(r)
-        if up0_us + run_us < bank.due_us.item(r):
-            bank.pending_uj[r] += total
+    rows, lone = part.rows, part.lone
+    if lone >= 0:  # a lone meter: its values as Python ints
+        up0_us = bank.uptime_us.item(lone)
+        if up0_us + run_us < bank.due_us.item(lone):
+            bank.pending_uj[lone] += total
             return
-        due_rows, due_up0 = [r], [up0_us]
+        due_rows, due_up0 = [lone], [up0_us]
     else:
         up0 = bank.uptime_us[rows]
         quiet = up0 + run_us < bank.due_us[rows]
@@ -304,36 +322,43 @@ def _demand(
         due_rows, due_up0 = rows[due].tolist(), up0[due].tolist()
     for row, u in zip(due_rows, due_up0, strict=True):
         state = bank.demand_of(row)
-        t = int(bank.time_us[row])
+        t = bank.time_us.item(row)
         found = state.advance(u, dt_us, run.registered.delivered, t, run.cum_uj)
         if found:
             out.setdefault(row, []).extend(found)
         bank.due_us[row] = state.due_us(u + run_us)
 
 
-def _bits(bank: MeterBank, rows: I64, run: PoweredRun, m: int, dt_us: int, out: RowEvents) -> None:
+def _bits(
+    bank: MeterBank, part: _Part, run: PoweredRun, m: int, dt_us: int, out: RowEvents
+) -> None:
     """Status bits per sample (run's, injected, booting), error events where they change."""
     groups: BitGroups
-    if rows.shape[0] == 1:  # a lone meter is one group: its values as Python ints
-        r = int(rows[0])
-        up0_us, boot_us = bank.uptime_us.item(r), bank.boot_us.item(r)
+    lone = part.lone
+    if lone >= 0:  # a lone meter is one group: its values as Python ints
+        up0_us, boot_us = bank.uptime_us.item(lone), bank.boot_us.item(lone)
         booting = min(m, -((up0_us - boot_us) // dt_us)) if up0_us < boot_us else 0
-        key = (bank.bits.item(r), bank.injected_bits.item(r), booting, bank.time_us.item(r))
-        groups = [(rows, key)]
+        key = (
+            bank.bits.item(lone),
+            bank.injected_bits.item(lone),
+            booting,
+            bank.time_us.item(lone),
+        )
+        groups = [(part.rows, part.at, key)]
     else:
-        groups = _bit_groups(bank, rows, m, dt_us)
-    for members, (old, injected, booting, time_us) in groups:
+        groups = _bit_groups(bank, part.rows, m, dt_us)
+    for members, where, (old, injected, booting, time_us) in groups:
         bits = run.bits
         if booting:
             bits = bits | np.uint32(injected)  # a new array: the run's bits are shared
             bits[:booting] |= _BOOTING
         elif injected:
-            bits = or_bits(bits, np.uint32(injected))
+            bits = _or_bits(bits, np.uint32(injected))
         found = error_events(old, bits, time_us, dt_us)
         if found:
             for row in members.tolist():
                 out.setdefault(row, []).extend(found)
-        bank.bits[members] = int(bits[-1])
+        bank.bits[where] = int(bits[-1])
 
 
 def _bit_groups(bank: MeterBank, rows: I64, m: int, dt_us: int) -> BitGroups:
@@ -343,7 +368,15 @@ def _bit_groups(bank: MeterBank, rows: I64, m: int, dt_us: int) -> BitGroups:
     n_boot = np.where(up0 < boot, np.minimum(m, -((up0 - boot) // dt_us)), 0)
     cols = (bank.bits[rows], bank.injected_bits[rows], n_boot, bank.time_us[rows])
     if all(bool((c == c[0]).all()) for c in cols):
-        return [(rows, tuple(int(c[0]) for c in cols))]
+        return [(rows, rows, tuple(int(c[0]) for c in cols))]
     keys, inverse = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
-    return [(rows[inverse == i], tuple(int(x) for x in k)) for i, k in enumerate(keys)]
+    groups = [rows[inverse == i] for i in range(keys.shape[0])]
+    return [(g, g, tuple(int(x) for x in k)) for g, k in zip(groups, keys, strict=True)]
+
+
+def _or_bits(bits: U32Array, value: np.uint32) -> U32Array:
+    """``bits | value``; a broadcast constant stays one (no array per sample)."""
+    if bits.shape[0] > 1 and bits.strides[0] == 0:
+        return np.broadcast_to(bits[:1] | value, bits.shape)
+    return bits | value

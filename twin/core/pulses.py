@@ -110,6 +110,13 @@ def _bases(halves_uj: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
     return tuple(plan)
 
 
+@functools.cache
+def searched_halves(halves_uj: tuple[int, ...]) -> tuple[int, ...]:
+    """The half periods whose crossings :func:`edges` searches for ``halves_uj``: a run
+    that crosses no multiple of these crosses none of ``halves_uj``'s either."""
+    return tuple(dict.fromkeys(base for _, base in _bases(halves_uj)))
+
+
 def _crossings(
     energy0_uj: int,
     delivered_uj: IntArray,

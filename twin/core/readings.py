@@ -40,20 +40,21 @@ class Readings(NamedTuple):
         two = elements == 2
         i1, pf1, lead1 = element_at(block, 0, i)
         i2, pf2, lead2 = element_at(block, 1, i) if two else (_NAN, _NAN, False)
+        # .item: a Python float at once, with no numpy scalar in between.
         return cls(
-            voltage_l1_v=float(block.voltage_v[0, i]),
-            voltage_l2_v=float(block.voltage_v[1, i]) if two else _NAN,
+            voltage_l1_v=float(block.voltage_v.item(0, i)),
+            voltage_l2_v=float(block.voltage_v.item(1, i)) if two else _NAN,
             voltage_l1_l2_v=line_to_line_v(block, i) if two else _NAN,
             current_l1_a=i1,
             current_l2_a=i2,
-            power_l1_w=float(power_w[0, i]),
-            power_l2_w=float(power_w[1, i]) if two else _NAN,
+            power_l1_w=float(power_w.item(0, i)),
+            power_l2_w=float(power_w.item(1, i)) if two else _NAN,
             pf_abs_l1=abs(pf1),
             pf_abs_l2=abs(pf2),
             leading_l1=lead1,
             leading_l2=lead2,
-            frequency_hz=float(block.frequency_hz[i]),
-            temperature_c=float(block.temperature_c[i]),
+            frequency_hz=float(block.frequency_hz.item(i)),
+            temperature_c=float(block.temperature_c.item(i)),
         )
 
 

@@ -217,3 +217,10 @@ def output_edges(
 def output_halves(counter_wh_per_count: int) -> tuple[int, ...]:
     """Half periods (µJ) of the isolated outputs in Kh order, then of the counter."""
     return tuple(pulses.half_period_uj(kh) for kh in (*KH_WH, counter_wh_per_count))
+
+
+@functools.cache
+def output_searched_halves(counter_wh_per_count: int) -> tuple[int, ...]:
+    """The half periods whose multiples :func:`output_edges` searches: where a run
+    crosses none of them, no output has an edge (see ``pulses.searched_halves``)."""
+    return pulses.searched_halves(output_halves(counter_wh_per_count))

@@ -27,6 +27,7 @@ megabyte arrays every block (on a day-long block that was half the core's time).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -87,7 +88,8 @@ class Scratch:
 class Measured:
     """A block as a meter measures it (see the module docstring for what it depends on)."""
 
-    supply: BoolArray  # powered per sample
+    supply: BoolArray | None  # powered per sample; None when powered throughout
+    spans: list[tuple[int, int, bool]]  # runs (a, b, powered) of constant power state
     supply_after: tuple[bool, int]  # the supply's carried state after the block
     power_w: FloatArray  # (elements, n)
     current_a: FloatArray
@@ -150,6 +152,7 @@ def measure(
     extremes = InputExtremes(min(lowest_v), highest_v, highest_a)
     return Measured(
         supply=powered,
+        spans=[(0, block.n, True)] if powered is None else power_spans(powered),
         supply_after=(supply.powered, supply.dip_us),
         power_w=p,
         current_a=amps,
@@ -158,6 +161,13 @@ def measure(
         extremes=extremes,
         scratch=scratch,
     )
+
+
+def power_spans(powered: BoolArray) -> list[tuple[int, int, bool]]:
+    """(a, b, powered) of each run of constant power state, in order."""
+    n = powered.shape[0]
+    cuts = (np.flatnonzero(powered[1:] != powered[:-1]) + 1).tolist()
+    return [(a, b, bool(powered[a])) for a, b in itertools.pairwise([0, *cuts, n])]
 
 
 def measure_run(
@@ -175,30 +185,37 @@ def measure_run(
     """
     a, b = span
     p, amps, pf = measured.power_w, measured.current_a, measured.pf
+    volts, freq, temp, energy = block.voltage_v, block.frequency_hz, block.temperature_c, None
+    whole = a == 0 and b == block.n  # the usual run: the arrays as they are, no views
+    if whole:
+        energy = measured.energy_uj
+    else:
+        volts, amps, p, pf = volts[:, a:b], amps[:, a:b], p[:, a:b], pf[:, a:b]
+        freq, temp, energy = freq[a:b], temp[a:b], measured.energy_uj[:, a:b]
     bits = line_status_bits(
         model.elements,
-        block.voltage_v[:, a:b],
-        amps[:, a:b],
-        p[:, a:b],
-        pf[:, a:b],
-        block.frequency_hz[a:b],
-        block.temperature_c[a:b],
+        volts,
+        amps,
+        p,
+        pf,
+        freq,
+        temp,
         model.max_current_a,
         model.starting_current_a,
-        measured.extremes if (a, b) == (0, block.n) else None,
+        measured.extremes if whole else None,
     )
     delivered_out = cum_out = None
     if series is None and measured.scratch is not None:
         delivered_out, cum_out = measured.scratch.run_buffers(a, b)
     reg = register(
-        measured.energy_uj[:, a:b],
+        energy,
         mode,
         None if series is None else series[:, a:b],
         out=delivered_out,
         no_export=never_reversed(bits),
         cum_out=cum_out,
     )
-    readings = Readings.at(block, p, b - 1, model.elements)
+    readings = Readings.at(block, measured.power_w, b - 1, model.elements)
     run = PoweredRun(reg, reg.cum_uj, bits, readings)
     if series is None:
         measured.runs[span] = run

@@ -9,7 +9,8 @@ screen, one screen every ``lcd_screen_s`` of uptime, after a boot screen.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import functools
+from collections.abc import Iterable
 from enum import IntEnum
 from typing import NamedTuple
 
@@ -30,6 +31,7 @@ from twin.core.limits import (
 U32Array = npt.NDArray[np.uint32]
 #: Below this many samples the per-sample tests cost less than proving them uniform.
 _UNIFORM_CHECK_MIN = 256
+_KEPT_CONSTANTS = 64  # per-block constants kept for the next blocks (sizes, frequencies)
 
 
 class StatusBit(IntEnum):
@@ -216,9 +218,8 @@ def line_status_bits(
         bits |= (current_a[e] > max_current_a).astype(np.int64) << StatusBit.OVER_CURRENT
         low_pf = (current_a[e] >= starting_current_a) & (pf_abs[e] < PF_MIN)
         bits |= low_pf.astype(np.int64) << StatusBit.PF_BELOW_RANGE
-    bits |= _per_sample(frequency_out_of_range, frequency_hz).astype(np.int64) << (
-        StatusBit.FREQUENCY_OUT_OF_RANGE
-    )
+    f_out = np.asarray(_frequency_out(frequency_hz), np.int64)
+    bits |= f_out << StatusBit.FREQUENCY_OUT_OF_RANGE
     t_lo, t_hi = TEMPERATURE_RANGE_C
     bits |= ((temperature_c < t_lo) | (temperature_c > t_hi)).astype(np.int64) << (
         StatusBit.TEMPERATURE_OUT_OF_RANGE
@@ -226,8 +227,9 @@ def line_status_bits(
     return bits.astype(np.uint32)
 
 
+@functools.lru_cache(maxsize=_KEPT_CONSTANTS)
 def _repeated(value: int, n: int) -> U32Array:
-    """``n`` copies of ``value``: a read-only broadcast, without broadcast_to's overhead."""
+    """``n`` copies of ``value``: a read-only broadcast (so kept and handed out again)."""
     one = np.array([value], np.uint32)
     view: U32Array = np.ndarray((n,), np.uint32, one, 0, (0,))
     view.flags.writeable = False
@@ -290,10 +292,12 @@ def _uniform_bits(
         bits = 1 << StatusBit.TEMPERATURE_OUT_OF_RANGE
     else:
         return None
-    f_out = frequency_out_of_range(_constant_view(frequency_hz))
-    if f_out.shape[0] > 1 and not f_out.all() and f_out.any():
-        return None
-    if f_out[0]:  # out of range everywhere, or nowhere
+    f_out = _frequency_out(frequency_hz)
+    if isinstance(f_out, np.ndarray):
+        if not f_out.all() and f_out.any():
+            return None
+        f_out = bool(f_out[0])
+    if f_out:  # out of range everywhere, or nowhere
         bits |= 1 << StatusBit.FREQUENCY_OUT_OF_RANGE
     for e in range(elements):
         pf_min, pf_max = _span(pf[e])  # usually a broadcast constant: tested first
@@ -325,14 +329,17 @@ def never_reversed(bits: U32Array) -> bool:
     return not int(bits[0]) & _REVERSE_MASK
 
 
-def _per_sample(
-    test: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.bool_]],
-    values: npt.NDArray[np.float64],
-) -> npt.NDArray[np.bool_]:
-    """``test(values)``, evaluated once when ``values`` is a broadcast constant."""
-    if values.ndim == 1 and values.shape[0] > 1 and values.strides[0] == 0:
-        return np.broadcast_to(test(values[:1]), values.shape)
-    return test(values)
+def _frequency_out(frequency_hz: npt.NDArray[np.float64]) -> bool | npt.NDArray[np.bool_]:
+    """:func:`frequency_out_of_range` per sample, or once when the frequency is constant."""
+    if frequency_hz.shape[0] == 1 or frequency_hz.strides[0] == 0:
+        return _frequency_out_at(float(frequency_hz[0]))
+    return frequency_out_of_range(frequency_hz)
+
+
+@functools.lru_cache(maxsize=_KEPT_CONSTANTS)
+def _frequency_out_at(frequency_hz: float) -> bool:
+    """The test of one value: a numpy call on one value costs twenty look-ups."""
+    return bool(frequency_out_of_range(np.array([frequency_hz]))[0])
 
 
 def frequency_out_of_range(frequency_hz: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
@@ -391,10 +398,3 @@ def indicator_bits(
         if leading and amps >= starting_current_a:
             flags.add(Indicator(Indicator.L1_LEADING + line))
     return sum(1 << f for f in flags)
-
-
-def or_bits(bits: U32Array, value: np.uint32) -> U32Array:
-    """``bits | value``; a broadcast constant stays one (no array per sample)."""
-    if bits.shape[0] > 1 and bits.strides[0] == 0:
-        return np.broadcast_to(bits[:1] | value, bits.shape)
-    return bits | value

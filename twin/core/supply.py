@@ -39,14 +39,12 @@ class SupplyState:
 
     def run_lines(
         self, voltage_v: FloatArray, dt_us: int, lowest_v: Sequence[float] | None = None
-    ) -> BoolArray:
+    ) -> BoolArray | None:
         """:meth:`run` on the highest of the lines' voltages (elements, n).
 
         A line that never drops below power-up keeps the meter powered throughout:
         its lowest voltage (``lowest_v`` per line when the caller has them, else one
-        pass) proves that, without forming the per-sample maximum. (The answer is a
-        real array, not a broadcast: callers compare neighbours in it, which numpy
-        does 25 times slower on a broadcast.)
+        pass) proves that, without forming the per-sample maximum.
         """
         for k, line in enumerate(voltage_v):
             if lowest_v is not None:
@@ -55,17 +53,19 @@ class SupplyState:
                 low_v = float(line[:1].min() if line.strides[0] == 0 else line.min())
             if low_v >= self.config.power_up_v:
                 self.powered, self.dip_us = True, 0
-                return np.ones(voltage_v.shape[1], np.bool_)
+                return None
         return self.run(voltage_v.max(axis=0), dt_us)
 
-    def run(self, supply_v: FloatArray, dt_us: int) -> BoolArray:
-        """Powered state per sample; updates the carried state to the block's end."""
+    def run(self, supply_v: FloatArray, dt_us: int) -> BoolArray | None:
+        """Powered state per sample, None when powered at every sample (the usual
+        block: no array to make, and none for the caller to search); updates the
+        carried state to the block's end."""
         cfg = self.config
         n = supply_v.shape[0]
         high = supply_v >= cfg.power_up_v
         if high.all():  # the usual case: no dip, no hysteresis band
             self.powered, self.dip_us = True, 0
-            return high
+            return None
         low = supply_v < cfg.power_down_v
         # Index within the run of consecutive low samples (the first run may carry
         # the dip time of the previous block).

@@ -20,12 +20,15 @@ exactly what N blocks of one give. Correct wiring skips all of it.
 
 from __future__ import annotations
 
+import functools
 import math
 from enum import Enum
 
 import numpy as np
 
 from twin.core.samples import SPLIT_PHASE_DEG, BoolArray, FloatArray, SampleBlock
+
+_KEPT_ANGLES = 16  # a service has two line angles: their differences, kept (read per block)
 
 
 class Service(Enum):
@@ -40,6 +43,7 @@ class Service(Enum):
         return angles
 
 
+@functools.lru_cache(maxsize=_KEPT_ANGLES)
 def cos_sin_deg(angle_deg: float) -> tuple[float, float]:
     """cos and sin of an angle in degrees, exact at multiples of 90 degrees."""
     quarter, rest = divmod(angle_deg % 360.0, 90.0)
@@ -95,10 +99,11 @@ def _rotation(block: SampleBlock, elements: int) -> tuple[FloatArray, FloatArray
 
 def element_at(block: SampleBlock, k: int, i: int) -> tuple[float, float, bool]:
     """(current seen, cos(delta), leading) of element k at sample i, for the readings."""
-    line = k if block.ct_line is None else int(block.ct_line[k, i])
-    reversed_ = block.ct_reversed is not None and bool(block.ct_reversed[k, i])
-    amps, cos_l = float(block.current_a[line, i]), float(block.cos_phi[line, i])
-    lead_l = bool(block.leading[line, i])
+    # .item: the value as a Python float (or int, bool) at once, with no numpy scalar.
+    line = k if block.ct_line is None else int(block.ct_line.item(k, i))
+    reversed_ = block.ct_reversed is not None and bool(block.ct_reversed.item(k, i))
+    amps, cos_l = float(block.current_a.item(line, i)), float(block.cos_phi.item(line, i))
+    lead_l = bool(block.leading.item(line, i))
     if line == k and not reversed_:
         return amps, cos_l, lead_l
     sin_l = math.sqrt(max(1.0 - cos_l * cos_l, 0.0)) * (-1.0 if lead_l else 1.0)
@@ -116,7 +121,7 @@ def element_at(block: SampleBlock, k: int, i: int) -> tuple[float, float, bool]:
 
 def line_to_line_v(block: SampleBlock, i: int) -> float:
     """|V1 - V2| from the phasors of sample i (240 V split phase, 208 V wye at 120 V)."""
-    v1, v2 = float(block.voltage_v[0, i]), float(block.voltage_v[1, i])
+    v1, v2 = float(block.voltage_v.item(0, i)), float(block.voltage_v.item(1, i))
     t1, t2 = block.line_angle_deg
     cos_d, _ = cos_sin_deg(t1 - t2)
     return math.sqrt(max(v1 * v1 + v2 * v2 - 2.0 * v1 * v2 * cos_d, 0.0))
