@@ -39,20 +39,19 @@ from twin.core.events import (
     PowerLost,
     PowerRestored,
     PulseEdges,
-    PulseOutput,
     Registration,
     StepTooCoarse,
 )
 from twin.core.readings import UNPOWERED_READINGS, Readings
-from twin.core.registration import output_edges, output_searched_halves
+from twin.core.registration import OUTPUTS, output_edges, output_searched_halves
 from twin.core.samples import BoolArray, FloatArray, IntArray, SampleBlock
 from twin.core.shared import Measured, PoweredRun, measure, measure_run
 from twin.core.status import StatusBit, U32Array, error_events
 from twin.core.supply import SupplyState
 
-_OUTPUTS = tuple(PulseOutput)
 _BOOTING = np.uint32(1 << StatusBit.BOOTING)
-EdgeParts = dict[int, dict[PulseOutput, list[tuple[FloatArray, BoolArray]]]]
+# Per row, per output of OUTPUTS (in order): its edges (times, closed) per run.
+EdgeParts = dict[int, list[list[tuple[FloatArray, BoolArray]]]]
 BitGroups = list[tuple[I64, I64 | slice, tuple[int, ...]]]  # rows, where, their key
 
 
@@ -64,8 +63,7 @@ def advance_rows(bank: MeterBank, rows: I64, block: SampleBlock) -> RowEvents:
         _advance_part(bank, part, block, out, edges)
     for row, parts in edges.items():
         events = out.setdefault(row, [])
-        for output in _OUTPUTS:
-            found = parts.get(output)
+        for output, found in zip(OUTPUTS, parts, strict=True):
             if found:
                 times, closed = (
                     found[0]
@@ -276,16 +274,18 @@ def _edges(
         times0 = bank.time_us[rows[crossed]].tolist()
         crossing = list(zip(rows[crossed].tolist(), e0[crossed].tolist(), times0, strict=True))
     # Meters that started together cross together: rows in the same state share the work.
-    memo: dict[tuple[int, int], list[tuple[PulseOutput, FloatArray, BoolArray, int]]] = {}
+    memo: dict[tuple[int, int], list[tuple[FloatArray, BoolArray, int]]] = {}
     for row, e, t in crossing:
-        parts = edges.setdefault(row, {})
+        parts = edges.get(row)
+        if parts is None:
+            parts = edges[row] = [[] for _ in OUTPUTS]
         found = memo.get((e, t))
         if found is None:
             delivered, cum = run.registered.delivered, run.cum_uj
             found = memo[e, t] = output_edges(int(e), delivered, cum, t, dt_us, counter_wh)
-        for output, times, closed, crowded in found:
+        for output, kept, (times, closed, crowded) in zip(OUTPUTS, parts, found, strict=True):
             if times.shape[0]:
-                parts.setdefault(output, []).append((times, closed))
+                kept.append((times, closed))
             if crowded >= 0 and output not in bank.coarse_reported[row]:
                 bank.coarse_reported[row].add(output)
                 at_s = (t + crowded * dt_us) / 1e6

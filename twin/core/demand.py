@@ -180,7 +180,9 @@ class DemandState:
             np.subtract(uptos[1:], uptos[:-1], out=energies[1:])
             # Below 2^53 int64 -> float64 is exact, and numpy's division rounds as
             # Python's int / int does at each close.
-            if max(int(energies.max()), -int(energies.min())) < _FLOAT_EXACT:
+            # (The ufuncs' reductions: ndarray.max and min add a Python wrapper each.)
+            top, bottom = int(np.maximum.reduce(energies)), int(np.minimum.reduce(energies))
+            if max(top, -bottom) < _FLOAT_EXACT:
                 self.partial_uj = int(cum[-1]) - int(uptos[-1])
                 event = self._close_sliding(closes, energies / sub_us, clock_us)
                 self._roll_window(end_us)
@@ -212,17 +214,18 @@ class DemandState:
         ``sum`` does (leading zeros stand for closes not yet made: adding 0.0 is
         exact); the maximum is a running maximum within each maximum-demand window
         (the windows are rolled between them, as at each close). ``clock_us`` turns
-        uptime into the core's clock for the events.
+        uptime into the core's clock for the events; ``powers``, the caller's own, is
+        reused for the event.
         """
         cfg, sub_us = self.config, closes.step
         n_sub, k = cfg.subintervals, len(closes)
         window = np.zeros(n_sub + k)
         window[n_sub - len(self.recent_w) : n_sub] = list(self.recent_w)
         window[n_sub:] = powers
-        sums = window[1 : k + 1].copy()
-        for col in range(2, n_sub + 1):
-            sums += window[col : col + k]
-        demand = sums / n_sub
+        demand = window[1 : k + 1].copy() if n_sub == 1 else window[1 : k + 1] + window[2 : k + 2]
+        for col in range(3, n_sub + 1):
+            demand += window[col : col + k]
+        demand /= n_sub
         shown = np.empty(k)
         window_us = cfg.max_window_h * _US_PER_H
         start = 0
@@ -233,9 +236,10 @@ class DemandState:
                 stop = min(k, (self.window_start_us + window_us - closes[0]) // sub_us + 1)
             part = demand[start:stop]
             floor = max(self.max_w, self.period_max_w)
-            top = int(np.argmax(part))
-            if part[top] > self.period_max_w:
-                self.period_max_w = float(part[top])
+            top = int(part.argmax())
+            peak = float(part[top])
+            if peak > self.period_max_w:
+                self.period_max_w = peak
                 self.period_max_at_us = closes[start + top]
             if window_us == 0 or self.window_start_us == 0:  # shown at once (see _update_max)
                 np.maximum(np.maximum.accumulate(part), floor, out=shown[start:stop])
@@ -254,7 +258,11 @@ class DemandState:
         # numpy's int -> float conversions and divisions round as Python's do.
         start_us = closes.start + clock_us
         times = np.arange(start_us, start_us + k * sub_us, sub_us, dtype=np.int64) / 1e6
-        return DemandCloses(times, powers / 1000.0, demand / 1000.0, shown / 1000.0)
+        # In place: all three are this call's own (powers fresh from the caller's division).
+        powers /= 1000.0
+        demand /= 1000.0
+        shown /= 1000.0
+        return DemandCloses(times, powers, demand, shown)
 
     def close_now(self, uptime_us: int) -> None:
         """Close the open sub-interval early and start a new grid (command 21211)."""

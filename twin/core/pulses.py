@@ -66,55 +66,60 @@ def edges(
     the smaller one's (the Mini Meter's 50 and 500 Wh among the 5 Wh), so their
     crossings are every m-th of its crossings: one search serves all the outputs.
     """
-    searched: dict[int, tuple[int, IntArray, FloatArray, bool]] = {}
-    found: dict[int, tuple[FloatArray, BoolArray, int]] = {}
-    out = []
-    for half, base in _bases(tuple(halves_uj)):
-        if half in found:  # two outputs of one half period (a 100 Wh counter and Kh 100)
-            out.append(found[half])
+    searched, plan = _plan(tuple(halves_uj))
+    grids = [
+        _crossings(energy0_uj, delivered_uj, cum_uj, base, time0_us, dt_us) for base in searched
+    ]
+    out: list[tuple[FloatArray, BoolArray, int]] = []
+    for grid, step, same in plan:
+        if same >= 0:  # two outputs of one half period (a 100 Wh counter and Kh 100)
+            out.append(out[same])
             continue
-        grid = searched.get(base)
-        if grid is None:
-            grid = searched[base] = _crossings(
-                energy0_uj, delivered_uj, cum_uj, base, time0_us, dt_us
-            )
-        j_first, samples, times, crowded = grid
-        step = half // base
-        skip = -j_first % step  # the first multiple of ``half`` among the base's crossings
-        if step > 1:
-            samples, times = samples[skip::step], times[skip::step]
+        j_first, samples, times, crowded = grids[grid]
+        first = j_first  # index of the first multiple of this half period crossed
+        if step > 1:  # its multiples are every step-th of the searched one's
+            skip = -j_first % step
+            times = times[skip::step]
+            if crowded:
+                samples = samples[skip::step]
+            first = (j_first + skip) // step
         first_crowded = -1
         if crowded:  # else no sample holds two of the base's crossings, nor of these
-            repeated = np.flatnonzero(samples[1:] == samples[:-1])
+            repeated = (samples[1:] == samples[:-1]).nonzero()[0]
             first_crowded = int(samples[repeated[0]]) if repeated.size else -1
         # Crossing i closes the output when its multiple's index is odd.
-        closed = np.zeros(samples.shape[0], np.bool_)
-        closed[1 - (j_first + skip) // step % 2 :: 2] = True
-        found[half] = times, closed, first_crowded
-        out.append(found[half])
+        closed = np.zeros(times.shape[0], np.bool_)
+        closed[1 - first % 2 :: 2] = True
+        out.append((times, closed, first_crowded))
     return out
 
 
 @functools.cache
-def _bases(halves_uj: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
-    """(half, the half period whose crossings are searched for it) per half, in order:
-    the smallest one searched before that divides it, else itself."""
+def _plan(
+    halves_uj: tuple[int, ...],
+) -> tuple[tuple[int, ...], tuple[tuple[int, int, int], ...]]:
+    """(the half periods searched, and per half: the index of the search serving it,
+    its multiple of that one, and the index of an equal half before it or -1).
+
+    A half is served by the smallest one searched before that divides it, else
+    searched itself."""
     searched: list[int] = []
     plan = []
-    for half in halves_uj:
+    for i, half in enumerate(halves_uj):
         base = next((b for b in sorted(searched) if half % b == 0), None)
         if base is None:
             base = half
             searched.append(half)
-        plan.append((half, base))
-    return tuple(plan)
+        same = halves_uj.index(half)
+        plan.append((searched.index(base), half // base, same if same < i else -1))
+    return tuple(searched), tuple(plan)
 
 
 @functools.cache
 def searched_halves(halves_uj: tuple[int, ...]) -> tuple[int, ...]:
     """The half periods whose crossings :func:`edges` searches for ``halves_uj``: a run
     that crosses no multiple of these crosses none of ``halves_uj``'s either."""
-    return tuple(dict.fromkeys(base for _, base in _bases(halves_uj)))
+    return _plan(halves_uj)[0]
 
 
 def _crossings(
@@ -127,8 +132,8 @@ def _crossings(
 ) -> tuple[int, IntArray, FloatArray, bool]:
     """(index j of the first multiple j x half crossed, sample and time of each crossing,
     whether a sample holds two or more of them)."""
-    j_first = energy0_uj // half_uj + 1
-    rest_uj = energy0_uj - (j_first - 1) * half_uj  # how far past a multiple the run starts
+    whole, rest_uj = divmod(energy0_uj, half_uj)  # rest: how far past a multiple it starts
+    j_first = whole + 1
     count = (rest_uj + int(cum_uj[-1])) // half_uj  # multiples crossed in the run
     # Offsets of the crossed multiples from the run's start energy: small numbers,
     # whatever the register holds.
@@ -166,9 +171,9 @@ def _crossing_samples(
     # uint64 by a constant in half the time of int64 (no sign fix-up).
     so_far = np.add(cum_uj, rest_uj).view(np.uint64)
     so_far //= np.uint64(half_uj)
-    stepped = np.flatnonzero(so_far[1:] != so_far[:-1])
+    stepped = (so_far[1:] != so_far[:-1]).nonzero()[0]  # (np.flatnonzero adds a wrapper)
     stepped += 1
-    if so_far[0]:
+    if so_far.item(0):
         stepped = np.concatenate((np.zeros(1, np.int64), stepped))
     if stepped.shape[0] == count:  # one crossing per such sample: the usual case
         return stepped, False

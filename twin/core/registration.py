@@ -32,7 +32,8 @@ from twin.core.wiring import element_inputs
 
 #: The isolated outputs in Kh order (KH_WH), then the counter.
 KH_OUTPUTS = (PulseOutput.KH_10, PulseOutput.KH_100, PulseOutput.KH_1000)
-_OUTPUTS = (*KH_OUTPUTS, PulseOutput.COUNTER)
+#: The outputs in the order :func:`output_edges` and :func:`output_halves` give them.
+OUTPUTS = (*KH_OUTPUTS, PulseOutput.COUNTER)
 
 
 def element_power(
@@ -51,7 +52,8 @@ def element_power(
     """
     els = model.elements
     amps, pf = element_inputs(block, els)
-    p = np.multiply(block.voltage_v[:els], amps, out=out)
+    volts = block.voltage_v if els == block.voltage_v.shape[0] else block.voltage_v[:els]
+    p = np.multiply(volts, amps, out=out)
     if not _all_one(pf):  # x * 1.0 is x: a unity power factor costs no pass
         p *= pf
     # No sample below the starting current when none of the block's currents is
@@ -72,7 +74,7 @@ def _all_one(values: FloatArray) -> bool:
     """Whether a broadcast constant per row is exactly 1.0 (other arrays: not tested)."""
     if values.ndim != 2 or values.shape[1] < 2 or values.strides[1] != 0:
         return False
-    return all(float(values[row, 0]) == 1.0 for row in range(values.shape[0]))
+    return all(values.item(row, 0) == 1.0 for row in range(values.shape[0]))
 
 
 def _low(values: FloatArray, threshold: float) -> bool:
@@ -162,8 +164,10 @@ def register(
                 series[3] = e2
                 np.add(e1, e2, out=series[0])
             delivered = series[0]
-        cum = np.cumsum(delivered, out=cum_out)
-        l1_uj = int(e1.sum())
+        # The ufuncs' own accumulate and reduce: np.cumsum and ndarray.sum add a
+        # Python wrapper each, and integer sums are the same in any order.
+        cum = np.add.accumulate(delivered, out=cum_out)
+        l1_uj = int(np.add.reduce(e1))
         return Registered(
             delivered=delivered,
             cum_uj=cum,
@@ -202,15 +206,14 @@ def output_edges(
     time0_us: int,
     dt_us: int,
     counter_wh_per_count: int,
-) -> list[tuple[PulseOutput, FloatArray, BoolArray, int]]:
+) -> list[tuple[FloatArray, BoolArray, int]]:
     """Edges of every output during a run that starts at delivered energy ``energy0_uj``.
 
-    Per output: edge times, new states and the first sample holding two or more
-    edges (-1 if none; see ``pulses.edges``).
+    Per output of :data:`OUTPUTS`, in order: edge times, new states and the first
+    sample holding two or more edges (-1 if none; see ``pulses.edges``).
     """
     halves = output_halves(counter_wh_per_count)
-    found = pulses.edges(energy0_uj, delivered_uj, cum_uj, halves, time0_us, dt_us)
-    return [(output, *edges) for output, edges in zip(_OUTPUTS, found, strict=True)]
+    return pulses.edges(energy0_uj, delivered_uj, cum_uj, halves, time0_us, dt_us)
 
 
 @functools.cache

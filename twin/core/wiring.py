@@ -59,17 +59,16 @@ def _sin_phi(cos_phi: FloatArray, leading: BoolArray) -> FloatArray:
     return np.asarray(np.where(leading, -mag, mag), dtype=np.float64)
 
 
-def element_inputs(
-    block: SampleBlock, elements: int, a: int = 0, b: int | None = None
-) -> tuple[FloatArray, FloatArray]:
-    """(current each CT sees, cos(delta)) per element for samples a..b, shape (els, m)."""
-    sl = slice(a, b)
-    amps_line, cos_line = block.current_a[:, sl], block.cos_phi[:, sl]
-    if block.straight:
+def element_inputs(block: SampleBlock, elements: int) -> tuple[FloatArray, FloatArray]:
+    """(current each CT sees, cos(delta)) per element, shape (els, n)."""
+    amps_line, cos_line = block.current_a, block.cos_phi
+    if block.straight:  # the lines' own arrays (no view to make for two elements)
+        if elements == amps_line.shape[0]:
+            return amps_line, cos_line
         return amps_line[:elements], cos_line[:elements]
     m = amps_line.shape[1]
     own = np.arange(elements)[:, None]
-    lines = own if block.ct_line is None else block.ct_line[:elements, sl]
+    lines = own if block.ct_line is None else block.ct_line[:elements]
     idx = np.broadcast_to(lines, (elements, m))
     amps = np.take_along_axis(amps_line, idx, axis=0)
     cos_l = np.take_along_axis(cos_line, idx, axis=0)
@@ -79,13 +78,13 @@ def element_inputs(
         if wrong.any():
             cos_a, sin_a = _rotation(block, elements)
             if np.any(sin_a):
-                sin_l = _sin_phi(cos_l, np.take_along_axis(block.leading[:, sl], idx, axis=0))
+                sin_l = _sin_phi(cos_l, np.take_along_axis(block.leading, idx, axis=0))
                 turned = cos_a * cos_l - sin_a * sin_l
             else:
                 turned = cos_a * cos_l
             pf = np.where(wrong, turned, cos_l)
     if block.ct_reversed is not None:
-        pf = np.where(block.ct_reversed[:elements, sl], -pf, pf)
+        pf = np.where(block.ct_reversed[:elements], -pf, pf)
     return amps, pf
 
 
