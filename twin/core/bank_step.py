@@ -52,7 +52,7 @@ from twin.core.supply import SupplyState
 _BOOTING = np.uint32(1 << StatusBit.BOOTING)
 # Per row, per output of OUTPUTS (in order): its edges (times, closed) per run.
 EdgeParts = dict[int, list[list[tuple[FloatArray, BoolArray]]]]
-BitGroups = list[tuple[I64, I64 | slice, tuple[int, ...]]]  # rows, where, their key
+BitGroups = list[tuple[I64, tuple[int, ...]]]
 
 
 def advance_rows(bank: MeterBank, rows: I64, block: SampleBlock) -> RowEvents:
@@ -333,32 +333,41 @@ def _bits(
     bank: MeterBank, part: _Part, run: PoweredRun, m: int, dt_us: int, out: RowEvents
 ) -> None:
     """Status bits per sample (run's, injected, booting), error events where they change."""
-    groups: BitGroups
     lone = part.lone
-    if lone >= 0:  # a lone meter is one group: its values as Python ints
-        up0_us, boot_us = bank.uptime_us.item(lone), bank.boot_us.item(lone)
-        booting = min(m, -((up0_us - boot_us) // dt_us)) if up0_us < boot_us else 0
-        key = (
-            bank.bits.item(lone),
-            bank.injected_bits.item(lone),
-            booting,
-            bank.time_us.item(lone),
-        )
-        groups = [(part.rows, part.at, key)]
-    else:
-        groups = _bit_groups(bank, part.rows, m, dt_us)
-    for members, where, (old, injected, booting, time_us) in groups:
-        bits = run.bits
-        if booting:
-            bits = bits | np.uint32(injected)  # a new array: the run's bits are shared
-            bits[:booting] |= _BOOTING
-        elif injected:
-            bits = _or_bits(bits, np.uint32(injected))
-        found = error_events(old, bits, time_us, dt_us)
-        if found:
-            for row in members.tolist():
-                out.setdefault(row, []).extend(found)
-        bank.bits[where] = int(bits[-1])
+    if lone < 0:
+        for members, key in _bit_groups(bank, part.rows, m, dt_us):
+            _bits_of(bank, members, members, key, run, dt_us, out)
+        return
+    # A lone meter is one group: its values as Python ints.
+    up0_us, boot_us = bank.uptime_us.item(lone), bank.boot_us.item(lone)
+    booting = min(m, -((up0_us - boot_us) // dt_us)) if up0_us < boot_us else 0
+    key = (bank.bits.item(lone), bank.injected_bits.item(lone), booting, bank.time_us.item(lone))
+    _bits_of(bank, part.rows, lone, key, run, dt_us, out)
+
+
+def _bits_of(
+    bank: MeterBank,
+    members: I64,
+    where: I64 | int,
+    key: tuple[int, ...],
+    run: PoweredRun,
+    dt_us: int,
+    out: RowEvents,
+) -> None:
+    """The bits of rows ``members`` (at ``where`` in the bank) that share ``key``:
+    (bits before, injected, boot samples, time)."""
+    old, injected, booting, time_us = key
+    bits = run.bits
+    if booting:
+        bits = bits | np.uint32(injected)  # a new array: the run's bits are shared
+        bits[:booting] |= _BOOTING
+    elif injected:
+        bits = _or_bits(bits, np.uint32(injected))
+    found = error_events(old, bits, time_us, dt_us)
+    if found:
+        for row in members.tolist():
+            out.setdefault(row, []).extend(found)
+    bank.bits[where] = int(bits[-1])
 
 
 def _bit_groups(bank: MeterBank, rows: I64, m: int, dt_us: int) -> BitGroups:
@@ -368,11 +377,10 @@ def _bit_groups(bank: MeterBank, rows: I64, m: int, dt_us: int) -> BitGroups:
     n_boot = np.where(up0 < boot, np.minimum(m, -((up0 - boot) // dt_us)), 0)
     cols = (bank.bits[rows], bank.injected_bits[rows], n_boot, bank.time_us[rows])
     if all(bool((c == c[0]).all()) for c in cols):
-        return [(rows, rows, tuple(int(c[0]) for c in cols))]
+        return [(rows, tuple(int(c[0]) for c in cols))]
     keys, inverse = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
-    groups = [rows[inverse == i] for i in range(keys.shape[0])]
-    return [(g, g, tuple(int(x) for x in k)) for g, k in zip(groups, keys, strict=True)]
+    return [(rows[inverse == i], tuple(int(x) for x in k)) for i, k in enumerate(keys)]
 
 
 def _or_bits(bits: U32Array, value: np.uint32) -> U32Array:

@@ -158,6 +158,7 @@ class DemandState:
         """Feed one powered run of samples starting at uptime ``u0_us``.
 
         Returns the run's closes as one columnar event (none if nothing closed).
+        ``delivered_uj`` is never negative (what a delivered register gains);
         ``cum_uj``, ``cumsum(delivered_uj)`` if the caller has it, saves a pass.
         """
         m = delivered_uj.shape[0]
@@ -174,25 +175,31 @@ class DemandState:
         # share of the sample it falls in.
         uptos = _energy_upto(closes, u0_us, dt_us, delivered_uj, cum)
         clock_us = time0_us - u0_us  # uptime -> the core's clock, for the events
-        if isinstance(uptos, np.ndarray) and self.config.method is DemandMethod.SLIDING:
-            energies = np.empty(len(closes), np.int64)
-            energies[0] = int(uptos[0]) + self.partial_uj
-            np.subtract(uptos[1:], uptos[:-1], out=energies[1:])
-            # Below 2^53 int64 -> float64 is exact, and numpy's division rounds as
-            # Python's int / int does at each close.
-            # (The ufuncs' reductions: ndarray.max and min add a Python wrapper each.)
-            top, bottom = int(np.maximum.reduce(energies)), int(np.minimum.reduce(energies))
-            if max(top, -bottom) < _FLOAT_EXACT:
-                self.partial_uj = int(cum[-1]) - int(uptos[-1])
-                event = self._close_sliding(closes, energies / sub_us, clock_us)
+        sliding = self.config.method is DemandMethod.SLIDING
+        if sliding and isinstance(uptos, np.ndarray):
+            # No close's energy after the first exceeds the run's total (delivered energy
+            # is never negative): below 2^53 each converts to float64 exactly, and
+            # numpy's division then rounds as Python's int / int does at each close.
+            first_uj = uptos.item(0) + self.partial_uj
+            if max(cum.item(-1), abs(first_uj)) < _FLOAT_EXACT:
+                energies = np.empty(len(closes), np.int64)
+                energies[0] = first_uj
+                np.subtract(uptos[1:], uptos[:-1], out=energies[1:])
+                buf = self._window(len(closes))
+                n_sub = self.config.subintervals
+                np.divide(energies, sub_us, out=buf[n_sub : n_sub + len(closes)])
+                self.partial_uj = cum.item(-1) - uptos.item(-1)
+                event = self._close_sliding(closes, buf, clock_us)
                 self._roll_window(end_us)
                 return [event]
         bounds = [-self.partial_uj, *(int(x) for x in uptos)]
         energies_uj = [b - a for a, b in itertools.pairwise(bounds)]
         self.partial_uj = int(cum[-1]) - bounds[-1]
-        if self.config.method is DemandMethod.SLIDING:
-            powers = np.array([e / sub_us for e in energies_uj])  # int / int, as at each close
-            event = self._close_sliding(closes, powers, clock_us)
+        if sliding:
+            buf = self._window(len(closes))
+            n_sub = self.config.subintervals
+            buf[n_sub : n_sub + len(closes)] = [e / sub_us for e in energies_uj]  # int / int
+            event = self._close_sliding(closes, buf, clock_us)
         else:
             rows = []
             for at_us, energy_uj in zip(closes, energies_uj, strict=True):
@@ -205,28 +212,38 @@ class DemandState:
         self._roll_window(end_us)
         return [event]
 
-    def _close_sliding(self, closes: range, powers: FloatArray, clock_us: int) -> DemandCloses:
-        """:meth:`_close` for each of ``closes`` (full sub-intervals of mean power
-        ``powers``), sliding demand, as arrays: the same floating-point operations in
-        the same order.
+    def _window(self, k: int) -> FloatArray:
+        """A buffer for :meth:`_close_sliding`'s ``k`` closes: the last N closed powers
+        (N sub-intervals per interval; zeros first for closes not yet made), then room
+        for the closes' powers, their demands and the maxima shown."""
+        n_sub = self.config.subintervals
+        buf = np.empty(n_sub + 3 * k)
+        buf[:n_sub] = [0.0] * (n_sub - len(self.recent_w)) + list(self.recent_w)
+        return buf
+
+    def _close_sliding(self, closes: range, buf: FloatArray, clock_us: int) -> DemandCloses:
+        """:meth:`_close` for each of ``closes`` (full sub-intervals, their mean powers
+        in ``buf`` after the last N: see :meth:`_window`), sliding demand, as arrays:
+        the same floating-point operations in the same order.
 
         Each close's demand sums the last N sub-interval powers left to right as
         ``sum`` does (leading zeros stand for closes not yet made: adding 0.0 is
         exact); the maximum is a running maximum within each maximum-demand window
         (the windows are rolled between them, as at each close). ``clock_us`` turns
-        uptime into the core's clock for the events; ``powers``, the caller's own, is
-        reused for the event.
+        uptime into the core's clock for the events; the event's columns are ``buf``'s.
         """
         cfg, sub_us = self.config, closes.step
         n_sub, k = cfg.subintervals, len(closes)
-        window = np.zeros(n_sub + k)
-        window[n_sub - len(self.recent_w) : n_sub] = list(self.recent_w)
-        window[n_sub:] = powers
-        demand = window[1 : k + 1].copy() if n_sub == 1 else window[1 : k + 1] + window[2 : k + 2]
+        powers = buf[n_sub : n_sub + k]
+        demand = buf[n_sub + k : n_sub + 2 * k]
+        shown = buf[n_sub + 2 * k :]
+        if n_sub == 1:
+            demand[:] = powers
+        else:
+            np.add(buf[1 : k + 1], buf[2 : k + 2], out=demand)
         for col in range(3, n_sub + 1):
-            demand += window[col : col + k]
+            demand += buf[col : col + k]
         demand /= n_sub
-        shown = np.empty(k)
         window_us = cfg.max_window_h * _US_PER_H
         start = 0
         while start < k:
@@ -258,10 +275,7 @@ class DemandState:
         # numpy's int -> float conversions and divisions round as Python's do.
         start_us = closes.start + clock_us
         times = np.arange(start_us, start_us + k * sub_us, sub_us, dtype=np.int64) / 1e6
-        # In place: all three are this call's own (powers fresh from the caller's division).
-        powers /= 1000.0
-        demand /= 1000.0
-        shown /= 1000.0
+        buf[n_sub:] /= 1000.0  # powers, demands and maxima to kW at once
         return DemandCloses(times, powers, demand, shown)
 
     def close_now(self, uptime_us: int) -> None:

@@ -60,28 +60,41 @@ class PoweredRun(NamedTuple):
 
 
 class Scratch:
-    """Per-sample buffers one core reuses from block to block (grown, never shrunk)."""
+    """Per-sample buffers one core reuses from block to block (grown, never shrunk).
 
-    __slots__ = ("_cum", "_delivered", "_energy", "_power")
+    The views last handed out are kept with their shape or span: blocks of one size
+    follow each other, and making a view costs about what a pass over a thousand
+    samples does.
+    """
+
+    __slots__ = ("_block", "_cum", "_delivered", "_energy", "_power", "_run")
 
     def __init__(self) -> None:
         self._power: FloatArray = np.empty((2, 0), np.float64)
         self._energy: IntArray = np.empty((2, 0), np.int64)
         self._delivered: IntArray = np.empty(0, np.int64)
         self._cum: IntArray = np.empty(0, np.int64)
+        self._block: tuple[tuple[int, int], FloatArray, IntArray] | None = None
+        self._run: tuple[tuple[int, int], IntArray, IntArray] | None = None
 
     def block_buffers(self, elements: int, n: int) -> tuple[FloatArray, IntArray]:
         """(power (elements, n), energy (elements, n)) for a block of ``n`` samples."""
+        if self._block is not None and self._block[0] == (elements, n):
+            return self._block[1], self._block[2]
         if self._cum.shape[0] < n:
             self._power = np.empty((2, n), np.float64)
             self._energy = np.empty((2, n), np.int64)
             self._delivered = np.empty(n, np.int64)
             self._cum = np.empty(n, np.int64)
-        return self._power[:elements, :n], self._energy[:elements, :n]
+            self._run = None
+        self._block = ((elements, n), self._power[:elements, :n], self._energy[:elements, :n])
+        return self._block[1], self._block[2]
 
     def run_buffers(self, a: int, b: int) -> tuple[IntArray, IntArray]:
         """(delivered, running total) for the run of samples a..b of the block."""
-        return self._delivered[a:b], self._cum[a:b]
+        if self._run is None or self._run[0] != (a, b):
+            self._run = ((a, b), self._delivered[a:b], self._cum[a:b])
+        return self._run[1], self._run[2]
 
 
 @dataclass(slots=True)

@@ -46,10 +46,11 @@ class SupplyState:
         its lowest voltage (``lowest_v`` per line when the caller has them, else one
         pass) proves that, without forming the per-sample maximum.
         """
-        for k, line in enumerate(voltage_v):
+        for k in range(voltage_v.shape[0]):  # (no row view to make when lowest_v is given)
             if lowest_v is not None:
                 low_v = lowest_v[k]
             else:
+                line = voltage_v[k]
                 low_v = float(line[:1].min() if line.strides[0] == 0 else line.min())
             if low_v >= self.config.power_up_v:
                 self.powered, self.dip_us = True, 0
