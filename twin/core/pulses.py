@@ -87,11 +87,24 @@ def edges(
         if crowded:  # else no sample holds two of the base's crossings, nor of these
             repeated = (samples[1:] == samples[:-1]).nonzero()[0]
             first_crowded = int(samples[repeated[0]]) if repeated.size else -1
-        # Crossing i closes the output when its multiple's index is odd.
-        closed = np.zeros(times.shape[0], np.bool_)
-        closed[1 - first % 2 :: 2] = True
-        out.append((times, closed, first_crowded))
+        out.append((times, _alternating(first % 2 == 1, times.shape[0]), first_crowded))
     return out
+
+
+#: Edge states alternate: closed, open, closed, ... (read-only, shared by every edge set).
+_ALTERNATING: BoolArray = np.arange(2**16) % 2 == 0
+_ALTERNATING.flags.writeable = False
+
+
+def _alternating(closes_first: bool, count: int) -> BoolArray:
+    """The states after ``count`` edges, the first of them closing the output when
+    ``closes_first`` (a crossing closes it when its multiple's index is odd)."""
+    start = 0 if closes_first else 1
+    if start + count <= _ALTERNATING.shape[0]:
+        return _ALTERNATING[start : start + count]  # a view: no array to make and fill
+    closed = np.zeros(count, np.bool_)
+    closed[start::2] = True
+    return closed
 
 
 @functools.cache

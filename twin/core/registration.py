@@ -74,7 +74,8 @@ def _all_one(values: FloatArray) -> bool:
     """Whether a broadcast constant per row is exactly 1.0 (other arrays: not tested)."""
     if values.ndim != 2 or values.shape[1] < 2 or values.strides[1] != 0:
         return False
-    return all(values.item(row, 0) == 1.0 for row in range(values.shape[0]))
+    first: list[float] = values[:, 0].tolist()
+    return first.count(1.0) == len(first)
 
 
 def _low(values: FloatArray, threshold: float) -> bool:

@@ -143,8 +143,8 @@ def measure(
 
     With ``scratch`` the arrays live in its buffers, valid until its next block.
     """
-    els = model.elements
-    volts = block.voltage_v[:els]
+    els, n, dt_us = model.elements, block.n, block.dt_us
+    volts = block.voltage_v if els == block.voltage_v.shape[0] else block.voltage_v[:els]
     # The inputs' extremes (the supply's and the status bits' tests): a two-element
     # meter sees both lines, whose ranges the block's validation found, so no pass is
     # needed while both lines stay above power-up (then each line's lowest is at
@@ -155,22 +155,22 @@ def measure(
         lowest_v, highest_v = [both[0], both[0]], both[1]
     else:
         lowest_v, highest_v = lowest_per_line(volts), highest(volts)
-    powered = supply.run_lines(volts, block.dt_us, lowest_v)
+    powered = supply.run_lines(volts, dt_us, lowest_v)
     power_out = energy_out = None
     if scratch is not None:
-        power_out, energy_out = scratch.block_buffers(els, block.n)
+        power_out, energy_out = scratch.block_buffers(els, n)
     p, amps, pf = element_power(block, model, curve, calibration_error_pct, out=power_out)
     seen = block.current_range_a if els == 2 and block.straight else None
     highest_a = highest(amps) if seen is None else seen[1]  # then amps are the block's
     extremes = InputExtremes(min(lowest_v), highest_v, highest_a)
     return Measured(
         supply=powered,
-        spans=[(0, block.n, True)] if powered is None else power_spans(powered),
+        spans=[(0, n, True)] if powered is None else power_spans(powered),
         supply_after=(supply.powered, supply.dip_us),
         power_w=p,
         current_a=amps,
         pf=pf,
-        energy_uj=energy_uj(p, block.dt_us, out=energy_out),  # µJ per sample and element
+        energy_uj=energy_uj(p, dt_us, out=energy_out),  # µJ per sample and element
         extremes=extremes,
         scratch=scratch,
     )

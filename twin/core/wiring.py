@@ -99,6 +99,9 @@ def _rotation(block: SampleBlock, elements: int) -> tuple[FloatArray, FloatArray
 def element_at(block: SampleBlock, k: int, i: int) -> tuple[float, float, bool]:
     """(current seen, cos(delta), leading) of element k at sample i, for the readings."""
     # .item: the value as a Python float (or int, bool) at once, with no numpy scalar.
+    if block.ct_line is None and block.ct_reversed is None:  # correct wiring: its own line
+        amps, cos_l = float(block.current_a.item(k, i)), float(block.cos_phi.item(k, i))
+        return amps, cos_l, bool(block.leading.item(k, i))
     line = k if block.ct_line is None else int(block.ct_line.item(k, i))
     reversed_ = block.ct_reversed is not None and bool(block.ct_reversed.item(k, i))
     amps, cos_l = float(block.current_a.item(line, i)), float(block.cos_phi.item(line, i))
