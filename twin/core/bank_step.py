@@ -113,7 +113,7 @@ def _advance_part(
     time0 = bank.time_us[rows].tolist() if series is not None else []
     for a, b, powered in measured.spans:
         if powered:
-            _powered_run(bank, part, block, measured, (a, b), out, edges, series)
+            _powered_run(bank, part, block, dt_us, measured, (a, b), out, edges, series)
         else:
             _unpowered_run(bank, part, b - a, dt_us, out)
     if series is not None:
@@ -187,6 +187,7 @@ def _powered_run(
     bank: MeterBank,
     part: _Part,
     block: SampleBlock,
+    dt_us: int,
     measured: Measured,
     span: tuple[int, int],
     out: RowEvents,
@@ -196,7 +197,6 @@ def _powered_run(
     rows, at, lone = part
     r0 = rows.item(0)
     model = bank.config[r0].model
-    dt_us = block.dt_us
     # The rows that were off (a lone meter's state read as one Python bool).
     off = rows[~bank.powered[at]] if lone < 0 else rows[:0] if bank.powered.item(lone) else rows
     if off.shape[0]:

@@ -67,9 +67,9 @@ def edges(
     crossings are every m-th of its crossings: one search serves all the outputs.
     """
     searched, plan = _plan(tuple(halves_uj))
-    grids = [
-        _crossings(energy0_uj, delivered_uj, cum_uj, base, time0_us, dt_us) for base in searched
-    ]
+    grids = []
+    for base in searched:  # (a loop: a list comprehension is a call of its own)
+        grids.append(_crossings(energy0_uj, delivered_uj, cum_uj, base, time0_us, dt_us))
     out: list[tuple[FloatArray, BoolArray, int]] = []
     for grid, step, same in plan:
         if same >= 0:  # two outputs of one half period (a 100 Wh counter and Kh 100)
@@ -91,8 +91,10 @@ def edges(
     return out
 
 
-#: Edge states alternate: closed, open, closed, ... (read-only, shared by every edge set).
-_ALTERNATING: BoolArray = np.arange(2**16) % 2 == 0
+#: Edge states alternate: closed, open, closed, ... (read-only, shared by every edge set
+#: of up to this many edges; a day of the core bench's load holds 11,000 of the 10 Wh output).
+_SHARED_STATES = 2**16
+_ALTERNATING: BoolArray = np.arange(_SHARED_STATES) % 2 == 0
 _ALTERNATING.flags.writeable = False
 
 
@@ -147,7 +149,7 @@ def _crossings(
     whether a sample holds two or more of them)."""
     whole, rest_uj = divmod(energy0_uj, half_uj)  # rest: how far past a multiple it starts
     j_first = whole + 1
-    count = (rest_uj + int(cum_uj[-1])) // half_uj  # multiples crossed in the run
+    count = (rest_uj + cum_uj.item(-1)) // half_uj  # multiples crossed in the run
     # Offsets of the crossed multiples from the run's start energy: small numbers,
     # whatever the register holds.
     first_uj = half_uj - rest_uj

@@ -41,10 +41,12 @@ class Readings(NamedTuple):
         i1, pf1, lead1 = element_at(block, 0, i)
         i2, pf2, lead2 = element_at(block, 1, i) if two else (_NAN, _NAN, False)
         # .item: a Python float at once, with no numpy scalar in between.
+        v1 = float(block.voltage_v.item(0, i))
+        v2 = float(block.voltage_v.item(1, i)) if two else _NAN
         return cls(
-            voltage_l1_v=float(block.voltage_v.item(0, i)),
-            voltage_l2_v=float(block.voltage_v.item(1, i)) if two else _NAN,
-            voltage_l1_l2_v=line_to_line_v(block, i) if two else _NAN,
+            voltage_l1_v=v1,
+            voltage_l2_v=v2,
+            voltage_l1_l2_v=line_to_line_v(v1, v2, block.line_angle_deg) if two else _NAN,
             current_l1_a=i1,
             current_l2_a=i2,
             power_l1_w=float(power_w.item(0, i)),

@@ -121,9 +121,8 @@ def element_at(block: SampleBlock, k: int, i: int) -> tuple[float, float, bool]:
     return amps, cos_d, leading
 
 
-def line_to_line_v(block: SampleBlock, i: int) -> float:
-    """|V1 - V2| from the phasors of sample i (240 V split phase, 208 V wye at 120 V)."""
-    v1, v2 = float(block.voltage_v.item(0, i)), float(block.voltage_v.item(1, i))
-    t1, t2 = block.line_angle_deg
+def line_to_line_v(v1: float, v2: float, line_angle_deg: tuple[float, float]) -> float:
+    """|V1 - V2| from the lines' phasors (240 V split phase, 208 V wye at 120 V)."""
+    t1, t2 = line_angle_deg
     cos_d, _ = cos_sin_deg(t1 - t2)
     return math.sqrt(max(v1 * v1 + v2 * v2 - 2.0 * v1 * v2 * cos_d, 0.0))
