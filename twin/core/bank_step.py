@@ -19,8 +19,8 @@ constant power state, the same runs for all its rows. Per run:
   events once per distinct (bits before, injected, boot samples, time). Energies,
   uptime and time are then added to all the rows at once.
 
-A lone meter (a bank of one) takes the same steps, its few values read as Python
-ints and its columns addressed by a slice rather than an index array: per block a
+A lone meter (a bank of one) takes the same steps with its values as Python
+scalars (a slice, not an index array, where a column is addressed): per block a
 day long, that fixed cost is what is left beside the per-sample passes.
 
 Per row the events keep a lone meter's order: per run power, coarse-step warnings,
@@ -46,7 +46,7 @@ from twin.core.readings import UNPOWERED_READINGS, Readings
 from twin.core.registration import OUTPUTS, output_edges, output_searched_halves
 from twin.core.samples import BoolArray, FloatArray, IntArray, SampleBlock
 from twin.core.shared import Measured, PoweredRun, measure, measure_run
-from twin.core.status import StatusBit, U32Array, error_events
+from twin.core.status import StatusBit, error_events
 from twin.core.supply import SupplyState
 
 _BOOTING = np.uint32(1 << StatusBit.BOOTING)
@@ -92,13 +92,12 @@ def _partitions(bank: MeterBank, rows: I64) -> list[I64]:
 
 
 class _Part(NamedTuple):
-    """Rows advanced together, and where they are in the bank's columns."""
+    """Rows advanced together; where they are in the bank's columns (one row as a slice,
+    which numpy reads and writes without fancy indexing); the row of a part of one."""
 
     rows: I64
-    # One row as a slice, which numpy reads and writes without the fancy-indexing
-    # machinery (the same values, a fraction of the cost); several as the index array.
     at: I64 | slice
-    lone: int  # the row of a part of one (its values then read as Python ints), else -1
+    lone: int  # -1 for several rows
 
 
 def _advance_part(
@@ -117,9 +116,8 @@ def _advance_part(
         else:
             _unpowered_run(bank, part, b - a, dt_us, out)
     if series is not None:
-        power = (
-            measured.power_w.copy() if supply is None else np.where(supply, measured.power_w, 0.0)
-        )
+        p = measured.power_w
+        power = p.copy() if supply is None else np.where(supply, p, 0.0)
         for row, t0 in zip(rows.tolist(), time0, strict=True):
             out.setdefault(row, []).append(
                 Registration(
@@ -259,43 +257,55 @@ def _edges(
     """Edges of the rows whose delivered register crosses a half period in the run."""
     # A multiple of any output's half period is one of a searched half period's.
     searched = output_searched_halves(counter_wh)
+    delivered, cum = run.registered.delivered, run.cum_uj
     rows, lone = part.rows, part.lone
     if lone >= 0:  # a lone meter: its register as a Python int
         e_del = bank.energy_uj.item(E_DEL, lone)
         end = e_del + total
         for half in searched:  # (a loop: a generator costs more than the one test)
             if end // half != e_del // half:
-                break
-        else:
-            return
-        crossing = [(lone, e_del, bank.time_us.item(lone))]
-    else:
-        e0 = bank.energy_uj[E_DEL, rows]
-        by_half = np.array(searched, e0.dtype)[:, None]
-        crossed = ((e0 + total) // by_half != e0 // by_half).any(axis=0)
-        if not crossed.any():
-            return
-        times0 = bank.time_us[rows[crossed]].tolist()
-        crossing = list(zip(rows[crossed].tolist(), e0[crossed].tolist(), times0, strict=True))
+                t = bank.time_us.item(lone)
+                found = output_edges(e_del, delivered, cum, t, dt_us, counter_wh)
+                _keep_edges(bank, lone, t, found, dt_us, out, edges)
+                return
+        return
+    e0 = bank.energy_uj[E_DEL, rows]
+    by_half = np.array(searched, e0.dtype)[:, None]
+    crossed = ((e0 + total) // by_half != e0 // by_half).any(axis=0)
+    if not crossed.any():
+        return
+    times0 = bank.time_us[rows[crossed]].tolist()
     # Meters that started together cross together: rows in the same state share the work.
     memo: dict[tuple[int, int], list[tuple[FloatArray, BoolArray, int]]] = {}
-    for row, e, t in crossing:
-        parts = edges.get(row)
-        if parts is None:
-            parts = edges[row] = [[] for _ in OUTPUTS]
-        found = memo.get((e, t))
-        if found is None:
-            delivered, cum = run.registered.delivered, run.cum_uj
-            found = memo[e, t] = output_edges(int(e), delivered, cum, t, dt_us, counter_wh)
-        for output, kept, (times, closed, crowded) in zip(OUTPUTS, parts, found, strict=True):
-            if times.shape[0]:
-                kept.append((times, closed))
-            if crowded >= 0 and output not in bank.coarse_reported[row]:
-                bank.coarse_reported[row].add(output)
-                at_s = (t + crowded * dt_us) / 1e6
-                out.setdefault(row, []).append(
-                    StepTooCoarse(time_s=at_s, output=output, dt_s=dt_us / 1e6)
-                )
+    for row, e, t in zip(rows[crossed].tolist(), e0[crossed].tolist(), times0, strict=True):
+        same = memo.get((e, t))
+        if same is None:
+            same = memo[e, t] = output_edges(int(e), delivered, cum, t, dt_us, counter_wh)
+        _keep_edges(bank, row, t, same, dt_us, out, edges)
+
+
+def _keep_edges(
+    bank: MeterBank,
+    row: int,
+    time0_us: int,
+    found: list[tuple[FloatArray, BoolArray, int]],
+    dt_us: int,
+    out: RowEvents,
+    edges: EdgeParts,
+) -> None:
+    """Keep a run's edges of ``row`` (per output of OUTPUTS) for the block's events."""
+    parts = edges.get(row)
+    if parts is None:
+        parts = edges[row] = [[] for _ in OUTPUTS]
+    for output, kept, (times, closed, crowded) in zip(OUTPUTS, parts, found, strict=True):
+        if times.shape[0]:
+            kept.append((times, closed))
+        if crowded >= 0 and output not in bank.coarse_reported[row]:
+            bank.coarse_reported[row].add(output)
+            at_s = (time0_us + crowded * dt_us) / 1e6
+            out.setdefault(row, []).append(
+                StepTooCoarse(time_s=at_s, output=output, dt_s=dt_us / 1e6)
+            )
 
 
 def _demand(
@@ -358,15 +368,15 @@ def _bits_of(
     dt_us: int,
     out: RowEvents,
 ) -> None:
-    """The bits of rows ``members`` (at ``where`` in the bank) that share ``key``:
-    (bits before, injected, boot samples, time)."""
+    """Bits of ``members`` (at ``where``) sharing (bits before, injected, boot, time)."""
     old, injected, booting, time_us = key
     bits = run.bits
     if booting:
         bits = bits | np.uint32(injected)  # a new array: the run's bits are shared
         bits[:booting] |= _BOOTING
-    elif injected:
-        bits = _or_bits(bits, np.uint32(injected))
+    elif injected:  # a broadcast constant stays one: no array per sample
+        v = np.uint32(injected)
+        bits = np.broadcast_to(bits[:1] | v, bits.shape) if bits.strides[0] == 0 else bits | v
     found = error_events(old, bits, time_us, dt_us)
     if found:
         for row in members.tolist():
@@ -385,10 +395,3 @@ def _bit_groups(bank: MeterBank, rows: I64, m: int, dt_us: int) -> BitGroups:
     keys, inverse = np.unique(np.stack(cols, axis=1), axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     return [(rows[inverse == i], tuple(int(x) for x in k)) for i, k in enumerate(keys)]
-
-
-def _or_bits(bits: U32Array, value: np.uint32) -> U32Array:
-    """``bits | value``; a broadcast constant stays one (no array per sample)."""
-    if bits.shape[0] > 1 and bits.strides[0] == 0:
-        return np.broadcast_to(bits[:1] | value, bits.shape)
-    return bits | value

@@ -251,7 +251,8 @@ class DemandState:
             stop = k
             if window_us:  # the closes up to the window's end (inclusive) are one window
                 stop = min(k, (self.window_start_us + window_us - closes[0]) // sub_us + 1)
-            part = demand[start:stop]
+            whole = start == 0 and stop == k  # one window (the usual): no views to make
+            part = demand if whole else demand[start:stop]
             floor = max(self.max_w, self.period_max_w)
             top = int(part.argmax())
             peak = float(part[top])
@@ -259,7 +260,9 @@ class DemandState:
                 self.period_max_w = peak
                 self.period_max_at_us = closes[start + top]
             if window_us == 0 or self.window_start_us == 0:  # shown at once (see _update_max)
-                np.maximum(np.maximum.accumulate(part), floor, out=shown[start:stop])
+                np.maximum(
+                    np.maximum.accumulate(part), floor, out=shown if whole else shown[start:stop]
+                )
                 if self.period_max_w > self.max_w:
                     self.max_w, self.max_at_us = self.period_max_w, self.period_max_at_us
             else:
@@ -267,9 +270,10 @@ class DemandState:
             self._roll_window(closes[stop - 1])
             shown[stop - 1] = self.max_w
             start = stop
-        self.recent_w.extend(powers[-n_sub:].tolist())
-        while len(self.recent_w) > n_sub:
-            self.recent_w.popleft()
+        recent = self.recent_w
+        recent.extend(powers[-n_sub:].tolist())
+        for _ in range(len(recent) - n_sub):
+            recent.popleft()
         self.closes += k
         self.demand_w = float(demand[-1])
         # numpy's int -> float conversions and divisions round as Python's do.
