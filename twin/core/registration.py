@@ -74,8 +74,8 @@ def _all_one(values: FloatArray) -> bool:
     """Whether a broadcast constant per row is exactly 1.0 (other arrays: not tested)."""
     if values.ndim != 2 or values.shape[1] < 2 or values.strides[1] != 0:
         return False
-    first: list[float] = values[:, 0].tolist()
-    return first.count(1.0) == len(first)
+    # One or two elements: their first and last rows are every row.
+    return bool(values.item(0, 0) == 1.0 == values.item(values.shape[0] - 1, 0))
 
 
 def _low(values: FloatArray, threshold: float) -> bool:
