@@ -193,6 +193,40 @@ def implied_energy(
     return ImpliedEnergy(e1 * hours, e2 * hours, total * hours, peak)
 
 
+# ------------------------------------------------------------ the core's outputs
+
+
+def events_by_kind(events: Any) -> tuple[list[str], dict[str, list[tuple[float, bool]]]]:
+    """Pulse edges per output in time order, every other event (demand closes one per
+    record) as sorted reprs: what two ways of stepping the same samples must agree on."""
+    from twin.core import PulseEdges, expand_closes
+
+    edges: dict[str, list[tuple[float, bool]]] = {}
+    others = []
+    for e in expand_closes(events):
+        if isinstance(e, PulseEdges):
+            pairs = zip(e.time_s.tolist(), e.closed.tolist(), strict=True)
+            edges.setdefault(e.output, []).extend(pairs)
+        else:
+            others.append(repr(e))
+    return sorted(others), edges
+
+
+def accuracy_ratio(curve: Any, amps: Any, pf: Any) -> Any:
+    """The documented accuracy curve of an ``ErrorCurve`` over whole arrays, written out
+    independently of the core's chunked ``ErrorCurve.scale``."""
+    import numpy as np
+
+    clipped = np.clip(amps, curve.low_a, curve.high_a)
+    pct = (
+        curve.offset_pct
+        + curve.slope_pct_per_decade * np.log10(clipped / curve.reference_a)
+        + curve.pf_pct_at_half * (1.0 - np.clip(np.abs(pf), 0.5, 1.0)) * 2.0
+        + curve.calibration_pct
+    )
+    return 1.0 + pct / 100.0
+
+
 # ------------------------------------------------------------ the HIL suite
 
 

@@ -5,20 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.helpers import accuracy_ratio
 from twin.core import AccuracyConfig, MeterConfig
 from twin.core.accuracy import CHUNK_SAMPLES, ErrorCurve
-
-
-def expected_ratio(curve: ErrorCurve, amps: np.ndarray, pf: np.ndarray) -> np.ndarray:
-    """The documented curve, written out over whole arrays (independent of ``scale``)."""
-    clipped = np.clip(amps, curve.low_a, curve.high_a)
-    pct = (
-        curve.offset_pct
-        + curve.slope_pct_per_decade * np.log10(clipped / curve.reference_a)
-        + curve.pf_pct_at_half * (1.0 - np.clip(np.abs(pf), 0.5, 1.0)) * 2.0
-        + curve.calibration_pct
-    )
-    return 1.0 + pct / 100.0
 
 
 @pytest.mark.parametrize(
@@ -40,7 +29,7 @@ def test_scale_equals_the_curve_over_whole_arrays(n: int, constant: str) -> None
         )
         assert curve is not None
         power = rng.uniform(-5000.0, 5000.0, (2, n))
-        expected = power * expected_ratio(curve, amps, pf)
+        expected = power * accuracy_ratio(curve, amps, pf)
         curve.scale(power, amps, pf)
         np.testing.assert_array_equal(power, expected)  # the same floats, not close ones
 

@@ -17,6 +17,7 @@ import itertools
 import numpy as np
 import numpy.typing as npt
 
+from tests.helpers import events_by_kind
 from twin.core import (
     DemandConfig,
     DemandMethod,
@@ -25,25 +26,10 @@ from twin.core import (
     Event,
     MeterConfig,
     MeterCore,
-    PulseEdges,
     Reconfigure,
     SampleBlock,
     SharedMeasurements,
-    expand_closes,
 )
-
-
-def flatten(events: list[Event]) -> tuple[list[str], dict[str, list[tuple[float, bool]]]]:
-    """Edges per output in time order, the other events as sorted reprs."""
-    edges: dict[str, list[tuple[float, bool]]] = {}
-    others = []
-    for e in expand_closes(events):
-        if isinstance(e, PulseEdges):
-            pairs = zip(e.time_s.tolist(), e.closed.tolist(), strict=True)
-            edges.setdefault(e.output, []).extend(pairs)
-        else:
-            others.append(repr(e))
-    return sorted(others), edges
 
 
 def load(
@@ -91,7 +77,7 @@ def test_buffers_kept_across_changing_block_sizes_match_fresh_ones() -> None:
     ]
     kept, fresh = MeterCore(MeterConfig()), MeterCore(MeterConfig(), shared=SharedMeasurements())
     for block in blocks:
-        assert flatten(kept.advance(block)) == flatten(fresh.advance(block))
+        assert events_by_kind(kept.advance(block)) == events_by_kind(fresh.advance(block))
         assert repr(kept.snapshot()) == repr(fresh.snapshot())
     assert kept.nv_state() == fresh.nv_state()
 
@@ -106,11 +92,11 @@ def test_edges_past_the_shared_alternating_states_match_short_blocks() -> None:
     short_events: list[Event] = []
     for piece in pieces(block, 1000):
         short_events.extend(short_core.advance(piece))
-    edges = flatten(long_events)[1]["10"]
+    edges = events_by_kind(long_events)[1]["10"]
     assert len(edges) > 2**16
     states = [closed for _, closed in edges]
     assert all(a != b for a, b in itertools.pairwise(states))  # alternate
-    assert flatten(long_events) == flatten(short_events)
+    assert events_by_kind(long_events) == events_by_kind(short_events)
     assert repr(long_core.snapshot()) == repr(short_core.snapshot())
 
 
@@ -161,6 +147,6 @@ def test_demand_reconfigured_between_long_blocks_equals_short_blocks() -> None:
         if i < len(settings):
             long_events += long_core.apply(settings[i])
             short_events += short_core.apply(settings[i])
-    assert flatten(long_events) == flatten(short_events)
+    assert events_by_kind(long_events) == events_by_kind(short_events)
     assert repr(long_core.snapshot()) == repr(short_core.snapshot())
     assert long_core.nv_state() == short_core.nv_state()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers import element_power_w
+from tests.helpers import element_power_w, events_by_kind
 from twin.core import (
     DemandConfig,
     DemandMethod,
@@ -24,7 +24,6 @@ from twin.core import (
     PulseEdges,
     RegistrationMode,
     SampleBlock,
-    expand_closes,
 )
 
 N = 20_000
@@ -64,18 +63,6 @@ def pieces(block: SampleBlock, size: int) -> list[SampleBlock]:
     ]
 
 
-def flatten(events: list[Event]) -> tuple[list[str], dict[str, list[tuple[float, bool]]]]:
-    edges: dict[str, list[tuple[float, bool]]] = {}
-    others = []
-    for e in expand_closes(events):
-        if isinstance(e, PulseEdges):
-            pairs = zip(e.time_s.tolist(), e.closed.tolist(), strict=True)
-            edges.setdefault(e.output, []).extend(pairs)
-        else:
-            others.append(repr(e))
-    return sorted(others), edges  # per kind in time order; kinds interleave per call
-
-
 @pytest.mark.parametrize(
     ("export", "mode", "window_h"),
     [
@@ -98,7 +85,7 @@ def test_a_long_block_equals_short_ones(
         for piece in pieces(block, SHORT):
             ev_split.extend(split.advance(piece))
     assert sum(isinstance(e, PulseEdges) for e in ev_whole) > 0
-    assert flatten(ev_whole) == flatten(ev_split)
+    assert events_by_kind(ev_whole) == events_by_kind(ev_split)
     assert repr(whole.snapshot()) == repr(split.snapshot())
     assert whole.nv_state() == split.nv_state()
 

@@ -7,13 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import events_by_kind
 from twin.core import (
     Event,
     MeterConfig,
     MeterCore,
-    PulseEdges,
     SampleBlock,
-    expand_closes,
 )
 
 SAMPLES = 60
@@ -60,19 +59,6 @@ def _slice(block: SampleBlock, a: int, b: int) -> SampleBlock:
     )
 
 
-def _flatten(events: list[Event]) -> tuple[list[object], dict[str, list[tuple[float, bool]]]]:
-    edges: dict[str, list[tuple[float, bool]]] = {}
-    others: list[object] = []
-    for e in expand_closes(events):
-        if isinstance(e, PulseEdges):
-            edges.setdefault(e.output, []).extend(
-                zip(e.time_s.tolist(), e.closed.tolist(), strict=True)
-            )
-        else:
-            others.append(e)
-    return sorted(others, key=repr), edges
-
-
 @settings(max_examples=60, deadline=None)
 @given(block=blocks(), mode=st.sampled_from([0, 1, 2]))
 def test_one_block_equals_sample_by_sample(block: SampleBlock, mode: int) -> None:
@@ -84,7 +70,7 @@ def test_one_block_equals_sample_by_sample(block: SampleBlock, mode: int) -> Non
         ev_split.extend(split.advance(_slice(block, i, i + 1)))
     assert whole.snapshot() == split.snapshot() or _same_with_nan(whole, split)
     assert whole.nv_state() == split.nv_state()
-    assert _flatten(ev_whole) == _flatten(ev_split)
+    assert events_by_kind(ev_whole) == events_by_kind(ev_split)
 
 
 def _same_with_nan(a: MeterCore, b: MeterCore) -> bool:

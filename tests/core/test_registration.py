@@ -17,6 +17,7 @@ import itertools
 import numpy as np
 import pytest
 
+from tests.helpers import accuracy_ratio
 from twin.core import AccuracyConfig, MeterConfig, SampleBlock
 from twin.core.accuracy import CHUNK_SAMPLES, ErrorCurve
 from twin.core.registration import element_power, energy_uj
@@ -54,14 +55,7 @@ def expected_power(
     power = (volts * amps) * pf
     power = np.where(amps < MODEL.starting_current_a, 0.0, power)
     if curve is not None:
-        clipped = np.clip(amps, curve.low_a, curve.high_a)
-        pct = (
-            curve.offset_pct
-            + curve.slope_pct_per_decade * np.log10(clipped / curve.reference_a)
-            + curve.pf_pct_at_half * (1.0 - np.clip(np.abs(pf), 0.5, 1.0)) * 2.0
-            + curve.calibration_pct
-        )
-        power = power * (1.0 + pct / 100.0)
+        power = power * accuracy_ratio(curve, amps, pf)
     if calibration_pct:
         power = power * (1.0 + calibration_pct / 100.0)
     return power
