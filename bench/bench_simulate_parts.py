@@ -2,8 +2,8 @@
 
 The command spreads a run over threads and processes (see docs/architecture.md); this
 runs the same parts one after the other in one process and prints the CPU time of
-each, so the critical path on two free cores can be worked out: the run's main thread
-(the core) beside its sampler and recorder threads, then the rows, the plots' numbers,
+each, so the critical path on two free cores can be worked out: the run (sampler,
+core and recorder on one thread), then the rows, the plots' numbers,
 the CSV, the events and the figures (each half of them, as the plot process and its
 helper draw them), and matplotlib's import. The garbage collector is paused as the
 CLI pauses it.
@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +46,6 @@ def main() -> None:
     args = parser.parse_args()
     keep_freed_memory()
     module = sys.modules["twin.batch.simulate"]
-    threads: dict[str, float] = {}
-
-    class Timed(ThreadPoolExecutor):  # reads each helper thread's CPU time before it ends
-        def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-            threads[self._thread_name_prefix] = self.submit(time.thread_time).result()
-            super().shutdown(wait, cancel_futures=cancel_futures)
-
-    module.ThreadPoolExecutor = Timed  # type: ignore[attr-defined]
     print(f"start: {load()}")
     with cyclic_gc_paused(), tempfile.TemporaryDirectory(prefix="bench-parts-") as tmp:
         out = Path(tmp)
@@ -71,9 +62,8 @@ def main() -> None:
         _, own_s = cpu(lambda: draw_plots(out, data, own))
         _, helper_s = cpu(lambda: draw_plots(out, data, HELPER_PLOTS))
     print(
-        f"imports of the twin {IMPORTS_S:.2f} s; the run: main thread {main_thread:.2f} s, "
-        f"sampler thread {threads.get('sampler', 0.0):.2f} s, recorder thread "
-        f"{threads.get('recorder', 0.0):.2f} s; writing: columns {columns_s:.2f} s, plot "
+        f"imports of the twin {IMPORTS_S:.2f} s; the run {main_thread:.2f} s; writing: "
+        f"columns {columns_s:.2f} s, plot "
         f"numbers {numbers_s:.2f} s, CSV {csv_s:.2f} s, events {events_s:.2f} s; "
         f"matplotlib import {mpl_s:.2f} s, figures {own_s:.2f} s + {helper_s:.2f} s"
     )

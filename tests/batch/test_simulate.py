@@ -296,22 +296,22 @@ def test_progress_bar_only_on_a_terminal() -> None:
     assert tty.getvalue().endswith("\n")
 
 
-def test_recording_on_a_thread_records_what_inline_recording_does(busy_day: Path) -> None:
-    """A run longer than a block records on a thread beside the core: the same rows and
-    events as recording each block inline."""
+def test_simulate_records_what_recording_each_block_by_hand_does(busy_day: Path) -> None:
+    """A run of several blocks: the same rows and events as a recorder handed each
+    block of the one stepping loop by hand."""
     profile = load_profile(busy_day)
     settings = SimSettings(step_s=1.0, duration_s=3 * 86_400.0, interval_s=60.0)
-    threaded = simulate(profile, settings)
+    run = simulate(profile, settings)
     n, _ = steps(profile, settings)
     rec = Recorder(n, settings.step_s, settings.samples_per_row, settings.model)
     core = make_core(meter_config(settings, profile), rec)
     for _events in drive(core, profile.sampler(), 0.0, settings.step_s, n, 86_400):
         pass
     inline = rec.columns()
-    assert threaded.columns.keys() == inline.keys()
+    assert run.columns.keys() == inline.keys()
     for key, column in inline.items():
-        np.testing.assert_array_equal(threaded.columns[key], column, err_msg=key)
-    assert threaded.events == rec.events
+        np.testing.assert_array_equal(run.columns[key], column, err_msg=key)
+    assert run.events == rec.events
     assert len(rec.events) > 700  # demand closes, outages, the error, the commands
 
 

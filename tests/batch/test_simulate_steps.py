@@ -4,12 +4,10 @@ steps, then one shorter last step (never past the end, never short)."""
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 
-from twin.batch.simulate import PrefetchingSampler, SimSettings, simulate, steps
+from twin.batch.simulate import SimSettings, simulate, steps
 from twin.cli import main as cli_main
 from twin.errors import ConfigError
 from twin.loadprofile import load_profile
@@ -53,18 +51,3 @@ def test_cli_step_2h_on_a_1h_profile_exits_1_without_output(
     assert cli_main(["simulate", "full-load-then-faults", "--step", "15min", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["duration_s"] == 3600 and summary["samples"] == 4
-
-
-def test_prefetched_blocks_are_the_samplers_blocks() -> None:
-    """The batch samples the next block on a second thread: in order, out of order
-    (a request it did not foresee) and past the profile's end, the same blocks."""
-    profile = load_profile("residential-year")
-    plain = profile.sampler(4)
-    with ThreadPoolExecutor(1) as pool:
-        ahead = PrefetchingSampler(profile, 4, pool)
-        requests = [(0.0, 1.0, 86_400), (86_400.0, 1.0, 86_400), (172_800.0, 1.0, 500)]
-        requests += [(500.0, 0.5, 3000), (501.5, 0.5, 3000), (365 * 86_400.0 - 10, 1.0, 40)]
-        for t0_s, dt_s, n in requests:
-            got, want = ahead.block(t0_s, dt_s, n), plain.block(t0_s, dt_s, n)
-            for name in ("voltage_v", "current_a", "cos_phi", "leading", "frequency_hz"):
-                np.testing.assert_array_equal(getattr(got, name), getattr(want, name), name)

@@ -8,9 +8,13 @@ that passes every block it is given, its events and the registers before and
 after it to a :class:`~twin.batch.recorder.Recorder`; so the time series sees exactly
 the samples and events the registers came from, without sampling the profile twice.
 
-While the core runs a block, a second thread samples the next one
-(:class:`PrefetchingSampler`): on two cores the sampler's time mostly disappears
-from the run's, and the blocks are the same whichever thread sampled them.
+Everything runs on the calling thread, one block after the other: the sampler, the
+core and the recorder each do a few dozen numpy operations on arrays of a day
+(0.1-1 ms each), too short for numpy's release of the interpreter lock to pay. On
+the year at 1 s, helper threads for the sampler and the recorder cost 0.4-0.9 s of
+extra CPU in lock hand-offs and gained no wall time (1.0-1.1 s on one thread,
+1.4-1.5 s with both helpers); the second core is left to the processes the CLI
+forks (the plot process importing matplotlib meanwhile).
 
 Energy is never short: when ``--step`` does not divide the duration, the whole
 steps are followed by one shorter last step (the core takes any sample length per
@@ -31,9 +35,7 @@ import functools
 import gc
 import math
 import platform
-from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,7 +57,7 @@ from twin.core import (
 )
 from twin.drive import drive
 from twin.errors import ConfigError
-from twin.loadprofile import Profile, Sampler
+from twin.loadprofile import Profile
 from twin.units import SEED_MAX, SEED_MIN, SEED_RANGE_TEXT, uj_to_kwh
 
 #: The shortest last step worth running: below it the profile has simply ended.
@@ -64,8 +66,6 @@ MIN_TAIL_S = 1e-6
 #: the recorder's bookkeeping (~1 ms), so day-long blocks (365 a year) keep that under
 #: 5 % of a run; the series, events and summary do not depend on it (block invariance).
 BLOCK_SAMPLES = 86_400
-#: Blocks handed to the recorder's thread and not yet recorded, at most.
-MAX_UNRECORDED = 2
 
 #: The series is held in memory (about 130 bytes a row): ten years of minutes.
 MAX_ROWS = 5_256_000
@@ -152,72 +152,24 @@ class SimSettings:
         return max(1, round(self.interval_s / self.step_s))
 
 
-class PrefetchingSampler(Sampler):
-    """The profile's sampler, sampling the next block on a second thread while the core
-    runs this one (numpy lets go of the interpreter lock for long arrays, so the two
-    overlap on two cores). A block is a pure function of its times: the same blocks
-    whichever thread sampled them. ``pool`` None: no prefetching (a short run)."""
-
-    def __init__(self, profile: Profile, seed: int | None, pool: Executor | None) -> None:
-        super().__init__(profile.spec, profile.spec.seed if seed is None else seed)
-        self._pool = pool
-        self._next: tuple[tuple[int, int, int], Future[SampleBlock]] | None = None
-
-    def block(self, t0_s: float, dt_s: float, n: int) -> SampleBlock:
-        t0_us, dt_us = round(t0_s * 1e6), round(dt_s * 1e6)
-        ahead, self._next = self._next, None
-        if ahead is not None and ahead[0] == (t0_us, dt_us, n):
-            block = ahead[1].result()
-        else:
-            if ahead is not None:  # not the block asked for: let it finish first
-                ahead[1].exception()  # waited for, its outcome unused
-            block = super().block(t0_s, dt_s, n)
-        if self._pool is not None:
-            # The next block as twin.drive asks for it: its start in whole microseconds.
-            key = (t0_us + n * dt_us, dt_us, n)
-            sample = super().block
-            self._next = key, self._pool.submit(sample, key[0] / 1e6, dt_s, n)
-        return block
-
-
 class _RecordingCore(MeterCore):
-    """The meter core, handing each block and command to a recorder.
-
-    With ``pool`` (one worker thread, so in order) the recorder works on a block while
-    the core runs the next one; what it is handed are values (the block, the core's
-    events, frozen snapshots) that nothing changes afterwards. At most
-    ``MAX_UNRECORDED`` hand-overs wait, so a slow recorder holds back the core, not
-    memory; :meth:`flush` waits for the rest and raises what the recorder raised.
-    """
+    """The meter core, handing each block and command to a recorder: values (the block,
+    the core's events, frozen snapshots) that nothing changes afterwards."""
 
     def __init__(self, config: MeterConfig, recorder: Recorder) -> None:
         super().__init__(config, emit_edges=True, emit_series=True)
         self.recorder = recorder
-        self.pool: Executor | None = None
-        self._pending: deque[Future[None]] = deque()
 
     def advance(self, block: SampleBlock) -> list[Event]:
         before = self.snapshot()
         events = super().advance(block)
-        self._record(self.recorder.block, block, events, before, self.snapshot())
+        self.recorder.block(block, events, before, self.snapshot())
         return events
 
     def apply(self, command: Command) -> list[Event]:
         events = super().apply(command)
-        self._record(self.recorder.command, events, self.snapshot())
+        self.recorder.command(events, self.snapshot())
         return events
-
-    def _record(self, record: Callable[..., None], *args: Any) -> None:
-        if self.pool is None:
-            record(*args)
-            return
-        self._pending.append(self.pool.submit(record, *args))
-        while len(self._pending) > MAX_UNRECORDED:
-            self._pending.popleft().result()
-
-    def flush(self) -> None:
-        while self._pending:
-            self._pending.popleft().result()
 
 
 @dataclass(frozen=True, eq=False)
@@ -294,22 +246,13 @@ def simulate(
     recorder.keep_edges = settings.edges
     core = make_core(meter_config(settings, profile), recorder)
     max_block = max(spr, BLOCK_SAMPLES // spr * spr)
-    # Two helper threads on a long run: one samples the next block, one records the
-    # last, while this one runs the core (numpy lets go of the interpreter lock).
-    with (
-        ThreadPoolExecutor(1, thread_name_prefix="sampler") as pool,
-        ThreadPoolExecutor(1, thread_name_prefix="recorder") as recording,
-    ):
-        threaded = n > max_block
-        sampler = PrefetchingSampler(profile, settings.seed, pool if threaded else None)
-        core.pool = recording if threaded else None
-        for _events in drive(core, sampler, 0.0, settings.step_s, n, max_block=max_block):
-            if progress is not None:
-                progress(recorder.done, total)
-        if tail_s:  # the last, shorter step: the core takes any length per block
-            for _events in drive(core, sampler, n * settings.step_s, tail_s, 1):
-                pass
-        core.flush()
+    sampler = profile.sampler(settings.seed)
+    for _events in drive(core, sampler, 0.0, settings.step_s, n, max_block=max_block):
+        if progress is not None:
+            progress(recorder.done, total)
+    if tail_s:  # the last, shorter step: the core takes any length per block
+        for _events in drive(core, sampler, n * settings.step_s, tail_s, 1):
+            pass
     if progress is not None:
         progress(recorder.done, total)
     summary = build_summary(core, recorder, profile, settings)
