@@ -21,10 +21,10 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +34,14 @@ from twin.batch.plots import PLOT_FILES, PlotData, draw_plots, plot_data, preloa
 from twin.batch.simulate import SimResult
 from twin.core import PulseEdges, ScalarEvent
 from twin.errors import ConfigError
+
+
+class LinesAhead(Protocol):
+    """Event lines made ahead of :func:`write_all` (``twin.batch.eventsahead``)."""
+
+    def receive(self) -> list[str]: ...  # in the events process: the first events' lines
+    def finish(self, wait: bool = True) -> None: ...
+
 
 #: Rows formatted at a time: the chunk's byte matrix (~200 bytes a row) stays small.
 _CHUNK_ROWS = 16_384
@@ -143,9 +151,12 @@ def event_lines(events: list[ScalarEvent]) -> list[str]:
     return lines
 
 
-def write_events(path: Path, events: list[ScalarEvent], edges: list[PulseEdges]) -> None:
-    """JSON lines in time order; pulse edges (if any were kept) merged in."""
-    lines = event_lines(events)
+def write_events(
+    path: Path, events: list[ScalarEvent], edges: list[PulseEdges], head: Sequence[str] = ()
+) -> None:
+    """JSON lines in time order; pulse edges (if any were kept) merged in. ``head``: the
+    lines of the first events, already made (``twin.batch.eventsahead``)."""
+    lines = [*head, *event_lines(events[len(head) :])]
     times = [ev.time_s for ev in events]
     for e in edges:
         out = json.dumps(e.output)
@@ -199,11 +210,12 @@ def can_fork() -> bool:
     return len(os.sched_getaffinity(0)) >= 2
 
 
-def _write_events_quietly(path: Path, result: SimResult) -> None:
+def _write_events_quietly(path: Path, result: SimResult, ahead: LinesAhead | None) -> None:
     """The events process's body: exit status 1 on any failure, no traceback (the
     parent writes the file again, where the error is reported as usual)."""
     try:
-        write_events(path, result.events, result.edges)
+        head = ahead.receive() if ahead is not None else []
+        write_events(path, result.events, result.edges, head)
     except BaseException:
         sys.exit(1)
 
@@ -289,14 +301,18 @@ class PlotProcess:
 
 
 def write_all(
-    out_dir: Path, result: SimResult, plots: bool = True, plotter: PlotProcess | None = None
+    out_dir: Path,
+    result: SimResult,
+    plots: bool = True,
+    plotter: PlotProcess | None = None,
+    ahead: LinesAhead | None = None,
 ) -> list[Path]:
     """Write every file of a run into ``out_dir``; returns the paths written.
 
     The plots are drawn by ``plotter`` (or a plot process forked now) and the events
-    written by a forked copy of this process while this one writes the time series;
-    each in-process instead when no process can be forked or the process failed. The
-    files are the same either way.
+    written by a forked copy of this process (with the lines ``ahead`` made during
+    the run) while this one writes the time series; each in-process instead when no
+    process can be forked or the process failed. The files are the same either way.
     """
     events_writer = None
     try:
@@ -305,9 +321,11 @@ def write_all(
         written = [out_dir / "timeseries.csv", out_dir / "events.jsonl", out_dir / "summary.json"]
         if can_fork():  # events.jsonl by a forked copy, beside the series made here
             events_writer = multiprocessing.get_context("fork").Process(
-                target=_write_events_quietly, args=(written[1], result), daemon=True
+                target=_write_events_quietly, args=(written[1], result, ahead), daemon=True
             )
             events_writer.start()
+        if ahead is not None:
+            ahead.finish(wait=False)
         if plots:
             plotter = plotter or PlotProcess.start()
             if plotter is not None:
@@ -317,6 +335,8 @@ def write_all(
         if write_parquet(out_dir / "timeseries.parquet", result.columns):
             written.append(out_dir / "timeseries.parquet")
     finally:
+        if ahead is not None:
+            ahead.finish()
         if events_writer is not None:
             events_writer.join()
         drawn = plotter is not None and plotter.finish()

@@ -70,6 +70,8 @@ BLOCK_SAMPLES = 86_400
 #: The series is held in memory (about 130 bytes a row): ten years of minutes.
 MAX_ROWS = 5_256_000
 ProgressFn = Callable[[int, int], None]
+#: Called after each block: (samples done, total, the events so far).
+BlockHook = Callable[[int, int, list[ScalarEvent]], None]
 #: glibc's mallopt parameters, and what a batch run sets them to (keep_freed_memory).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 HEAP_TRIM_BYTES = 1 << 30
@@ -230,9 +232,13 @@ def steps(profile: Profile, settings: SimSettings) -> tuple[int, float]:
 
 
 def simulate(
-    profile: Profile, settings: SimSettings, progress: ProgressFn | None = None
+    profile: Profile,
+    settings: SimSettings,
+    progress: ProgressFn | None = None,
+    each_block: BlockHook | None = None,
 ) -> SimResult:
-    """Run ``profile`` through a fresh meter; returns the summary, series and events."""
+    """Run ``profile`` through a fresh meter; returns the summary, series and events.
+    ``each_block`` sees the events as they come (e.g. ``twin.batch.eventsahead``)."""
     n, tail_s = steps(profile, settings)
     total = n + (tail_s > 0)
     spr = settings.samples_per_row
@@ -250,6 +256,8 @@ def simulate(
     for _events in drive(core, sampler, 0.0, settings.step_s, n, max_block=max_block):
         if progress is not None:
             progress(recorder.done, total)
+        if each_block is not None:
+            each_block(recorder.done, total, recorder.events)
     if tail_s:  # the last, shorter step: the core takes any length per block
         for _events in drive(core, sampler, n * settings.step_s, tail_s, 1):
             pass
