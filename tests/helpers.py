@@ -212,6 +212,28 @@ def events_by_kind(events: Any) -> tuple[list[str], dict[str, list[tuple[float, 
     return sorted(others), edges
 
 
+def block_pieces(block: Any, size: int) -> list[Any]:
+    """``block`` (a SampleBlock with its CTs on their own lines, forward) cut into blocks
+    of ``size`` samples, the last one shorter: the same samples in more calls."""
+    from twin.core import SampleBlock
+
+    n = block.n
+    return [
+        SampleBlock.build(
+            min(size, n - a),
+            block.dt_s,
+            voltage_v=block.voltage_v[:, a : a + size],
+            current_a=block.current_a[:, a : a + size],
+            cos_phi=block.cos_phi[:, a : a + size],
+            leading=block.leading[:, a : a + size],
+            frequency_hz=block.frequency_hz[a : a + size],
+            temperature_c=block.temperature_c[a : a + size],
+            line_angle_deg=block.line_angle_deg,
+        )
+        for a in range(0, n, size)
+    ]
+
+
 def accuracy_ratio(curve: Any, amps: Any, pf: Any) -> Any:
     """The documented accuracy curve of an ``ErrorCurve`` over whole arrays, written out
     independently of the core's chunked ``ErrorCurve.scale``."""

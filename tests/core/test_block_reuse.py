@@ -17,7 +17,7 @@ import itertools
 import numpy as np
 import numpy.typing as npt
 
-from tests.helpers import events_by_kind
+from tests.helpers import block_pieces, events_by_kind
 from twin.core import (
     DemandConfig,
     DemandMethod,
@@ -43,21 +43,6 @@ def load(
     return SampleBlock.build(
         n, 1.0, voltage_v=volts, current_a=amps, cos_phi=[0.95, 0.9], frequency_hz=hz
     )
-
-
-def pieces(block: SampleBlock, size: int) -> list[SampleBlock]:
-    n = block.n
-    return [
-        SampleBlock.build(
-            min(size, n - a),
-            block.dt_s,
-            voltage_v=block.voltage_v[:, a : a + size],
-            current_a=block.current_a[:, a : a + size],
-            cos_phi=block.cos_phi[:, a : a + size],
-            frequency_hz=block.frequency_hz[a : a + size],
-        )
-        for a in range(0, n, size)
-    ]
 
 
 def test_buffers_kept_across_changing_block_sizes_match_fresh_ones() -> None:
@@ -90,7 +75,7 @@ def test_edges_past_the_shared_alternating_states_match_short_blocks() -> None:
     long_core, short_core = MeterCore(MeterConfig()), MeterCore(MeterConfig())
     long_events = long_core.advance(block)
     short_events: list[Event] = []
-    for piece in pieces(block, 1000):
+    for piece in block_pieces(block, 1000):
         short_events.extend(short_core.advance(piece))
     edges = events_by_kind(long_events)[1]["10"]
     assert len(edges) > 2**16
@@ -142,7 +127,7 @@ def test_demand_reconfigured_between_long_blocks_equals_short_blocks() -> None:
     short_events: list[Event] = []
     for i, block in enumerate(blocks):
         long_events += long_core.advance(block)
-        for piece in pieces(block, 200):
+        for piece in block_pieces(block, 200):
             short_events += short_core.advance(piece)
         if i < len(settings):
             long_events += long_core.apply(settings[i])

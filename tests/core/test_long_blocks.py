@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.helpers import element_power_w, events_by_kind
+from tests.helpers import block_pieces, element_power_w, events_by_kind
 from twin.core import (
     DemandConfig,
     DemandMethod,
@@ -49,20 +49,6 @@ def day(seed: int, export: bool) -> SampleBlock:
     )
 
 
-def pieces(block: SampleBlock, size: int) -> list[SampleBlock]:
-    return [
-        SampleBlock.build(
-            min(size, N - a),
-            block.dt_s,
-            voltage_v=block.voltage_v[:, a : a + size],
-            current_a=block.current_a[:, a : a + size],
-            cos_phi=block.cos_phi[:, a : a + size],
-            temperature_c=block.temperature_c[a : a + size],
-        )
-        for a in range(0, N, size)
-    ]
-
-
 @pytest.mark.parametrize(
     ("export", "mode", "window_h"),
     [
@@ -82,7 +68,7 @@ def test_a_long_block_equals_short_ones(
     ev_whole = whole.advance(block) + whole.advance(block)  # buffers reused
     ev_split: list[Event] = []
     for _ in range(2):
-        for piece in pieces(block, SHORT):
+        for piece in block_pieces(block, SHORT):
             ev_split.extend(split.advance(piece))
     assert sum(isinstance(e, PulseEdges) for e in ev_whole) > 0
     assert events_by_kind(ev_whole) == events_by_kind(ev_split)
