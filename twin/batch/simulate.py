@@ -43,6 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from twin.batch.recorder import Recorder
+from twin.batch.samplesahead import DriveRun, sampled_ahead
 from twin.core import (
     AccuracyConfig,
     Command,
@@ -236,9 +237,12 @@ def simulate(
     settings: SimSettings,
     progress: ProgressFn | None = None,
     each_block: BlockHook | None = None,
+    samples_ahead: bool = False,
 ) -> SimResult:
     """Run ``profile`` through a fresh meter; returns the summary, series and events.
-    ``each_block`` sees the events as they come (e.g. ``twin.batch.eventsahead``)."""
+    ``each_block`` sees the events as they come (e.g. ``twin.batch.eventsahead``);
+    ``samples_ahead``: the caller may fork (``twin.batch.report.can_fork``), so a long
+    run's blocks may be sampled by a child process (``twin.batch.samplesahead``)."""
     n, tail_s = steps(profile, settings)
     total = n + (tail_s > 0)
     spr = settings.samples_per_row
@@ -248,19 +252,22 @@ def simulate(
             f"most {MAX_ROWS:,} (use a longer --interval)"
         )
     duration_s = n * settings.step_s + tail_s
-    recorder = Recorder(total, settings.step_s, spr, settings.model, duration_s)
-    recorder.keep_edges = settings.edges
-    core = make_core(meter_config(settings, profile), recorder)
-    max_block = max(spr, BLOCK_SAMPLES // spr * spr)
-    sampler = profile.sampler(settings.seed)
-    for _events in drive(core, sampler, 0.0, settings.step_s, n, max_block=max_block):
-        if progress is not None:
-            progress(recorder.done, total)
-        if each_block is not None:
-            each_block(recorder.done, total, recorder.events)
+    runs = [DriveRun(0.0, settings.step_s, n, max(spr, BLOCK_SAMPLES // spr * spr))]
     if tail_s:  # the last, shorter step: the core takes any length per block
-        for _events in drive(core, sampler, n * settings.step_s, tail_s, 1):
-            pass
+        runs.append(DriveRun(n * settings.step_s, tail_s, 1))
+    # The child (if any) is forked before the run's arrays exist: it copies no pages of them.
+    with sampled_ahead(profile, settings.seed, runs, samples_ahead) as sampler:
+        recorder = Recorder(total, settings.step_s, spr, settings.model, duration_s)
+        recorder.keep_edges = settings.edges
+        core = make_core(meter_config(settings, profile), recorder)
+        for _events in drive(core, sampler, *runs[0]):
+            if progress is not None:
+                progress(recorder.done, total)
+            if each_block is not None:
+                each_block(recorder.done, total, recorder.events)
+        for tail in runs[1:]:
+            for _events in drive(core, sampler, *tail):
+                pass
     if progress is not None:
         progress(recorder.done, total)
     summary = build_summary(core, recorder, profile, settings)

@@ -162,7 +162,7 @@ def main(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, profile: Profile, settings: SimSettings) -> int:
     from twin.batch.eventsahead import EventsAhead
-    from twin.batch.report import PlotProcess, prepare_out_dir, summary_json, write_all
+    from twin.batch.report import PlotProcess, can_fork, prepare_out_dir, summary_json, write_all
     from twin.batch.simulate import simulate
 
     plotter, ahead = None, None
@@ -174,7 +174,9 @@ def _run(args: argparse.Namespace, profile: Profile, settings: SimSettings) -> i
     progress = Progress()
     t0 = time.perf_counter()
     try:
-        result = simulate(profile, settings, progress=progress, each_block=ahead)
+        result = simulate(
+            profile, settings, progress=progress, each_block=ahead, samples_ahead=can_fork()
+        )
     except BaseException:
         if ahead is not None:  # first: its process holds a copy of the plot pipe's end
             ahead.finish()

@@ -1,0 +1,284 @@
+"""The profile's sample blocks computed ahead of the run by a forked process.
+
+Theory of operation. A batch run asks its sampler for a block, then spends longer on
+the core and the recorder than the sampler spent on the block; on the year at 1 s
+the sampler is about a quarter of the run's CPU while the second core is mostly
+idle. So, when the caller says it may fork (``twin.batch.report.can_fork``),
+:func:`sampled_ahead` forks a child before the run's arrays exist. The child drives
+the same loop as the run (``twin.drive.drive``, with a core that does nothing) over
+the same plan of drive calls, so it asks for exactly the blocks the run will ask
+for, in the same order (no reliance on a block sliced from a bigger one being the
+same bits as one asked directly). It writes each block into a ring of ``SLOTS``
+slots of an anonymous shared ``mmap`` made before the fork, and tells the run
+where each array lies (offset, dtype, shape, strides: a few hundred bytes through a
+socket pair, never the arrays). :class:`AheadSampler` hands the run read-only
+views of a slot with the strides the child's arrays had, so a broadcast constant
+stays a broadcast (the recorder's fast path sees ``strides[1] == 0``), and the run
+sees the same blocks, byte for byte, as it would sample itself.
+
+A slot is only written again once the run lets go of it: each block's views hang
+off one root array, and the run releases a slot (a count sent to the child) only
+when the weak reference to its root is dead, i.e. no array the run still holds
+views it (nothing does today: the core and recorder keep computed arrays, never
+the inputs). Should the run still hold a slot the child needs next, the run stops
+the child and samples the rest itself.
+
+Whatever goes wrong in the child (an error the sampler raises, a block that does
+not fit a slot, the child killed) makes the run sample that block itself, so an
+error is raised in the run as it would have been, with its own traceback (or none:
+the CLI prints one line); a dead child is an end of file on the socket, never a
+wait. The run samples its first block itself while the child starts on the second.
+Forking pays only for runs of many blocks (``MIN_AHEAD_SAMPLES``); shorter runs,
+and the Monte-Carlo workers (both cores busy already) sample in-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import signal
+import weakref
+from collections.abc import Iterator, Sequence
+from multiprocessing import Pipe
+from multiprocessing.connection import Connection
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from twin.core import Command, SampleBlock
+from twin.drive import drive
+from twin.loadprofile import Profile, Sampler
+
+#: Blocks the child may hold ready beyond the one the run is using.
+SLOTS = 3
+#: The smallest run worth a fork (measured, bench/bench_simulate.py: a fork of the
+#: ~100 MB process and the socket messages cost ~10 ms, the year's sampler ~8 ns a
+#: sample; a run of a few blocks gains less than the fork costs).
+MIN_AHEAD_SAMPLES = 8 * 86_400
+#: A slot's size limit: a day of samples with every array of the block materialised
+#: (84 bytes a sample). Longer blocks (an interval of days) are sampled in-process.
+MAX_SLOT_BYTES = 8 << 20
+#: The block's arrays, in slot order, and the bytes one sample of each can take.
+ARRAY_FIELDS = (
+    ("voltage_v", 16),
+    ("current_a", 16),
+    ("cos_phi", 16),
+    ("leading", 2),
+    ("frequency_hz", 8),
+    ("temperature_c", 8),
+    ("ct_line", 16),
+    ("ct_reversed", 2),
+)
+_ALIGN = 64  # each array starts on a cache line
+#: Where an array lies in a slot: (offset, dtype, compact shape, shape, strides).
+ArrayPlace = tuple[int, str, tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+#: A block's scalars and its arrays' places; None: the run samples this block itself.
+BlockPlace = tuple[float, tuple[float, float], Any, Any, tuple[ArrayPlace | None, ...]]
+
+
+class DriveRun(NamedTuple):
+    """The arguments of one ``drive`` call after ``core`` and ``sampler``."""
+
+    t0_s: float
+    dt_s: float
+    n: int
+    max_block: int = 1
+
+
+def slot_bytes(runs: Sequence[DriveRun]) -> int:
+    """The slot size the largest block of ``runs`` needs at most."""
+    samples = max(min(run.n, run.max_block) for run in runs)
+    return sum(-(-per * samples // _ALIGN) * _ALIGN for _, per in ARRAY_FIELDS)
+
+
+def worth_forking(runs: Sequence[DriveRun]) -> bool:
+    """Whether a child pays for ``runs``: many samples, blocks that fit a slot."""
+    return sum(run.n for run in runs) >= MIN_AHEAD_SAMPLES and slot_bytes(runs) <= MAX_SLOT_BYTES
+
+
+def pack(slot: npt.NDArray[np.uint8], block: SampleBlock) -> BlockPlace | None:
+    """Copy the block's arrays into ``slot`` (a broadcast dimension once); returns where
+    they lie, or None when they do not fit or their strides would not survive."""
+    places: list[ArrayPlace | None] = []
+    at = 0
+    for name, _ in ARRAY_FIELDS:
+        arr: npt.NDArray[Any] | None = getattr(block, name)
+        if arr is None:
+            places.append(None)
+            continue
+        compact = arr[tuple(slice(0, 1) if s == 0 else slice(None) for s in arr.strides)]
+        if at + compact.nbytes > slot.shape[0]:
+            return None
+        dest = slot[at : at + compact.nbytes].view(arr.dtype).reshape(compact.shape)
+        strides = tuple(0 if s == 0 else d for s, d in zip(arr.strides, dest.strides, strict=True))
+        if strides != arr.strides:
+            return None
+        np.copyto(dest, compact)
+        places.append((at, arr.dtype.str, compact.shape, arr.shape, strides))
+        at += -(-compact.nbytes // _ALIGN) * _ALIGN
+    ranges = block.voltage_range_v, block.current_range_a
+    return block.dt_s, block.line_angle_deg, *ranges, tuple(places)
+
+
+def unpack(root: npt.NDArray[np.uint8], place: BlockPlace) -> SampleBlock:
+    """The block ``pack`` wrote, as read-only views of ``root`` (validated by the child)."""
+    dt_s, angles, volts_range, amps_range, places = place
+    arrays: dict[str, npt.NDArray[Any] | None] = {}
+    for (name, _), where in zip(ARRAY_FIELDS, places, strict=True):
+        if where is None:
+            arrays[name] = None
+            continue
+        at, dtype, _compact, shape, strides = where
+        view: npt.NDArray[Any] = np.ndarray(shape, dtype, root, at, strides)
+        view.flags.writeable = False
+        arrays[name] = view
+    return SampleBlock(
+        dt_s=dt_s,
+        line_angle_deg=angles,
+        voltage_range_v=volts_range,
+        current_range_a=amps_range,
+        **arrays,  # type: ignore[arg-type]
+    )
+
+
+class _NoCore:
+    """What the child drives: its blocks go to the run, not to a meter."""
+
+    def advance(self, block: SampleBlock) -> list[None]:
+        return []
+
+    def apply(self, command: Command) -> list[None]:
+        return []
+
+
+class _Shipper(Sampler):
+    """The child's sampler: each block the plan asks for, written to the ring."""
+
+    def __init__(self, profile: Profile, seed: int, ring: mmap.mmap, conn: Connection) -> None:
+        super().__init__(profile.spec, seed)
+        self._ring, self._size, self._conn = ring, len(ring) // SLOTS, conn
+        self._k, self._released = 0, 1  # the run samples block 0 itself
+        self._filler = SampleBlock.build(1, 1.0)
+
+    def block(self, t0_s: float, dt_s: float, n: int) -> SampleBlock:
+        k = self._k
+        self._k += 1
+        if k == 0:
+            return self._filler
+        block = super().block(t0_s, dt_s, n)  # an error: the child exits, the run samples k
+        while self._conn.poll() or k >= self._released + SLOTS:
+            self._released = self._conn.recv()  # the run's count of blocks let go
+        at = (k % SLOTS) * self._size
+        slot = np.frombuffer(self._ring, np.uint8, self._size, at)
+        self._conn.send((k, (t0_s, dt_s, n, pack(slot, block))))
+        return self._filler
+
+
+def _child(shipper: _Shipper, runs: Sequence[DriveRun]) -> None:
+    for run in runs:
+        for _ in drive(_NoCore(), shipper, *run):
+            pass
+
+
+class AheadSampler(Sampler):
+    """The run's sampler: the child's blocks when it has them, else its own.
+
+    ``pid`` is the child's process id until it is stopped (None then, and when none
+    was forked).
+    """
+
+    def __init__(self, profile: Profile, seed: int, runs: Sequence[DriveRun]) -> None:
+        super().__init__(profile.spec, seed)
+        self.pid: int | None = None
+        self._size = slot_bytes(runs)
+        self._ring = mmap.mmap(-1, SLOTS * self._size)
+        self._conn, child_conn = Pipe(duplex=True)
+        self._k, self._released = 0, 1
+        self._roots: dict[int, weakref.ref[npt.NDArray[np.uint8]]] = {}
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            status = 1
+            try:
+                self._conn.close()
+                _child(_Shipper(profile, seed, self._ring, child_conn), runs)
+                status = 0
+            finally:
+                os._exit(status)
+        child_conn.close()
+        self.pid = pid
+
+    def block(self, t0_s: float, dt_s: float, n: int) -> SampleBlock:
+        k = self._k
+        self._k += 1
+        if self.pid is not None and k > 0:
+            found = self._from_child(k, (t0_s, dt_s, n))
+            if found is not None:
+                return found
+        return super().block(t0_s, dt_s, n)
+
+    def _from_child(self, k: int, request: tuple[float, float, int]) -> SampleBlock | None:
+        """Block ``k`` from its slot; None when the run samples it itself (and, unless
+        the child only said so for this block, stops the child)."""
+        released = self._released
+        while released < k and self._let_go(released):
+            released += 1
+        if released != self._released:
+            self._released = released
+            # Refused once the child is gone: done, or dead (then the next read says so).
+            with contextlib.suppress(OSError):
+                self._conn.send(released)
+        if k >= released + SLOTS:  # the slot is still viewed: the child cannot write it
+            self.stop()
+            return None
+        try:
+            got, (t0_s, dt_s, n, where) = self._conn.recv()
+        except Exception:  # the child died (whatever it left half-sent)
+            self.stop()
+            return None
+        if (got, (t0_s, dt_s, n)) != (k, request):  # not the plan the run follows
+            self.stop()
+            return None
+        if where is None:
+            return None
+        root = np.frombuffer(self._ring, np.uint8, self._size, (k % SLOTS) * self._size)
+        self._roots[k] = weakref.ref(root)
+        return unpack(root, where)
+
+    def _let_go(self, j: int) -> bool:
+        """Whether block ``j``'s slot is free: sampled here, or no view of it is alive."""
+        root = self._roots.get(j)
+        if root is not None and root() is not None:
+            return False
+        self._roots.pop(j, None)
+        return True
+
+    def stop(self) -> None:
+        """End the child (finished or not) and sample here from now on; the slots the
+        run still views stay mapped as long as they are viewed."""
+        if self.pid is None:
+            return
+        pid, self.pid = self.pid, None
+        self._conn.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+@contextlib.contextmanager
+def sampled_ahead(
+    profile: Profile, seed: int | None, runs: Sequence[DriveRun], fork: bool
+) -> Iterator[Sampler]:
+    """The sampler for ``runs`` (the run's drive calls, in order): a child computing
+    the blocks ahead when ``fork`` (the caller may fork) and it pays, else the plain
+    sampler. The child is ended on the way out."""
+    sampler = profile.sampler(seed)
+    if not (fork and worth_forking(runs)):
+        yield sampler
+        return
+    ahead = AheadSampler(profile, sampler.seed, runs)
+    try:
+        yield ahead
+    finally:
+        ahead.stop()
