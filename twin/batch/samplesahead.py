@@ -185,13 +185,14 @@ def _child(shipper: _Shipper, runs: Sequence[DriveRun]) -> None:
 class AheadSampler(Sampler):
     """The run's sampler: the child's blocks when it has them, else its own.
 
-    ``pid`` is the child's process id until it is stopped (None then, and when none
-    was forked).
+    ``pid`` is the child's process id until it is stopped (None then); ``served``
+    counts the blocks handed from its slots.
     """
 
     def __init__(self, profile: Profile, seed: int, runs: Sequence[DriveRun]) -> None:
         super().__init__(profile.spec, seed)
         self.pid: int | None = None
+        self.served = 0
         self._size = slot_bytes(runs)
         self._ring = mmap.mmap(-1, SLOTS * self._size)
         self._conn, child_conn = Pipe(duplex=True)
@@ -244,6 +245,7 @@ class AheadSampler(Sampler):
             return None
         root = np.frombuffer(self._ring, np.uint8, self._size, (k % SLOTS) * self._size)
         self._roots[k] = weakref.ref(root)
+        self.served += 1
         return unpack(root, where)
 
     def _let_go(self, j: int) -> bool:
