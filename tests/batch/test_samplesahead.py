@@ -16,6 +16,7 @@ import pytest
 from twin.batch.report import can_fork, event_lines, summary_json
 from twin.batch.samplesahead import (
     MIN_AHEAD_SAMPLES,
+    SLOTS,
     AheadSampler,
     DriveRun,
     pack,
@@ -137,7 +138,7 @@ def test_only_long_runs_of_day_sized_blocks_fork() -> None:
 def test_the_childs_blocks_are_the_samplers_own(name: str, days: float, step_s: float) -> None:
     profile = load_profile(name)
     runs = plan(days, step_s)
-    ahead = AheadSampler(profile, 7, runs)
+    ahead = AheadSampler(profile, 7, runs, wait=True)
     try:
         got = witness(ahead, runs)
     finally:
@@ -151,7 +152,7 @@ def test_the_childs_blocks_are_the_samplers_own(name: str, days: float, step_s: 
 def test_a_killed_child_leaves_the_run_to_sample_the_rest() -> None:
     profile = load_profile("meter-faults")
     runs = plan(0.5, 0.7)
-    ahead = AheadSampler(profile, 3, runs)
+    ahead = AheadSampler(profile, 3, runs, wait=True)
     pid = ahead.pid
     assert pid is not None
 
@@ -172,7 +173,7 @@ def test_a_killed_child_leaves_the_run_to_sample_the_rest() -> None:
 def test_a_child_killed_before_it_sends_anything_blocks_nothing() -> None:
     profile = load_profile("residential-year")
     runs = plan(0.5, 1.0)
-    ahead = AheadSampler(profile, 1, runs)
+    ahead = AheadSampler(profile, 1, runs, wait=True)
     assert ahead.pid is not None
     os.kill(ahead.pid, signal.SIGKILL)
     try:
@@ -181,6 +182,27 @@ def test_a_child_killed_before_it_sends_anything_blocks_nothing() -> None:
         ahead.stop()
     assert got == witness(profile.sampler(1), runs)
     assert ahead.served == 0
+
+
+@needs_fork
+@pytest.mark.parametrize("freeze", [False, True])
+def test_the_run_never_waits_for_the_child(freeze: bool) -> None:
+    """Without ``wait`` the run samples what the child has not sent: a frozen child
+    (alive, never sending again) holds nothing up, and the blocks are the same
+    whichever process made them."""
+    profile = load_profile("meter-faults")
+    runs = plan(0.5, 0.7)
+    ahead = AheadSampler(profile, 3, runs)
+    assert ahead.pid is not None
+    if freeze:
+        os.kill(ahead.pid, signal.SIGSTOP)
+    try:
+        got = witness(ahead, runs)
+    finally:
+        ahead.stop()
+    assert got == witness(profile.sampler(3), runs)
+    if freeze:  # at most what it sent before it froze
+        assert ahead.served <= SLOTS
 
 
 @needs_fork
@@ -195,7 +217,7 @@ def test_a_block_still_held_is_never_overwritten() -> None:
         if count == 3:
             kept.append((block, digest(block)))
 
-    ahead = AheadSampler(profile, 2, runs)
+    ahead = AheadSampler(profile, 2, runs, wait=True)
     try:
         got = witness(ahead, runs, Witness(keep))
     finally:
@@ -223,7 +245,7 @@ def test_an_error_of_the_sampler_is_raised_in_the_run_at_its_block(
     profile = load_profile("residential-year")
     runs = plan(1.0, 1.0)
     core = Witness()
-    ahead = AheadSampler(profile, 2, runs)
+    ahead = AheadSampler(profile, 2, runs, wait=True)
     with pytest.raises(ValueError, match="current_a: 999 out of range"):
         try:
             witness(ahead, runs, core)

@@ -51,8 +51,14 @@ from twin.core import Command, SampleBlock
 from twin.drive import drive
 from twin.loadprofile import Profile, Sampler
 
-#: Blocks the child may hold ready beyond the one the run is using.
-SLOTS = 3
+#: Blocks the child may hold ready ahead of the run (the slots of the ring).
+SLOTS = 4
+#: Slots let go of at a time: each message wakes a waiting child, and a wake-up may
+#: run it on the run's core for a while, so the child is woken once per half ring.
+RELEASE_BATCH = SLOTS // 2
+#: The child's niceness: it takes the time no one else wants (the run, the plot and
+#: events processes come first; the run samples itself what the child has not sent).
+CHILD_NICENESS = 10
 #: The smallest run worth a fork (measured, bench/bench_simulate.py: a fork of the
 #: ~100 MB process and the socket messages cost ~10 ms, the year's sampler ~8 ns a
 #: sample; a run of a few blocks gains less than the fork costs).
@@ -154,7 +160,8 @@ class _NoCore:
 
 
 class _Shipper(Sampler):
-    """The child's sampler: each block the plan asks for, written to the ring."""
+    """The child's sampler: each block the plan asks for, written to the ring, but for
+    those the run has let go of already (sampled itself, not waiting)."""
 
     def __init__(self, profile: Profile, seed: int, ring: mmap.mmap, conn: Connection) -> None:
         super().__init__(profile.spec, seed)
@@ -165,18 +172,28 @@ class _Shipper(Sampler):
     def block(self, t0_s: float, dt_s: float, n: int) -> SampleBlock:
         k = self._k
         self._k += 1
-        if k == 0:
+        self._hear()
+        if k < self._released:
             return self._filler
         block = super().block(t0_s, dt_s, n)  # an error: the child exits, the run samples k
-        while self._conn.poll() or k >= self._released + SLOTS:
-            self._released = self._conn.recv()  # the run's count of blocks let go
+        while k >= self._released + SLOTS:  # its slot is still the run's: wait
+            self._released = self._conn.recv()
+        self._hear()
+        if k < self._released:
+            return self._filler
         at = (k % SLOTS) * self._size
         slot = np.frombuffer(self._ring, np.uint8, self._size, at)
         self._conn.send((k, (t0_s, dt_s, n, pack(slot, block))))
         return self._filler
 
+    def _hear(self) -> None:
+        """Take the run's counts of blocks let go that have come (never waits)."""
+        while self._conn.poll():
+            self._released = self._conn.recv()
+
 
 def _child(shipper: _Shipper, runs: Sequence[DriveRun]) -> None:
+    os.nice(CHILD_NICENESS)
     for run in runs:
         for _ in drive(_NoCore(), shipper, *run):
             pass
@@ -185,18 +202,23 @@ def _child(shipper: _Shipper, runs: Sequence[DriveRun]) -> None:
 class AheadSampler(Sampler):
     """The run's sampler: the child's blocks when it has them, else its own.
 
-    ``pid`` is the child's process id until it is stopped (None then); ``served``
-    counts the blocks handed from its slots.
+    A block the child has not sent yet is sampled here (the run never waits for the
+    child), unless ``wait`` (then which blocks come from the child does not depend on
+    timing: for tests). ``pid`` is the child's process id until it is stopped (None
+    then); ``served`` counts the blocks handed from its slots.
     """
 
-    def __init__(self, profile: Profile, seed: int, runs: Sequence[DriveRun]) -> None:
+    def __init__(
+        self, profile: Profile, seed: int, runs: Sequence[DriveRun], wait: bool = False
+    ) -> None:
         super().__init__(profile.spec, seed)
         self.pid: int | None = None
         self.served = 0
+        self._wait = wait
         self._size = slot_bytes(runs)
         self._ring = mmap.mmap(-1, SLOTS * self._size)
         self._conn, child_conn = Pipe(duplex=True)
-        self._k, self._released = 0, 1
+        self._k, self._released, self._sent = 0, 1, 1
         self._roots: dict[int, weakref.ref[npt.NDArray[np.uint8]]] = {}
         pid = os.fork()
         if pid == 0:  # the child: never returns
@@ -220,33 +242,54 @@ class AheadSampler(Sampler):
         return super().block(t0_s, dt_s, n)
 
     def _from_child(self, k: int, request: tuple[float, float, int]) -> SampleBlock | None:
-        """Block ``k`` from its slot; None when the run samples it itself (and, unless
-        the child only said so for this block, stops the child)."""
-        released = self._released
-        while released < k and self._let_go(released):
-            released += 1
-        if released != self._released:
-            self._released = released
-            # Refused once the child is gone: done, or dead (then the next read says so).
-            with contextlib.suppress(OSError):
-                self._conn.send(released)
-        if k >= released + SLOTS:  # the slot is still viewed: the child cannot write it
+        """Block ``k`` from its slot; None when the run samples it itself (the child
+        stopped unless it only had not sent it yet, or it did not fit a slot)."""
+        while self._released < k and self._let_go(self._released):
+            self._released += 1
+        if k >= self._released + SLOTS:  # the slot is still viewed: the child cannot write it
             self.stop()
             return None
+        self._tell(k)
         try:
-            got, (t0_s, dt_s, n, where) = self._conn.recv()
+            place = self._take(k)
         except Exception:  # the child died (whatever it left half-sent)
             self.stop()
             return None
-        if (got, (t0_s, dt_s, n)) != (k, request):  # not the plan the run follows
+        if place is None:  # not sent yet: sampled here, so the child may skip it
+            if self._released == k:
+                self._released = k + 1
+            self._tell(k, now=True)
+            return None
+        if place[:3] != request:  # not the plan the run follows
             self.stop()
             return None
-        if where is None:
+        if place[3] is None:
             return None
         root = np.frombuffer(self._ring, np.uint8, self._size, (k % SLOTS) * self._size)
         self._roots[k] = weakref.ref(root)
         self.served += 1
-        return unpack(root, where)
+        return unpack(root, place[3])
+
+    def _tell(self, k: int, now: bool = False) -> None:
+        """Send the count of blocks let go: ``now``, or a half ring's worth of them, or
+        before waiting on a block the child cannot write with the count it has."""
+        released, sent = self._released, self._sent
+        if released > sent and (now or released >= sent + RELEASE_BATCH or k >= sent + SLOTS):
+            self._sent = released
+            # Refused once the child is gone: done, or dead (then the next read says so).
+            with contextlib.suppress(OSError):
+                self._conn.send(released)
+
+    def _take(self, k: int) -> tuple[float, float, int, BlockPlace | None] | None:
+        """The child's word on block ``k`` (skipping those the run sampled itself); None
+        when it has not come and the run does not wait."""
+        while self._wait or self._conn.poll():
+            got, place = self._conn.recv()
+            if got == k:
+                return place  # type: ignore[no-any-return]
+            if got > k:
+                raise ValueError(f"block {got} before block {k}")
+        return None
 
     def _let_go(self, j: int) -> bool:
         """Whether block ``j``'s slot is free: sampled here, or no view of it is alive."""
