@@ -272,7 +272,7 @@ def result_bytes(result: SimResult) -> tuple[Any, ...]:
 @needs_fork
 @pytest.mark.parametrize(
     ("name", "days", "step_s", "seed"),
-    [("meter-faults", 9.0, 0.7, None), ("brownout-outage", 9.0, 1.1, 5)],
+    [("meter-faults", 22.0, 0.7, None), ("brownout-outage", 10.0, 0.33, 5)],
 )
 def test_simulate_with_samples_ahead_gives_the_same_run(
     name: str, days: float, step_s: float, seed: int | None

@@ -58,11 +58,11 @@ SLOTS = 4
 RELEASE_BATCH = SLOTS // 2
 #: The child's niceness: it takes the time no one else wants (the run, the plot and
 #: events processes come first; the run samples itself what the child has not sent).
-CHILD_NICENESS = 10
-#: The smallest run worth a fork (measured, bench/bench_simulate.py: a fork of the
-#: ~100 MB process and the socket messages cost ~10 ms, the year's sampler ~8 ns a
-#: sample; a run of a few blocks gains less than the fork costs).
-MIN_AHEAD_SAMPLES = 8 * 86_400
+CHILD_NICENESS = 5
+#: The smallest run worth a fork: the fork and the pages it makes the run copy cost
+#: the run 5-15 ms of CPU, the shipped profiles' sampler 0.5-20 ms a day of samples
+#: (the year's ~0.8 ms); below ~2 weeks the run gained nothing on a busy machine.
+MIN_AHEAD_SAMPLES = 30 * 86_400
 #: A slot's size limit: a day of samples with every array of the block materialised
 #: (84 bytes a sample). Longer blocks (an interval of days) are sampled in-process.
 MAX_SLOT_BYTES = 8 << 20
