@@ -23,18 +23,22 @@ views it (nothing does today: the core and recorder keep computed arrays, never
 the inputs). Should the run still hold a slot the child needs next, the run stops
 the child and samples the rest itself.
 
-Whatever goes wrong in the child (an error the sampler raises, a block that does
-not fit a slot, the child killed) makes the run sample that block itself, so an
-error is raised in the run as it would have been, with its own traceback (or none:
-the CLI prints one line); a dead child is an end of file on the socket, never a
-wait. The run samples its first block itself while the child starts on the second.
-Forking pays only for runs of many blocks (``MIN_AHEAD_SAMPLES``); shorter runs,
-and the Monte-Carlo workers (both cores busy already) sample in-process.
+The run never waits for the child: a block it has not sent yet (the child is
+niced below the run, the plot and the events processes, so it gets behind when the
+second core is busy) is sampled by the run itself, and the child skips the blocks
+the run has let go of. Whatever goes wrong in the child (an error the sampler
+raises, a block that does not fit a slot, the child killed) likewise makes the run
+sample the block itself, so an error is raised in the run where and as it would
+have been; a dead child is an end of file on the socket. The run samples its first
+block itself while the child starts on the second. Forking pays only for long runs
+(``MIN_AHEAD_SAMPLES``); shorter runs, and the Monte-Carlo workers (both cores busy
+already), sample in-process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import mmap
 import os
 import signal
@@ -66,22 +70,22 @@ MIN_AHEAD_SAMPLES = 30 * 86_400
 #: A slot's size limit: a day of samples with every array of the block materialised
 #: (84 bytes a sample). Longer blocks (an interval of days) are sampled in-process.
 MAX_SLOT_BYTES = 8 << 20
-#: The block's arrays, in slot order, and the bytes one sample of each can take.
-ARRAY_FIELDS = (
-    ("voltage_v", 16),
-    ("current_a", 16),
-    ("cos_phi", 16),
-    ("leading", 2),
-    ("frequency_hz", 8),
-    ("temperature_c", 8),
-    ("ct_line", 16),
-    ("ct_reversed", 2),
-)
+#: The bytes one sample of each of the block's arrays can take (the slot's size).
+ARRAY_BYTES = {
+    "voltage_v": 16,
+    "current_a": 16,
+    "cos_phi": 16,
+    "leading": 2,
+    "frequency_hz": 8,
+    "temperature_c": 8,
+    "ct_line": 16,
+    "ct_reversed": 2,
+}
 _ALIGN = 64  # each array starts on a cache line
-#: Where an array lies in a slot: (offset, dtype, compact shape, shape, strides).
-ArrayPlace = tuple[int, str, tuple[int, ...], tuple[int, ...], tuple[int, ...]]
-#: A block's scalars and its arrays' places; None: the run samples this block itself.
-BlockPlace = tuple[float, tuple[float, float], Any, Any, tuple[ArrayPlace | None, ...]]
+#: Where an array lies in a slot: (offset, dtype, shape, strides).
+ArrayPlace = tuple[int, str, tuple[int, ...], tuple[int, ...]]
+#: A block as ``pack`` wrote it: its other fields' values, and its arrays' places.
+BlockPlace = tuple[dict[str, Any], dict[str, ArrayPlace]]
 
 
 class DriveRun(NamedTuple):
@@ -96,7 +100,7 @@ class DriveRun(NamedTuple):
 def slot_bytes(runs: Sequence[DriveRun]) -> int:
     """The slot size the largest block of ``runs`` needs at most."""
     samples = max(min(run.n, run.max_block) for run in runs)
-    return sum(-(-per * samples // _ALIGN) * _ALIGN for _, per in ARRAY_FIELDS)
+    return sum(-(-per * samples // _ALIGN) * _ALIGN for per in ARRAY_BYTES.values())
 
 
 def worth_forking(runs: Sequence[DriveRun]) -> bool:
@@ -105,14 +109,16 @@ def worth_forking(runs: Sequence[DriveRun]) -> bool:
 
 
 def pack(slot: npt.NDArray[np.uint8], block: SampleBlock) -> BlockPlace | None:
-    """Copy the block's arrays into ``slot`` (a broadcast dimension once); returns where
-    they lie, or None when they do not fit or their strides would not survive."""
-    places: list[ArrayPlace | None] = []
+    """Copy the block's arrays into ``slot`` (a broadcast dimension once); returns the
+    other fields and where the arrays lie, or None when they do not fit or their
+    strides would not survive the copy."""
+    values: dict[str, Any] = {}
+    places: dict[str, ArrayPlace] = {}
     at = 0
-    for name, _ in ARRAY_FIELDS:
-        arr: npt.NDArray[Any] | None = getattr(block, name)
-        if arr is None:
-            places.append(None)
+    for f in dataclasses.fields(block):
+        arr = getattr(block, f.name)
+        if not isinstance(arr, np.ndarray):
+            values[f.name] = arr
             continue
         compact = arr[tuple(slice(0, 1) if s == 0 else slice(None) for s in arr.strides)]
         if at + compact.nbytes > slot.shape[0]:
@@ -122,31 +128,20 @@ def pack(slot: npt.NDArray[np.uint8], block: SampleBlock) -> BlockPlace | None:
         if strides != arr.strides:
             return None
         np.copyto(dest, compact)
-        places.append((at, arr.dtype.str, compact.shape, arr.shape, strides))
+        places[f.name] = (at, arr.dtype.str, arr.shape, strides)
         at += -(-compact.nbytes // _ALIGN) * _ALIGN
-    ranges = block.voltage_range_v, block.current_range_a
-    return block.dt_s, block.line_angle_deg, *ranges, tuple(places)
+    return values, places
 
 
 def unpack(root: npt.NDArray[np.uint8], place: BlockPlace) -> SampleBlock:
     """The block ``pack`` wrote, as read-only views of ``root`` (validated by the child)."""
-    dt_s, angles, volts_range, amps_range, places = place
-    arrays: dict[str, npt.NDArray[Any] | None] = {}
-    for (name, _), where in zip(ARRAY_FIELDS, places, strict=True):
-        if where is None:
-            arrays[name] = None
-            continue
-        at, dtype, _compact, shape, strides = where
+    values, places = place
+    fields = dict(values)
+    for name, (at, dtype, shape, strides) in places.items():
         view: npt.NDArray[Any] = np.ndarray(shape, dtype, root, at, strides)
         view.flags.writeable = False
-        arrays[name] = view
-    return SampleBlock(
-        dt_s=dt_s,
-        line_angle_deg=angles,
-        voltage_range_v=volts_range,
-        current_range_a=amps_range,
-        **arrays,  # type: ignore[arg-type]
-    )
+        fields[name] = view
+    return SampleBlock(**fields)
 
 
 class _NoCore:
@@ -183,7 +178,7 @@ class _Shipper(Sampler):
             return self._filler
         at = (k % SLOTS) * self._size
         slot = np.frombuffer(self._ring, np.uint8, self._size, at)
-        self._conn.send((k, (t0_s, dt_s, n, pack(slot, block))))
+        self._conn.send((k, (t0_s, dt_s, n), pack(slot, block)))
         return self._filler
 
     def _hear(self) -> None:
@@ -193,7 +188,8 @@ class _Shipper(Sampler):
 
 
 def _child(shipper: _Shipper, runs: Sequence[DriveRun]) -> None:
-    os.nice(CHILD_NICENESS)
+    with contextlib.suppress(OSError):
+        os.nice(CHILD_NICENESS)
     for run in runs:
         for _ in drive(_NoCore(), shipper, *run):
             pass
@@ -251,24 +247,25 @@ class AheadSampler(Sampler):
             return None
         self._tell(k)
         try:
-            place = self._take(k)
+            word = self._take(k)
         except Exception:  # the child died (whatever it left half-sent)
             self.stop()
             return None
-        if place is None:  # not sent yet: sampled here, so the child may skip it
+        if word is None:  # not sent yet: sampled here, so the child may skip it
             if self._released == k:
                 self._released = k + 1
             self._tell(k, now=True)
             return None
-        if place[:3] != request:  # not the plan the run follows
+        asked, place = word
+        if asked != request:  # not the plan the run follows
             self.stop()
             return None
-        if place[3] is None:
+        if place is None:  # did not fit its slot
             return None
         root = np.frombuffer(self._ring, np.uint8, self._size, (k % SLOTS) * self._size)
         self._roots[k] = weakref.ref(root)
         self.served += 1
-        return unpack(root, place[3])
+        return unpack(root, place)
 
     def _tell(self, k: int, now: bool = False) -> None:
         """Send the count of blocks let go: ``now``, or a half ring's worth of them, or
@@ -280,13 +277,14 @@ class AheadSampler(Sampler):
             with contextlib.suppress(OSError):
                 self._conn.send(released)
 
-    def _take(self, k: int) -> tuple[float, float, int, BlockPlace | None] | None:
-        """The child's word on block ``k`` (skipping those the run sampled itself); None
-        when it has not come and the run does not wait."""
+    def _take(self, k: int) -> tuple[tuple[float, float, int], BlockPlace | None] | None:
+        """The child's word on block ``k``: the request it sampled and where the block
+        lies (skipping blocks the run sampled itself); None when it has not come and
+        the run does not wait."""
         while self._wait or self._conn.poll():
-            got, place = self._conn.recv()
+            got, asked, place = self._conn.recv()
             if got == k:
-                return place  # type: ignore[no-any-return]
+                return asked, place
             if got > k:
                 raise ValueError(f"block {got} before block {k}")
         return None
@@ -322,7 +320,12 @@ def sampled_ahead(
     if not (fork and worth_forking(runs)):
         yield sampler
         return
-    ahead = AheadSampler(profile, sampler.seed, runs)
+    ahead = None
+    with contextlib.suppress(OSError):  # no memory or no process to spare: sampled here
+        ahead = AheadSampler(profile, sampler.seed, runs)
+    if ahead is None:
+        yield sampler
+        return
     try:
         yield ahead
     finally:
