@@ -23,16 +23,18 @@ views it (nothing does today: the core and recorder keep computed arrays, never
 the inputs). Should the run still hold a slot the child needs next, the run stops
 the child and samples the rest itself.
 
-The run never waits for the child: a block it has not sent yet (the child is
-niced below the run, the plot and the events processes, so it gets behind when the
-second core is busy) is sampled by the run itself, and the child skips the blocks
-the run has let go of. Whatever goes wrong in the child (an error the sampler
-raises, a block that does not fit a slot, the child killed) likewise makes the run
-sample the block itself, so an error is raised in the run where and as it would
-have been; a dead child is an end of file on the socket. The run samples its first
-block itself while the child starts on the second. Forking pays only for long runs
-(``MIN_AHEAD_SAMPLES``); shorter runs, and the Monte-Carlo workers (both cores busy
-already), sample in-process.
+The run never waits for the child: a block it has not sent yet is sampled by the
+run itself, and the child skips the blocks the run has let go of. The child runs
+only on time no other process wants (``SCHED_IDLE``): on an idle second core it
+keeps ahead of the run; when that core is busy (the plot process importing
+matplotlib, the events head, another program) the run samples for itself.
+Whatever goes wrong in the child (an error the sampler raises, a block that does
+not fit a slot, the child killed) likewise makes the run sample the block itself,
+so an error is raised in the run where and as it would have been; a dead child is
+an end of file on the socket. The run samples its first block itself while the
+child starts on the second. Forking pays only for long runs (``MIN_AHEAD_SAMPLES``);
+shorter runs, and the Monte-Carlo workers (both cores busy already), sample
+in-process.
 """
 
 from __future__ import annotations
@@ -60,9 +62,6 @@ SLOTS = 4
 #: Slots let go of at a time: each message wakes a waiting child, and a wake-up may
 #: run it on the run's core for a while, so the child is woken once per half ring.
 RELEASE_BATCH = SLOTS // 2
-#: The child's niceness: it takes the time no one else wants (the run, the plot and
-#: events processes come first; the run samples itself what the child has not sent).
-CHILD_NICENESS = 5
 #: The smallest run worth a fork: the fork and the pages it makes the run copy cost
 #: the run 5-15 ms of CPU, the shipped profiles' sampler 0.5-20 ms a day of samples
 #: (the year's ~0.8 ms); below ~2 weeks the run gained nothing on a busy machine.
@@ -188,8 +187,10 @@ class _Shipper(Sampler):
 
 
 def _child(shipper: _Shipper, runs: Sequence[DriveRun]) -> None:
+    # Only the time no one else wants: at any higher priority it took the run's own
+    # core on a busy machine (the run sampling itself meanwhile would have been faster).
     with contextlib.suppress(OSError):
-        os.nice(CHILD_NICENESS)
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     for run in runs:
         for _ in drive(_NoCore(), shipper, *run):
             pass
