@@ -82,7 +82,9 @@ class Recorder:
         self.closures = np.zeros((len(OUTPUTS), self.rows), np.int64)
         self.first_count_s = np.full((len(OUTPUTS), self.rows), np.nan)
         self.last_count_s = np.full((len(OUTPUTS), self.rows), np.nan)
-        self.demand_points: list[tuple[float, float, float]] = [(0.0, 0.0, 0.0)]
+        # The demand step function, (times, demands, maxima) per piece in time order: a
+        # run's closes as the core's columns (no Python object per close), else one point.
+        self._demand_pieces: list[tuple[Any, Any, Any]] = [((0.0,), (0.0,), (0.0,))]
         self.events: list[ScalarEvent] = []  # everything but pulse edges and series, time order
         self.edges: list[PulseEdges] = []
         self.keep_edges = False
@@ -99,14 +101,19 @@ class Recorder:
     def block(
         self, block: SampleBlock, events: list[Event], before: Snapshot, after: Snapshot
     ) -> None:
-        """Record one block from the core's own per-sample registration (no second metrology)."""
-        reg = next(e for e in events if isinstance(e, Registration))
+        """Record one block from the core's own per-sample registration (no second metrology).
+
+        The block's rows are consecutive, so they are addressed as a slice."""
+        reg = self._events(events)
+        if reg is None:
+            raise ValueError("block: no Registration event; expected a core with emit_series")
         n, i0, els = block.n, self.done, self.model.elements
         k0 = (-i0) % self.spr
         starts = np.arange(k0, n, self.spr)
         if k0 or starts.size == 0:
             starts = np.concatenate(([0], starts))
-        rows = (i0 + starts) // self.spr
+        r0 = i0 // self.spr
+        rows = slice(r0, r0 + starts.shape[0])
         dt = block.dt_s
         self.power_ws[:els, rows] += np.add.reduceat(reg.power_w, starts, axis=1) * dt
         volts = np.asarray(block.voltage_v, dtype=np.float64)
@@ -115,104 +122,121 @@ class Recorder:
         else:
             self.voltage_vs[:, rows] += np.add.reduceat(volts, starts, axis=1) * dt
             low = np.minimum.reduceat(volts.min(axis=0), starts)
-            self.voltage_min_v[rows] = np.minimum(self.voltage_min_v[rows], low)
-        per_sample = {
-            "delivered": reg.delivered_uj,
-            "received": reg.received_uj,
-            "l1": reg.l1_uj,
-            "l2": reg.l2_uj,
-        }
-        for name, series in per_sample.items():
-            lo = int(getattr(before, f"energy_{name}_uj"))
-            self.energy_uj[name][rows] = lo + np.cumsum(np.add.reduceat(series, starts))
+            np.minimum(self.voltage_min_v[rows], low, out=self.voltage_min_v[rows])
+        per_sample = (
+            (self.energy_uj["delivered"], reg.delivered_uj, before.energy_delivered_uj),
+            (self.energy_uj["received"], reg.received_uj, before.energy_received_uj),
+            (self.energy_uj["l1"], reg.l1_uj, before.energy_l1_uj),
+            (self.energy_uj["l2"], reg.l2_uj, before.energy_l2_uj),
+        )
+        for cumulative, series, lo in per_sample:
+            cumulative[rows] = int(lo) + np.add.accumulate(np.add.reduceat(series, starts))
         self.done += n
-        self._events(events)
-        self.demand_points.append((after.time_s, after.demand_kw, after.demand_max_kw))
+        self._demand_pieces.append(((after.time_s,), (after.demand_kw,), (after.demand_max_kw,)))
 
     def _constant_voltage(
-        self, volts: FloatArray, starts: npt.NDArray[np.intp], rows: Any, dt: float
+        self, volts: FloatArray, starts: npt.NDArray[np.intp], rows: slice, dt: float
     ) -> None:
         """A row's voltage sum depends on its length only: each length (the first row's,
         the last's, a whole row's) is summed once, by the same reduceat over the same
         values, so the same bits as summing every row; the lowest sample is the lower
         line's voltage."""
-        lengths = np.diff(starts, append=volts.shape[1])
-        sums = np.empty((2, lengths.size))
-        for length in {int(lengths[0]), int(lengths[-1]), self.spr}:
-            at = lengths == length
-            if at.any():
-                sums[:, at] = np.add.reduceat(volts[:, :length], [0], axis=1)
-        self.voltage_vs[:, rows] += sums * dt
+        n = volts.shape[1]
+        first = int(starts[1]) if starts.shape[0] > 1 else n
+        last = n - int(starts[-1])
+        sums = np.empty((2, starts.shape[0]))
+        for length, at in ((self.spr, slice(None)), (first, slice(0, 1)), (last, slice(-1, None))):
+            sums[:, at] = np.add.reduceat(volts[:, :length], [0], axis=1)
+        sums *= dt
+        self.voltage_vs[:, rows] += sums
         low = float(volts[:, 0].min())
-        self.voltage_min_v[rows] = np.minimum(self.voltage_min_v[rows], low)
+        np.minimum(self.voltage_min_v[rows], low, out=self.voltage_min_v[rows])
 
     def command(self, events: list[Event], after: Snapshot) -> None:
         self._events(events)
-        self.demand_points.append((after.time_s, after.demand_kw, after.demand_max_kw))
+        self._demand_pieces.append(((after.time_s,), (after.demand_kw,), (after.demand_max_kw,)))
 
-    def _events(self, events: Iterable[Event]) -> None:
-        # Demand closes are most events by far (one per sub-interval): matched first, by
-        # exact type (the core's events are final classes), with the lists bound once.
-        points, kept = self.demand_points, self.events
-        peak_kw, peak_at = self.peak_demand
+    def _events(self, events: Iterable[Event]) -> Registration | None:
+        """Record ``events``; returns the block's registration series, if among them."""
+        kept, reg = self.events, None
+        edges: list[PulseEdges] = []
         for ev in events:
-            if isinstance(ev, DemandCloses):  # a run's closes, as columns
-                times, demand_kw = ev.time_s.tolist(), ev.demand_kw.tolist()
-                points.extend(zip(times, demand_kw, ev.demand_max_kw.tolist(), strict=True))
-                top = int(np.argmax(ev.demand_kw))  # the first of the largest, as one by one
-                if demand_kw[top] > peak_kw:
-                    peak_kw, peak_at = demand_kw[top], times[top]
-                kept.extend(ev.each())
-                continue
-            if type(ev) is DemandClosed:
-                points.append((ev.time_s, ev.demand_kw, ev.demand_max_kw))
-                if ev.demand_kw > peak_kw:
-                    peak_kw, peak_at = ev.demand_kw, ev.time_s
+            if isinstance(ev, DemandCloses):
+                self._closes(ev)
+            elif isinstance(ev, PulseEdges):
+                edges.append(ev)
+            elif isinstance(ev, Registration):
+                reg = ev
+            else:
+                self._scalar(ev)
                 kept.append(ev)
-                continue
-            if isinstance(ev, Registration):
-                continue  # recorded by block()
-            if isinstance(ev, PulseEdges):
-                self._closures(ev)
-                continue
-            if isinstance(ev, PowerLost):
-                self._unpowered_since = ev.time_s
-            elif isinstance(ev, PowerRestored):
-                if self._unpowered_since is not None:
-                    self.unpowered_spans.append((self._unpowered_since, ev.time_s))
-                    self._unpowered_since = None
-                points.append((ev.time_s, 0.0, 0.0))  # a boot clears demand
-            elif isinstance(ev, ErrorRaised):
-                self._active |= 1 << ev.code
-                self.errors_seen.add(ev.code)
-                self.error_points.append((ev.time_s, self._active))
-            elif isinstance(ev, ErrorCleared):
-                self._active &= ~(1 << ev.code)
-                self.error_points.append((ev.time_s, self._active))
-            kept.append(ev)
-        self.peak_demand = (peak_kw, peak_at)
+        if edges:
+            self._closures(edges)
+        return reg
 
-    def _closures(self, ev: PulseEdges) -> None:
+    def _closes(self, ev: DemandCloses) -> None:
+        """A run's closes: their points of the demand step function, the peak, the records."""
+        self._demand_pieces.append((ev.time_s, ev.demand_kw, ev.demand_max_kw))
+        top = int(ev.demand_kw.argmax())  # the first of the largest, as one by one
+        if ev.demand_kw.item(top) > self.peak_demand[0]:
+            self.peak_demand = (ev.demand_kw.item(top), ev.time_s.item(top))
+        self.events.extend(ev.each())
+
+    def _scalar(self, ev: ScalarEvent) -> None:
+        if type(ev) is DemandClosed:
+            self._demand_pieces.append(((ev.time_s,), (ev.demand_kw,), (ev.demand_max_kw,)))
+            if ev.demand_kw > self.peak_demand[0]:
+                self.peak_demand = (ev.demand_kw, ev.time_s)
+        elif isinstance(ev, PowerLost):
+            self._unpowered_since = ev.time_s
+        elif isinstance(ev, PowerRestored):
+            if self._unpowered_since is not None:
+                self.unpowered_spans.append((self._unpowered_since, ev.time_s))
+                self._unpowered_since = None
+            self._demand_pieces.append(((ev.time_s,), (0.0,), (0.0,)))  # a boot clears demand
+        elif isinstance(ev, ErrorRaised):
+            self._active |= 1 << ev.code
+            self.errors_seen.add(ev.code)
+            self.error_points.append((ev.time_s, self._active))
+        elif isinstance(ev, ErrorCleared):
+            self._active &= ~(1 << ev.code)
+            self.error_points.append((ev.time_s, self._active))
+
+    def _closures(self, found: list[PulseEdges]) -> None:
+        """Counts per output and row, and each row's first and last count time: the
+        outputs' counts together (the (output, row) cells they fill, in order)."""
         if self.keep_edges:
-            self.edges.append(ev)
+            self.edges.extend(found)
         # Pulse registers count closures; the counter register counts completed counts,
         # i.e. the coil opening at the end of each count.
-        t = ev.time_s[~ev.closed if ev.output == "counter" else ev.closed]
-        if t.size == 0:
+        times: list[FloatArray] = []
+        cells: list[npt.NDArray[np.int64]] = []
+        for ev in found:
+            t = ev.time_s[~ev.closed if ev.output == "counter" else ev.closed]
+            if t.shape[0]:
+                times.append(t)
+                cells.append(np.full(t.shape[0], OUTPUTS.index(ev.output) * self.rows))
+        if not times:
             return
+        t = times[0] if len(times) == 1 else np.concatenate(times)
         # An edge at time t belongs to the row whose interval (start, end] holds t.
         row_s = self.spr * self.dt_s
-        rows = np.clip(np.ceil(t / row_s - 1e-9).astype(np.int64) - 1, 0, self.rows - 1)
-        k = OUTPUTS.index(ev.output)
-        first = int(rows[0])
-        counts = np.bincount(rows - first)
-        self.closures[k, first : first + counts.size] += counts
-        # Edges come in time order: a row's first is its earliest, its last the latest.
-        new_row = np.concatenate(([True], rows[1:] != rows[:-1]))
-        heads = rows[new_row]
-        self.first_count_s[k, heads] = np.fmin(self.first_count_s[k, heads], t[new_row])
-        tails = np.concatenate((new_row[1:], [True]))
-        self.last_count_s[k, rows[tails]] = t[tails]
+        rows = np.ceil(t / row_s - 1e-9).astype(np.int64) - 1
+        np.maximum(rows, 0, out=rows)
+        np.minimum(rows, self.rows - 1, out=rows)
+        # Flat indexes of (output, row) in the (outputs, rows) tables: ascending, as
+        # the outputs come in order and each one's edges in time order.
+        cell = rows + (cells[0] if len(cells) == 1 else np.concatenate(cells))
+        new = np.empty(cell.shape[0], np.bool_)
+        new[0] = True
+        np.not_equal(cell[1:], cell[:-1], out=new[1:])
+        heads = new.nonzero()[0]
+        tails = np.append(heads[1:], cell.shape[0]) - 1
+        first = cell[heads]
+        self.closures.reshape(-1)[first] += tails - heads + 1
+        first_s = self.first_count_s.reshape(-1)
+        first_s[first] = np.fmin(first_s[first], t[heads])
+        self.last_count_s.reshape(-1)[cell[tails]] = t[tails]
 
     # ------------------------------------------------------------ results
 
@@ -244,7 +268,7 @@ class Recorder:
         cols["voltage_min_v"] = self.voltage_min_v.copy()
         for name in ENERGIES:
             cols[f"energy_{name}_wh"] = uj_to_wh(self.energy_uj[name])
-        t, d, m = (np.array(x) for x in zip(*self.demand_points, strict=True))
+        t, d, m = (np.concatenate(x) for x in zip(*self._demand_pieces, strict=True))
         at = np.searchsorted(t, row_end_s + 1e-9, side="right") - 1
         cols["demand_kw"], cols["demand_max_kw"] = d[at], m[at]
         for k, name in enumerate(COUNT_COLUMNS):

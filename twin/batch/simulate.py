@@ -156,21 +156,27 @@ class SimSettings:
 
 class _RecordingCore(MeterCore):
     """The meter core, handing each block and command to a recorder: values (the block,
-    the core's events, frozen snapshots) that nothing changes afterwards."""
+    the core's events, frozen snapshots) that nothing changes afterwards.
+
+    Only ``advance`` and ``apply`` change the core, so the registers before a block
+    are the snapshot taken after the last of them: one snapshot per call."""
 
     def __init__(self, config: MeterConfig, recorder: Recorder) -> None:
         super().__init__(config, emit_edges=True, emit_series=True)
         self.recorder = recorder
+        self._last = self.snapshot()
 
     def advance(self, block: SampleBlock) -> list[Event]:
-        before = self.snapshot()
+        before = self._last
         events = super().advance(block)
-        self.recorder.block(block, events, before, self.snapshot())
+        self._last = self.snapshot()
+        self.recorder.block(block, events, before, self._last)
         return events
 
     def apply(self, command: Command) -> list[Event]:
         events = super().apply(command)
-        self.recorder.command(events, self.snapshot())
+        self._last = self.snapshot()
+        self.recorder.command(events, self._last)
         return events
 
 
