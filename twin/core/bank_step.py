@@ -108,16 +108,19 @@ def _advance_part(
     part = _Part(rows, slice(lone, lone + 1) if lone >= 0 else rows, lone)
     measured = _measure(bank, part, block)
     supply = measured.supply
-    series = np.zeros((4, block.n), np.int64) if bank.emit_series else None
+    # A powered run's registration fills its samples' series (see measure_run).
+    series = np.empty((4, block.n), np.int64) if bank.emit_series else None
     time0 = bank.time_us[rows].tolist() if series is not None else []
     for a, b, powered in measured.spans:
         if powered:
             _powered_run(bank, part, block, dt_us, measured, (a, b), out, edges, series)
         else:
             _unpowered_run(bank, part, b - a, dt_us, out)
+            if series is not None:
+                series[:, a:b] = 0
     if series is not None:
-        p = measured.power_w
-        power = p.copy() if supply is None else np.where(supply, p, 0.0)
+        p = measured.power_w  # the meter's own (see _measure)
+        power = p if supply is None else np.where(supply, p, 0.0)
         for row, t0 in zip(rows.tolist(), time0, strict=True):
             out.setdefault(row, []).append(
                 Registration(
@@ -144,7 +147,13 @@ def _measure(bank: MeterBank, part: _Part, block: SampleBlock) -> Measured:
         supply = SupplyState(config.supply, powered=state[0], dip_us=state[1])
         scratch = bank.scratch if shared is None else None  # shared arrays outlive the call
         measured = measure(
-            block, config.model, supply, bank.curve[r0], bank.calibration_pct[r0], scratch
+            block,
+            config.model,
+            supply,
+            bank.curve[r0],
+            bank.calibration_pct[r0],
+            scratch,
+            own_power=bank.emit_series,  # handed out in the Registration
         )
         if shared is not None:
             shared.store(block, key, measured)

@@ -142,10 +142,10 @@ def register(
 ) -> Registered:
     """Split per-element energies (elements, m) into the registers' increments.
 
-    ``series``, a zeroed (4, m) array, receives the per-sample increments of the
-    delivered, received, L1 and L2 registers when given; otherwise the delivered
-    energy per sample goes into ``out`` (m,) when given, a buffer the caller reuses,
-    and its running total into ``cum_out`` (m,) when given.
+    ``series``, a (4, m) array, receives the per-sample increments of the delivered,
+    received, L1 and L2 registers when given (every value written); otherwise the
+    delivered energy per sample goes into ``out`` (m,) when given, a buffer the caller
+    reuses, and its running total into ``cum_out`` (m,) when given.
     ``no_export``: the caller has shown that no power is negative, so no energy is
     (a rounded non-negative product), and the test is skipped.
     """
@@ -158,9 +158,11 @@ def register(
             # One element: its energies are the delivered ones (read, never written).
             delivered = e1 if e2 is None else np.add(e1, e2, out=out)
         else:
+            series[1] = 0
             series[2] = e1
             if e2 is None:
                 series[0] = e1
+                series[3] = 0
             else:
                 series[3] = e2
                 np.add(e1, e2, out=series[0])
@@ -179,6 +181,8 @@ def register(
             l2_received_uj=0,
         )
     regs = np.zeros((4, e1.shape[0]), np.int64) if series is None else series
+    if series is not None:
+        regs[1] = regs[3] = 0  # what is not written below: received, and L2 of one element
     net = e1 if e2 is None else e1 + e2
     np.maximum(e1, 0, out=regs[2])
     if e2 is not None:

@@ -138,10 +138,13 @@ def measure(
     curve: ErrorCurve | None,
     calibration_error_pct: float,
     scratch: Scratch | None = None,
+    *,
+    own_power: bool = False,
 ) -> Measured:
     """The block as one meter measures it; ``supply`` carries over to the block's end.
 
-    With ``scratch`` the arrays live in its buffers, valid until its next block.
+    With ``scratch`` the arrays live in its buffers, valid until its next block, but
+    for the power when ``own_power``: a new array, the caller's to hand out.
     """
     els, n, dt_us = model.elements, block.n, block.dt_us
     volts = block.voltage_v if els == block.voltage_v.shape[0] else block.voltage_v[:els]
@@ -159,6 +162,8 @@ def measure(
     power_out = energy_out = None
     if scratch is not None:
         power_out, energy_out = scratch.block_buffers(els, n)
+        if own_power:
+            power_out = None
     p, amps, pf = element_power(block, model, curve, calibration_error_pct, out=power_out)
     seen = block.current_range_a if els == 2 and block.straight else None
     highest_a = highest(amps) if seen is None else seen[1]  # then amps are the block's
