@@ -46,6 +46,7 @@ from twin.core import (
     SampleBlock,
     ScalarEvent,
     Snapshot,
+    StepTooCoarse,
     highest_error_codes,
 )
 from twin.units import uj_to_wh
@@ -88,6 +89,7 @@ class Recorder:
         self.events: list[ScalarEvent] = []  # everything but pulse edges and series, time order
         self.edges: list[PulseEdges] = []
         self.keep_edges = False
+        self.coarse_steps: list[StepTooCoarse] = []  # also among the events
         self.error_points: list[tuple[float, int]] = [(0.0, 0)]  # (t, bitmask of codes)
         self.errors_seen: set[int] = set()
         self.unpowered_spans: list[tuple[float, float]] = []
@@ -124,13 +126,15 @@ class Recorder:
             low = np.minimum.reduceat(volts.min(axis=0), starts)
             np.minimum(self.voltage_min_v[rows], low, out=self.voltage_min_v[rows])
         per_sample = (
-            (self.energy_uj["delivered"], reg.delivered_uj, before.energy_delivered_uj),
-            (self.energy_uj["received"], reg.received_uj, before.energy_received_uj),
-            (self.energy_uj["l1"], reg.l1_uj, before.energy_l1_uj),
-            (self.energy_uj["l2"], reg.l2_uj, before.energy_l2_uj),
+            ("delivered", reg.delivered_uj, before.energy_delivered_uj, after.energy_delivered_uj),
+            ("received", reg.received_uj, before.energy_received_uj, after.energy_received_uj),
+            ("l1", reg.l1_uj, before.energy_l1_uj, after.energy_l1_uj),
+            ("l2", reg.l2_uj, before.energy_l2_uj, after.energy_l2_uj),
         )
-        for cumulative, series, lo in per_sample:
-            cumulative[rows] = int(lo) + np.add.accumulate(np.add.reduceat(series, starts))
+        for name, series, lo, hi in per_sample:
+            # A register's increments are never negative: none gained, all are zero.
+            gained = np.add.accumulate(np.add.reduceat(series, starts)) if hi != lo else 0
+            self.energy_uj[name][rows] = int(lo) + gained
         self.done += n
         self._demand_pieces.append(((after.time_s,), (after.demand_kw,), (after.demand_max_kw,)))
 
@@ -201,6 +205,8 @@ class Recorder:
         elif isinstance(ev, ErrorCleared):
             self._active &= ~(1 << ev.code)
             self.error_points.append((ev.time_s, self._active))
+        elif isinstance(ev, StepTooCoarse):
+            self.coarse_steps.append(ev)
 
     def _closures(self, found: list[PulseEdges]) -> None:
         """Counts per output and row, and each row's first and last count time: the

@@ -281,13 +281,13 @@ def simulate(
     )
 
 
-def warnings(events: list[ScalarEvent], profile: Profile, settings: SimSettings) -> list[str]:
-    """What the run could not represent, each said once (the summary's ``warnings``)."""
+def warnings(coarse: list[StepTooCoarse], profile: Profile, settings: SimSettings) -> list[str]:
+    """What the run could not represent, each said once (the summary's ``warnings``);
+    ``coarse``: the run's StepTooCoarse events."""
     out = []
     model_warning = profile.model_warning(settings.model)
     if model_warning is not None:
         out.append(model_warning.removeprefix("warning: "))
-    coarse = [ev for ev in events if isinstance(ev, StepTooCoarse)]
     if coarse:
         names = [f"{ev.output}" + ("" if ev.output == "counter" else " Wh") for ev in coarse]
         which = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
@@ -352,5 +352,5 @@ def build_summary(
         "status_bits": snap.status_bits,
         "unpowered_s": round(recorder.unpowered_s(duration_s), 6),
         "power_up_count": snap.power_up_count,
-        "warnings": warnings(recorder.events, profile, settings),
+        "warnings": warnings(recorder.coarse_steps, profile, settings),
     }
