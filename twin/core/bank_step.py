@@ -106,10 +106,10 @@ def _advance_part(
     dt_us = block.dt_us
     lone = rows.item(0) if rows.shape[0] == 1 else -1
     part = _Part(rows, slice(lone, lone + 1) if lone >= 0 else rows, lone)
-    measured = _measure(bank, part, block)
-    supply = measured.supply
     # A powered run's registration fills its samples' series (see measure_run).
     series = np.empty((4, block.n), np.int64) if bank.emit_series else None
+    measured = _measure(bank, part, block, series)
+    supply = measured.supply
     time0 = bank.time_us[rows].tolist() if series is not None else []
     for a, b, powered in measured.spans:
         if powered:
@@ -135,8 +135,9 @@ def _advance_part(
             )
 
 
-def _measure(bank: MeterBank, part: _Part, block: SampleBlock) -> Measured:
-    """The block as the partition's meters measure it; shared with other calls by key."""
+def _measure(bank: MeterBank, part: _Part, block: SampleBlock, series: IntArray | None) -> Measured:
+    """The block as the partition's meters measure it; shared with other calls by key,
+    unless measured into this core's own ``series``."""
     r0 = part.rows.item(0)
     config = bank.config[r0]
     shared = None if bank.emit_series else bank.shared[r0]
@@ -153,7 +154,7 @@ def _measure(bank: MeterBank, part: _Part, block: SampleBlock) -> Measured:
             bank.curve[r0],
             bank.calibration_pct[r0],
             scratch,
-            own_power=bank.emit_series,  # handed out in the Registration
+            series=series,  # handed out in the Registration
         )
         if shared is not None:
             shared.store(block, key, measured)
