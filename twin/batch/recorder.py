@@ -210,39 +210,42 @@ class Recorder:
 
     def _closures(self, found: list[PulseEdges]) -> None:
         """Counts per output and row, and each row's first and last count time: the
-        outputs' counts together (the (output, row) cells they fill, in order)."""
+        outputs' counts together, as the (output, row) cells of the tables they fall in."""
         if self.keep_edges:
             self.edges.extend(found)
         # Pulse registers count closures; the counter register counts completed counts,
         # i.e. the coil opening at the end of each count.
         times: list[FloatArray] = []
-        cells: list[npt.NDArray[np.int64]] = []
+        offsets, sizes = [], []  # each output's first cell in the flat tables; its counts
         for ev in found:
             t = ev.time_s[~ev.closed if ev.output == "counter" else ev.closed]
             if t.shape[0]:
                 times.append(t)
-                cells.append(np.full(t.shape[0], OUTPUTS.index(ev.output) * self.rows))
+                offsets.append(OUTPUTS.index(ev.output) * self.rows)
+                sizes.append(t.shape[0])
         if not times:
             return
         t = times[0] if len(times) == 1 else np.concatenate(times)
         # An edge at time t belongs to the row whose interval (start, end] holds t.
-        row_s = self.spr * self.dt_s
-        rows = np.ceil(t / row_s - 1e-9).astype(np.int64) - 1
-        np.maximum(rows, 0, out=rows)
-        np.minimum(rows, self.rows - 1, out=rows)
-        # Flat indexes of (output, row) in the (outputs, rows) tables: ascending, as
-        # the outputs come in order and each one's edges in time order.
-        cell = rows + (cells[0] if len(cells) == 1 else np.concatenate(cells))
+        at = t / (self.spr * self.dt_s)
+        at -= 1e-9
+        cell = np.ceil(at, out=at).astype(np.int64)
+        cell -= 1
+        np.maximum(cell, 0, out=cell)
+        np.minimum(cell, self.rows - 1, out=cell)
+        cell += np.repeat(offsets, sizes)
+        # A cell's counts are consecutive (each output's edges come in time order).
         new = np.empty(cell.shape[0], np.bool_)
         new[0] = True
         np.not_equal(cell[1:], cell[:-1], out=new[1:])
         heads = new.nonzero()[0]
-        tails = np.append(heads[1:], cell.shape[0]) - 1
+        ends = np.append(heads[1:], cell.shape[0])
         first = cell[heads]
-        self.closures.reshape(-1)[first] += tails - heads + 1
+        self.closures.reshape(-1)[first] += ends - heads
         first_s = self.first_count_s.reshape(-1)
         first_s[first] = np.fmin(first_s[first], t[heads])
-        self.last_count_s.reshape(-1)[cell[tails]] = t[tails]
+        ends -= 1
+        self.last_count_s.reshape(-1)[cell[ends]] = t[ends]
 
     # ------------------------------------------------------------ results
 
