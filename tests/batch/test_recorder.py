@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twin.batch.recorder import COUNT_COLUMNS, Recorder
+from twin.batch.recorder import COUNT_COLUMNS, Recorder, last_at
 from twin.batch.simulate import SimSettings, make_core, simulate
 from twin.core import MeterConfig, RegistrationMode, SampleBlock
 from twin.loadprofile import load_profile
@@ -99,3 +99,15 @@ def test_energies_end_each_block_on_the_registers() -> None:
         for name in ("delivered", "received", "l1", "l2"):
             want = uj_to_wh(np.array([getattr(snap, f"energy_{name}_uj")], np.float64))
             assert cols[f"energy_{name}_wh"][last_row] == want[0], (k, name)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_last_at_is_the_last_time_at_or_before_each_end(seed: int) -> None:
+    """Ties (a point exactly at an end, several points at one time), ends with no new
+    point, points after the last end: as a search of each end among the times."""
+    rng = np.random.default_rng(seed)
+    ends = np.cumsum(rng.choice([0.5, 1.0, 60.0], 400))
+    times = np.sort(np.concatenate(([0.0], rng.choice(ends, 50), rng.uniform(0, 2 * ends[-1], 90))))
+    at = last_at(times, ends)
+    want = [max(i for i, t in enumerate(times.tolist()) if t <= end) for end in ends.tolist()]
+    assert at.tolist() == want
