@@ -62,7 +62,7 @@ from twin.units import SEED_MAX, SEED_MIN, SEED_RANGE_TEXT, uj_to_kwh
 
 #: The shortest last step worth running: below it the profile has simply ended.
 MIN_TAIL_S = 1e-6
-#: Target block length in samples: each block costs a sampler call, two snapshots and
+#: Target block length in samples: each block costs a sampler call, a snapshot and
 #: the recorder's bookkeeping (~1 ms), so day-long blocks (365 a year) keep that under
 #: 5 % of a run; the series, events and summary do not depend on it (block invariance).
 BLOCK_SAMPLES = 86_400
