@@ -118,8 +118,8 @@ def _advance_part(
             _unpowered_run(bank, part, b - a, dt_us, out)
             if series is not None:
                 series[:, a:b] = 0
-    if series is not None:
-        p = measured.power_w  # the meter's own (see _measure)
+    if series is not None:  # (the power is the core's own: see measure)
+        p = measured.power_w
         power = p if supply is None else np.where(supply, p, 0.0)
         for row, t0 in zip(rows.tolist(), time0, strict=True):
             out.setdefault(row, []).append(
@@ -136,8 +136,7 @@ def _advance_part(
 
 
 def _measure(bank: MeterBank, part: _Part, block: SampleBlock, series: IntArray | None) -> Measured:
-    """The block as the partition's meters measure it; shared with other calls by key,
-    unless measured into this core's own ``series``."""
+    """The block as the partition's meters measure it; shared by key, unless in ``series``."""
     r0 = part.rows.item(0)
     config = bank.config[r0]
     shared = None if bank.emit_series else bank.shared[r0]
@@ -147,15 +146,8 @@ def _measure(bank: MeterBank, part: _Part, block: SampleBlock, series: IntArray 
     if measured is None:
         supply = SupplyState(config.supply, powered=state[0], dip_us=state[1])
         scratch = bank.scratch if shared is None else None  # shared arrays outlive the call
-        measured = measure(
-            block,
-            config.model,
-            supply,
-            bank.curve[r0],
-            bank.calibration_pct[r0],
-            scratch,
-            series=series,  # handed out in the Registration
-        )
+        curve, pct = bank.curve[r0], bank.calibration_pct[r0]
+        measured = measure(block, config.model, supply, curve, pct, scratch, series=series)
         if shared is not None:
             shared.store(block, key, measured)
     at = part.at if part.lone < 0 else part.lone  # (a scalar store costs less than a slice's)
