@@ -209,8 +209,9 @@ class Recorder:
             self.coarse_steps.append(ev)
 
     def _closures(self, found: list[PulseEdges]) -> None:
-        """Counts per output and row, and each row's first and last count time: the
-        outputs' counts together, as the (output, row) cells of the tables they fall in."""
+        """Counts per output and row, and each row's first and last count time, from a
+        block's edges (one PulseEdges per output): the outputs' counts together, as the
+        (output, row) cells of the tables they fall in."""
         if self.keep_edges:
             self.edges.extend(found)
         # Pulse registers count closures; the counter register counts completed counts,
