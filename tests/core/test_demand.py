@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -257,15 +258,15 @@ def test_a_run_closes_as_one_columnar_event_and_expands_in_place() -> None:
     assert closes.demand_kw[:3].tolist() == pytest.approx([2.0, 4.0, 6.0])  # 3 x 5 min sliding
     assert closes.demand_max_kw[-1] == pytest.approx(6.0)
     records = closes.each()
+    arrays = (closes.time_s, closes.subinterval_kw, closes.demand_kw, closes.demand_max_kw)
+    columns = [c.tolist() for c in arrays]
     assert [(r.time_s, r.subinterval_kw, r.demand_kw, r.demand_max_kw) for r in records] == list(
-        zip(
-            closes.time_s.tolist(),
-            closes.subinterval_kw.tolist(),
-            closes.demand_kw.tolist(),
-            closes.demand_max_kw.tolist(),
-            strict=True,
-        )
+        zip(*columns, strict=True)
     )
+    assert records == [DemandClosed(*fields) for fields in zip(*columns, strict=True)]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        records[0].demand_kw = 0.0  # type: ignore[misc]
+    assert len(set(records)) == 288  # hashable, as frozen records are
     expanded = expand_closes(events)
     at = events.index(closes)
     assert expanded[:at] == events[:at]

@@ -1,6 +1,7 @@
 """Pulse edges against a scan of every multiple of the half period, written apart from the core.
 
-The core finds the samples holding crossings from one integer division per sample;
+The core finds the samples holding crossings from one integer division per sample,
+or by a binary search per crossing when they are few (seeds 6-9: a light load);
 here each multiple of the half period is looked for sample by sample, and its time
 interpolated within the sample in plain Python integers and floats.
 """
@@ -12,7 +13,7 @@ import pytest
 
 from twin.core import AccuracyConfig, MeterConfig, SampleBlock
 from twin.core.accuracy import ErrorCurve
-from twin.core.pulses import edges, half_period_uj
+from twin.core.pulses import SEARCH_SAMPLES_PER_CROSSING, edges, half_period_uj
 from twin.core.registration import element_power
 
 
@@ -37,13 +38,14 @@ def scanned(
     return times, closed, crowded
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(10))
 def test_edges_match_a_scan_of_every_multiple(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    n = int(rng.integers(1, 3000))
-    small = rng.integers(0, 3_000_000_000, n)  # under a Wh per sample
+    light = seed >= 6  # a crossing in hundreds of samples
+    n = int(rng.integers(10_000, 20_000) if light else rng.integers(1, 3000))
+    small = rng.integers(0, 300_000_000 if light else 3_000_000_000, n)  # under a Wh each
     if seed % 2:  # some samples hold several 5 Wh crossings
-        small[rng.integers(0, n, 1 + n // 50)] = rng.integers(0, 80_000_000_000)
+        small[rng.integers(0, n, 1 + n // (2000 if light else 50))] = rng.integers(0, 80 * 10**9)
     if seed == 4:
         small[: n // 2] = 0  # nothing delivered for a while
     delivered = small.astype(np.int64)
@@ -56,6 +58,8 @@ def test_edges_match_a_scan_of_every_multiple(seed: int) -> None:
         want = scanned(energy0_uj, delivered.tolist(), half, time0_us, dt_us)
         assert (times.tolist(), closed.tolist(), crowded) == want
     assert sum(len(t) for t, _, _ in found) > 0 or int(cum[-1]) < halves[0]
+    if light:  # few crossings: the search's case
+        assert 0 < len(found[0][0]) * SEARCH_SAMPLES_PER_CROSSING < n
 
 
 def test_power_is_negative_only_where_cos_delta_is() -> None:

@@ -46,6 +46,7 @@ from twin.core import (
     SampleBlock,
     ScalarEvent,
     Snapshot,
+    StepTooCoarse,
     highest_error_codes,
 )
 from twin.units import uj_to_wh
@@ -82,10 +83,13 @@ class Recorder:
         self.closures = np.zeros((len(OUTPUTS), self.rows), np.int64)
         self.first_count_s = np.full((len(OUTPUTS), self.rows), np.nan)
         self.last_count_s = np.full((len(OUTPUTS), self.rows), np.nan)
-        self.demand_points: list[tuple[float, float, float]] = [(0.0, 0.0, 0.0)]
+        # The demand step function, (times, demands, maxima) per piece in time order: a
+        # run's closes as the core's columns (no Python object per close), else one point.
+        self._demand_pieces: list[tuple[Any, Any, Any]] = [((0.0,), (0.0,), (0.0,))]
         self.events: list[ScalarEvent] = []  # everything but pulse edges and series, time order
         self.edges: list[PulseEdges] = []
         self.keep_edges = False
+        self.coarse_steps: list[StepTooCoarse] = []  # also among the events
         self.error_points: list[tuple[float, int]] = [(0.0, 0)]  # (t, bitmask of codes)
         self.errors_seen: set[int] = set()
         self.unpowered_spans: list[tuple[float, float]] = []
@@ -99,14 +103,19 @@ class Recorder:
     def block(
         self, block: SampleBlock, events: list[Event], before: Snapshot, after: Snapshot
     ) -> None:
-        """Record one block from the core's own per-sample registration (no second metrology)."""
-        reg = next(e for e in events if isinstance(e, Registration))
+        """Record one block from the core's own per-sample registration (no second metrology).
+
+        The block's rows are consecutive, so they are addressed as a slice."""
+        reg = self._events(events)
+        if reg is None:
+            raise ValueError("block: no Registration event; expected a core with emit_series")
         n, i0, els = block.n, self.done, self.model.elements
         k0 = (-i0) % self.spr
         starts = np.arange(k0, n, self.spr)
         if k0 or starts.size == 0:
             starts = np.concatenate(([0], starts))
-        rows = (i0 + starts) // self.spr
+        r0 = i0 // self.spr
+        rows = slice(r0, r0 + starts.shape[0])
         dt = block.dt_s
         self.power_ws[:els, rows] += np.add.reduceat(reg.power_w, starts, axis=1) * dt
         volts = np.asarray(block.voltage_v, dtype=np.float64)
@@ -115,104 +124,129 @@ class Recorder:
         else:
             self.voltage_vs[:, rows] += np.add.reduceat(volts, starts, axis=1) * dt
             low = np.minimum.reduceat(volts.min(axis=0), starts)
-            self.voltage_min_v[rows] = np.minimum(self.voltage_min_v[rows], low)
-        per_sample = {
-            "delivered": reg.delivered_uj,
-            "received": reg.received_uj,
-            "l1": reg.l1_uj,
-            "l2": reg.l2_uj,
-        }
-        for name, series in per_sample.items():
-            lo = int(getattr(before, f"energy_{name}_uj"))
-            self.energy_uj[name][rows] = lo + np.cumsum(np.add.reduceat(series, starts))
+            np.minimum(self.voltage_min_v[rows], low, out=self.voltage_min_v[rows])
+        per_sample = (
+            ("delivered", reg.delivered_uj, before.energy_delivered_uj, after.energy_delivered_uj),
+            ("received", reg.received_uj, before.energy_received_uj, after.energy_received_uj),
+            ("l1", reg.l1_uj, before.energy_l1_uj, after.energy_l1_uj),
+            ("l2", reg.l2_uj, before.energy_l2_uj, after.energy_l2_uj),
+        )
+        for name, series, lo, hi in per_sample:
+            # A register's increments are never negative: none gained, all are zero.
+            gained = np.add.accumulate(np.add.reduceat(series, starts)) if hi != lo else 0
+            self.energy_uj[name][rows] = int(lo) + gained
         self.done += n
-        self._events(events)
-        self.demand_points.append((after.time_s, after.demand_kw, after.demand_max_kw))
+        self._demand_pieces.append(((after.time_s,), (after.demand_kw,), (after.demand_max_kw,)))
 
     def _constant_voltage(
-        self, volts: FloatArray, starts: npt.NDArray[np.intp], rows: Any, dt: float
+        self, volts: FloatArray, starts: npt.NDArray[np.intp], rows: slice, dt: float
     ) -> None:
         """A row's voltage sum depends on its length only: each length (the first row's,
         the last's, a whole row's) is summed once, by the same reduceat over the same
         values, so the same bits as summing every row; the lowest sample is the lower
         line's voltage."""
-        lengths = np.diff(starts, append=volts.shape[1])
-        sums = np.empty((2, lengths.size))
-        for length in {int(lengths[0]), int(lengths[-1]), self.spr}:
-            at = lengths == length
-            if at.any():
-                sums[:, at] = np.add.reduceat(volts[:, :length], [0], axis=1)
-        self.voltage_vs[:, rows] += sums * dt
+        n = volts.shape[1]
+        first = int(starts[1]) if starts.shape[0] > 1 else n
+        last = n - int(starts[-1])
+        sums = np.empty((2, starts.shape[0]))
+        for length, at in ((self.spr, slice(None)), (first, slice(0, 1)), (last, slice(-1, None))):
+            sums[:, at] = np.add.reduceat(volts[:, :length], [0], axis=1)
+        sums *= dt
+        self.voltage_vs[:, rows] += sums
         low = float(volts[:, 0].min())
-        self.voltage_min_v[rows] = np.minimum(self.voltage_min_v[rows], low)
+        np.minimum(self.voltage_min_v[rows], low, out=self.voltage_min_v[rows])
 
     def command(self, events: list[Event], after: Snapshot) -> None:
         self._events(events)
-        self.demand_points.append((after.time_s, after.demand_kw, after.demand_max_kw))
+        self._demand_pieces.append(((after.time_s,), (after.demand_kw,), (after.demand_max_kw,)))
 
-    def _events(self, events: Iterable[Event]) -> None:
-        # Demand closes are most events by far (one per sub-interval): matched first, by
-        # exact type (the core's events are final classes), with the lists bound once.
-        points, kept = self.demand_points, self.events
-        peak_kw, peak_at = self.peak_demand
+    def _events(self, events: Iterable[Event]) -> Registration | None:
+        """Record ``events``; returns the block's registration series, if among them."""
+        kept, reg = self.events, None
+        edges: list[PulseEdges] = []
         for ev in events:
-            if isinstance(ev, DemandCloses):  # a run's closes, as columns
-                times, demand_kw = ev.time_s.tolist(), ev.demand_kw.tolist()
-                points.extend(zip(times, demand_kw, ev.demand_max_kw.tolist(), strict=True))
-                top = int(np.argmax(ev.demand_kw))  # the first of the largest, as one by one
-                if demand_kw[top] > peak_kw:
-                    peak_kw, peak_at = demand_kw[top], times[top]
-                kept.extend(ev.each())
-                continue
-            if type(ev) is DemandClosed:
-                points.append((ev.time_s, ev.demand_kw, ev.demand_max_kw))
-                if ev.demand_kw > peak_kw:
-                    peak_kw, peak_at = ev.demand_kw, ev.time_s
+            if isinstance(ev, DemandCloses):
+                self._closes(ev)
+            elif isinstance(ev, PulseEdges):
+                edges.append(ev)
+            elif isinstance(ev, Registration):
+                reg = ev
+            else:
+                self._scalar(ev)
                 kept.append(ev)
-                continue
-            if isinstance(ev, Registration):
-                continue  # recorded by block()
-            if isinstance(ev, PulseEdges):
-                self._closures(ev)
-                continue
-            if isinstance(ev, PowerLost):
-                self._unpowered_since = ev.time_s
-            elif isinstance(ev, PowerRestored):
-                if self._unpowered_since is not None:
-                    self.unpowered_spans.append((self._unpowered_since, ev.time_s))
-                    self._unpowered_since = None
-                points.append((ev.time_s, 0.0, 0.0))  # a boot clears demand
-            elif isinstance(ev, ErrorRaised):
-                self._active |= 1 << ev.code
-                self.errors_seen.add(ev.code)
-                self.error_points.append((ev.time_s, self._active))
-            elif isinstance(ev, ErrorCleared):
-                self._active &= ~(1 << ev.code)
-                self.error_points.append((ev.time_s, self._active))
-            kept.append(ev)
-        self.peak_demand = (peak_kw, peak_at)
+        if edges:
+            self._closures(edges)
+        return reg
 
-    def _closures(self, ev: PulseEdges) -> None:
+    def _closes(self, ev: DemandCloses) -> None:
+        """A run's closes: their points of the demand step function, the peak, the records."""
+        self._demand_pieces.append((ev.time_s, ev.demand_kw, ev.demand_max_kw))
+        top = int(ev.demand_kw.argmax())  # the first of the largest, as one by one
+        if ev.demand_kw.item(top) > self.peak_demand[0]:
+            self.peak_demand = (ev.demand_kw.item(top), ev.time_s.item(top))
+        self.events.extend(ev.each())
+
+    def _scalar(self, ev: ScalarEvent) -> None:
+        if type(ev) is DemandClosed:
+            self._demand_pieces.append(((ev.time_s,), (ev.demand_kw,), (ev.demand_max_kw,)))
+            if ev.demand_kw > self.peak_demand[0]:
+                self.peak_demand = (ev.demand_kw, ev.time_s)
+        elif isinstance(ev, PowerLost):
+            self._unpowered_since = ev.time_s
+        elif isinstance(ev, PowerRestored):
+            if self._unpowered_since is not None:
+                self.unpowered_spans.append((self._unpowered_since, ev.time_s))
+                self._unpowered_since = None
+            self._demand_pieces.append(((ev.time_s,), (0.0,), (0.0,)))  # a boot clears demand
+        elif isinstance(ev, ErrorRaised):
+            self._active |= 1 << ev.code
+            self.errors_seen.add(ev.code)
+            self.error_points.append((ev.time_s, self._active))
+        elif isinstance(ev, ErrorCleared):
+            self._active &= ~(1 << ev.code)
+            self.error_points.append((ev.time_s, self._active))
+        elif isinstance(ev, StepTooCoarse):
+            self.coarse_steps.append(ev)
+
+    def _closures(self, found: list[PulseEdges]) -> None:
+        """Counts per output and row, and each row's first and last count time, from a
+        block's edges (one PulseEdges per output): the outputs' counts together, as the
+        (output, row) cells of the tables they fall in."""
         if self.keep_edges:
-            self.edges.append(ev)
+            self.edges.extend(found)
         # Pulse registers count closures; the counter register counts completed counts,
         # i.e. the coil opening at the end of each count.
-        t = ev.time_s[~ev.closed if ev.output == "counter" else ev.closed]
-        if t.size == 0:
+        times: list[FloatArray] = []
+        offsets, sizes = [], []  # each output's first cell in the flat tables; its counts
+        for ev in found:
+            t = ev.time_s[~ev.closed if ev.output == "counter" else ev.closed]
+            if t.shape[0]:
+                times.append(t)
+                offsets.append(OUTPUTS.index(ev.output) * self.rows)
+                sizes.append(t.shape[0])
+        if not times:
             return
+        t = times[0] if len(times) == 1 else np.concatenate(times)
         # An edge at time t belongs to the row whose interval (start, end] holds t.
-        row_s = self.spr * self.dt_s
-        rows = np.clip(np.ceil(t / row_s - 1e-9).astype(np.int64) - 1, 0, self.rows - 1)
-        k = OUTPUTS.index(ev.output)
-        first = int(rows[0])
-        counts = np.bincount(rows - first)
-        self.closures[k, first : first + counts.size] += counts
-        # Edges come in time order: a row's first is its earliest, its last the latest.
-        new_row = np.concatenate(([True], rows[1:] != rows[:-1]))
-        heads = rows[new_row]
-        self.first_count_s[k, heads] = np.fmin(self.first_count_s[k, heads], t[new_row])
-        tails = np.concatenate((new_row[1:], [True]))
-        self.last_count_s[k, rows[tails]] = t[tails]
+        at = t / (self.spr * self.dt_s)
+        at -= 1e-9
+        cell = np.ceil(at, out=at).astype(np.int64)
+        cell -= 1
+        np.maximum(cell, 0, out=cell)
+        np.minimum(cell, self.rows - 1, out=cell)
+        cell += np.repeat(offsets, sizes)
+        # A cell's counts are consecutive (each output's edges come in time order).
+        new = np.empty(cell.shape[0], np.bool_)
+        new[0] = True
+        np.not_equal(cell[1:], cell[:-1], out=new[1:])
+        heads = new.nonzero()[0]
+        ends = np.append(heads[1:], cell.shape[0])
+        first = cell[heads]
+        self.closures.reshape(-1)[first] += ends - heads
+        first_s = self.first_count_s.reshape(-1)
+        first_s[first] = np.fmin(first_s[first], t[heads])
+        ends -= 1
+        self.last_count_s.reshape(-1)[cell[ends]] = t[ends]
 
     # ------------------------------------------------------------ results
 
@@ -244,13 +278,14 @@ class Recorder:
         cols["voltage_min_v"] = self.voltage_min_v.copy()
         for name in ENERGIES:
             cols[f"energy_{name}_wh"] = uj_to_wh(self.energy_uj[name])
-        t, d, m = (np.array(x) for x in zip(*self.demand_points, strict=True))
-        at = np.searchsorted(t, row_end_s + 1e-9, side="right") - 1
+        ends = row_end_s + 1e-9  # what is at a row's end (within float noise) is in it
+        t, d, m = (np.concatenate(x) for x in zip(*self._demand_pieces, strict=True))
+        at = last_at(t, ends)
         cols["demand_kw"], cols["demand_max_kw"] = d[at], m[at]
         for k, name in enumerate(COUNT_COLUMNS):
             cols[name] = self.closures[k]
         et, masks = (np.array(x) for x in zip(*self.error_points, strict=True))
-        active = masks[np.searchsorted(et, row_end_s + 1e-9, side="right") - 1]
+        active = masks[last_at(et, ends)]
         cols["error_code"] = highest_error_codes(active.astype(np.int64))
         cols["unpowered_s"] = np.diff(self._unpowered_cum(np.append(0.0, row_end_s)))
         return cols
@@ -271,3 +306,15 @@ class Recorder:
         before = np.concatenate(([0.0], np.cumsum(lengths)[:-1]))
         fp = np.stack([before, before + lengths], axis=1).ravel()
         return np.asarray(np.interp(t, xp, fp, left=0.0, right=float(lengths.sum())))
+
+
+def last_at(times: FloatArray, ends: FloatArray) -> npt.NDArray[np.intp]:
+    """For each of ``ends`` (ascending), the index of the last of ``times`` (ascending,
+    the first at or before every end) at or before it: ``searchsorted(times, ends,
+    side="right") - 1``, found by searching each time among the ends instead (a year
+    has ~10^5 demand points and 5 x 10^5 rows): the points up to each end are counted."""
+    first_end = np.searchsorted(ends, times, side="left")  # the first end at or after each
+    counts = np.bincount(first_end, minlength=ends.shape[0] + 1)[: ends.shape[0]]
+    at = np.cumsum(counts)
+    at -= 1
+    return at

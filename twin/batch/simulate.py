@@ -63,7 +63,7 @@ from twin.units import SEED_MAX, SEED_MIN, SEED_RANGE_TEXT, uj_to_kwh
 
 #: The shortest last step worth running: below it the profile has simply ended.
 MIN_TAIL_S = 1e-6
-#: Target block length in samples: each block costs a sampler call, two snapshots and
+#: Target block length in samples: each block costs a sampler call, a snapshot and
 #: the recorder's bookkeeping (~1 ms), so day-long blocks (365 a year) keep that under
 #: 5 % of a run; the series, events and summary do not depend on it (block invariance).
 BLOCK_SAMPLES = 86_400
@@ -157,21 +157,27 @@ class SimSettings:
 
 class _RecordingCore(MeterCore):
     """The meter core, handing each block and command to a recorder: values (the block,
-    the core's events, frozen snapshots) that nothing changes afterwards."""
+    the core's events, frozen snapshots) that nothing changes afterwards.
+
+    Only ``advance`` and ``apply`` change the core, so the registers before a block
+    are the snapshot taken after the last of them: one snapshot per call."""
 
     def __init__(self, config: MeterConfig, recorder: Recorder) -> None:
         super().__init__(config, emit_edges=True, emit_series=True)
         self.recorder = recorder
+        self._last = self.snapshot()
 
     def advance(self, block: SampleBlock) -> list[Event]:
-        before = self.snapshot()
+        before = self._last
         events = super().advance(block)
-        self.recorder.block(block, events, before, self.snapshot())
+        self._last = self.snapshot()
+        self.recorder.block(block, events, before, self._last)
         return events
 
     def apply(self, command: Command) -> list[Event]:
         events = super().apply(command)
-        self.recorder.command(events, self.snapshot())
+        self._last = self.snapshot()
+        self.recorder.command(events, self._last)
         return events
 
 
@@ -282,13 +288,13 @@ def simulate(
     )
 
 
-def warnings(events: list[ScalarEvent], profile: Profile, settings: SimSettings) -> list[str]:
-    """What the run could not represent, each said once (the summary's ``warnings``)."""
+def warnings(coarse: list[StepTooCoarse], profile: Profile, settings: SimSettings) -> list[str]:
+    """What the run could not represent, each said once (the summary's ``warnings``);
+    ``coarse``: the run's StepTooCoarse events."""
     out = []
     model_warning = profile.model_warning(settings.model)
     if model_warning is not None:
         out.append(model_warning.removeprefix("warning: "))
-    coarse = [ev for ev in events if isinstance(ev, StepTooCoarse)]
     if coarse:
         names = [f"{ev.output}" + ("" if ev.output == "counter" else " Wh") for ev in coarse]
         which = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
@@ -353,5 +359,5 @@ def build_summary(
         "status_bits": snap.status_bits,
         "unpowered_s": round(recorder.unpowered_s(duration_s), 6),
         "power_up_count": snap.power_up_count,
-        "warnings": warnings(recorder.events, profile, settings),
+        "warnings": warnings(recorder.coarse_steps, profile, settings),
     }

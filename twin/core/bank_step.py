@@ -106,18 +106,21 @@ def _advance_part(
     dt_us = block.dt_us
     lone = rows.item(0) if rows.shape[0] == 1 else -1
     part = _Part(rows, slice(lone, lone + 1) if lone >= 0 else rows, lone)
-    measured = _measure(bank, part, block)
+    # A powered run's registration fills its samples' series (see measure_run).
+    series = np.empty((4, block.n), np.int64) if bank.emit_series else None
+    measured = _measure(bank, part, block, series)
     supply = measured.supply
-    series = np.zeros((4, block.n), np.int64) if bank.emit_series else None
     time0 = bank.time_us[rows].tolist() if series is not None else []
     for a, b, powered in measured.spans:
         if powered:
             _powered_run(bank, part, block, dt_us, measured, (a, b), out, edges, series)
         else:
             _unpowered_run(bank, part, b - a, dt_us, out)
-    if series is not None:
+            if series is not None:
+                series[:, a:b] = 0
+    if series is not None:  # (the power is the core's own: see measure)
         p = measured.power_w
-        power = p.copy() if supply is None else np.where(supply, p, 0.0)
+        power = p if supply is None else np.where(supply, p, 0.0)
         for row, t0 in zip(rows.tolist(), time0, strict=True):
             out.setdefault(row, []).append(
                 Registration(
@@ -132,8 +135,8 @@ def _advance_part(
             )
 
 
-def _measure(bank: MeterBank, part: _Part, block: SampleBlock) -> Measured:
-    """The block as the partition's meters measure it; shared with other calls by key."""
+def _measure(bank: MeterBank, part: _Part, block: SampleBlock, series: IntArray | None) -> Measured:
+    """The block as the partition's meters measure it; shared by key, unless in ``series``."""
     r0 = part.rows.item(0)
     config = bank.config[r0]
     shared = None if bank.emit_series else bank.shared[r0]
@@ -143,9 +146,8 @@ def _measure(bank: MeterBank, part: _Part, block: SampleBlock) -> Measured:
     if measured is None:
         supply = SupplyState(config.supply, powered=state[0], dip_us=state[1])
         scratch = bank.scratch if shared is None else None  # shared arrays outlive the call
-        measured = measure(
-            block, config.model, supply, bank.curve[r0], bank.calibration_pct[r0], scratch
-        )
+        curve, pct = bank.curve[r0], bank.calibration_pct[r0]
+        measured = measure(block, config.model, supply, curve, pct, scratch, series=series)
         if shared is not None:
             shared.store(block, key, measured)
     at = part.at if part.lone < 0 else part.lone  # (a scalar store costs less than a slice's)

@@ -142,10 +142,11 @@ def register(
 ) -> Registered:
     """Split per-element energies (elements, m) into the registers' increments.
 
-    ``series``, a zeroed (4, m) array, receives the per-sample increments of the
-    delivered, received, L1 and L2 registers when given; otherwise the delivered
-    energy per sample goes into ``out`` (m,) when given, a buffer the caller reuses,
-    and its running total into ``cum_out`` (m,) when given.
+    ``series``, a (4, m) array, receives the per-sample increments of the delivered,
+    received, L1 and L2 registers when given (every value written; its L1 and L2 rows
+    may hold ``energy_uj`` itself, which is then not copied); otherwise the delivered
+    energy per sample goes into ``out`` (m,) when given, a buffer the caller reuses.
+    The running total goes into ``cum_out`` (m,) when given.
     ``no_export``: the caller has shown that no power is negative, so no energy is
     (a rounded non-negative product), and the test is skipped.
     """
@@ -158,11 +159,13 @@ def register(
             # One element: its energies are the delivered ones (read, never written).
             delivered = e1 if e2 is None else np.add(e1, e2, out=out)
         else:
-            series[2] = e1
+            series[1] = 0
+            _put(series[2], e1)
             if e2 is None:
                 series[0] = e1
+                series[3] = 0
             else:
-                series[3] = e2
+                _put(series[3], e2)
                 np.add(e1, e2, out=series[0])
             delivered = series[0]
         # The ufuncs' own accumulate and reduce: np.cumsum and ndarray.sum add a
@@ -180,6 +183,13 @@ def register(
         )
     regs = np.zeros((4, e1.shape[0]), np.int64) if series is None else series
     net = e1 if e2 is None else e1 + e2
+    # Taken before the clamps below, which may write over e1 and e2 (see ``series``).
+    l1_received_uj = int(np.maximum(-e1, 0).sum())
+    l2_received_uj = 0 if e2 is None else int(np.maximum(-e2, 0).sum())
+    if series is not None:
+        regs[1] = 0  # what is not written below: received, and L2 of one element
+        if e2 is None:
+            regs[3] = 0
     np.maximum(e1, 0, out=regs[2])
     if e2 is not None:
         np.maximum(e2, 0, out=regs[3])
@@ -195,9 +205,15 @@ def register(
         received_uj=int(regs[1].sum()),
         l1_uj=int(regs[2].sum()),
         l2_uj=int(regs[3].sum()),
-        l1_received_uj=int(np.maximum(-e1, 0).sum()),
-        l2_received_uj=0 if e2 is None else int(np.maximum(-e2, 0).sum()),
+        l1_received_uj=l1_received_uj,
+        l2_received_uj=l2_received_uj,
     )
+
+
+def _put(row: IntArray, values: IntArray) -> None:
+    """``row[:] = values``, unless they are the same memory already."""
+    if not np.may_share_memory(row, values):
+        row[...] = values
 
 
 def output_edges(

@@ -138,10 +138,15 @@ def measure(
     curve: ErrorCurve | None,
     calibration_error_pct: float,
     scratch: Scratch | None = None,
+    *,
+    series: IntArray | None = None,
 ) -> Measured:
     """The block as one meter measures it; ``supply`` carries over to the block's end.
 
-    With ``scratch`` the arrays live in its buffers, valid until its next block.
+    With ``scratch`` the arrays live in its buffers, valid until its next block. With
+    ``series``, the caller's (4, n) per-sample registers to hand out (see
+    :func:`measure_run`), the power is a new array, and the energies per element go
+    into its L1 and L2 rows, where the registration leaves them (no copy).
     """
     els, n, dt_us = model.elements, block.n, block.dt_us
     volts = block.voltage_v if els == block.voltage_v.shape[0] else block.voltage_v[:els]
@@ -159,6 +164,8 @@ def measure(
     power_out = energy_out = None
     if scratch is not None:
         power_out, energy_out = scratch.block_buffers(els, n)
+    if series is not None:
+        power_out, energy_out = None, series[2 : 2 + els]
     p, amps, pf = element_power(block, model, curve, calibration_error_pct, out=power_out)
     seen = block.current_range_a if els == 2 and block.straight else None
     highest_a = highest(amps) if seen is None else seen[1]  # then amps are the block's
@@ -217,7 +224,7 @@ def measure_run(
         measured.extremes if whole else None,
     )
     delivered_out = cum_out = None
-    if series is None and measured.scratch is not None:
+    if measured.scratch is not None:  # (the running total never leaves the core's call)
         delivered_out, cum_out = measured.scratch.run_buffers(a, b)
     reg = register(
         energy,
