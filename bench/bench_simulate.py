@@ -30,6 +30,7 @@ Exit status 1 when the 30 s target is missed.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import re
 import resource
@@ -85,6 +86,10 @@ def main() -> int:
         print(f"profile {profile!r} not found; using the repeating 'default' day instead")
         profile = "default"
     samples = round(args.days * 86_400)
+    # Each tree's bytecode made first (what `make install` does): with
+    # PYTHONDONTWRITEBYTECODE set, stale or missing bytecode is compiled on every run.
+    for tree in [Path(__file__).resolve().parent.parent, *([args.old] if args.old else [])]:
+        compileall.compile_dir(tree / "twin", quiet=1)
     print(f"start: {load()}")
     cumsum = CumsumReference(samples)
     runs: list[tuple[float, float]] = []
