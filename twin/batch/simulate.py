@@ -14,7 +14,10 @@ core and the recorder each do a few dozen numpy operations on arrays of a day
 the year at 1 s, helper threads for the sampler and the recorder cost 0.4-0.9 s of
 extra CPU in lock hand-offs and gained no wall time (1.0-1.1 s on one thread,
 1.4-1.5 s with both helpers); the second core is left to the processes the CLI
-forks (the plot process importing matplotlib meanwhile).
+forks (the plot process importing matplotlib meanwhile). A process, not a thread,
+may sample ahead: with ``samples_ahead`` a long run's blocks come from a child
+forked before the run (``twin.batch.samplesahead``) when it has them ready, and are
+sampled here when it has not; the blocks are the same either way.
 
 Energy is never short: when ``--step`` does not divide the duration, the whole
 steps are followed by one shorter last step (the core takes any sample length per
