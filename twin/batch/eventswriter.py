@@ -41,6 +41,9 @@ from twin.core import PulseEdges
 #: a year's closes are ~3.4 MB, so the process may fall a third of a year behind
 #: before a byte waits here.
 PIPE_BYTES = 1 << 20
+#: Events sent at a time during the run (~64 kB of closes, a week's): each message
+#: wakes the process, and a wake-up costs more than the few lines of a block.
+SEND_EVENTS = 2048
 #: A message's header: its length in bytes.
 _HEADER_BYTES = 8
 _PIECES, _WRITE = "pieces", "write"
@@ -86,6 +89,7 @@ class EventsWriter:
         self._fd = fd
         self._pending = bytearray()  # what the pipe had no room for yet
         self._sent = 0  # entries of the log sent
+        self._sent_events = 0  # the events in them
         self._told = False  # the path sent: it writes the file
 
     @classmethod
@@ -117,8 +121,10 @@ class EventsWriter:
         return cls(pid, write_fd)
 
     def __call__(self, done: int, total: int, events: EventLog) -> None:
-        """The run's per-block hook: send the log's new entries (never waits)."""
-        self._send_pieces(events)
+        """The run's per-block hook: send the log's new entries, ``SEND_EVENTS`` or more
+        at a time (never waits)."""
+        if len(events) - self._sent_events >= SEND_EVENTS:
+            self._send_pieces(events)
         self._flush()
 
     def write(self, path: Path, events: EventLog, edges: Sequence[PulseEdges]) -> None:
@@ -166,6 +172,7 @@ class EventsWriter:
         pieces = events.pieces(self._sent)
         if pieces:
             self._sent += len(pieces)
+            self._sent_events = len(events)
             self._push((_PIECES, pieces))
 
     def _push(self, message: tuple[object, ...]) -> None:
