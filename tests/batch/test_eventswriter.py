@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from twin.batch.eventlog import EventLog, write_events
-from twin.batch.eventswriter import PIPE_BYTES, EventsWriter
+from twin.batch.eventswriter import MIN_DURATION_S, PIPE_BYTES, EventsWriter
 from twin.batch.report import can_fork, write_all
 from twin.batch.simulate import BlockHook, SimResult, SimSettings, simulate
 from twin.core import DemandCloses, PowerLost
@@ -99,6 +99,10 @@ def test_a_process_that_fails_to_write_says_so(tmp_path: Path) -> None:
     writer.write(tmp_path / "missing" / "events.jsonl", result.events, result.edges)
     assert not writer.finish()
     assert writer.pid is None
+
+
+def test_a_short_run_forks_no_process() -> None:
+    assert EventsWriter.start(MIN_DURATION_S - 1.0) is None
 
 
 def test_a_process_never_told_to_write_is_ended() -> None:

@@ -20,7 +20,8 @@ it, a message that cannot be sent) makes :meth:`finish` return False, and the
 caller writes the file in-process, as without the process. Ctrl-C: the process
 ignores SIGINT; the run's cancel path ends it (:meth:`stop`), and it also ends on
 its own when this process dies (end of file on the pipe). Only a single-threaded
-Linux process may fork (``twin.batch.report.can_fork``: the caller asks).
+Linux process may fork (``twin.batch.report.can_fork``: the caller asks), and only
+a run of a month or more pays for the fork (``MIN_DURATION_S``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ from twin.core import PulseEdges
 #: a year's closes are ~3.4 MB, so the process may fall a third of a year behind
 #: before a byte waits here.
 PIPE_BYTES = 1 << 20
+#: The shortest run (simulated time) worth the process: forking it and feeding it cost
+#: ~10-20 ms of CPU, what the lines of a month's closes cost in-process.
+MIN_DURATION_S = 30 * 86_400.0
 #: Events sent at a time during the run (~64 kB of closes, a week's): each message
 #: wakes the process, and a wake-up costs more than the few lines of a block.
 SEND_EVENTS = 2048
@@ -93,9 +97,12 @@ class EventsWriter:
         self._told = False  # the path sent: it writes the file
 
     @classmethod
-    def start(cls) -> EventsWriter | None:
-        """Fork the process (call before the run, when the caller may fork); None when
-        the system refuses a pipe or a process."""
+    def start(cls, duration_s: float | None = None) -> EventsWriter | None:
+        """Fork the process (call before the run, when the caller may fork); None for a
+        run shorter than ``MIN_DURATION_S`` (``duration_s``, when known) or when the
+        system refuses a pipe or a process."""
+        if duration_s is not None and duration_s < MIN_DURATION_S:
+            return None
         try:
             read_fd, write_fd = os.pipe()
         except OSError:

@@ -170,7 +170,8 @@ def _run(args: argparse.Namespace, profile: Profile, settings: SimSettings) -> i
         prepare_out_dir(args.out)  # fail before a long run, not after it
         # Forked first, while small (before the plot process: it holds no copy of that
         # pipe's end); fed the events during the run, it writes events.jsonl after it.
-        events = EventsWriter.start() if can_fork() else None
+        if can_fork():
+            events = EventsWriter.start(settings.duration_s or profile.duration_s)
         if args.plot:  # forked now: it imports matplotlib beside the run, on the second core
             plotter = PlotProcess.start()
     progress = Progress()
