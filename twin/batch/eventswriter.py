@@ -1,12 +1,13 @@
 """events.jsonl written by a small process forked before the run and fed as it goes.
 
-Theory of operation. A year's event lines cost ~0.13 s of CPU (a ``repr`` per float),
+Theory of operation. A year's event lines cost ~0.15 s of CPU (a ``repr`` per float),
 more than anything else in the file. :meth:`EventsWriter.start` forks a process
 before the run, while this one is small (imports only: the fork costs little, and
 it copies no page of the run's arrays). The run's per-block hook (:meth:`__call__`)
-sends it the log's new entries (``twin.batch.eventlog``): a day's closes as the
-core's four float columns and the few other events, pickled, ~10 kB a day; it
-formats their lines as they come, on the core the run leaves idle. After the run,
+sends it the log's new entries (``twin.batch.eventlog``) a week at a time
+(``SEND_EVENTS``): each day's closes as the core's four float columns and the few
+other events, pickled, ~64 kB a message; it formats their lines as they come, on
+the core the run leaves idle. After the run,
 :meth:`write` sends the rest of the log, the pulse edges and the file's path (only
 once the earlier run's outputs are removed), and the process writes the file
 through the same :class:`~twin.batch.eventlog.EventLines` as the in-process
@@ -27,7 +28,6 @@ a run of a month or more pays for the fork (``MIN_DURATION_S``).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import pickle
 import signal
@@ -103,6 +103,8 @@ class EventsWriter:
         system refuses a pipe or a process."""
         if duration_s is not None and duration_s < MIN_DURATION_S:
             return None
+        import fcntl  # Unix only, as is the fork
+
         try:
             read_fd, write_fd = os.pipe()
         except OSError:
