@@ -187,7 +187,7 @@ class _RecordingCore(MeterCore):
 @dataclass(frozen=True, eq=False)
 class SimResult:
     """A run's summary and events, and its time series, made from the recorder on first
-    use (a caller may start other work first, e.g. fork the events writer)."""
+    use (a caller may start other work first, e.g. send the events process the rest)."""
 
     summary: dict[str, Any]
     events: EventLog
