@@ -30,43 +30,71 @@ A chunk holding a number this cannot represent (NaN, infinities, magnitudes of
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float64]
+#: A column: float64, or int64 for a ``%d`` column of integers.
+NumberArray = npt.NDArray[Any]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 #: Fixed-point magnitudes below this are exact in a float64 and an int64.
 MAX_FIXED = 2.0**52
 _ZERO, _MINUS, _DOT, _COMMA, _NEWLINE = 48, 45, 46, 44, 10
 
 
-def _fixed(x: FloatArray, decimals: int | None) -> tuple[npt.NDArray[np.int64], FloatArray] | None:
+def _fixed(x: NumberArray, decimals: int | None) -> tuple[IntArray, BoolArray] | None:
     """(|r|, negative) per value: the fixed-point integer Python prints, or None when a
     value is out of reach (``decimals`` None means ``%d``)."""
     if decimals is None:
+        if x.dtype.kind == "i":  # exact in a float below MAX_FIXED: '%d' prints the integer
+            if int(x.min()) <= -MAX_FIXED or int(x.max()) >= MAX_FIXED:
+                return None
+            return np.abs(x), np.less(x, 0)
         whole = np.trunc(x)
         magnitude = np.abs(whole)
-        if not bool((magnitude < MAX_FIXED).all()):  # NaN compares False too
+        if not magnitude.max() < MAX_FIXED:  # NaN compares False too (max propagates it)
             return None
         return magnitude.astype(np.int64), np.less(whole, 0.0)
-    y = np.abs(x) * (10.0**decimals)
-    if not bool((y < MAX_FIXED).all()):
+    y = np.abs(x)
+    y *= 10.0**decimals
+    top = y.max()
+    if not top < MAX_FIXED:
         return None
     r = np.rint(y)
-    tie = np.abs(y - np.floor(y) - 0.5) <= np.spacing(y)
+    # A tie is y within spacing(y) of k + 0.5, i.e. |y - r| >= 0.5 - spacing(y) (y - r is
+    # exact); spacing(y) <= spacing(top), so the few rows past 0.5 - spacing(top) hold
+    # every tie, and only they are tested exactly.
+    off = np.subtract(y, r)
+    np.abs(off, out=off)
+    near = np.flatnonzero(off >= 0.5 - np.spacing(top))
     out = r.astype(np.int64)
-    for i in np.flatnonzero(tie).tolist():
-        out[i] = int(f"{abs(float(x[i])):.{decimals}f}".replace(".", ""))
+    if near.shape[0]:
+        yn = y[near]
+        for i in near[np.abs(yn - np.floor(yn) - 0.5) <= np.spacing(yn)].tolist():
+            out[i] = int(f"{abs(float(x[i])):.{decimals}f}".replace(".", ""))
     return out, np.signbit(x)
+
+
+def _constant(x: NumberArray, decimals: int | None) -> bytes | None:
+    """The text of every row when the column holds one value (the same bits: -0.0 is
+    not 0.0), else None; formatted by ``%``, so NaN and infinities too."""
+    bits = x.view(np.int64) if x.dtype == np.float64 else x
+    if bits[0] != bits[-1] or bits.min() != bits.max():
+        return None
+    text: str = ("%d" if decimals is None else f"%.{decimals}f") % float(x[0])
+    return text.encode("ascii")
 
 
 def _digits(value: int) -> int:
     return len(str(value))
 
 
-def _percent_rows(columns: Sequence[FloatArray], formats: Sequence[str]) -> bytes:
+def _percent_rows(columns: Sequence[NumberArray], formats: Sequence[str]) -> bytes:
     row = ",".join(formats) + "\n"
-    data = np.column_stack(columns)
+    data = np.column_stack([np.asarray(x, dtype=np.float64) for x in columns])
     text: str = (row * data.shape[0]) % tuple(data.ravel().tolist())
     return text.encode("ascii")
 
@@ -77,59 +105,94 @@ def _digit_byte(rest: int, place: int, always: int) -> int:
     return 0 if place >= always and rest == 0 else rest % 10 + _ZERO
 
 
-def format_rows(columns: Sequence[FloatArray], decimals: Sequence[int | None]) -> bytes:
+class _Digits(NamedTuple):
+    """A column's field laid out: its digits per row and where they go."""
+
+    r: IntArray  # |value| in fixed point
+    minus: BoolArray | None  # None: no row negative, no place for a sign
+    places: int  # decimals
+    width: int  # digits of the widest value (at least one before the point)
+    always: int  # digits every row prints: below, no leading zero to leave out
+    varying: int  # low places whose digit differs between rows: above, lo's digits
+    lo: int  # the smallest r
+    end: int  # the field's last digit in the row
+
+
+def _numbers(x: npt.ArrayLike, decimals: int | None) -> NumberArray:
+    """float64; an int64 column printed with ``%d`` kept as it is (no float arithmetic)."""
+    a = np.asarray(x)
+    if decimals is None and a.dtype == np.int64:
+        return a
+    return a.astype(np.float64, copy=False)
+
+
+def format_rows(columns: Sequence[npt.ArrayLike], decimals: Sequence[int | None]) -> bytes:
     """The CSV rows (``,`` between fields, ``\\n`` after each row) of equal-length
     columns; ``decimals[k]`` None formats column k as ``%d``, N as ``%.Nf``."""
-    pairs = list(zip(columns, decimals, strict=True))
-    maybe = [_fixed(np.asarray(x, dtype=np.float64), d) for x, d in pairs]
-    fixed = [f for f in maybe if f is not None]
-    if len(fixed) < len(maybe):
-        return _percent_rows(columns, ["%d" if d is None else f"%.{d}f" for d in decimals])
-    rows = columns[0].shape[0] if columns else 0
+    arrays = [_numbers(x, d) for x, d in zip(columns, decimals, strict=True)]
+    rows = arrays[0].shape[0] if arrays else 0
     if rows == 0:
         return b""
     # Field of a column: sign, digits (a point before the last N), separator. What is
     # the same in every row (separators, points, a sign nobody has, the digits above
-    # the places where the smallest and largest value differ) is one template row.
+    # the places where the smallest and largest value differ, a constant column's
+    # text) is one template row.
     total = 0
-    fields = []
-    for (r, negative), d in zip(fixed, decimals, strict=True):
+    constants: list[tuple[int, bytes]] = []  # (first byte, text)
+    fields: list[_Digits] = []
+    for x, d in zip(arrays, decimals, strict=True):
+        same = _constant(x, d)
+        if same is not None:
+            constants.append((total, same))
+            total += len(same) + 1
+            continue
+        fixed = _fixed(x, d)
+        if fixed is None:
+            return _percent_rows(arrays, ["%d" if d is None else f"%.{d}f" for d in decimals])
+        r, negative = fixed
         places = d or 0
         lo, hi = int(r.min()), int(r.max())
         # Digits of the widest value (at least one before the point), and of the
         # narrowest: below that no row has a leading zero to leave out.
         width, always = max(_digits(hi), places + 1), max(_digits(lo), places + 1)
-        varying = 0  # low places whose digit differs between rows: above, lo's digits
+        varying = 0
         while lo // 10**varying != hi // 10**varying:
             varying += 1
-        signed = bool(negative.any())  # no row negative: no place for a sign
-        end = total + signed + width + (1 if places else 0)  # the field's last digit
-        fields.append((r, negative if signed else None, places, width, always, varying, lo, end))
+        signed = bool(negative.any())
+        end = total + signed + width + (1 if places else 0)
+        fields.append(
+            _Digits(r, negative if signed else None, places, width, always, varying, lo, end)
+        )
         total = end + 2
     template = np.zeros(total, dtype=np.uint8)
-    for k, (_, _, d, width, always, varying, lo, end) in enumerate(fields):
-        if d:
-            template[end - d] = _DOT
-        template[end + 1] = _NEWLINE if k == len(fields) - 1 else _COMMA
-        for place in range(varying, width):
-            column = end - place - (1 if d and place >= d else 0)
-            template[column] = _digit_byte(lo // 10**place, place, always)
+    for first, same in constants:
+        template[first : first + len(same)] = np.frombuffer(same, dtype=np.uint8)
+        template[first + len(same)] = _COMMA
+    for f in fields:
+        if f.places:
+            template[f.end - f.places] = _DOT
+        template[f.end + 1] = _COMMA
+        for place in range(f.varying, f.width):
+            column = f.end - place - (1 if f.places and place >= f.places else 0)
+            template[column] = _digit_byte(f.lo // 10**place, place, f.always)
+    template[total - 1] = _NEWLINE  # the last field's separator
     text = np.empty((rows, total), dtype=np.uint8)
     text[:] = template
-    for r, minus, d, width, always, varying, lo, end in fields:
-        if minus is not None:
-            text[:, end - width - (1 if d else 0)] = np.where(minus, _MINUS, 0)
+    for f in fields:
+        if f.minus is not None:
+            sign = text[:, f.end - f.width - (1 if f.places else 0)]
+            np.multiply(f.minus, np.uint8(_MINUS), out=sign)
         # The places below ``varying`` of r, i.e. r less the common prefix. A nonzero
         # prefix means every row is wider than those places: none of them is left out.
-        rest = r if lo < 10**varying else r % 10**varying
-        if varying <= 9:  # uint32 arithmetic where it fits: several times faster
+        rest = f.r if f.lo < 10**f.varying else f.r % 10**f.varying
+        if f.varying <= 9:  # uint32 arithmetic where it fits: several times faster
             rest = rest.astype(np.uint32)
-        for place in range(varying):
-            column = end - place - (1 if d and place >= d else 0)
+        for place in range(f.varying):
+            column = f.end - place - (1 if f.places and place >= f.places else 0)
             higher = rest // 10
-            digit = rest - higher * 10 + _ZERO
-            if place >= always:  # a leading zero in some rows: left out
-                digit = np.where(rest > 0, digit, 0)
-            text[:, column] = digit
+            # Written straight into the text; a leading zero in some rows (a place
+            # past ``always``) is left out there: its byte stays the template's 0.
+            shown = rest > 0 if place >= f.always else True
+            np.add(rest - higher * 10, _ZERO, out=text[:, column], where=shown, casting="unsafe")
             rest = higher
     return text.tobytes().translate(None, b"\0")  # the left-out places deleted
