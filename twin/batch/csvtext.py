@@ -126,7 +126,9 @@ def _numbers(x: npt.ArrayLike, decimals: int | None) -> NumberArray:
     return a.astype(np.float64, copy=False)
 
 
-def format_rows(columns: Sequence[npt.ArrayLike], decimals: Sequence[int | None]) -> bytes:
+def format_rows(
+    columns: Sequence[npt.ArrayLike], decimals: Sequence[int | None]
+) -> bytes | bytearray:
     """The CSV rows (``,`` between fields, ``\\n`` after each row) of equal-length
     columns; ``decimals[k]`` None formats column k as ``%d``, N as ``%.Nf``."""
     arrays = [_numbers(x, d) for x, d in zip(columns, decimals, strict=True)]
@@ -176,7 +178,10 @@ def format_rows(columns: Sequence[npt.ArrayLike], decimals: Sequence[int | None]
             column = f.end - place - (1 if f.places and place >= f.places else 0)
             template[column] = _digit_byte(f.lo // 10**place, place, f.always)
     template[total - 1] = _NEWLINE  # the last field's separator
-    text = np.empty((rows, total), dtype=np.uint8)
+    # A bytearray's own translate deletes the left-out places: a third faster than
+    # bytes.translate, and no tobytes copy of the matrix.
+    buffer = bytearray(rows * total)
+    text = np.frombuffer(buffer, dtype=np.uint8).reshape(rows, total)
     text[:] = template
     for f in fields:
         if f.minus is not None:
@@ -195,4 +200,4 @@ def format_rows(columns: Sequence[npt.ArrayLike], decimals: Sequence[int | None]
             shown = rest > 0 if place >= f.always else True
             np.add(rest - higher * 10, _ZERO, out=text[:, column], where=shown, casting="unsafe")
             rest = higher
-    return text.tobytes().translate(None, b"\0")  # the left-out places deleted
+    return buffer.translate(None, b"\0")  # the left-out places deleted
