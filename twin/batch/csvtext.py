@@ -43,6 +43,8 @@ BoolArray = npt.NDArray[np.bool_]
 #: Fixed-point magnitudes below this are exact in a float64 and an int64.
 MAX_FIXED = 2.0**52
 _ZERO, _MINUS, _DOT, _COMMA, _NEWLINE = 48, 45, 46, 44, 10
+#: Bytes of a field made and written at once: four digits, one uint32 per row.
+_GROUP = 4
 
 
 def _fixed(x: NumberArray, decimals: int | None) -> tuple[IntArray, BoolArray] | None:
@@ -187,17 +189,69 @@ def format_rows(
         if f.minus is not None:
             sign = text[:, f.end - f.width - (1 if f.places else 0)]
             np.multiply(f.minus, np.uint8(_MINUS), out=sign)
-        # The places below ``varying`` of r, i.e. r less the common prefix. A nonzero
-        # prefix means every row is wider than those places: none of them is left out.
-        rest = f.r if f.lo < 10**f.varying else f.r % 10**f.varying
-        if f.varying <= 9:  # uint32 arithmetic where it fits: several times faster
-            rest = rest.astype(np.uint32)
-        for place in range(f.varying):
-            column = f.end - place - (1 if f.places and place >= f.places else 0)
-            higher = rest // 10
-            # Written straight into the text; a leading zero in some rows (a place
-            # past ``always``) is left out there: its byte stays the template's 0.
-            shown = rest > 0 if place >= f.always else True
-            np.add(rest - higher * 10, _ZERO, out=text[:, column], where=shown, casting="unsafe")
-            rest = higher
+        _write_digits(text, f)
     return buffer.translate(None, b"\0")  # the left-out places deleted
+
+
+def _write_digits(text: npt.NDArray[np.uint8], f: _Digits) -> None:
+    """The places below ``f.varying`` of each row, written into ``text``."""
+    # Unsigned: numpy divides those by a constant several times faster (uint32 the
+    # fastest), and its ``%`` is slow, so a remainder is x - x // m * m.
+    rest: npt.NDArray[Any] = f.r.astype(np.uint64)
+    if f.lo >= 10**f.varying:  # r less the common prefix; every row is wider than
+        rest = _mod(rest, 10**f.varying)  # these places: none of them is left out
+    if f.varying < 9:  # below 10**9 with a point's digit added: uint32
+        rest = rest.astype(np.uint32)
+    # The places every row prints (below ``always``), four bytes at a time: as the
+    # digits of e, r with a digit 0 where the point goes (printed as the point).
+    low = min(f.varying, f.always)
+    size = low + 1 if f.places and low > f.places else low  # bytes of those places
+    if size >= _GROUP:
+        e = _mod(rest, 10**low) if low < f.varying else rest
+        if size > low:
+            e = e + e // 10**f.places * (9 * 10**f.places)
+        # Groups from the last byte; the first group overlaps the one after it rather
+        # than reach past these places (both write the same bytes there).
+        for a in [*range(0, size - _GROUP, _GROUP), size - _GROUP]:
+            group = _mod(e // 10**a if a else e, 10**_GROUP).astype(np.uint32, copy=False)
+            point = a + _GROUP - 1 - f.places if size > low and a <= f.places < a + _GROUP else -1
+            first = f.end - a - (_GROUP - 1)  # the group's first byte in the row
+            _ascii4(group, point, text[:, first : first + _GROUP].view("<u4")[:, 0])
+        rest = rest // 10**low
+    else:
+        low = 0
+    if f.varying - low <= 9:
+        rest = rest.astype(np.uint32, copy=False)
+    for place in range(low, f.varying):
+        column = f.end - place - (1 if f.places and place >= f.places else 0)
+        higher = rest // 10
+        # Written straight into the text; a leading zero in some rows (a place past
+        # ``always``) is left out there: its byte stays the template's 0.
+        shown = rest > 0 if place >= f.always else True
+        np.add(rest - higher * 10, _ZERO, out=text[:, column], where=shown, casting="unsafe")
+        rest = higher
+
+
+def _mod(x: npt.NDArray[Any], m: int) -> npt.NDArray[Any]:
+    """``x % m`` (a new array), by a division numpy makes fast."""
+    rest: npt.NDArray[Any] = x - x // m * m
+    return rest
+
+
+def _ascii4(g: npt.NDArray[np.uint32], point: int, out: npt.NDArray[np.uint32]) -> None:
+    """Each ``g`` < 10**4 as four ASCII digits in one uint32 (SIMD within a register),
+    the most significant first in memory (``out`` is little-endian); byte ``point``
+    (-1: none) is the point instead of its digit, a 0. ``g`` is used up."""
+    high = g * np.uint32(5243)
+    high >>= np.uint32(19)  # g // 100 (exact below 43699)
+    g -= high * np.uint32(100)
+    g <<= np.uint32(16)
+    g |= high  # two 16-bit lanes: g // 100 first, then g % 100
+    tens = g * np.uint32(103)
+    tens >>= np.uint32(10)
+    tens &= np.uint32(0x000F000F)  # each lane // 10 (exact below 179)
+    g -= tens * np.uint32(10)
+    g <<= np.uint32(8)
+    g |= tens  # four bytes: each lane's tens, then its units
+    zeros = _ZERO * 0x01010101 - ((_ZERO - _DOT) << 8 * point if point >= 0 else 0)
+    np.add(g, np.uint32(zeros), out=out)
