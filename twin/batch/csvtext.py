@@ -38,7 +38,7 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 #: A column: float64, or int64 for a ``%d`` column of integers.
 NumberArray = npt.NDArray[Any]
-IntArray = npt.NDArray[np.int64]
+UIntArray = npt.NDArray[np.uint64]
 BoolArray = npt.NDArray[np.bool_]
 #: Fixed-point magnitudes below this are exact in a float64 and an int64.
 MAX_FIXED = 2.0**52
@@ -47,19 +47,22 @@ _ZERO, _MINUS, _DOT, _COMMA, _NEWLINE = 48, 45, 46, 44, 10
 _GROUP = 4
 
 
-def _fixed(x: NumberArray, decimals: int | None) -> tuple[IntArray, BoolArray] | None:
-    """(|r|, negative) per value: the fixed-point integer Python prints, or None when a
-    value is out of reach (``decimals`` None means ``%d``)."""
+def _fixed(x: NumberArray, decimals: int | None) -> tuple[UIntArray, BoolArray | None] | None:
+    """(|r|, negative) per value: the fixed-point integer Python prints (unsigned, as
+    the digits are made), negative None when no row is; or None when a value is out
+    of reach (``decimals`` None means ``%d``)."""
     if decimals is None:
         if x.dtype.kind == "i":  # exact in a float below MAX_FIXED: '%d' prints the integer
-            if int(x.min()) <= -MAX_FIXED or int(x.max()) >= MAX_FIXED:
+            low = int(x.min())
+            if low <= -MAX_FIXED or int(x.max()) >= MAX_FIXED:
                 return None
-            return np.abs(x), np.less(x, 0)
+            return np.abs(x).view(np.uint64), np.less(x, 0) if low < 0 else None
         whole = np.trunc(x)
         magnitude = np.abs(whole)
         if not magnitude.max() < MAX_FIXED:  # NaN compares False too (max propagates it)
             return None
-        return magnitude.astype(np.int64), np.less(whole, 0.0)
+        negative = np.less(whole, 0.0)
+        return magnitude.astype(np.uint64), negative if negative.any() else None
     y = np.abs(x)
     y *= 10.0**decimals
     top = y.max()
@@ -72,12 +75,13 @@ def _fixed(x: NumberArray, decimals: int | None) -> tuple[IntArray, BoolArray] |
     off = np.subtract(y, r)
     np.abs(off, out=off)
     near = np.flatnonzero(off >= 0.5 - np.spacing(top))
-    out = r.astype(np.int64)
+    out = r.astype(np.uint64)
     if near.shape[0]:
         yn = y[near]
         for i in near[np.abs(yn - np.floor(yn) - 0.5) <= np.spacing(yn)].tolist():
             out[i] = int(f"{abs(float(x[i])):.{decimals}f}".replace(".", ""))
-    return out, np.signbit(x)
+    # A sign bit set is a negative int64 of the same bits: no row has one, no sign.
+    return out, np.signbit(x) if int(x.view(np.int64).min()) < 0 else None
 
 
 def _constant(x: NumberArray, decimals: int | None) -> bytes | None:
@@ -110,7 +114,7 @@ def _digit_byte(rest: int, place: int, always: int) -> int:
 class _Digits(NamedTuple):
     """A column's field laid out: its digits per row and where they go."""
 
-    r: IntArray  # |value| in fixed point
+    r: UIntArray  # |value| in fixed point
     minus: BoolArray | None  # None: no row negative, no place for a sign
     places: int  # decimals
     width: int  # digits of the widest value (at least one before the point)
@@ -162,11 +166,8 @@ def format_rows(
         varying = 0
         while lo // 10**varying != hi // 10**varying:
             varying += 1
-        signed = bool(negative.any())
-        end = total + signed + width + (1 if places else 0)
-        fields.append(
-            _Digits(r, negative if signed else None, places, width, always, varying, lo, end)
-        )
+        end = total + (negative is not None) + width + (1 if places else 0)
+        fields.append(_Digits(r, negative, places, width, always, varying, lo, end))
         total = end + 2
     template = np.zeros(total, dtype=np.uint8)
     for first, same in constants:
@@ -182,9 +183,8 @@ def format_rows(
     template[total - 1] = _NEWLINE  # the last field's separator
     # A bytearray's own translate deletes the left-out places: a third faster than
     # bytes.translate, and no tobytes copy of the matrix.
-    buffer = bytearray(rows * total)
+    buffer = bytearray(template.tobytes()) * rows
     text = np.frombuffer(buffer, dtype=np.uint8).reshape(rows, total)
-    text[:] = template
     for f in fields:
         if f.minus is not None:
             sign = text[:, f.end - f.width - (1 if f.places else 0)]
@@ -197,7 +197,7 @@ def _write_digits(text: npt.NDArray[np.uint8], f: _Digits) -> None:
     """The places below ``f.varying`` of each row, written into ``text``."""
     # Unsigned: numpy divides those by a constant several times faster (uint32 the
     # fastest), and its ``%`` is slow, so a remainder is x - x // m * m.
-    rest: npt.NDArray[Any] = f.r.astype(np.uint64)
+    rest: npt.NDArray[Any] = f.r
     if f.lo >= 10**f.varying:  # r less the common prefix; every row is wider than
         rest = _mod(rest, 10**f.varying)  # these places: none of them is left out
     if f.varying < 9:  # below 10**9 with a point's digit added: uint32
