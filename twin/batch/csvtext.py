@@ -10,16 +10,20 @@ integer arithmetic and the whole chunk is laid out as a byte matrix:
   except when the product lies within one unit in the last place of a tie
   (``k + 0.5``); those few numbers are rounded by Python's own ``%`` (which rounds
   the exact binary value, ties to even) and put back as integers;
-- ``%d`` truncates toward zero, as ``int(x)`` does;
+- ``%d`` truncates toward zero, as ``int(x)`` does (an int64 column is its own value);
 - each column has a fixed-width field per row: a sign (only when some row of the
   chunk is negative), the digits (most significant first, the decimal point before
   the last ``N``) and a separator; unused places (no sign, leading zeros) hold byte
-  0, and deleting every 0 byte of the matrix (``bytes.translate``, a tenth of the
-  time of a boolean mask) leaves the rows as Python writes them;
+  0, and deleting every 0 byte of the matrix (``bytearray.translate``, a tenth of
+  the time of a boolean mask) leaves the rows as Python writes them;
 - what every row of the chunk shares is written once, as a template row: the
-  separators and points, and each column's digits above the lowest place where its
-  smallest and largest value agree (a constant voltage has no digit computed per
-  row; a year's energies or times vary in their low places only);
+  separators and points, a column holding one value (its ``%`` text), and each
+  column's digits above the lowest place where its smallest and largest value agree
+  (a constant voltage has no digit computed per row; a year's energies or times
+  vary in their low places only);
+- the places every row prints are made four at a time, as four ASCII bytes in one
+  uint32 per row (a point among them is a digit 0 printed as ``.``): a store per
+  row and column costs more than the arithmetic, so four bytes go in one store;
 - the sign is Python's: ``'%.3f' % -0.0001`` is ``-0.000``, so it follows the sign
   bit for decimals; ``'%d'`` of -0.5 is ``0``.
 
