@@ -24,8 +24,9 @@ from typing import Any
 from cumsum_ref import load
 
 T0 = time.process_time()
+from twin.batch.eventlog import write_events  # noqa: E402
 from twin.batch.plots import PLOT_FILES, draw_plots, plot_data, preload  # noqa: E402
-from twin.batch.report import write_csv, write_events  # noqa: E402
+from twin.batch.report import write_csv  # noqa: E402
 from twin.batch.simulate import SimSettings, cyclic_gc_paused, keep_freed_memory  # noqa: E402
 from twin.loadprofile import load_profile  # noqa: E402
 

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from twin.batch.report import can_fork, event_lines, summary_json
+from twin.batch.eventlog import event_lines
+from twin.batch.report import can_fork, summary_json
 from twin.batch.samplesahead import (
     MIN_AHEAD_SAMPLES,
     SLOTS,

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from twin.batch.eventlog import EventLog
 from twin.core import (
     DemandClosed,
     DemandCloses,
@@ -86,7 +87,8 @@ class Recorder:
         # The demand step function, (times, demands, maxima) per piece in time order: a
         # run's closes as the core's columns (no Python object per close), else one point.
         self._demand_pieces: list[tuple[Any, Any, Any]] = [((0.0,), (0.0,), (0.0,))]
-        self.events: list[ScalarEvent] = []  # everything but pulse edges and series, time order
+        # Everything but pulse edges and series, in time order (a run's closes as columns).
+        self.events = EventLog()
         self.edges: list[PulseEdges] = []
         self.keep_edges = False
         self.coarse_steps: list[StepTooCoarse] = []  # also among the events
@@ -173,7 +175,7 @@ class Recorder:
                 reg = ev
             else:
                 self._scalar(ev)
-                kept.append(ev)
+                kept.add(ev)
         if edges:
             self._closures(edges)
         return reg
@@ -184,7 +186,7 @@ class Recorder:
         top = int(ev.demand_kw.argmax())  # the first of the largest, as one by one
         if ev.demand_kw.item(top) > self.peak_demand[0]:
             self.peak_demand = (ev.demand_kw.item(top), ev.time_s.item(top))
-        self.events.extend(ev.each())
+        self.events.add(ev)
 
     def _scalar(self, ev: ScalarEvent) -> None:
         if type(ev) is DemandClosed:

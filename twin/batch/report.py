@@ -6,42 +6,32 @@ timestamps, so two runs of the same profile, model and seed give byte-identical
 ``timeseries.csv``, ``events.jsonl`` and ``summary.json``. The CSV's numbers are
 ``%d``, ``%.3f`` or ``%.6f`` per column, formatted a chunk of rows at a time with
 numpy (``twin.batch.csvtext``: the same bytes as Python's ``%``; a year at one
-minute is half a million rows). Event lines are what ``json.dumps`` prints, from a
-template per event type. Parquet is written only when pyarrow is installed. Plots
-are ``twin.batch.plots``.
+minute is half a million rows). The events' lines are ``twin.batch.eventlog``'s,
+written by the events process the run fed (``twin.batch.eventswriter``) when there
+is one. Parquet is written only when pyarrow is installed. Plots are
+``twin.batch.plots``.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import multiprocessing
-import operator
 import os
-import re
 import sys
 import threading
-from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from twin.batch.csvtext import format_rows
+from twin.batch.eventlog import write_events
+from twin.batch.eventswriter import EventsWriter
 from twin.batch.plots import PLOT_FILES, PlotData, draw_plots, plot_data, preload, write_plots
 from twin.batch.simulate import SimResult
-from twin.core import PulseEdges, ScalarEvent
 from twin.errors import ConfigError
-
-
-class LinesAhead(Protocol):
-    """Event lines made ahead of :func:`write_all` (``twin.batch.eventsahead``)."""
-
-    def receive(self) -> list[str]: ...  # in the events process: the first events' lines
-    def finish(self, wait: bool = True) -> None: ...
-
 
 #: Rows formatted at a time: the chunk's byte matrix (~200 bytes a row) stays small.
 _CHUNK_ROWS = 16_384
@@ -82,99 +72,6 @@ def write_parquet(path: Path, columns: dict[str, npt.NDArray[Any]]) -> bool:
     return True
 
 
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
-
-
-def event_dict(ev: ScalarEvent) -> dict[str, Any]:
-    fields = {k: getattr(ev, k) for k in type(ev).__slots__ if k != "time_s"}
-    return {"time_s": ev.time_s, "event": _snake(type(ev).__name__), **fields}
-
-
-_TEMPLATES: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {}
-_FLOAT = {float}
-
-
-def _one_tuple(get: Callable[[Any], Any]) -> Callable[[Any], tuple[Any, ...]]:
-    return lambda ev: (get(ev),)
-
-
-def _line_template(ev: ScalarEvent) -> tuple[str, Callable[[Any], tuple[Any, ...]]]:
-    """The JSON line of the event's type with ``%s`` per value, and a getter of the values."""
-    kind = type(ev)
-    if kind not in _TEMPLATES:
-        names = ("time_s", *(k for k in kind.__slots__ if k != "time_s"))
-        parts = [f'"time_s": %s, "event": "{_snake(kind.__name__)}"']
-        parts += [f"{json.dumps(k)}: %s" for k in names[1:]]
-        getter: Callable[[Any], tuple[Any, ...]] = operator.attrgetter(*names)
-        if len(names) == 1:  # attrgetter of one name returns the value, not a tuple
-            getter = _one_tuple(getter)
-        _TEMPLATES[kind] = "{" + ", ".join(parts) + "}", getter
-    return _TEMPLATES[kind]
-
-
-def event_line(ev: ScalarEvent) -> str:
-    """``json.dumps(event_dict(ev))``; written directly when every value is a plain float
-    (what json.dumps prints for a finite one is ``float.__repr__``; 'nan' and 'inf' have
-    an n, no finite repr has one)."""
-    template, getter = _line_template(ev)
-    values = getter(ev)
-    if _FLOAT.issuperset(map(type, values)):
-        texts = tuple(map(float.__repr__, values))
-        if "n" not in "".join(texts):
-            return template % texts
-    return json.dumps(event_dict(ev))
-
-
-def event_lines(events: list[ScalarEvent]) -> list[str]:
-    """``event_line`` of each event, the events of one type formatted together: their
-    values gathered into one tuple and the line template repeated, one ``%`` for the
-    lot (``%r`` of a plain finite float is its ``float.__repr__``). A type with any
-    other value (an int, a string, NaN) goes line by line."""
-    by_type: dict[type, list[int]] = {}
-    for i, kind in enumerate(map(type, events)):
-        by_type.setdefault(kind, []).append(i)
-    lines = [""] * len(events)
-    for indexes in by_type.values():
-        group = [events[i] for i in indexes]
-        template, getter = _line_template(group[0])
-        values = list(itertools.chain.from_iterable(map(getter, group)))
-        if _FLOAT.issuperset(map(type, values)) and bool(np.isfinite(values).all()):
-            text = "\n".join([template.replace("%s", "%r")] * len(group)) % tuple(values)
-            texts = text.split("\n")  # no value or template holds a newline
-        else:
-            texts = [event_line(ev) for ev in group]
-        if len(by_type) == 1:
-            return texts
-        for i, line in zip(indexes, texts, strict=True):
-            lines[i] = line
-    return lines
-
-
-def write_events(
-    path: Path, events: list[ScalarEvent], edges: list[PulseEdges], head: Sequence[str] = ()
-) -> None:
-    """JSON lines in time order; pulse edges (if any were kept) merged in. ``head``: the
-    lines of the first events, already made (``twin.batch.eventsahead``)."""
-    lines = [*head, *event_lines(events[len(head) :])]
-    times = [ev.time_s for ev in events]
-    for e in edges:
-        out = json.dumps(e.output)
-        for t, c in zip(e.time_s.tolist(), e.closed.tolist(), strict=True):
-            closed = "true" if c else "false"
-            lines.append(
-                f'{{"time_s": {t!r}, "event": "pulse_edge", "output": {out}, "closed": {closed}}}'
-            )
-            times.append(t)
-    at_s = np.asarray(times, dtype=np.float64)
-    if bool((at_s[1:] >= at_s[:-1]).all()):  # in order already: what a stable sort keeps
-        text = "\n".join(lines)
-    else:
-        text = "\n".join([lines[i] for i in np.argsort(at_s, kind="stable").tolist()])
-    with path.open("w", encoding="utf-8") as f:
-        f.write(text + "\n" if lines else "")
-
-
 def summary_json(summary: dict[str, Any]) -> str:
     return json.dumps(summary, indent=2) + "\n"
 
@@ -208,16 +105,6 @@ def can_fork() -> bool:
     if not sys.platform.startswith("linux") or threading.active_count() > 1:
         return False
     return len(os.sched_getaffinity(0)) >= 2
-
-
-def _write_events_quietly(path: Path, result: SimResult, ahead: LinesAhead | None) -> None:
-    """The events process's body: exit status 1 on any failure, no traceback (the
-    parent writes the file again, where the error is reported as usual)."""
-    try:
-        head = ahead.receive() if ahead is not None else []
-        write_events(path, result.events, result.edges, head)
-    except BaseException:
-        sys.exit(1)
 
 
 #: The figures the plot process's own helper draws (the costlier half: four axes of
@@ -305,27 +192,22 @@ def write_all(
     result: SimResult,
     plots: bool = True,
     plotter: PlotProcess | None = None,
-    ahead: LinesAhead | None = None,
+    events: EventsWriter | None = None,
 ) -> list[Path]:
     """Write every file of a run into ``out_dir``; returns the paths written.
 
     The plots are drawn by ``plotter`` (or a plot process forked now) and the events
-    written by a forked copy of this process (with the lines ``ahead`` made during
-    the run) while this one writes the time series; each in-process instead when no
-    process can be forked or the process failed. The files are the same either way.
+    written by ``events`` (the events process the run fed) while this process writes
+    the time series; each in-process instead when no process could be forked or the
+    process failed. The files are the same either way.
     """
-    events_writer = None
+    wrote_events = False
     try:
         prepare_out_dir(out_dir)
         remove_old_outputs(out_dir)
         written = [out_dir / "timeseries.csv", out_dir / "events.jsonl", out_dir / "summary.json"]
-        if can_fork():  # events.jsonl by a forked copy, beside the series made here
-            events_writer = multiprocessing.get_context("fork").Process(
-                target=_write_events_quietly, args=(written[1], result, ahead), daemon=True
-            )
-            events_writer.start()
-        if ahead is not None:
-            ahead.finish(wait=False)
+        if events is not None:
+            events.write(written[1], result.events, result.edges)
         if plots:
             plotter = plotter or PlotProcess.start()
             if plotter is not None:
@@ -334,13 +216,12 @@ def write_all(
         written[2].write_text(summary_json(result.summary), encoding="utf-8")
         if write_parquet(out_dir / "timeseries.parquet", result.columns):
             written.append(out_dir / "timeseries.parquet")
+        wrote_events = events is not None and events.finish()
     finally:
-        if ahead is not None:
-            ahead.finish()
-        if events_writer is not None:
-            events_writer.join()
+        if events is not None:
+            events.stop()  # after a failure or a cancel: ended, not waited for
         drawn = plotter is not None and plotter.finish()
-    if events_writer is None or events_writer.exitcode != 0:
+    if not wrote_events:
         write_events(written[1], result.events, result.edges)
     if drawn:
         written.extend(out_dir / name for name in PLOT_FILES)

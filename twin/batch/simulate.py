@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from twin.batch.eventlog import EventLog
 from twin.batch.recorder import Recorder
 from twin.batch.samplesahead import DriveRun, sampled_ahead
 from twin.core import (
@@ -56,7 +57,6 @@ from twin.core import (
     MeterModel,
     PulseEdges,
     SampleBlock,
-    ScalarEvent,
     StepTooCoarse,
 )
 from twin.drive import drive
@@ -75,7 +75,7 @@ BLOCK_SAMPLES = 86_400
 MAX_ROWS = 5_256_000
 ProgressFn = Callable[[int, int], None]
 #: Called after each block: (samples done, total, the events so far).
-BlockHook = Callable[[int, int, list[ScalarEvent]], None]
+BlockHook = Callable[[int, int, EventLog], None]
 #: glibc's mallopt parameters, and what a batch run sets them to (keep_freed_memory).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 HEAP_TRIM_BYTES = 1 << 30
@@ -187,10 +187,10 @@ class _RecordingCore(MeterCore):
 @dataclass(frozen=True, eq=False)
 class SimResult:
     """A run's summary and events, and its time series, made from the recorder on first
-    use (a caller may start other work first, e.g. fork the events writer)."""
+    use (a caller may start other work first, e.g. send the events process the rest)."""
 
     summary: dict[str, Any]
-    events: list[ScalarEvent]
+    events: EventLog
     edges: list[PulseEdges]
     unpowered_spans: list[tuple[float, float]]
     interval_s: float
@@ -249,7 +249,7 @@ def simulate(
     samples_ahead: bool = False,
 ) -> SimResult:
     """Run ``profile`` through a fresh meter; returns the summary, series and events.
-    ``each_block`` sees the events as they come (e.g. ``twin.batch.eventsahead``);
+    ``each_block`` sees the events as they come (e.g. ``twin.batch.eventswriter``);
     ``samples_ahead``: the caller may fork (``twin.batch.report.can_fork``), so a long
     run's blocks may be sampled by a child process (``twin.batch.samplesahead``)."""
     n, tail_s = steps(profile, settings)

@@ -161,25 +161,28 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, profile: Profile, settings: SimSettings) -> int:
-    from twin.batch.eventsahead import EventsAhead
+    from twin.batch.eventswriter import EventsWriter
     from twin.batch.report import PlotProcess, can_fork, prepare_out_dir, summary_json, write_all
     from twin.batch.simulate import simulate
 
-    plotter, ahead = None, None
+    plotter, events = None, None
     if args.out is not None:
         prepare_out_dir(args.out)  # fail before a long run, not after it
+        # Forked first, while small (before the plot process: it holds no copy of that
+        # pipe's end); fed the events during the run, it writes events.jsonl after it.
+        if can_fork():
+            events = EventsWriter.start(settings.duration_s or profile.duration_s)
         if args.plot:  # forked now: it imports matplotlib beside the run, on the second core
             plotter = PlotProcess.start()
-        ahead = EventsAhead()  # events.jsonl's first lines formatted during the run
     progress = Progress()
     t0 = time.perf_counter()
     try:
         result = simulate(
-            profile, settings, progress=progress, each_block=ahead, samples_ahead=can_fork()
+            profile, settings, progress=progress, each_block=events, samples_ahead=can_fork()
         )
     except BaseException:
-        if ahead is not None:  # first: its process holds a copy of the plot pipe's end
-            ahead.finish()
+        if events is not None:
+            events.stop()
         if plotter is not None:
             plotter.finish()  # nothing sent: it exits without drawing
         raise
@@ -188,7 +191,7 @@ def _run(args: argparse.Namespace, profile: Profile, settings: SimSettings) -> i
     for warning in result.summary["warnings"]:  # once each, before the figures
         print(f"minimeter simulate: warning: {warning}", file=sys.stderr)
     if args.out is not None:
-        write_all(args.out, result, plots=args.plot, plotter=plotter, ahead=ahead)
+        write_all(args.out, result, plots=args.plot, plotter=plotter, events=events)
     total_s = time.perf_counter() - t0
     samples = result.summary["samples"]
     print(
