@@ -30,7 +30,8 @@ import numpy as np
 import numpy.typing as npt
 
 from twin.batch.csvtext import format_rows
-from twin.batch.plots import PLOT_FILES, PlotData, draw_plots, plot_data, preload, write_plots
+from twin.batch.plotdata import PlotData, plot_data
+from twin.batch.plots import PLOT_FILES, Figures, write_plots
 from twin.batch.simulate import SimResult
 from twin.core import PulseEdges, ScalarEvent
 from twin.errors import ConfigError
@@ -225,34 +226,36 @@ def _write_events_quietly(path: Path, result: SimResult, ahead: LinesAhead | Non
 _HELPER_PLOTS = ("energy.png", "pulses.png", "status.png")
 
 
-def _draw_quietly(out_dir: Path, data: PlotData, only: tuple[str, ...]) -> None:
+def _draw_quietly(figures: Figures, out_dir: Path, data: PlotData, only: tuple[str, ...]) -> None:
     try:
-        draw_plots(out_dir, data, only)
+        figures.draw(out_dir, data, only)
     except BaseException:
         sys.exit(1)
 
 
 def _plot_child(receiver: Connection, sender: Connection) -> None:
-    """The plot process's body: matplotlib imported at once, then the figures drawn
+    """The plot process's body: while the run goes on, matplotlib imported and the
+    figures' frames made (:class:`~twin.batch.plots.Figures`); then the figures drawn
     from the numbers the run sends, half by a forked helper (both cores are free by
     then: the run is done). Exit status 1 on any failure, no traceback (the parent
     plots again in-process, where the error is reported as usual); 0 without drawing
     when the run sent nothing (it failed, or cancelled the plots)."""
     sender.close()  # the parent's end: closed here too, so its close reads as EOF
     try:
-        preload()
+        figures = Figures()
+        figures.warm()
         try:
             out_dir, data = receiver.recv()
         except EOFError:
             return
         if not can_fork():
-            draw_plots(out_dir, data)
+            figures.draw(out_dir, data)
             return
         helper = multiprocessing.get_context("fork").Process(
-            target=_draw_quietly, args=(out_dir, data, _HELPER_PLOTS)
+            target=_draw_quietly, args=(figures, out_dir, data, _HELPER_PLOTS)
         )
         helper.start()
-        draw_plots(out_dir, data, [name for name in PLOT_FILES if name not in _HELPER_PLOTS])
+        figures.draw(out_dir, data, [name for name in PLOT_FILES if name not in _HELPER_PLOTS])
         helper.join()
         if helper.exitcode != 0:
             sys.exit(1)
