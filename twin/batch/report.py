@@ -13,6 +13,7 @@ are ``twin.batch.plots``.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import multiprocessing
@@ -291,7 +292,8 @@ class PlotProcess:
         return cls(proc, sender)
 
     def draw(self, out_dir: Path, data: PlotData) -> None:
-        self._sender.send((out_dir, data))
+        with contextlib.suppress(BrokenPipeError):  # it failed before reading: see finish
+            self._sender.send((out_dir, data))
         self._sender.close()
 
     def finish(self) -> bool:
