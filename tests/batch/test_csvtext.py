@@ -96,3 +96,28 @@ def test_values_close_together(
 ) -> None:
     x = offset + np.random.default_rng(seed).random(count) * spread
     assert format_rows([x, -x], [places, places]) == by_percent([x, -x], [places, places])
+
+
+@pytest.mark.parametrize("places", [None, 0, 1, 3, 4, 6])
+@pytest.mark.parametrize("digits", range(1, 17))
+def test_every_width_and_point_position(places: int | None, digits: int) -> None:
+    """Fields of 1 to 16 digits, the point anywhere among them (digits are made four
+    at a time, the point counted as one), rows narrower than others (leading zeros
+    left out), and rows that share their leading digits."""
+    rng = np.random.default_rng(digits)
+    scale = 10.0 ** -(places or 0)
+    top = min(10**digits, 2**52)
+    spread = rng.integers(0, top, 64).astype(np.float64) * scale  # some rows narrower
+    shared = (top // 2 + rng.integers(0, 10 ** max(digits // 2, 1), 64)) * scale  # a prefix
+    cols = [spread, shared, -shared]
+    decimals = [places] * 3
+    assert format_rows(cols, decimals) == by_percent(cols, decimals)
+
+
+@pytest.mark.parametrize("places", [None, 3, 6])
+def test_values_around_two_to_the_32_in_fixed_point(places: int | None) -> None:
+    """Around 2**32 units of the last decimal (where 32-bit arithmetic would wrap),
+    with few places that differ between rows."""
+    unit = 10.0 ** -(places or 0)
+    x = (2**32 + np.arange(-40, 40) * 997) * unit
+    assert format_rows([x, -x], [places, places]) == by_percent([x, -x], [places, places])

@@ -11,7 +11,14 @@ import pytest
 
 from twin.batch.recorder import COUNT_COLUMNS, Recorder, last_at
 from twin.batch.simulate import SimSettings, make_core, simulate
-from twin.core import MeterConfig, RegistrationMode, SampleBlock
+from twin.core import (
+    ErrorCleared,
+    ErrorRaised,
+    MeterConfig,
+    RegistrationMode,
+    SampleBlock,
+    highest_error,
+)
 from twin.loadprofile import load_profile
 from twin.units import uj_to_wh
 
@@ -111,3 +118,30 @@ def test_last_at_is_the_last_time_at_or_before_each_end(seed: int) -> None:
     at = last_at(times, ends)
     want = [max(i for i, t in enumerate(times.tolist()) if t <= end) for end in ends.tolist()]
     assert at.tolist() == want
+
+
+@pytest.mark.parametrize("name", ["meter-faults", "brownout-outage"])
+def test_error_codes_and_unpowered_seconds_per_row(name: str) -> None:
+    """Each row's error code (the highest of the errors active at its end) and its
+    unpowered seconds, worked out here one row at a time from the run's events:
+    errors that overlap, clear and stay (meter-faults), outages (brownout-outage)."""
+    result = simulate(load_profile(name), SimSettings(interval_s=60.0))
+    cols = result.columns
+    raised = [(ev.time_s, ev.code, True) for ev in result.events if isinstance(ev, ErrorRaised)]
+    cleared = [(ev.time_s, ev.code, False) for ev in result.events if isinstance(ev, ErrorCleared)]
+    changes = sorted(raised + cleared, key=lambda change: change[0])
+    spans = result.unpowered_spans
+    if name == "meter-faults":
+        assert len({code for _, code, _ in raised}) >= 2 and cleared
+    else:
+        assert sum(b - a for a, b in spans) > 0
+    start = 0.0
+    for row, end in enumerate(cols["time_s"].tolist()):
+        active: set[int] = set()
+        for t, code, on in changes:
+            if t <= end + 1e-9:
+                (active.add if on else active.discard)(code)
+        assert cols["error_code"][row] == highest_error(active), row
+        unpowered = sum(max(0.0, min(b, end) - max(a, start)) for a, b in spans)
+        assert cols["unpowered_s"][row] == pytest.approx(unpowered, abs=1e-9), row
+        start = end

@@ -262,50 +262,72 @@ class Recorder:
         return spans
 
     def row_end_s(self) -> FloatArray:
-        ends = np.cumsum(np.full(self.rows, self.spr)) * self.dt_s
-        return np.asarray(np.minimum(ends, self.duration_s), dtype=np.float64)
+        # k * spr * dt as the cumulative sum of whole rows times dt gave it: the row
+        # counts are exact in a float, so one array, scaled in place.
+        ends = np.arange(1, self.rows + 1, dtype=np.float64)
+        ends *= self.spr
+        ends *= self.dt_s
+        return np.minimum(ends, self.duration_s, out=ends)
 
     def columns(self) -> dict[str, npt.NDArray[Any]]:
-        """The time series: one array per column, names carry their units."""
+        """The time series: one array per column, names carry their units.
+
+        A year at one minute is 19 columns of 4 MB: each is made in one array, with few
+        temporaries (every page a process writes first costs a fault; so do the pages
+        a forked process still shares). Voltage minimum and counts are the recorder's
+        own arrays, which a finished run no longer changes."""
         row_end_s = self.row_end_s()
-        row_len_s = np.diff(np.append(0.0, row_end_s))
-        mean_w = self.power_ws / row_len_s
+        scratch = np.empty(self.rows)  # each row's length, then its end within float noise
+        scratch[:1] = row_end_s[:1]
+        np.subtract(row_end_s[1:], row_end_s[:-1], out=scratch[1:])
+        mean_w = self.power_ws / scratch
         cols: dict[str, npt.NDArray[Any]] = {"time_s": row_end_s}
         cols["power_l1_w"], cols["power_l2_w"] = mean_w[0], mean_w[1]
         cols["power_w"] = mean_w[0] + mean_w[1]
-        mean_v = self.voltage_vs / row_len_s
+        mean_v = self.voltage_vs / scratch
         cols["voltage_l1_v"], cols["voltage_l2_v"] = mean_v[0], mean_v[1]
-        cols["voltage_min_v"] = self.voltage_min_v.copy()
+        cols["voltage_min_v"] = self.voltage_min_v
         for name in ENERGIES:
             cols[f"energy_{name}_wh"] = uj_to_wh(self.energy_uj[name])
-        ends = row_end_s + 1e-9  # what is at a row's end (within float noise) is in it
+        ends = np.add(row_end_s, 1e-9, out=scratch)  # what is at a row's end is in it
         t, d, m = (np.concatenate(x) for x in zip(*self._demand_pieces, strict=True))
         at = last_at(t, ends)
         cols["demand_kw"], cols["demand_max_kw"] = d[at], m[at]
         for k, name in enumerate(COUNT_COLUMNS):
             cols[name] = self.closures[k]
         et, masks = (np.array(x) for x in zip(*self.error_points, strict=True))
-        active = masks[last_at(et, ends)]
-        cols["error_code"] = highest_error_codes(active.astype(np.int64))
-        cols["unpowered_s"] = np.diff(self._unpowered_cum(np.append(0.0, row_end_s)))
+        codes = highest_error_codes(masks.astype(np.int64))  # per point: a few, not per row
+        if codes.shape[0] == 1:
+            cols["error_code"] = np.full(self.rows, codes[0])
+        else:
+            cols["error_code"] = codes[last_at(et, ends)]
+        cols["unpowered_s"] = self._unpowered_per_row(row_end_s)
         return cols
 
     def count_times(self) -> dict[str, tuple[FloatArray, FloatArray]]:
-        """Per count column: each row's first and last count time (NaN: none in the row)."""
+        """Per count column: each row's first and last count time (NaN: none in the row),
+        the recorder's own arrays (a finished run no longer changes them)."""
         return {
-            name: (self.first_count_s[k].copy(), self.last_count_s[k].copy())
+            name: (self.first_count_s[k], self.last_count_s[k])
             for k, name in enumerate(COUNT_COLUMNS)
         }
 
-    def _unpowered_cum(self, t: FloatArray) -> FloatArray:
-        spans = self.spans(float(t[-1]))
+    def _unpowered_per_row(self, row_end_s: FloatArray) -> FloatArray:
+        """Unpowered seconds in each row: the differences of the cumulative unpowered
+        time at the row ends and at 0 (the first row's start)."""
+        spans = self.spans(float(row_end_s[-1]))
         if not spans:
-            return np.zeros_like(t)
+            return np.zeros_like(row_end_s)
         xp = np.array([x for span in spans for x in span])
         lengths = np.array([b - a for a, b in spans])
         before = np.concatenate(([0.0], np.cumsum(lengths)[:-1]))
         fp = np.stack([before, before + lengths], axis=1).ravel()
-        return np.asarray(np.interp(t, xp, fp, left=0.0, right=float(lengths.sum())))
+        right = float(lengths.sum())
+        cum = np.asarray(np.interp(row_end_s, xp, fp, left=0.0, right=right), dtype=np.float64)
+        per_row = np.empty_like(cum)
+        per_row[:1] = cum[:1] - np.interp([0.0], xp, fp, left=0.0, right=right)
+        np.subtract(cum[1:], cum[:-1], out=per_row[1:])
+        return per_row
 
 
 def last_at(times: FloatArray, ends: FloatArray) -> npt.NDArray[np.intp]:
@@ -315,6 +337,6 @@ def last_at(times: FloatArray, ends: FloatArray) -> npt.NDArray[np.intp]:
     has ~10^5 demand points and 5 x 10^5 rows): the points up to each end are counted."""
     first_end = np.searchsorted(ends, times, side="left")  # the first end at or after each
     counts = np.bincount(first_end, minlength=ends.shape[0] + 1)[: ends.shape[0]]
-    at = np.cumsum(counts)
+    at = np.cumsum(counts, out=counts)
     at -= 1
     return at

@@ -65,7 +65,7 @@ def decimals(name: str) -> int | None:
 def write_csv(path: Path, columns: dict[str, npt.NDArray[Any]]) -> None:
     names = list(columns)
     places = [decimals(n) for n in names]
-    data = [np.asarray(columns[n], dtype=np.float64) for n in names]
+    data = [np.asarray(columns[n]) for n in names]  # format_rows takes int64 as it is
     rows = data[0].shape[0] if data else 0
     with path.open("wb") as f:
         f.write((",".join(names) + "\n").encode("ascii"))
