@@ -5,8 +5,8 @@ runs the same parts one after the other in one process and prints the CPU time o
 each, so the critical path on two free cores can be worked out: the run (sampler,
 core and recorder on one thread), then the rows, the plots' numbers,
 the CSV, the events and the figures (each half of them, as the plot process and its
-helper draw them), and matplotlib's import. The garbage collector is paused as the
-CLI pauses it.
+helper draw them: their frames made during the run, apart), and matplotlib's import.
+The garbage collector is paused as the CLI pauses it.
 
     .venv/bin/python bench/bench_simulate_parts.py [--profile residential-year] [--days 365]
 """
@@ -25,7 +25,8 @@ from cumsum_ref import load
 
 T0 = time.process_time()
 from twin.batch.eventlog import write_events  # noqa: E402
-from twin.batch.plots import PLOT_FILES, draw_plots, plot_data, preload  # noqa: E402
+from twin.batch.plotdata import plot_data  # noqa: E402
+from twin.batch.plots import PLOT_FILES, Figures, preload  # noqa: E402
 from twin.batch.report import write_csv  # noqa: E402
 from twin.batch.simulate import SimSettings, cyclic_gc_paused, keep_freed_memory  # noqa: E402
 from twin.loadprofile import load_profile  # noqa: E402
@@ -60,13 +61,18 @@ def main() -> None:
         _, events_s = cpu(lambda: write_events(out / "events.jsonl", result.events, result.edges))
         _, mpl_s = cpu(preload)
         own = [name for name in PLOT_FILES if name not in HELPER_PLOTS]
-        _, own_s = cpu(lambda: draw_plots(out, data, own))
-        _, helper_s = cpu(lambda: draw_plots(out, data, HELPER_PLOTS))
+        frames_s, figures_s = [], []
+        for names in (own, HELPER_PLOTS):
+            figures, seconds = cpu(lambda names=names: Figures(names))
+            _, warm_s = cpu(figures.warm)
+            frames_s.append(seconds + warm_s)
+            figures_s.append(cpu(lambda figures=figures: figures.draw(out, data))[1])
     print(
         f"imports of the twin {IMPORTS_S:.2f} s; the run {main_thread:.2f} s; writing: "
         f"columns {columns_s:.2f} s, plot "
         f"numbers {numbers_s:.2f} s, CSV {csv_s:.2f} s, events {events_s:.2f} s; "
-        f"matplotlib import {mpl_s:.2f} s, figures {own_s:.2f} s + {helper_s:.2f} s"
+        f"matplotlib import {mpl_s:.2f} s, frames {frames_s[0]:.2f} s + {frames_s[1]:.2f} s "
+        f"(during the run), figures {figures_s[0]:.2f} s + {figures_s[1]:.2f} s"
     )
     print(f"end: {load()}")
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from twin.batch.plots import PLOT_FILES, pulse_rate_per_h, write_plots
+from twin.batch.plotdata import pulse_rate_per_h
+from twin.batch.plots import PLOT_FILES, write_plots
 from twin.batch.report import PlotProcess, write_all
 from twin.batch.simulate import SimSettings, simulate
 from twin.core import AccuracyConfig, MeterConfig, MeterCore, MeterModel

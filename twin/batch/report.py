@@ -14,11 +14,13 @@ is one. Parquet is written only when pyarrow is installed. Plots are
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
 import sys
 import threading
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,8 @@ import numpy.typing as npt
 from twin.batch.csvtext import format_rows
 from twin.batch.eventlog import write_events
 from twin.batch.eventswriter import EventsWriter
-from twin.batch.plots import PLOT_FILES, PlotData, draw_plots, plot_data, preload, write_plots
+from twin.batch.plotdata import PlotData, plot_data
+from twin.batch.plots import PLOT_FILES, Figures, preload, write_plots
 from twin.batch.simulate import SimResult
 from twin.errors import ConfigError
 
@@ -112,70 +115,74 @@ def can_fork() -> bool:
 _HELPER_PLOTS = ("energy.png", "pulses.png", "status.png")
 
 
-def _draw_quietly(out_dir: Path, data: PlotData, only: tuple[str, ...]) -> None:
-    try:
-        draw_plots(out_dir, data, only)
-    except BaseException:
-        sys.exit(1)
-
-
-def _plot_child(receiver: Connection, sender: Connection) -> None:
-    """The plot process's body: matplotlib imported at once, then the figures drawn
-    from the numbers the run sends, half by a forked helper (both cores are free by
-    then: the run is done). Exit status 1 on any failure, no traceback (the parent
-    plots again in-process, where the error is reported as usual); 0 without drawing
-    when the run sent nothing (it failed, or cancelled the plots)."""
+def _plot_child(
+    receiver: Connection, sender: Connection, names: Sequence[str], helper_names: Sequence[str]
+) -> None:
+    """A plot process's body: while the run goes on, matplotlib imported, a helper
+    forked for ``helper_names`` (if any; both cores are free after the run), and the
+    frames of the other ``names`` made (:class:`~twin.batch.plots.Figures`); then the
+    numbers the run sends passed on to the helper and those figures drawn. Exit status
+    1 if it or its helper failed, no traceback (the parent plots again in-process,
+    where the error is reported as usual); 0 without drawing when the run sent
+    nothing (it failed, or cancelled the plots)."""
     sender.close()  # the parent's end: closed here too, so its close reads as EOF
+    helper, sent = None, False
     try:
         preload()
+        if helper_names:
+            helper = PlotProcess.start(helper_names)
+        if helper is not None:
+            names = [name for name in names if name not in helper_names]
+        figures = Figures(names)
+        figures.warm()
         try:
             out_dir, data = receiver.recv()
         except EOFError:
             return
-        if not can_fork():
-            draw_plots(out_dir, data)
-            return
-        helper = multiprocessing.get_context("fork").Process(
-            target=_draw_quietly, args=(out_dir, data, _HELPER_PLOTS)
-        )
-        helper.start()
-        draw_plots(out_dir, data, [name for name in PLOT_FILES if name not in _HELPER_PLOTS])
-        helper.join()
-        if helper.exitcode != 0:
-            sys.exit(1)
+        if helper is not None:
+            helper.draw(out_dir, data)
+        sent = True
+        figures.draw(out_dir, data)
     except BaseException:  # reported by the in-process retry
         sys.exit(1)
+    finally:  # the helper's pipe closed (EOF when nothing was sent), the helper joined
+        if helper is not None and not helper.finish() and sent:
+            sys.exit(1)
 
 
 class PlotProcess:
     """A forked process that draws the plots while this one writes the data files.
 
     Started before the run when it can be (``minimeter simulate`` does), it imports
-    matplotlib on the second core while the run goes on, instead of a thread that
-    would hold the interpreter lock against the run; when the run is done it is sent
-    the figures' binned numbers (:func:`plot_data`, kilobytes, not the result's
-    hundred megabytes). Only on Linux (fork is not safe on macOS), with no other
-    thread running (a fork copies one thread and whatever locks the others held) and
-    more than one core; :meth:`start` returns None otherwise.
+    matplotlib and makes the figures' frames on the second core while the run goes on,
+    instead of a thread that would hold the interpreter lock against the run; when the
+    run is done it is sent the figures' binned numbers (:func:`plot_data`, kilobytes,
+    not the result's hundred megabytes). Only on Linux (fork is not safe on macOS),
+    with no other thread running (a fork copies one thread and whatever locks the
+    others held) and more than one core; :meth:`start` returns None otherwise.
     """
 
     def __init__(self, proc: multiprocessing.process.BaseProcess, sender: Connection) -> None:
         self._proc, self._sender = proc, sender
 
     @classmethod
-    def start(cls) -> PlotProcess | None:
+    def start(cls, names: Sequence[str] = PLOT_FILES) -> PlotProcess | None:
+        """Fork a process that draws ``names``: every plot by default, then with a
+        helper of its own for half of them."""
         if not can_fork():
             return None
         context = multiprocessing.get_context("fork")
         receiver, sender = context.Pipe(duplex=False)
-        # Not a daemon: it forks a helper of its own (see _plot_child).
-        proc = context.Process(target=_plot_child, args=(receiver, sender))
+        helper_names = _HELPER_PLOTS if tuple(names) == PLOT_FILES else ()
+        # Not a daemon: it forks a helper of its own.
+        proc = context.Process(target=_plot_child, args=(receiver, sender, names, helper_names))
         proc.start()
         receiver.close()
         return cls(proc, sender)
 
     def draw(self, out_dir: Path, data: PlotData) -> None:
-        self._sender.send((out_dir, data))
+        with contextlib.suppress(BrokenPipeError):  # it failed before reading: see finish
+            self._sender.send((out_dir, data))
         self._sender.close()
 
     def finish(self) -> bool:
