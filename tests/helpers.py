@@ -430,3 +430,18 @@ class Subscriber:
             if correlation_data is not None:
                 props.CorrelationData = correlation_data
         await self.client.publish(topic, payload, qos=1, retain=retain, properties=props)
+
+
+def session_processes(sid: int) -> list[int]:
+    """The processes of session ``sid`` still there, zombies included (Linux: /proc);
+    a command started with ``start_new_session=True`` leads the session of its pid."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            if int(fields[3]) == sid:
+                pids.append(int(entry.name))
+    return pids

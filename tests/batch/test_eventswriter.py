@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import session_processes
 from twin.batch.eventlog import EventLog, write_events
 from twin.batch.eventswriter import MIN_DURATION_S, PIPE_BYTES, EventsWriter
-from twin.batch.report import can_fork, write_all
+from twin.batch.report import write_all
 from twin.batch.simulate import BlockHook, SimResult, SimSettings, simulate
 from twin.core import DemandCloses, PowerLost
+from twin.forking import can_fork
 from twin.loadprofile import load_profile
 
 pytestmark = pytest.mark.skipif(
@@ -134,20 +136,6 @@ def test_the_run_never_waits_for_a_process_that_reads_nothing(tmp_path: Path) ->
     assert writer.finish()
     write_events(tmp_path / "plain.jsonl", log, [])
     assert (tmp_path / "events.jsonl").read_bytes() == (tmp_path / "plain.jsonl").read_bytes()
-
-
-def session_processes(sid: int) -> list[int]:
-    """The processes of session ``sid`` still there (zombies included)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid:
-                pids.append(int(entry.name))
-    return pids
 
 
 def test_ctrl_c_during_a_run_exits_130_and_leaves_no_process(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import session_processes
 from twin.batch.plots import PLOT_FILES, write_plots
 from twin.batch.report import PlotProcess, write_all
 from twin.batch.simulate import SimSettings, simulate
@@ -45,19 +46,6 @@ def test_a_killed_plot_process_falls_back_to_the_same_plots(tmp_path: Path, when
         assert path.read_bytes() == (tmp_path / "out" / path.name).read_bytes(), path.name
 
 
-def group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:  # gone meanwhile
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                members.append(int(entry.name))
-    return members
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("whom", ["the process group", "the command only"])
 def test_ctrl_c_during_the_run_exits_130_and_leaves_no_process(tmp_path: Path, whom: str) -> None:
@@ -72,7 +60,7 @@ def test_ctrl_c_during_the_run_exits_130_and_leaves_no_process(tmp_path: Path, w
         start_new_session=True,
     )
     deadline = time.monotonic() + 60.0
-    while len(group_members(proc.pid)) < 2 and proc.poll() is None:  # the plot process is up
+    while len(session_processes(proc.pid)) < 2 and proc.poll() is None:  # the plot process is up
         assert time.monotonic() < deadline, "no plot process appeared"
         time.sleep(0.01)
     if whom == "the process group":
@@ -83,7 +71,7 @@ def test_ctrl_c_during_the_run_exits_130_and_leaves_no_process(tmp_path: Path, w
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     deadline = time.monotonic() + 10.0
-    while group_members(proc.pid):  # children reaped by their parents before it exits
-        assert time.monotonic() < deadline, f"left behind: {group_members(proc.pid)}"
+    while session_processes(proc.pid):  # children reaped by their parents before it exits
+        assert time.monotonic() < deadline, f"left behind: {session_processes(proc.pid)}"
         time.sleep(0.01)
     assert not list(out.glob("*.png"))

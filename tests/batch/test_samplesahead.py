@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from twin.batch.eventlog import event_lines
-from twin.batch.report import can_fork, summary_json
+from twin.batch.report import summary_json
 from twin.batch.samplesahead import (
     MIN_AHEAD_SAMPLES,
     SLOTS,
@@ -28,6 +28,7 @@ from twin.batch.samplesahead import (
 from twin.batch.simulate import SimResult, SimSettings, simulate
 from twin.core import Command, SampleBlock
 from twin.drive import drive
+from twin.forking import can_fork
 from twin.loadprofile import Profile, Sampler, load_profile
 
 needs_fork = pytest.mark.skipif(

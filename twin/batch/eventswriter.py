@@ -21,7 +21,7 @@ it, a message that cannot be sent) makes :meth:`finish` return False, and the
 caller writes the file in-process, as without the process. Ctrl-C: the process
 ignores SIGINT; the run's cancel path ends it (:meth:`stop`), and it also ends on
 its own when this process dies (end of file on the pipe). Only a single-threaded
-Linux process may fork (``twin.batch.report.can_fork``: the caller asks), and only
+Linux process may fork (``twin.forking.can_fork``: the caller asks), and only
 a run of a month or more pays for the fork (``MIN_DURATION_S``).
 """
 
@@ -37,6 +37,7 @@ from typing import BinaryIO
 
 from twin.batch.eventlog import EventLines, EventLog
 from twin.core import PulseEdges
+from twin.forking import interrupts_held, release_interrupts
 
 #: The pipe's capacity asked for (Linux's default limit for an unprivileged process):
 #: a year's closes are ~3.4 MB, so the process may fall a third of a year behind
@@ -111,23 +112,26 @@ class EventsWriter:
             return None
         with contextlib.suppress(OSError):  # a smaller pipe only makes a wait likelier
             fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-        try:
-            pid = os.fork()
-        except OSError:
-            os.close(read_fd)
-            os.close(write_fd)
-            return None
-        if pid == 0:  # the process: never returns, never prints a traceback
-            status = 1
+        with interrupts_held() as undo:
             try:
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # the run's cancel ends it
+                pid = os.fork()
+            except OSError:
+                os.close(read_fd)
                 os.close(write_fd)
-                status = _serve(read_fd)
-            finally:
-                os._exit(status)
-        os.close(read_fd)
-        os.set_blocking(write_fd, False)
-        return cls(pid, write_fd)
+                return None
+            if pid == 0:  # the process: never returns, never prints a traceback
+                status = 1
+                try:
+                    release_interrupts(ignore=True)  # the run's cancel ends it
+                    os.close(write_fd)
+                    status = _serve(read_fd)
+                finally:
+                    os._exit(status)
+            os.close(read_fd)
+            os.set_blocking(write_fd, False)
+            writer = cls(pid, write_fd)
+            undo.append(writer.stop)
+        return writer
 
     def __call__(self, done: int, total: int, events: EventLog) -> None:
         """The run's per-block hook: send the log's new entries, ``SEND_EVENTS`` or more

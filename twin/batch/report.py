@@ -17,9 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
-import os
 import sys
-import threading
 from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -35,6 +33,7 @@ from twin.batch.plotdata import PlotData, plot_data
 from twin.batch.plots import PLOT_FILES, Figures, preload, write_plots
 from twin.batch.simulate import SimResult
 from twin.errors import ConfigError
+from twin.forking import can_fork, interrupts_held, release_interrupts
 
 #: Rows formatted at a time: the chunk's byte matrix (~200 bytes a row) stays small.
 _CHUNK_ROWS = 16_384
@@ -101,15 +100,6 @@ def remove_old_outputs(out_dir: Path) -> None:
             ) from None
 
 
-def can_fork() -> bool:
-    """Whether a forked process may take part of the work: Linux only (fork is not safe
-    on macOS), no other thread running (a fork copies one thread and whatever locks the
-    others held) and a second core to run it on."""
-    if not sys.platform.startswith("linux") or threading.active_count() > 1:
-        return False
-    return len(os.sched_getaffinity(0)) >= 2
-
-
 #: The figures the plot process's own helper draws (the costlier half: four axes of
 #: pulse rates among them); the plot process draws the rest meanwhile.
 _HELPER_PLOTS = ("energy.png", "pulses.png", "status.png")
@@ -125,9 +115,10 @@ def _plot_child(
     1 if it or its helper failed, no traceback (the parent plots again in-process,
     where the error is reported as usual); 0 without drawing when the run sent
     nothing (it failed, or cancelled the plots)."""
-    sender.close()  # the parent's end: closed here too, so its close reads as EOF
     helper, sent = None, False
     try:
+        release_interrupts()  # a Ctrl-C: KeyboardInterrupt, a quiet exit below
+        sender.close()  # the parent's end: closed here too, so its close reads as EOF
         preload()
         if helper_names:
             helper = PlotProcess.start(helper_names)
@@ -176,9 +167,12 @@ class PlotProcess:
         helper_names = _HELPER_PLOTS if tuple(names) == PLOT_FILES else ()
         # Not a daemon: it forks a helper of its own.
         proc = context.Process(target=_plot_child, args=(receiver, sender, names, helper_names))
-        proc.start()
-        receiver.close()
-        return cls(proc, sender)
+        with interrupts_held() as undo:
+            proc.start()
+            receiver.close()
+            plotter = cls(proc, sender)
+            undo.append(plotter.finish)  # nothing sent: it exits without drawing
+        return plotter
 
     def draw(self, out_dir: Path, data: PlotData) -> None:
         with contextlib.suppress(BrokenPipeError):  # it failed before reading: see finish

@@ -3,7 +3,7 @@
 Theory of operation. A batch run asks its sampler for a block, then spends longer on
 the core and the recorder than the sampler spent on the block; on the year at 1 s
 the sampler is about a quarter of the run's CPU while the second core is mostly
-idle. So, when the caller says it may fork (``twin.batch.report.can_fork``),
+idle. So, when the caller says it may fork (``twin.forking.can_fork``),
 :func:`sampled_ahead` forks a child before the run's arrays exist. The child drives
 the same loop as the run (``twin.drive.drive``, with a core that does nothing) over
 the same plan of drive calls, so it asks for exactly the blocks the run will ask
@@ -55,6 +55,7 @@ import numpy.typing as npt
 
 from twin.core import Command, SampleBlock
 from twin.drive import drive
+from twin.forking import interrupts_held, release_interrupts
 from twin.loadprofile import Profile, Sampler
 
 #: Blocks the child may hold ready ahead of the run (the slots of the ring).
@@ -217,17 +218,20 @@ class AheadSampler(Sampler):
         self._conn, child_conn = Pipe(duplex=True)
         self._k, self._released, self._sent = 0, 1, 1
         self._roots: dict[int, weakref.ref[npt.NDArray[np.uint8]]] = {}
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            status = 1
-            try:
-                self._conn.close()
-                _child(_Shipper(profile, seed, self._ring, child_conn), runs)
-                status = 0
-            finally:
-                os._exit(status)
-        child_conn.close()
-        self.pid = pid
+        with interrupts_held() as undo:
+            pid = os.fork()
+            if pid == 0:  # the child: never returns
+                status = 1
+                try:
+                    release_interrupts(ignore=True)  # the run's way out stops it
+                    self._conn.close()
+                    _child(_Shipper(profile, seed, self._ring, child_conn), runs)
+                    status = 0
+                finally:
+                    os._exit(status)
+            child_conn.close()
+            self.pid = pid
+            undo.append(self.stop)
 
     def block(self, t0_s: float, dt_s: float, n: int) -> SampleBlock:
         k = self._k

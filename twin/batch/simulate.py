@@ -250,7 +250,7 @@ def simulate(
 ) -> SimResult:
     """Run ``profile`` through a fresh meter; returns the summary, series and events.
     ``each_block`` sees the events as they come (e.g. ``twin.batch.eventswriter``);
-    ``samples_ahead``: the caller may fork (``twin.batch.report.can_fork``), so a long
+    ``samples_ahead``: the caller may fork (``twin.forking.can_fork``), so a long
     run's blocks may be sampled by a child process (``twin.batch.samplesahead``)."""
     n, tail_s = steps(profile, settings)
     total = n + (tail_s > 0)

@@ -16,6 +16,7 @@ from types import ModuleType
 
 from twin import __version__
 from twin.errors import TwinError
+from twin.forking import interrupts_held
 
 # subcommand -> one-line help; its module of twin.cli has add_arguments(parser) and
 # main(args), and is imported when used (_command): `simulate` loads no servers.
@@ -83,7 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The first word that is not an option names the command (the top-level options
     # take no value); anything else gets the whole parser, e.g. for --help.
     command = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(command if command in SUBCOMMANDS else None)
+    try:
+        with interrupts_held():  # building the parser imports the command's modules
+            parser = build_parser(command if command in SUBCOMMANDS else None)
+    except KeyboardInterrupt:
+        return 130
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

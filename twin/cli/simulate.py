@@ -162,21 +162,22 @@ def main(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, profile: Profile, settings: SimSettings) -> int:
     from twin.batch.eventswriter import EventsWriter
-    from twin.batch.report import PlotProcess, can_fork, prepare_out_dir, summary_json, write_all
+    from twin.batch.report import PlotProcess, prepare_out_dir, summary_json, write_all
     from twin.batch.simulate import simulate
+    from twin.forking import can_fork
 
     plotter, events = None, None
-    if args.out is not None:
-        prepare_out_dir(args.out)  # fail before a long run, not after it
-        # Forked first, while small (before the plot process: it holds no copy of that
-        # pipe's end); fed the events during the run, it writes events.jsonl after it.
-        if can_fork():
-            events = EventsWriter.start(settings.duration_s or profile.duration_s)
-        if args.plot:  # forked now: it imports matplotlib beside the run, on the second core
-            plotter = PlotProcess.start()
-    progress = Progress()
-    t0 = time.perf_counter()
     try:
+        if args.out is not None:
+            prepare_out_dir(args.out)  # fail before a long run, not after it
+            # Forked first, while small (before the plot process: it holds no copy of
+            # that pipe's end); fed the events during the run, it writes events.jsonl.
+            if can_fork():
+                events = EventsWriter.start(settings.duration_s or profile.duration_s)
+            if args.plot:  # forked now: it imports matplotlib beside the run
+                plotter = PlotProcess.start()
+        progress = Progress()
+        t0 = time.perf_counter()
         result = simulate(
             profile, settings, progress=progress, each_block=events, samples_ahead=can_fork()
         )
