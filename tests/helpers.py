@@ -445,3 +445,10 @@ def session_processes(sid: int) -> list[int]:
             if int(fields[3]) == sid:
                 pids.append(int(entry.name))
     return pids
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` of a command a test interrupts: SIGINT handled as from a terminal,
+    whatever this process inherited (a test run started in the background ignores it,
+    and a child would inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

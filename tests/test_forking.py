@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, session_processes
+from tests.helpers import REPO, session_processes, sigint_default
 from twin.forking import can_fork, interrupts_held
 
 needs_fork = pytest.mark.skipif(
@@ -45,6 +45,7 @@ def run_python(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         start_new_session=True,
+        preexec_fn=sigint_default,
         timeout=120,
     )
 
@@ -105,6 +106,7 @@ def test_ctrl_c_as_a_helper_is_forked_cancels_the_run_cleanly(
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         start_new_session=True,
+        preexec_fn=sigint_default,
     )
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -136,6 +138,7 @@ def test_interrupts_held_delivers_a_signal_after_the_undo_actions() -> None:
     """In this process: a SIGINT raised inside the block waits, the undo actions run,
     then the KeyboardInterrupt comes out; without one, no action runs."""
     done: list[str] = []
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal
     with pytest.raises(KeyboardInterrupt), interrupts_held() as undo:
         undo.append(lambda: done.append("undone"))
         os.kill(os.getpid(), signal.SIGINT)
@@ -144,6 +147,45 @@ def test_interrupts_held_delivers_a_signal_after_the_undo_actions() -> None:
     with interrupts_held() as undo:
         undo.append(lambda: done.append("never"))
     assert done == ["body finished", "undone"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    signal.signal(signal.SIGINT, before)
+
+
+def test_a_nested_hold_undoes_with_the_outer_one() -> None:
+    """A hold inside a hold adds its actions to the outer one's; the outer delivers."""
+    done: list[str] = []
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    with pytest.raises(KeyboardInterrupt), interrupts_held() as outer:
+        outer.append(lambda: done.append("outer"))
+        with interrupts_held() as inner:
+            inner.append(lambda: done.append("inner"))
+            os.kill(os.getpid(), signal.SIGINT)
+        done.append("inner block left")
+    assert done == ["inner block left", "inner", "outer"]
+    signal.signal(signal.SIGINT, before)
+
+
+def test_a_child_of_a_command_that_ignores_sigint_keeps_ignoring_it() -> None:
+    """``cmd &`` in a script, nohup: the command starts with SIGINT ignored, and a
+    child's release puts that back, not Python's KeyboardInterrupt."""
+    code = """
+        import signal
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        from twin.forking import interrupts_held, release_interrupts
+        with interrupts_held():
+            release_interrupts()
+            print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+        print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+    """
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "True\nTrue\n"
 
 
 def test_release_interrupts_ignoring_drops_a_pending_signal() -> None:
@@ -162,6 +204,7 @@ def test_release_interrupts_ignoring_drops_a_pending_signal() -> None:
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=sigint_default,
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr

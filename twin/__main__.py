@@ -9,9 +9,9 @@ from __future__ import annotations
 
 
 def entry() -> int:
-    from twin.forking import interrupts_held
-
     try:
+        from twin.forking import interrupts_held
+
         with interrupts_held():
             from twin.cli import main
     except KeyboardInterrupt:

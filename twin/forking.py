@@ -37,6 +37,12 @@ from types import FrameType
 
 #: The SIGINTs noted while held (in this process).
 _noted: list[int] = []
+#: While held: the undo actions of the outermost hold (a nested hold adds to them) and
+#: the handler it replaced (what a forked child's release puts back).
+_outer: list[list[Callable[[], object]]] = []
+_replaced: list[Callable[[int, FrameType | None], object] | int | None] = [
+    signal.default_int_handler
+]
 
 
 def can_fork() -> bool:
@@ -58,37 +64,45 @@ def interrupts_held() -> Iterator[list[Callable[[], object]]]:
     ends, after the body's ``undo`` actions (the list it is given) have run. A child
     forked in the body never leaves it (it ends with ``os._exit``) and calls
     :func:`release_interrupts` when it is ready."""
-    undo: list[Callable[[], object]] = []
     if threading.current_thread() is not threading.main_thread():
-        yield undo  # no KeyboardInterrupt is ever raised here
+        yield []  # no KeyboardInterrupt is ever raised here
         return
-    previous = signal.signal(signal.SIGINT, _note)
-    if previous is _note:  # held already: the outer block delivers
-        yield undo
+    if _outer:  # held already: the outermost hold runs these actions and delivers
+        yield _outer[0]
         return
+    undo: list[Callable[[], object]] = []
+    _outer.append(undo)
+    _replaced[0] = signal.signal(signal.SIGINT, _note)
     try:
         yield undo
     finally:
-        signal.signal(signal.SIGINT, previous)
+        # The undo actions run while a second Ctrl-C is still only noted.
         if _noted:
-            _noted.clear()
             for action in reversed(undo):
                 action()
-            if callable(previous):  # Python's own handler raises KeyboardInterrupt
-                previous(signal.SIGINT, None)
-            elif previous == signal.SIG_DFL:
-                os.kill(os.getpid(), signal.SIGINT)
+        _outer.clear()
+        signal.signal(signal.SIGINT, _replaced[0])
+        if _noted:
+            _noted.clear()
+            _deliver(_replaced[0])
+
+
+def _deliver(handler: object) -> None:
+    if callable(handler):  # Python's own handler raises KeyboardInterrupt
+        handler(signal.SIGINT, None)
+    elif handler == signal.SIG_DFL:
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def release_interrupts(ignore: bool = False) -> None:
     """In a child forked under :func:`interrupts_held`: SIGINT ignored from now on when
-    ``ignore`` (the parent ends the child on a cancel), else Python's KeyboardInterrupt
-    again, raised here for a Ctrl-C that came since the fork."""
+    ``ignore`` (the parent ends the child on a cancel), else handled as the command
+    handled it before the hold (a KeyboardInterrupt, raised here for a Ctrl-C that came
+    since the fork; or still ignored, when the command was started ignoring it)."""
     came = bool(_noted)
     _noted.clear()
-    if ignore:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        return
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    if came:
-        raise KeyboardInterrupt
+    _outer.clear()
+    handler = signal.SIG_IGN if ignore else _replaced[0]
+    signal.signal(signal.SIGINT, handler)
+    if came and not ignore:
+        _deliver(handler)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import session_processes
+from tests.helpers import session_processes, sigint_default
 from twin.batch.eventlog import EventLog, write_events
 from twin.batch.eventswriter import MIN_DURATION_S, PIPE_BYTES, EventsWriter
 from twin.batch.report import write_all
@@ -147,6 +147,7 @@ def test_ctrl_c_during_a_run_exits_130_and_leaves_no_process(tmp_path: Path) -> 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=sigint_default,
     )
     try:
         while len(session_processes(proc.pid)) < 4 and proc.poll() is None:

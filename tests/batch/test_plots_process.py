@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import session_processes
+from tests.helpers import session_processes, sigint_default
 from twin.batch.plots import PLOT_FILES, write_plots
 from twin.batch.report import PlotProcess, write_all
 from twin.batch.simulate import SimSettings, simulate
@@ -58,6 +58,7 @@ def test_ctrl_c_during_the_run_exits_130_and_leaves_no_process(tmp_path: Path, w
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=sigint_default,
     )
     deadline = time.monotonic() + 60.0
     while len(session_processes(proc.pid)) < 2 and proc.poll() is None:  # the plot process is up

@@ -137,8 +137,15 @@ def _plot_child(
     except BaseException:  # reported by the in-process retry
         sys.exit(1)
     finally:  # the helper's pipe closed (EOF when nothing was sent), the helper joined
-        if helper is not None and not helper.finish() and sent:
-            sys.exit(1)
+        if helper is not None:
+            try:
+                drew = helper.finish()
+            except BaseException:  # a Ctrl-C while joining: no second one, a quiet exit
+                release_interrupts(ignore=True)
+                helper.finish()
+                sys.exit(1)
+            if not drew and sent:
+                sys.exit(1)
 
 
 class PlotProcess:

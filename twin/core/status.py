@@ -208,22 +208,22 @@ def line_status_bits(
             return _repeated(uniform, n)
     pf_abs = np.abs(pf)
     bits = np.zeros(n, dtype=np.int64)
+    # int(): numpy drops any error an IntEnum raises in its lookups: a Ctrl-C there was lost.
     for e in range(elements):
         v = voltage_v[e]
         bits |= (power_w[e] < 0).astype(np.int64) << StatusBit.REVERSE_L1 + e
         bits |= (v < VOLTAGE_MISSING_BELOW_V).astype(np.int64) << StatusBit.VOLTAGE_MISSING_L1 + e
         low = (v >= VOLTAGE_MISSING_BELOW_V) & (v < SUPPLY_MIN_V)
-        bits |= low.astype(np.int64) << StatusBit.UNDER_VOLTAGE
-        bits |= (v > SUPPLY_MAX_V).astype(np.int64) << StatusBit.OVER_VOLTAGE
-        bits |= (current_a[e] > max_current_a).astype(np.int64) << StatusBit.OVER_CURRENT
+        bits |= low.astype(np.int64) << int(StatusBit.UNDER_VOLTAGE)
+        bits |= (v > SUPPLY_MAX_V).astype(np.int64) << int(StatusBit.OVER_VOLTAGE)
+        bits |= (current_a[e] > max_current_a).astype(np.int64) << int(StatusBit.OVER_CURRENT)
         low_pf = (current_a[e] >= starting_current_a) & (pf_abs[e] < PF_MIN)
-        bits |= low_pf.astype(np.int64) << StatusBit.PF_BELOW_RANGE
+        bits |= low_pf.astype(np.int64) << int(StatusBit.PF_BELOW_RANGE)
     f_out = np.asarray(_frequency_out(frequency_hz), np.int64)
-    bits |= f_out << StatusBit.FREQUENCY_OUT_OF_RANGE
+    bits |= f_out << int(StatusBit.FREQUENCY_OUT_OF_RANGE)
     t_lo, t_hi = TEMPERATURE_RANGE_C
-    bits |= ((temperature_c < t_lo) | (temperature_c > t_hi)).astype(np.int64) << (
-        StatusBit.TEMPERATURE_OUT_OF_RANGE
-    )
+    hot = (temperature_c < t_lo) | (temperature_c > t_hi)
+    bits |= hot.astype(np.int64) << int(StatusBit.TEMPERATURE_OUT_OF_RANGE)
     return bits.astype(np.uint32)
 
 
