@@ -61,7 +61,8 @@ def test_ctrl_c_during_the_run_exits_130_and_leaves_no_process(tmp_path: Path, w
         preexec_fn=sigint_default,
     )
     deadline = time.monotonic() + 60.0
-    while len(session_processes(proc.pid)) < 2 and proc.poll() is None:  # the plot process is up
+    # The command, its events process (forked first), and the plot process.
+    while len(session_processes(proc.pid)) < 3 and proc.poll() is None:
         assert time.monotonic() < deadline, "no plot process appeared"
         time.sleep(0.01)
     if whom == "the process group":

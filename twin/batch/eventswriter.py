@@ -20,7 +20,9 @@ this process's own files are written. Any failure (the process killed, an error 
 it, a message that cannot be sent) makes :meth:`finish` return False, and the
 caller writes the file in-process, as without the process. Ctrl-C: the process
 ignores SIGINT; the run's cancel path ends it (:meth:`stop`), and it also ends on
-its own when this process dies (end of file on the pipe). Only a single-threaded
+its own when this process dies (end of file on the pipe, once the processes forked
+after it, which inherit a copy of the pipe's end, have ended too: they end on their
+own pipes the same way; 1.5-1.8 s after a SIGKILL of a year run). Only a single-threaded
 Linux process may fork (``twin.forking.can_fork``: the caller asks), and only
 a run of a month or more pays for the fork (``MIN_DURATION_S``).
 """
