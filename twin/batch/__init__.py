@@ -3,6 +3,7 @@ drive loop and metrology as the live twin), recorded per row and per event, and 
 report written from it (CSV/Parquet time series, events, summary, plots).
 """
 
+from twin.batch.eventlog import EventLog
 from twin.batch.plots import PLOT_FILES
 from twin.batch.recorder import Recorder
 from twin.batch.report import DATA_FILES, write_all
@@ -11,6 +12,7 @@ from twin.batch.simulate import SimResult, SimSettings, simulate, steps
 __all__ = [
     "DATA_FILES",
     "PLOT_FILES",
+    "EventLog",
     "Recorder",
     "SimResult",
     "SimSettings",
