@@ -56,15 +56,18 @@ def year_args(tmp_path: Path) -> str:
 
 @pytest.mark.parametrize("module", ["twin.cli.main", "numpy", "twin.cli.simulate"])
 def test_ctrl_c_while_the_command_loads_exits_130_quietly(tmp_path: Path, module: str) -> None:
-    """numpy turns an interrupted import into an ImportError; twin.cli.main loads
-    before the command's own handling exists; twin.cli.simulate loads as the parser is
-    built. Each is held, then exit status 130."""
+    """twin.cli.main loads before the command's own handling exists; numpy and
+    twin.cli.simulate load as the parser is built. The Ctrl-C is held until the
+    module has loaded (an import cut short half way, numpy's above all, comes out as
+    an ImportError or a traceback), then it is exit status 130, quietly."""
     code = f"MODULE = {module!r}\n{_INTERRUPT_ON_IMPORT}\n"
     code += "import sys\nsys.argv = ['minimeter', 'simulate', '--help']\n"
-    code += "from twin.__main__ import entry\nraise SystemExit(entry())\n"
+    code += "from twin.__main__ import entry\nrc = entry()\n"
+    code += "sys.stderr.write(f'loaded={MODULE in sys.modules}')\nraise SystemExit(rc)\n"
     proc = run_python(code, tmp_path)
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr and "Error" not in proc.stderr, proc.stderr
+    assert proc.stderr == "loaded=True"  # held: the import ran to its end
     assert proc.stdout == ""  # nothing ran
 
 

@@ -76,14 +76,16 @@ def interrupts_held() -> Iterator[list[Callable[[], object]]]:
     try:
         yield undo
     finally:
-        # The undo actions run while a second Ctrl-C is still only noted.
-        if _noted:
-            for action in reversed(undo):
-                action()
-        _outer.clear()
-        signal.signal(signal.SIGINT, _replaced[0])
-        if _noted:
+        came = bool(_noted)
+        try:  # the undo actions run while a second Ctrl-C is still only noted
+            if came:
+                for action in reversed(undo):
+                    action()
+        finally:  # whatever they raise, the handler is put back (else Ctrl-C stays mute)
             _noted.clear()
+            _outer.clear()
+            signal.signal(signal.SIGINT, _replaced[0])
+        if came:
             _deliver(_replaced[0])
 
 
